@@ -1,0 +1,703 @@
+//! The client's driver thread: connection, heartbeats, replies, lock table. No user code runs
+//! here; no protocol rule lives here (the lease decides when to heartbeat and when the session
+//! is over; the server decides grants).
+
+use super::ClientConfig;
+use super::{Answer, LockShared, SessionState, Shared};
+use crate::error::{Error, Result};
+use crate::events::{Event, LostReason, Sink};
+use crate::lease::{Lease, LeaseAction, LeaseConfig, LeaseState};
+use crate::proto::{
+    self, ClientMsg, ErrorReply, FrameReader, Incarnation, Reply, Request, ServerMsg, SessionId,
+};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use std::collections::{BTreeMap, HashMap};
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpStream, ToSocketAddrs};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Heartbeats travel with this bit set in their request id, so their replies go to the lease.
+const HEARTBEAT_BIT: u64 = 1 << 63;
+
+pub(crate) enum Cmd {
+    /// A user request; `reply` gets exactly one answer (none for fire-and-forget).
+    Call {
+        req: u64,
+        body: Request,
+        reply: Option<Sender<Answer>>,
+    },
+    /// The user gave up waiting for acquire `req`.
+    Cancel {
+        req: u64,
+    },
+    Subscribe(Sink),
+    Frame {
+        conn: u64,
+        msg: ServerMsg,
+    },
+    Broken {
+        conn: u64,
+    },
+    Close {
+        done: Sender<()>,
+    },
+}
+
+struct Pending {
+    body: Request,
+    reply: Option<Sender<Answer>>,
+}
+
+struct Conn {
+    stream: TcpStream,
+    id: u64,
+    reader: Option<JoinHandle<()>>,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        let _ = self.stream.shutdown(Shutdown::Both);
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+    }
+}
+
+pub(crate) struct Driver {
+    cfg: ClientConfig,
+    lease_cfg: LeaseConfig,
+    shared: Arc<Shared>,
+    tx: Sender<Cmd>,
+    rx: Receiver<Cmd>,
+    conn: Option<Conn>,
+    conn_seq: u64,
+    endpoint_idx: usize,
+    session: SessionId,
+    lease: Option<Lease>,
+    /// An open in flight: its request id and send time.
+    opening: Option<(u64, Instant)>,
+    /// When to try opening a session next, while there is none.
+    reopen_at: Option<Instant>,
+    incarnation: Option<Incarnation>,
+    pending: BTreeMap<u64, Pending>,
+    locks: HashMap<String, Arc<LockShared>>,
+    subs: Vec<Sink>,
+    seed: u64,
+}
+
+impl Driver {
+    /// Connects, opens the first session synchronously, then runs the driver on its thread.
+    pub(crate) fn start(
+        cfg: ClientConfig,
+        lease_cfg: LeaseConfig,
+        shared: Arc<Shared>,
+        tx: Sender<Cmd>,
+        rx: Receiver<Cmd>,
+    ) -> Result<JoinHandle<()>> {
+        let seed = (std::process::id() as u64) << 32 ^ shared.epoch.elapsed().as_nanos() as u64;
+        let mut d = Driver {
+            cfg,
+            lease_cfg,
+            shared,
+            tx,
+            rx,
+            conn: None,
+            conn_seq: 0,
+            endpoint_idx: 0,
+            session: 0,
+            lease: None,
+            opening: None,
+            reopen_at: None,
+            incarnation: None,
+            pending: BTreeMap::new(),
+            locks: HashMap::new(),
+            subs: vec![],
+            seed,
+        };
+        d.first_session()?;
+        Ok(std::thread::Builder::new()
+            .name("tenure-client".into())
+            .spawn(move || d.run())?)
+    }
+
+    fn emit(&mut self, ev: Event) {
+        self.subs.retain(|s| s.send(ev.clone()));
+    }
+
+    fn set_state(&self, s: SessionState) {
+        *self.shared.state.lock() = s;
+    }
+
+    /// Connects to some endpoint within `budget`; performs the handshake.
+    fn connect(&mut self, budget: Duration) -> Result<Incarnation> {
+        let mut errors = vec![];
+        let n = self.cfg.endpoints.len();
+        let start = Instant::now();
+        for i in 0..n {
+            let left = budget.saturating_sub(start.elapsed());
+            if left.is_zero() {
+                errors.push("out of time".to_string());
+                break;
+            }
+            let ep = self.cfg.endpoints[(self.endpoint_idx + i) % n].clone();
+            match self.connect_one(&ep, left.min(self.cfg.connect_timeout)) {
+                Ok(inc) => {
+                    self.endpoint_idx = (self.endpoint_idx + i) % n;
+                    return Ok(inc);
+                }
+                Err(e) => errors.push(format!("{ep}: {e}")),
+            }
+        }
+        self.endpoint_idx = (self.endpoint_idx + 1) % n.max(1);
+        Err(Error::ConnectionFailed(errors.join("; ")))
+    }
+
+    fn connect_one(&mut self, ep: &str, timeout: Duration) -> Result<Incarnation> {
+        let timeout = timeout.max(Duration::from_millis(1));
+        let addr = ep
+            .to_socket_addrs()
+            .map_err(|e| Error::ConnectionFailed(e.to_string()))?
+            .next()
+            .ok_or_else(|| Error::ConnectionFailed("address resolves to nothing".into()))?;
+        let mut s = TcpStream::connect_timeout(&addr, timeout)
+            .map_err(|e| Error::ConnectionFailed(e.to_string()))?;
+        let _ = s.set_nodelay(true);
+        s.set_read_timeout(Some(timeout))?;
+        s.set_write_timeout(Some(timeout))?;
+        let mut b = vec![];
+        proto::encode(
+            &ClientMsg::Hello {
+                magic: proto::MAGIC,
+                version: proto::PROTOCOL_VERSION,
+                client_name: self.cfg.client_name.clone(),
+            },
+            &mut b,
+        );
+        s.write_all(&b)
+            .map_err(|e| Error::ConnectionFailed(e.to_string()))?;
+        let mut reader = FrameReader::new();
+        let mut buf = [0u8; 4096];
+        let msg = loop {
+            if let Some(f) = reader
+                .next_frame()
+                .map_err(|e| Error::ConnectionFailed(e.to_string()))?
+            {
+                break proto::decode::<ServerMsg>(f)
+                    .map_err(|e| Error::ConnectionFailed(e.to_string()))?;
+            }
+            let n = s
+                .read(&mut buf)
+                .map_err(|e| Error::ConnectionFailed(format!("handshake: {e}")))?;
+            if n == 0 {
+                return Err(Error::ConnectionFailed("closed during handshake".into()));
+            }
+            reader.extend(&buf[..n]);
+        };
+        let inc = match msg {
+            ServerMsg::Welcome { incarnation, .. } => incarnation,
+            ServerMsg::Reject { reason } => {
+                return Err(Error::ConnectionFailed(format!("rejected: {reason}")))
+            }
+            other => {
+                return Err(Error::ConnectionFailed(format!(
+                    "unexpected handshake reply {other:?}"
+                )))
+            }
+        };
+        s.set_read_timeout(None)?;
+        // Writes stay bounded: a server that stops reading must not stall heartbeats forever.
+        s.set_write_timeout(Some(
+            (self.lease_cfg.ttl / 10).max(Duration::from_millis(10)),
+        ))?;
+        self.conn_seq += 1;
+        let id = self.conn_seq;
+        let mut rs = s.try_clone()?;
+        let tx = self.tx.clone();
+        let reader_thread = std::thread::Builder::new()
+            .name("tenure-client-reader".into())
+            .spawn(move || {
+                let mut buf = vec![0u8; 64 * 1024];
+                loop {
+                    match reader.next_frame() {
+                        Ok(Some(f)) => match proto::decode::<ServerMsg>(f) {
+                            Ok(msg) => {
+                                if tx.send(Cmd::Frame { conn: id, msg }).is_err() {
+                                    return;
+                                }
+                                continue;
+                            }
+                            Err(_) => break,
+                        },
+                        Ok(None) => {}
+                        Err(_) => break,
+                    }
+                    match rs.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => reader.extend(&buf[..n]),
+                    }
+                }
+                let _ = tx.send(Cmd::Broken { conn: id });
+            })?;
+        self.conn = Some(Conn {
+            stream: s,
+            id,
+            reader: Some(reader_thread),
+        });
+        Ok(inc)
+    }
+
+    fn write(&mut self, session: SessionId, req: u64, body: Request) -> bool {
+        let Some(c) = self.conn.as_mut() else {
+            return false;
+        };
+        let mut b = Vec::new();
+        proto::encode(&ClientMsg::Request { session, req, body }, &mut b);
+        if c.stream.write_all(&b).is_err() {
+            self.disconnected();
+            return false;
+        }
+        true
+    }
+
+    fn disconnected(&mut self) {
+        self.conn = None;
+        if let Some(l) = self.lease.as_mut() {
+            l.on_disconnect(Instant::now());
+        }
+    }
+
+    fn first_session(&mut self) -> Result<()> {
+        let budget = self.cfg.connect_timeout * self.cfg.endpoints.len() as u32;
+        let inc = self.connect(budget)?;
+        self.incarnation = Some(inc);
+        *self.shared.incarnation.lock() = inc;
+        self.send_open();
+        // Wait for the open's reply, bounded by the connect budget.
+        let deadline = Instant::now() + budget.max(Duration::from_secs(1));
+        while self.lease.is_none() {
+            let msg = match self.rx.recv_deadline(deadline) {
+                Ok(Cmd::Frame { msg, .. }) => msg,
+                Ok(Cmd::Broken { .. }) => {
+                    return Err(Error::ConnectionFailed(
+                        "connection closed while opening the session".into(),
+                    ))
+                }
+                Ok(other) => {
+                    // Only frames can arrive before the client exists; keep anything else.
+                    let _ = self.tx.send(other);
+                    continue;
+                }
+                Err(_) => {
+                    return Err(Error::ConnectionFailed(
+                        "no answer to opening the session".into(),
+                    ))
+                }
+            };
+            if let ServerMsg::Reply { req, result, .. } = msg {
+                if self.opening.is_some_and(|(r, _)| r == req) {
+                    if let Err(e) = result {
+                        self.conn = None;
+                        return Err(match e {
+                            ErrorReply::Invalid(s) => Error::InvalidArgument(s),
+                            ErrorReply::Limit(s) => Error::Limit(s),
+                            e => Error::Rejected(e.to_string()),
+                        });
+                    }
+                    self.on_reply(req, result);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn send_open(&mut self) {
+        let req = self.shared.req();
+        let ttl_ms = self.lease_cfg.ttl.as_millis() as u64;
+        self.opening = Some((req, Instant::now()));
+        self.write(0, req, Request::Open { ttl_ms });
+    }
+
+    fn run(mut self) {
+        loop {
+            self.tick();
+            let wake = self.next_wakeup();
+            let cmd = match wake {
+                Some(w) => match self.rx.recv_deadline(w) {
+                    Ok(c) => c,
+                    Err(RecvTimeoutError::Timeout) => continue,
+                    Err(RecvTimeoutError::Disconnected) => return,
+                },
+                None => match self.rx.recv() {
+                    Ok(c) => c,
+                    Err(_) => return,
+                },
+            };
+            match cmd {
+                Cmd::Call { req, body, reply } => self.call(req, body, reply),
+                Cmd::Cancel { req } => self.cancel(req),
+                Cmd::Subscribe(s) => self.subs.push(s),
+                Cmd::Frame { conn, msg } => {
+                    if self.conn.as_ref().is_some_and(|c| c.id == conn) {
+                        self.frame(msg);
+                    }
+                }
+                Cmd::Broken { conn } => {
+                    if self.conn.as_ref().is_some_and(|c| c.id == conn) {
+                        self.disconnected();
+                    }
+                }
+                Cmd::Close { done } => {
+                    self.close();
+                    let _ = done.send(());
+                    return;
+                }
+            }
+        }
+    }
+
+    fn next_wakeup(&self) -> Option<Instant> {
+        match (&self.lease, self.reopen_at) {
+            (Some(l), _) => l.next_wakeup(),
+            (None, r) => r,
+        }
+    }
+
+    /// Runs the lease (and session reopening) up to now.
+    fn tick(&mut self) {
+        let now = Instant::now();
+        if let Some(l) = self.lease.as_mut() {
+            for a in l.poll(now) {
+                match a {
+                    LeaseAction::SendHeartbeat { id, .. } => {
+                        if self.conn.is_none() {
+                            self.reconnect();
+                            if self.lease.is_none() {
+                                return; // the service's incarnation changed
+                            }
+                        }
+                        let s = self.session;
+                        if !self.write(s, HEARTBEAT_BIT | id, Request::Heartbeat) {
+                            if let Some(l) = self.lease.as_mut() {
+                                l.on_failure(Instant::now());
+                            }
+                        }
+                    }
+                    LeaseAction::Jeopardy { remaining } => {
+                        self.set_state(SessionState::Jeopardy);
+                        self.emit(Event::SessionJeopardy { remaining });
+                    }
+                    LeaseAction::Recovered => {
+                        self.set_state(SessionState::Connected);
+                        self.emit(Event::SessionRecovered);
+                    }
+                    LeaseAction::Expired => {
+                        self.session_over(LostReason::SessionExpired, None);
+                        return;
+                    }
+                }
+            }
+            if let Some(l) = &self.lease {
+                if l.state() != LeaseState::Expired {
+                    self.shared.set_deadline(Some(l.deadline()));
+                }
+            }
+        } else if self.reopen_at.is_some_and(|t| now >= t) {
+            self.reopen_at = None;
+            if self.conn.is_none() {
+                let budget = self.cfg.connect_timeout;
+                match self.connect(budget) {
+                    Ok(inc) => {
+                        if !self.check_incarnation(inc) {
+                            return;
+                        }
+                    }
+                    Err(_) => {
+                        self.reopen_at = Some(now + self.reopen_gap());
+                        return;
+                    }
+                }
+            }
+            self.send_open();
+            self.reopen_at =
+                Some(Instant::now() + self.reopen_gap().max(self.lease_cfg.heartbeat_timeout));
+        }
+    }
+
+    fn reopen_gap(&self) -> Duration {
+        (self.lease_cfg.ttl / 10).clamp(Duration::from_millis(20), Duration::from_secs(1))
+    }
+
+    /// Reconnects within what is left of the lease; resends requests in flight.
+    fn reconnect(&mut self) {
+        let left = self
+            .lease
+            .as_ref()
+            .map(|l| l.deadline().saturating_duration_since(Instant::now()))
+            .unwrap_or(self.cfg.connect_timeout);
+        match self.connect(left) {
+            Ok(inc) => {
+                if !self.check_incarnation(inc) {
+                    return;
+                }
+                let s = self.session;
+                let reqs: Vec<(u64, Request)> = self
+                    .pending
+                    .iter()
+                    .map(|(k, p)| (*k, p.body.clone()))
+                    .collect();
+                for (req, body) in reqs {
+                    let session = if matches!(body, Request::Status) {
+                        0
+                    } else {
+                        s
+                    };
+                    if !self.write(session, req, body) {
+                        break;
+                    }
+                }
+            }
+            Err(_) => {
+                if let Some(l) = self.lease.as_mut() {
+                    l.on_failure(Instant::now());
+                }
+            }
+        }
+    }
+
+    /// False when the service's incarnation changed: the state, and our session, are gone.
+    fn check_incarnation(&mut self, inc: Incarnation) -> bool {
+        match self.incarnation {
+            Some(old) if old != inc => {
+                self.incarnation = Some(inc);
+                *self.shared.incarnation.lock() = inc;
+                self.session_over(LostReason::DataLost, Some((old, inc)));
+                false
+            }
+            _ => {
+                self.incarnation = Some(inc);
+                *self.shared.incarnation.lock() = inc;
+                true
+            }
+        }
+    }
+
+    /// The session is over: report every lock lost first, then the session event, fail what
+    /// was waiting, and plan a new session.
+    fn session_over(&mut self, reason: LostReason, data_lost: Option<(Incarnation, Incarnation)>) {
+        self.shared.set_deadline(None);
+        self.shared.generation.fetch_add(1, Ordering::AcqRel);
+        for (_, l) in self.locks.drain().collect::<Vec<_>>() {
+            if let Some(ev) = l.mark_lost(reason) {
+                self.emit(ev);
+            }
+        }
+        let err = match data_lost {
+            Some((old, new)) => {
+                self.emit(Event::DataLost { old, new });
+                Error::DataLost
+            }
+            None => {
+                self.emit(Event::SessionExpired);
+                Error::SessionExpired
+            }
+        };
+        for (_, p) in std::mem::take(&mut self.pending) {
+            if let Some(r) = p.reply {
+                let _ = r.send(Err(err.clone()));
+            }
+        }
+        self.lease = None;
+        self.session = 0;
+        self.shared.session.store(0, Ordering::Release);
+        self.opening = None;
+        self.set_state(SessionState::Expired);
+        if self.cfg.reopen && !self.shared.closed.load(Ordering::Acquire) {
+            self.reopen_at = Some(Instant::now());
+        }
+    }
+
+    fn call(&mut self, req: u64, body: Request, reply: Option<Sender<Answer>>) {
+        if self.lease.is_none() && !matches!(body, Request::Status) {
+            if matches!(body, Request::Release { .. }) {
+                // No session, so nothing is held: the release is done already.
+                if let Some(r) = reply {
+                    let _ = r.send(Err(Error::SessionExpired));
+                }
+                return;
+            }
+            if let Some(r) = reply {
+                let _ = r.send(Err(Error::SessionExpired));
+            }
+            return;
+        }
+        if let Request::Release { name, token } = &body {
+            // From now on a loss of this lock is not reported: the user gave it up.
+            if self.locks.get(name).is_some_and(|l| l.token == *token) {
+                self.locks.remove(name);
+            }
+        }
+        let session = if matches!(body, Request::Status) {
+            0
+        } else {
+            self.session
+        };
+        self.pending.insert(
+            req,
+            Pending {
+                body: body.clone(),
+                reply,
+            },
+        );
+        if self.conn.is_some() {
+            self.write(session, req, body);
+        }
+    }
+
+    fn cancel(&mut self, req: u64) {
+        if let Some(p) = self.pending.remove(&req) {
+            if let Some(r) = p.reply {
+                let _ = r.send(Err(Error::Timeout));
+            }
+            // Tell the server; it removes the waiter, or gives back a grant that raced us.
+            let c = self.shared.req();
+            self.call(c, Request::Cancel { target: req }, None);
+        }
+    }
+
+    fn frame(&mut self, msg: ServerMsg) {
+        if let ServerMsg::Reply { req, result, .. } = msg {
+            self.on_reply(req, result);
+        }
+    }
+
+    fn on_reply(&mut self, req: u64, result: Result<Reply, ErrorReply>) {
+        let now = Instant::now();
+        if req & HEARTBEAT_BIT != 0 {
+            match result {
+                Ok(_) => {
+                    if let Some(l) = self.lease.as_mut() {
+                        l.on_ack(req & !HEARTBEAT_BIT, now);
+                    }
+                }
+                Err(ErrorReply::UnknownSession) => {
+                    self.session_over(LostReason::SessionExpired, None)
+                }
+                Err(_) => {
+                    if let Some(l) = self.lease.as_mut() {
+                        l.on_failure(now);
+                    }
+                }
+            }
+            return;
+        }
+        if let Some((open_req, sent)) = self.opening {
+            if open_req == req {
+                self.opening = None;
+                match result {
+                    Ok(Reply::Opened { session, .. }) => {
+                        self.session = session;
+                        self.shared.session.store(session, Ordering::Release);
+                        self.seed = self.seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+                        let lease = Lease::new(self.lease_cfg.clone(), sent, self.seed);
+                        self.shared.set_deadline(Some(lease.deadline()));
+                        self.lease = Some(lease);
+                        self.reopen_at = None;
+                        self.set_state(SessionState::Connected);
+                        let inc = self.incarnation.unwrap_or(0);
+                        self.emit(Event::SessionConnected {
+                            session,
+                            incarnation: inc,
+                        });
+                    }
+                    _ => self.reopen_at = Some(now + self.reopen_gap()),
+                }
+                return;
+            }
+        }
+        let Some(p) = self.pending.remove(&req) else {
+            return;
+        };
+        let answer: Answer = match result {
+            Ok(Reply::Granted { name, token }) => {
+                let gen = self.shared.generation.load(Ordering::Acquire);
+                let l = LockShared::new(name.clone(), token, gen);
+                self.locks.insert(name.clone(), l.clone());
+                self.emit(Event::LockAcquired {
+                    name: name.clone(),
+                    token,
+                });
+                let answer = Ok((
+                    Reply::Granted {
+                        name: name.clone(),
+                        token,
+                    },
+                    Some(l),
+                ));
+                match p.reply {
+                    Some(r) if r.send(answer).is_ok() => {}
+                    _ => {
+                        // Nobody waits for this grant any more: give it back.
+                        self.locks.remove(&name);
+                        let c = self.shared.req();
+                        self.call(c, Request::Release { name, token }, None);
+                    }
+                }
+                return;
+            }
+            Ok(r) => Ok((r, None)),
+            Err(ErrorReply::UnknownSession) => {
+                if let Some(r) = p.reply {
+                    let _ = r.send(Err(Error::SessionExpired));
+                }
+                self.session_over(LostReason::SessionExpired, None);
+                return;
+            }
+            Err(ErrorReply::Invalid(s)) => Err(Error::InvalidArgument(s)),
+            Err(ErrorReply::Limit(s)) => Err(Error::Limit(s)),
+            Err(e) => Err(Error::Rejected(e.to_string())),
+        };
+        if let Some(r) = p.reply {
+            let _ = r.send(answer);
+        }
+    }
+
+    fn close(&mut self) {
+        self.set_state(SessionState::Closed);
+        self.shared.set_deadline(None);
+        self.shared.generation.fetch_add(1, Ordering::AcqRel);
+        for (_, l) in self.locks.drain().collect::<Vec<_>>() {
+            if let Some(ev) = l.mark_lost(LostReason::Closed) {
+                self.emit(ev);
+            }
+        }
+        for (_, p) in std::mem::take(&mut self.pending) {
+            if let Some(r) = p.reply {
+                let _ = r.send(Err(Error::Closed));
+            }
+        }
+        if self.lease.is_some() && self.conn.is_some() {
+            // Close the session on the server so its locks go to waiters now, not at expiry.
+            let req = self.shared.req();
+            let s = self.session;
+            if self.write(s, req, Request::Close) {
+                let deadline = Instant::now() + Duration::from_secs(1);
+                while let Ok(cmd) = self.rx.recv_deadline(deadline) {
+                    if let Cmd::Frame {
+                        msg: ServerMsg::Reply { req: r, .. },
+                        ..
+                    } = cmd
+                    {
+                        if r == req {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        self.lease = None;
+        self.conn = None;
+    }
+}

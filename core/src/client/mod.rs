@@ -1,0 +1,602 @@
+//! The client runtime: a session kept alive on a library thread, locks with fencing tokens and
+//! lost callbacks, reconnection and resending of in-flight requests.
+//!
+//! Threads of a client:
+//! - the *driver* owns the connection's write side, the [`Lease`](crate::lease::Lease) machine
+//!   and the table of held locks; it sends heartbeats, reconnects, and turns replies into
+//!   outcomes. It never runs user code.
+//! - a *reader* per connection turns frames into messages for the driver.
+//! - a dispatcher per subscription runs user callbacks ([`crate::events`]).
+//!
+//! User calls (`lock`, `release`, ...) put a command on the driver's queue and wait for its
+//! answer on a channel of their own. The rules of the lease (heartbeat schedule, deadline,
+//! retries) are in [`crate::lease`]; this module only acts on what the lease asks.
+
+mod driver;
+
+use crate::error::{Error, Result};
+use crate::events::{Callback, Event, LostReason, Sink, Subscription};
+use crate::lease::LeaseConfig;
+use crate::proto::{self, Incarnation, Reply, Request, SessionId, StatusInfo, Token};
+use crate::retry::{InverseExponential, RetryPolicy};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use driver::{Cmd, Driver};
+use parking_lot::Mutex;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Longest timeout accepted by blocking calls; longer ones are refused (a year).
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// Configuration of a client.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// Server endpoints (`host:port`), tried in order.
+    pub endpoints: Vec<String>,
+    /// Session TTL (default 10 s).
+    pub session_ttl: Duration,
+    /// Clock-drift allowance as a fraction of the TTL (default 0.01).
+    pub drift_ratio: f64,
+    /// Safety margin taken off the client's deadline (default 0).
+    pub safety_margin: Duration,
+    /// Retry policy in jeopardy (default inverse exponential).
+    pub retry: Arc<dyn RetryPolicy>,
+    /// Longest wait for one connection attempt (default 1 s).
+    pub connect_timeout: Duration,
+    /// Open a new session automatically after the old one expired (default true). Locks are
+    /// never re-taken.
+    pub reopen: bool,
+    /// A name shown in logs and `tenure status`.
+    pub client_name: String,
+}
+
+impl ClientConfig {
+    /// Defaults for a list of endpoints.
+    pub fn new<S: Into<String>>(endpoints: impl IntoIterator<Item = S>) -> Self {
+        ClientConfig {
+            endpoints: endpoints.into_iter().map(Into::into).collect(),
+            session_ttl: Duration::from_secs(10),
+            drift_ratio: 0.01,
+            safety_margin: Duration::ZERO,
+            retry: Arc::new(InverseExponential::default()),
+            connect_timeout: Duration::from_secs(1),
+            reopen: true,
+            client_name: format!("pid-{}", std::process::id()),
+        }
+    }
+
+    /// Sets the session TTL.
+    pub fn session_ttl(mut self, ttl: Duration) -> Self {
+        self.session_ttl = ttl;
+        self
+    }
+
+    /// Sets the retry policy used in jeopardy.
+    pub fn retry(mut self, p: Arc<dyn RetryPolicy>) -> Self {
+        self.retry = p;
+        self
+    }
+
+    fn lease_config(&self) -> LeaseConfig {
+        let mut c = LeaseConfig::new(self.session_ttl);
+        c.drift_ratio = self.drift_ratio;
+        c.safety_margin = self.safety_margin;
+        c.retry = self.retry.clone();
+        c
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.endpoints.is_empty() {
+            return Err(Error::InvalidArgument("no endpoints given".into()));
+        }
+        for e in &self.endpoints {
+            if e.is_empty() || e.contains('\0') {
+                return Err(Error::InvalidArgument(format!(
+                    "endpoint {e:?} is not host:port"
+                )));
+            }
+        }
+        let ms = self.session_ttl.as_millis();
+        let (lo, hi) = (
+            crate::server::state::MIN_TTL_MS as u128,
+            crate::server::state::MAX_TTL_MS as u128,
+        );
+        if ms < lo || ms > hi {
+            return Err(Error::InvalidArgument(format!(
+                "session TTL {:?} is outside {lo} ms ..= {hi} ms",
+                self.session_ttl
+            )));
+        }
+        if !(0.0..0.5).contains(&self.drift_ratio) || self.drift_ratio.is_nan() {
+            return Err(Error::InvalidArgument(format!(
+                "drift ratio {} is outside [0, 0.5)",
+                self.drift_ratio
+            )));
+        }
+        if self.safety_margin >= self.session_ttl / 2 {
+            return Err(Error::InvalidArgument(
+                "safety margin must be under half the TTL".into(),
+            ));
+        }
+        if self.connect_timeout.is_zero() || self.connect_timeout > MAX_TIMEOUT {
+            return Err(Error::InvalidArgument(
+                "connect timeout must be positive".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The session state as the client sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionState {
+    /// Heartbeats are answered.
+    Connected,
+    /// A heartbeat failed; retrying until the deadline.
+    Jeopardy,
+    /// The session expired; a new one is being opened (if `reopen`).
+    Expired,
+    /// The client is closed.
+    Closed,
+}
+
+/// State shared between the driver and the handles; read without messages.
+pub(crate) struct Shared {
+    epoch: Instant,
+    /// Client deadline in ns since `epoch`; 0 when there is no valid session.
+    deadline_ns: AtomicU64,
+    /// Increments with every new session.
+    generation: AtomicU64,
+    session: AtomicU64,
+    closed: AtomicBool,
+    state: Mutex<SessionState>,
+    incarnation: Mutex<Incarnation>,
+    next_req: AtomicU64,
+}
+
+impl Shared {
+    pub(crate) fn set_deadline(&self, d: Option<Instant>) {
+        let ns = match d {
+            Some(d) => (d.saturating_duration_since(self.epoch).as_nanos() as u64).max(1),
+            None => 0,
+        };
+        self.deadline_ns.store(ns, Ordering::Release);
+    }
+    fn valid_now(&self) -> bool {
+        let d = self.deadline_ns.load(Ordering::Acquire);
+        d != 0 && (self.epoch.elapsed().as_nanos() as u64) < d
+    }
+    fn req(&self) -> u64 {
+        self.next_req.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+/// The shared record of one held lock, between its [`Lock`] handle and the driver.
+pub(crate) struct LockShared {
+    name: String,
+    token: Token,
+    generation: u64,
+    inner: Mutex<LockInner>,
+}
+
+struct LockInner {
+    lost: Option<LostReason>,
+    released: bool,
+    sinks: Vec<Sink>,
+    subs: Vec<Subscription>,
+}
+
+impl LockShared {
+    pub(crate) fn new(name: String, token: Token, generation: u64) -> Arc<Self> {
+        Arc::new(LockShared {
+            name,
+            token,
+            generation,
+            inner: Mutex::new(LockInner {
+                lost: None,
+                released: false,
+                sinks: vec![],
+                subs: vec![],
+            }),
+        })
+    }
+
+    /// Marks the lock lost and queues the lost event for its callbacks. Returns the event, or
+    /// None when it was already lost or released.
+    pub(crate) fn mark_lost(&self, reason: LostReason) -> Option<Event> {
+        let mut g = self.inner.lock();
+        if g.lost.is_some() || g.released {
+            return None;
+        }
+        g.lost = Some(reason);
+        let ev = Event::LockLost {
+            name: self.name.clone(),
+            token: self.token,
+            reason,
+        };
+        for s in &g.sinks {
+            s.send(ev.clone());
+        }
+        Some(ev)
+    }
+}
+
+/// A request in flight, as the user's thread sees it.
+pub(crate) type Answer = Result<(Reply, Option<Arc<LockShared>>)>;
+
+struct Inner {
+    tx: Sender<Cmd>,
+    shared: Arc<Shared>,
+    driver: Mutex<Option<JoinHandle<()>>>,
+    ttl: Duration,
+}
+
+/// A connection to the tenure service with one session. Cheap to clone (clones share the
+/// session); `Send + Sync`. The session is closed, and its locks released, when
+/// [`Client::close`] is called or the last clone is dropped.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("session", &self.session_id())
+            .field("state", &self.state())
+            .finish()
+    }
+}
+
+fn check_timeout(t: Duration) -> Result<()> {
+    if t > MAX_TIMEOUT {
+        return Err(Error::InvalidArgument(format!(
+            "timeout {t:?} is larger than the limit of {MAX_TIMEOUT:?}"
+        )));
+    }
+    Ok(())
+}
+
+/// Converts a timeout in seconds (as given by the CLI and the bindings) to a duration,
+/// refusing negative, NaN and absurd values.
+pub fn timeout_from_secs(secs: f64) -> Result<Duration> {
+    if !secs.is_finite() || secs < 0.0 {
+        return Err(Error::InvalidArgument(format!(
+            "timeout {secs} s must be a finite number of seconds, zero or more"
+        )));
+    }
+    if secs > MAX_TIMEOUT.as_secs_f64() {
+        return Err(Error::InvalidArgument(format!(
+            "timeout {secs} s is larger than the limit of {} s",
+            MAX_TIMEOUT.as_secs()
+        )));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+impl Client {
+    /// Connects to the first reachable endpoint, opens a session and starts keeping it alive.
+    /// Fails with [`Error::ConnectionFailed`] when no endpoint answers.
+    pub fn connect(cfg: ClientConfig) -> Result<Client> {
+        cfg.validate()?;
+        let shared = Arc::new(Shared {
+            epoch: Instant::now(),
+            deadline_ns: AtomicU64::new(0),
+            generation: AtomicU64::new(0),
+            session: AtomicU64::new(0),
+            closed: AtomicBool::new(false),
+            state: Mutex::new(SessionState::Expired),
+            incarnation: Mutex::new(0),
+            next_req: AtomicU64::new(1),
+        });
+        let (tx, rx) = crossbeam_channel::bounded(65_536);
+        let ttl = cfg.session_ttl;
+        let driver = Driver::start(
+            cfg.clone(),
+            cfg.lease_config(),
+            shared.clone(),
+            tx.clone(),
+            rx,
+        )?;
+        Ok(Client {
+            inner: Arc::new(Inner {
+                tx,
+                shared,
+                driver: Mutex::new(Some(driver)),
+                ttl,
+            }),
+        })
+    }
+
+    /// The current session id (0 while none is open).
+    pub fn session_id(&self) -> SessionId {
+        self.inner.shared.session.load(Ordering::Acquire)
+    }
+
+    /// The incarnation token of the service, as learnt at the last connection.
+    pub fn incarnation(&self) -> Incarnation {
+        *self.inner.shared.incarnation.lock()
+    }
+
+    /// The session state.
+    pub fn state(&self) -> SessionState {
+        *self.inner.shared.state.lock()
+    }
+
+    /// True while the session's lease is valid by the client's own deadline.
+    pub fn is_connected(&self) -> bool {
+        !self.inner.shared.closed.load(Ordering::Acquire) && self.inner.shared.valid_now()
+    }
+
+    /// Delivers every event of this client (session, locks, data loss) to `callback`, on a
+    /// dispatcher thread of the subscription's own.
+    pub fn subscribe(
+        &self,
+        callback: impl Fn(Event) + Send + Sync + 'static,
+    ) -> Result<Subscription> {
+        self.check_open()?;
+        let (sub, sink) = Subscription::start("client", Arc::new(callback) as Callback);
+        self.send(Cmd::Subscribe(sink))?;
+        Ok(sub)
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.inner.shared.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        Ok(())
+    }
+
+    fn send(&self, cmd: Cmd) -> Result<()> {
+        self.inner.tx.send(cmd).map_err(|_| Error::Closed)
+    }
+
+    fn call(
+        &self,
+        body: Request,
+        timeout: Duration,
+    ) -> Result<(u64, Receiver<Answer>, Result<Answer, RecvTimeoutError>)> {
+        self.check_open()?;
+        let req = self.inner.shared.req();
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.send(Cmd::Call {
+            req,
+            body,
+            reply: Some(tx),
+        })?;
+        let r = rx.recv_timeout(timeout);
+        Ok((req, rx, r))
+    }
+
+    /// Waits up to `timeout` for the lock `name`. Waiters are served in arrival order. Fails
+    /// with [`Error::Timeout`] when the time passes; no lock is then held.
+    pub fn lock(&self, name: &str, timeout: Duration) -> Result<Lock> {
+        proto::validate_name(name).map_err(Error::InvalidArgument)?;
+        check_timeout(timeout)?;
+        let body = Request::Acquire {
+            name: name.to_string(),
+            wait: true,
+        };
+        let (req, rx, r) = self.call(body, timeout)?;
+        match r {
+            Ok(a) => self.lock_from(a),
+            Err(RecvTimeoutError::Disconnected) => Err(Error::Closed),
+            Err(RecvTimeoutError::Timeout) => {
+                // Give up: the driver answers exactly once more, either with the grant that
+                // raced the cancel (which we release) or with the cancellation.
+                self.send(Cmd::Cancel { req })?;
+                match rx.recv_timeout(self.inner.ttl.max(Duration::from_secs(1))) {
+                    Ok(Ok((_, Some(l)))) => {
+                        drop(Lock {
+                            client: self.clone(),
+                            shared: l,
+                        });
+                        Err(Error::Timeout)
+                    }
+                    _ => Err(Error::Timeout),
+                }
+            }
+        }
+    }
+
+    /// Takes the lock `name` if it is free; `Ok(None)` when another session holds it.
+    pub fn try_lock(&self, name: &str) -> Result<Option<Lock>> {
+        proto::validate_name(name).map_err(Error::InvalidArgument)?;
+        let body = Request::Acquire {
+            name: name.to_string(),
+            wait: false,
+        };
+        let wait = self.inner.ttl.max(Duration::from_secs(5));
+        let (req, _rx, r) = self.call(body, wait)?;
+        match r {
+            Ok(Ok((Reply::Busy, _))) => Ok(None),
+            Ok(a) => self.lock_from(a).map(Some),
+            Err(RecvTimeoutError::Disconnected) => Err(Error::Closed),
+            Err(RecvTimeoutError::Timeout) => {
+                let _ = self.send(Cmd::Cancel { req });
+                Err(Error::ConnectionFailed("no answer from the service".into()))
+            }
+        }
+    }
+
+    fn lock_from(&self, a: Answer) -> Result<Lock> {
+        match a? {
+            (_, Some(l)) => Ok(Lock {
+                client: self.clone(),
+                shared: l,
+            }),
+            (r, None) => Err(Error::Rejected(format!("unexpected reply {r:?}"))),
+        }
+    }
+
+    /// The service's sessions and locks.
+    pub fn status(&self) -> Result<StatusInfo> {
+        let (_, _, r) = self.call(Request::Status, self.inner.ttl.max(Duration::from_secs(5)))?;
+        match r {
+            Ok(Ok((Reply::Status(s), _))) => Ok(s),
+            Ok(Ok((r, _))) => Err(Error::Rejected(format!("unexpected reply {r:?}"))),
+            Ok(Err(e)) => Err(e),
+            Err(RecvTimeoutError::Timeout) => {
+                Err(Error::ConnectionFailed("no answer from the service".into()))
+            }
+            Err(RecvTimeoutError::Disconnected) => Err(Error::Closed),
+        }
+    }
+
+    /// Closes the session: every held lock is reported lost with reason `closed` and released
+    /// on the server, and later calls fail with [`Error::Closed`]. Idempotent.
+    pub fn close(&self) {
+        if self.inner.shared.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        if self.inner.tx.send(Cmd::Close { done: tx }).is_ok() {
+            let _ = rx.recv_timeout(Duration::from_secs(2));
+        }
+        if let Some(t) = self.inner.driver.lock().take() {
+            if std::thread::current().id() != t.thread().id() {
+                let _ = t.join();
+            }
+        }
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if !self.shared.closed.swap(true, Ordering::AcqRel) {
+            let (tx, rx) = crossbeam_channel::bounded(1);
+            if self.tx.send(Cmd::Close { done: tx }).is_ok() {
+                let _ = rx.recv_timeout(Duration::from_secs(2));
+            }
+        }
+        if let Some(t) = self.driver.lock().take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A held lock. Dropping it releases it.
+pub struct Lock {
+    client: Client,
+    shared: Arc<LockShared>,
+}
+
+impl fmt::Debug for Lock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Lock")
+            .field("name", &self.shared.name)
+            .field("token", &self.shared.token)
+            .field("held", &self.is_held())
+            .finish()
+    }
+}
+
+impl Lock {
+    /// The lock's name.
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// The fencing token of this grant: larger than every token granted before it, for any
+    /// lock of the service. Pass it to the resources you write, and have them refuse tokens
+    /// older than the newest they have seen.
+    pub fn fencing_token(&self) -> Token {
+        self.shared.token
+    }
+
+    /// True while the lock is held: not released, not reported lost, and the session's lease
+    /// valid by the client's own deadline. It turns false at the deadline with no message
+    /// needed, before the server could grant the lock to anyone else.
+    pub fn is_held(&self) -> bool {
+        let g = self.shared.inner.lock();
+        !g.released
+            && g.lost.is_none()
+            && self.client.inner.shared.generation.load(Ordering::Acquire) == self.shared.generation
+            && self.client.inner.shared.valid_now()
+    }
+
+    /// Why the lock was lost, once it was.
+    pub fn lost_reason(&self) -> Option<LostReason> {
+        self.shared.inner.lock().lost
+    }
+
+    /// Calls `callback` with the `lock_lost` event when the lock is lost, on a dispatcher
+    /// thread; at once (on that thread) if it is lost already. It fires no later than the
+    /// client's lease deadline. Releasing the lock is not a loss.
+    pub fn on_lost(&self, callback: impl Fn(Event) + Send + Sync + 'static) {
+        let (sub, sink) = Subscription::start("lock", Arc::new(callback) as Callback);
+        let mut g = self.shared.inner.lock();
+        if let Some(reason) = g.lost {
+            sink.send(Event::LockLost {
+                name: self.shared.name.clone(),
+                token: self.shared.token,
+                reason,
+            });
+        }
+        g.sinks.push(sink);
+        g.subs.push(sub);
+    }
+
+    /// Releases the lock and waits for the server to confirm. Fails with
+    /// [`Error::NotHeld`] when the lock had already been lost.
+    pub fn release(self) -> Result<()> {
+        self.release_inner(true)
+    }
+
+    fn release_inner(&self, wait: bool) -> Result<()> {
+        {
+            let mut g = self.shared.inner.lock();
+            if g.released {
+                return Ok(());
+            }
+            g.released = true;
+            if g.lost.is_some() {
+                return Err(Error::NotHeld);
+            }
+        }
+        let req = self.client.inner.shared.req();
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let body = Request::Release {
+            name: self.shared.name.clone(),
+            token: self.shared.token,
+        };
+        if self
+            .client
+            .inner
+            .tx
+            .send(Cmd::Call {
+                req,
+                body,
+                reply: wait.then_some(tx),
+            })
+            .is_err()
+        {
+            return Ok(()); // client closed: the session, and the lock, are gone
+        }
+        if !wait {
+            return Ok(());
+        }
+        match rx.recv_timeout(self.client.inner.ttl) {
+            Ok(Ok(_)) => Ok(()),
+            // The session is gone, so the lock is too.
+            Ok(Err(Error::SessionExpired)) | Ok(Err(Error::DataLost)) | Ok(Err(Error::Closed)) => {
+                Ok(())
+            }
+            Ok(Err(Error::Rejected(_))) => Err(Error::NotHeld),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Ok(()), // not confirmed within a TTL: the lease has lapsed by now
+        }
+    }
+}
+
+impl Drop for Lock {
+    fn drop(&mut self) {
+        let _ = self.release_inner(false);
+        // Stop this lock's callbacks, unless we are inside one of them.
+        let subs = std::mem::take(&mut self.shared.inner.lock().subs);
+        drop(subs);
+    }
+}

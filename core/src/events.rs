@@ -1,0 +1,282 @@
+//! The event vocabulary (SPEC 4) and its delivery to user callbacks (SPEC 2.3).
+//!
+//! Library threads (heartbeats, I/O) never call user code. They put events on the bounded
+//! queue of each subscription; each subscription has a dispatcher thread that runs its
+//! callback. A callback that blocks delays later events of its own subscription and nothing
+//! else. A callback that panics is reported on stderr and the dispatcher goes on.
+//!
+//! Queues hold at most [`QUEUE_CAPACITY`] events. When a subscriber falls that far behind, new
+//! events for it are dropped and counted ([`Subscription::dropped`]); the state they describe
+//! stays readable (`Lock::is_held`, `Client::state`).
+
+use crate::proto::{Incarnation, SessionId, Token};
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::{JoinHandle, ThreadId};
+use std::time::Duration;
+
+/// Events queued per subscription before new ones are dropped.
+pub const QUEUE_CAPACITY: usize = 65_536;
+
+/// Why a lock was lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LostReason {
+    /// The session's lease ended (the client's deadline passed, or the server no longer knows
+    /// the session).
+    SessionExpired,
+    /// An administrator released it.
+    Revoked,
+    /// The service lost its state (its incarnation changed).
+    DataLost,
+    /// The client was closed while holding it.
+    Closed,
+}
+
+impl LostReason {
+    /// The stable lowercase name used in every language.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            LostReason::SessionExpired => "session_expired",
+            LostReason::Revoked => "revoked",
+            LostReason::DataLost => "data_lost",
+            LostReason::Closed => "closed",
+        }
+    }
+}
+
+impl fmt::Display for LostReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Something that happened to a client, its session or its locks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// A session was opened or re-opened.
+    SessionConnected {
+        /// The session id.
+        session: SessionId,
+        /// The service's incarnation token.
+        incarnation: Incarnation,
+    },
+    /// A heartbeat failed; retries have started.
+    SessionJeopardy {
+        /// Time left until the client's deadline.
+        remaining: Duration,
+    },
+    /// A retry succeeded before the deadline.
+    SessionRecovered,
+    /// The client's deadline passed; every lock of the session was reported lost first.
+    SessionExpired,
+    /// A waiting acquire was granted.
+    LockAcquired {
+        /// Lock name.
+        name: String,
+        /// Fencing token of the grant.
+        token: Token,
+    },
+    /// A held lock is lost.
+    LockLost {
+        /// Lock name.
+        name: String,
+        /// Fencing token of the lost grant.
+        token: Token,
+        /// Why.
+        reason: LostReason,
+    },
+    /// The service's state was lost: its incarnation changed.
+    DataLost {
+        /// The incarnation the client knew.
+        old: Incarnation,
+        /// The new one.
+        new: Incarnation,
+    },
+}
+
+impl Event {
+    /// The stable event name used in every language.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Event::SessionConnected { .. } => "connected",
+            Event::SessionJeopardy { .. } => "jeopardy",
+            Event::SessionRecovered => "recovered",
+            Event::SessionExpired => "expired",
+            Event::LockAcquired { .. } => "lock_acquired",
+            Event::LockLost { .. } => "lock_lost",
+            Event::DataLost { .. } => "data_lost",
+        }
+    }
+}
+
+/// A callback receiving events.
+pub type Callback = Arc<dyn Fn(Event) + Send + Sync>;
+
+/// The sending side of a subscription, held by library threads.
+#[derive(Clone)]
+pub(crate) struct Sink {
+    tx: Sender<Event>,
+    closed: Arc<AtomicBool>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl Sink {
+    /// Queues an event without blocking. False when the subscription is closed, so the owner
+    /// can forget the sink.
+    pub(crate) fn send(&self, ev: Event) -> bool {
+        if self.closed.load(Ordering::Acquire) {
+            return false;
+        }
+        match self.tx.try_send(ev) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_)) => {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            Err(TrySendError::Disconnected(_)) => false,
+        }
+    }
+}
+
+/// A live subscription: its dispatcher thread runs the callback until the subscription is
+/// closed or dropped.
+///
+/// Guarantees: the callback runs on the subscription's own thread, one event at a time, in
+/// the order the events happened. After [`Subscription::close`] (or drop) returns, the
+/// callback does not run again; if a call is running, close waits for it to return, except
+/// when close is called from inside that callback, where it returns at once.
+pub struct Subscription {
+    stop: Option<Sender<()>>,
+    closed: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+    thread_id: ThreadId,
+    dropped: Arc<AtomicU64>,
+}
+
+impl fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Subscription").finish_non_exhaustive()
+    }
+}
+
+impl Subscription {
+    /// Starts a dispatcher thread for `callback`; returns the subscription and its sink.
+    pub(crate) fn start(name: &str, callback: Callback) -> (Subscription, Sink) {
+        let (tx, rx): (Sender<Event>, Receiver<Event>) = crossbeam_channel::bounded(QUEUE_CAPACITY);
+        let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(1);
+        let dropped = Arc::new(AtomicU64::new(0));
+        let closed = Arc::new(AtomicBool::new(false));
+        let closed2 = closed.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("tenure-dispatch-{name}"))
+            .spawn(move || loop {
+                crossbeam_channel::select! {
+                    recv(stop_rx) -> _ => break,
+                    recv(rx) -> ev => {
+                        let Ok(ev) = ev else { break };
+                        if closed2.load(Ordering::Acquire) {
+                            break;
+                        }
+                        let kind = ev.kind();
+                        let cb = &callback;
+                        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cb(ev))).is_err() {
+                            eprintln!("tenure: an event callback panicked on a {kind} event; later events are still delivered");
+                        }
+                    }
+                }
+            })
+            .expect("spawn dispatcher thread");
+        let thread_id = thread.thread().id();
+        (
+            Subscription {
+                stop: Some(stop_tx),
+                closed: closed.clone(),
+                thread: Some(thread),
+                thread_id,
+                dropped: dropped.clone(),
+            },
+            Sink {
+                tx,
+                closed,
+                dropped,
+            },
+        )
+    }
+
+    /// Events dropped because the queue was full.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Stops delivery (see the type's guarantees).
+    pub fn close(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        self.closed.store(true, Ordering::Release);
+        if let Some(s) = self.stop.take() {
+            let _ = s.try_send(());
+        }
+        if let Some(t) = self.thread.take() {
+            if std::thread::current().id() != self.thread_id {
+                let _ = t.join();
+            }
+        }
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use parking_lot::Mutex;
+
+    #[test]
+    fn events_arrive_in_order_and_close_stops_them() {
+        let seen = Arc::new(Mutex::new(vec![]));
+        let s2 = seen.clone();
+        let (sub, sink) = Subscription::start("t", Arc::new(move |e: Event| s2.lock().push(e)));
+        for _ in 0..100 {
+            assert!(sink.send(Event::SessionRecovered));
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while seen.lock().len() < 100 {
+            assert!(std::time::Instant::now() < deadline, "events not delivered");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        sub.close();
+        assert!(!sink.send(Event::SessionExpired));
+        assert_eq!(seen.lock().len(), 100);
+    }
+
+    #[test]
+    fn a_panicking_callback_does_not_stop_delivery() {
+        let n = Arc::new(AtomicU64::new(0));
+        let n2 = n.clone();
+        let (sub, sink) = Subscription::start(
+            "p",
+            Arc::new(move |_e: Event| {
+                if n2.fetch_add(1, Ordering::SeqCst) == 0 {
+                    panic!("first");
+                }
+            }),
+        );
+        sink.send(Event::SessionRecovered);
+        sink.send(Event::SessionRecovered);
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while n.load(Ordering::SeqCst) < 2 {
+            assert!(std::time::Instant::now() < deadline);
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        drop(sub);
+    }
+}

@@ -1,0 +1,563 @@
+//! The coordination server: its state machine ([`state`]), expiry decisions ([`liveness`]),
+//! durable storage ([`storage`]), and the network runtime in this file.
+//!
+//! The runtime is one thread around a `mio` poll: it reads frames from every connection,
+//! turns requests into commands, logs and applies them, and writes replies. It holds no
+//! protocol rules of its own. One loop turn is one group commit: every command read in the
+//! turn is appended to the log, one `fdatasync` makes them durable, and only then are their
+//! replies written (heartbeat replies wait with them, to keep replies in order).
+
+pub mod liveness;
+pub mod state;
+pub mod storage;
+
+use crate::error::{Error, Result};
+use crate::proto::{
+    self, ClientMsg, ErrorReply, FrameReader, Incarnation, Reply, Request, ServerMsg, SessionId,
+};
+use liveness::Liveness;
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token, Waker};
+use state::{Command, Output, State};
+use std::collections::{HashMap, HashSet};
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+pub use storage::Durability;
+use storage::Storage;
+
+/// Configuration of an embedded server.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Address to listen on (`host:port`; port 0 picks a free one). Default `127.0.0.1:7411`.
+    pub listen: String,
+    /// Data directory. Default `./tenure-data`.
+    pub data_dir: PathBuf,
+    /// Durability of the state. Default [`Durability::Fsync`].
+    pub durability: Durability,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: "127.0.0.1:7411".into(),
+            data_dir: PathBuf::from("tenure-data"),
+            durability: Durability::Fsync,
+        }
+    }
+}
+
+/// Most sessions bound to one connection.
+pub const MAX_SESSIONS_PER_CONNECTION: usize = 100_000;
+/// Bytes of unsent replies after which a connection that does not read is closed.
+pub const MAX_OUTBUF: usize = 64 << 20;
+
+const LISTENER: Token = Token(0);
+const WAKER: Token = Token(1);
+const FIRST_CONN: usize = 2;
+
+/// A running server. Stops when [`Server::stop`] is called or it is dropped.
+#[derive(Debug)]
+pub struct Server {
+    addr: SocketAddr,
+    incarnation: Incarnation,
+    stop: Arc<AtomicBool>,
+    waker: Arc<Waker>,
+    thread: Option<JoinHandle<io::Result<()>>>,
+}
+
+impl Server {
+    /// Opens the data directory, recovers the state, binds the address and starts serving.
+    pub fn start(cfg: ServerConfig) -> Result<Server> {
+        let addr = cfg
+            .listen
+            .to_socket_addrs()
+            .map_err(|e| Error::InvalidArgument(format!("listen address {:?}: {e}", cfg.listen)))?
+            .next()
+            .ok_or_else(|| {
+                Error::InvalidArgument(format!(
+                    "listen address {:?} resolves to nothing",
+                    cfg.listen
+                ))
+            })?;
+        let (storage, rec) = Storage::open(&cfg.data_dir, cfg.durability)
+            .map_err(|e| Error::Io(format!("data directory {}: {e}", cfg.data_dir.display())))?;
+        let listener = TcpListener::bind(addr)
+            .map_err(|e| Error::Io(format!("cannot listen on {addr}: {e}")))?;
+        let addr = listener.local_addr()?;
+        let poll = Poll::new()?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let stop = Arc::new(AtomicBool::new(false));
+        let incarnation = rec.incarnation;
+        let mut rt = Runtime::new(poll, listener, storage, rec.state, incarnation)?;
+        let stop2 = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("tenure-server".into())
+            .spawn(move || rt.run(&stop2))?;
+        Ok(Server {
+            addr,
+            incarnation,
+            stop,
+            waker,
+            thread: Some(thread),
+        })
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The incarnation token of the service.
+    pub fn incarnation(&self) -> Incarnation {
+        self.incarnation
+    }
+
+    /// Stops serving: commits what was applied, closes every connection and returns. Clients
+    /// keep their sessions until they expire; a restart on the same data directory gives each
+    /// a grace period of its TTL.
+    pub fn stop(mut self) -> Result<()> {
+        self.shutdown()
+    }
+
+    /// Blocks until the server thread ends (it ends on [`Server::stop`] or a fatal I/O error).
+    pub fn wait(mut self) -> Result<()> {
+        match self.thread.take() {
+            Some(t) => t
+                .join()
+                .map_err(|_| Error::Io("server thread panicked".into()))?
+                .map_err(Error::from),
+            None => Ok(()),
+        }
+    }
+
+    fn shutdown(&mut self) -> Result<()> {
+        self.stop.store(true, Ordering::Release);
+        let _ = self.waker.wake();
+        match self.thread.take() {
+            Some(t) => t
+                .join()
+                .map_err(|_| Error::Io("server thread panicked".into()))?
+                .map_err(Error::from),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.shutdown();
+    }
+}
+
+struct Conn {
+    stream: TcpStream,
+    reader: FrameReader,
+    out: Vec<u8>,
+    greeted: bool,
+    sessions: HashSet<SessionId>,
+    writable_registered: bool,
+    closing: bool,
+}
+
+struct Runtime {
+    poll: Poll,
+    listener: TcpListener,
+    storage: Storage,
+    state: State,
+    liveness: Liveness,
+    incarnation: Incarnation,
+    conns: HashMap<usize, Conn>,
+    next_conn: usize,
+    /// Session -> connection it was last heard on.
+    bound: HashMap<SessionId, usize>,
+    /// Replies waiting for the group commit: (connection, encoded frame).
+    held: Vec<(usize, Vec<u8>)>,
+}
+
+impl Runtime {
+    fn new(
+        poll: Poll,
+        mut listener: TcpListener,
+        storage: Storage,
+        state: State,
+        incarnation: Incarnation,
+    ) -> io::Result<Runtime> {
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let mut liveness = Liveness::new();
+        let now = Instant::now();
+        // Grace period: every recovered session gets its full TTL from now.
+        for (s, ttl) in state.sessions() {
+            liveness.track(s, Duration::from_millis(ttl), now);
+        }
+        Ok(Runtime {
+            poll,
+            listener,
+            storage,
+            state,
+            liveness,
+            incarnation,
+            conns: HashMap::new(),
+            next_conn: FIRST_CONN,
+            bound: HashMap::new(),
+            held: Vec::new(),
+        })
+    }
+
+    fn run(&mut self, stop: &AtomicBool) -> io::Result<()> {
+        let mut events = Events::with_capacity(1024);
+        let mut ready = Vec::new();
+        loop {
+            let timeout = self.liveness.next_deadline().map(|d| {
+                d.saturating_duration_since(Instant::now())
+                    .min(Duration::from_secs(1))
+            });
+            match self.poll.poll(&mut events, timeout) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+            if stop.load(Ordering::Acquire) {
+                self.storage.commit()?;
+                return Ok(());
+            }
+            ready.clear();
+            for ev in events.iter() {
+                match ev.token() {
+                    LISTENER => self.accept()?,
+                    WAKER => {}
+                    Token(t) => ready.push((
+                        t,
+                        ev.is_readable() || ev.is_read_closed() || ev.is_error(),
+                        ev.is_writable(),
+                    )),
+                }
+            }
+            for &(t, readable, _) in &ready {
+                if readable {
+                    self.read(t);
+                }
+            }
+            let now = Instant::now();
+            for s in self.liveness.expired(now) {
+                self.execute(Command::Expire { session: s }, None);
+            }
+            // Group commit, then release the replies it covers.
+            self.storage.commit()?;
+            for (c, frame) in std::mem::take(&mut self.held) {
+                if let Some(conn) = self.conns.get_mut(&c) {
+                    conn.out.extend_from_slice(&frame);
+                }
+            }
+            let ids: Vec<usize> = self
+                .conns
+                .iter()
+                .filter(|(_, c)| !c.out.is_empty() || c.closing)
+                .map(|(k, _)| *k)
+                .collect();
+            for c in ids {
+                self.flush(c);
+            }
+            if self.storage.wants_snapshot() {
+                self.storage.snapshot(&self.state)?;
+            }
+        }
+    }
+
+    fn accept(&mut self) -> io::Result<()> {
+        loop {
+            match self.listener.accept() {
+                Ok((mut stream, _)) => {
+                    let _ = stream.set_nodelay(true);
+                    let id = self.next_conn;
+                    self.next_conn += 1;
+                    self.poll
+                        .registry()
+                        .register(&mut stream, Token(id), Interest::READABLE)?;
+                    self.conns.insert(
+                        id,
+                        Conn {
+                            stream,
+                            reader: FrameReader::new(),
+                            out: Vec::new(),
+                            greeted: false,
+                            sessions: HashSet::new(),
+                            writable_registered: false,
+                            closing: false,
+                        },
+                    );
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                // Out of descriptors or a connection reset before accept: try again later.
+                Err(_) => return Ok(()),
+            }
+        }
+    }
+
+    fn read(&mut self, c: usize) {
+        let mut buf = [0u8; 64 * 1024];
+        let mut eof = false;
+        loop {
+            let Some(conn) = self.conns.get_mut(&c) else {
+                return;
+            };
+            match conn.stream.read(&mut buf) {
+                Ok(0) => {
+                    eof = true;
+                    break;
+                }
+                Ok(n) => conn.reader.extend(&buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    eof = true;
+                    break;
+                }
+            }
+        }
+        loop {
+            let Some(conn) = self.conns.get_mut(&c) else {
+                return;
+            };
+            if conn.closing {
+                break;
+            }
+            let frame = match conn.reader.next_frame() {
+                Ok(Some(f)) => proto::decode::<ClientMsg>(f),
+                Ok(None) => break,
+                Err(e) => Err(e),
+            };
+            match frame {
+                Ok(msg) => self.handle(c, msg),
+                Err(_) => {
+                    // Malformed or oversized: this connection only.
+                    self.close(c);
+                    return;
+                }
+            }
+        }
+        if eof {
+            self.close(c);
+        }
+    }
+
+    fn send_now(&mut self, c: usize, msg: &ServerMsg) {
+        let mut b = Vec::new();
+        proto::encode(msg, &mut b);
+        self.held.push((c, b));
+    }
+
+    fn handle(&mut self, c: usize, msg: ClientMsg) {
+        let greeted = self.conns.get(&c).is_some_and(|x| x.greeted);
+        match msg {
+            ClientMsg::Hello { magic, version, .. } if !greeted => {
+                if magic != proto::MAGIC || version != proto::PROTOCOL_VERSION {
+                    let m = ServerMsg::Reject {
+                        reason: format!(
+                            "protocol version {version} is not supported (this server speaks {})",
+                            proto::PROTOCOL_VERSION
+                        ),
+                    };
+                    self.send_now(c, &m);
+                    if let Some(conn) = self.conns.get_mut(&c) {
+                        conn.closing = true;
+                    }
+                    return;
+                }
+                if let Some(conn) = self.conns.get_mut(&c) {
+                    conn.greeted = true;
+                }
+                self.send_now(
+                    c,
+                    &ServerMsg::Welcome {
+                        version: proto::PROTOCOL_VERSION,
+                        incarnation: self.incarnation,
+                    },
+                );
+            }
+            ClientMsg::Request { session, req, body } if greeted => {
+                self.request(c, session, req, body)
+            }
+            _ => self.close(c), // a request before the handshake, or a second hello
+        }
+    }
+
+    fn reply(&mut self, c: usize, session: SessionId, req: u64, result: Result<Reply, ErrorReply>) {
+        self.send_now(
+            c,
+            &ServerMsg::Reply {
+                session,
+                req,
+                result,
+            },
+        );
+    }
+
+    fn bind(&mut self, c: usize, session: SessionId) -> bool {
+        if let Some(old) = self.bound.get(&session).copied() {
+            if old == c {
+                return true;
+            }
+            if let Some(o) = self.conns.get_mut(&old) {
+                o.sessions.remove(&session);
+            }
+        }
+        let Some(conn) = self.conns.get_mut(&c) else {
+            return false;
+        };
+        if conn.sessions.len() >= MAX_SESSIONS_PER_CONNECTION {
+            return false;
+        }
+        conn.sessions.insert(session);
+        self.bound.insert(session, c);
+        true
+    }
+
+    fn request(&mut self, c: usize, session: SessionId, req: u64, body: Request) {
+        let now = Instant::now();
+        match body {
+            Request::Open { ttl_ms } => {
+                let over = self
+                    .conns
+                    .get(&c)
+                    .is_some_and(|x| x.sessions.len() >= MAX_SESSIONS_PER_CONNECTION);
+                if over {
+                    let e = ErrorReply::Limit(format!(
+                        "a connection may carry {MAX_SESSIONS_PER_CONNECTION} sessions"
+                    ));
+                    self.reply(c, 0, req, Err(e));
+                    return;
+                }
+                self.execute(Command::Open { req, ttl_ms }, Some(c));
+            }
+            Request::Status => {
+                let st = self.state.status(self.incarnation);
+                self.reply(c, session, req, Ok(Reply::Status(st)));
+            }
+            Request::Heartbeat => {
+                if self.liveness.touch(session, now) {
+                    self.bind(c, session);
+                    self.reply(c, session, req, Ok(Reply::Alive));
+                } else {
+                    self.reply(c, session, req, Err(ErrorReply::UnknownSession));
+                }
+            }
+            body => {
+                if !self.liveness.touch(session, now) {
+                    self.reply(c, session, req, Err(ErrorReply::UnknownSession));
+                    return;
+                }
+                self.bind(c, session);
+                self.execute(Command::Request { session, req, body }, Some(c));
+            }
+        }
+    }
+
+    /// Logs (unless it is a repeat or refused) and applies a command, routing its outputs.
+    fn execute(&mut self, cmd: Command, origin: Option<usize>) {
+        let repeat = matches!(&cmd, Command::Request { session, req, .. } if self.state.is_repeat(*session, *req));
+        if !repeat {
+            if let Err(e) = self.state.precheck(&cmd) {
+                if let Some(c) = origin {
+                    let (session, req) = match &cmd {
+                        Command::Open { req, .. } => (0, *req),
+                        Command::Request { session, req, .. } => (*session, *req),
+                        Command::Expire { .. } => return,
+                    };
+                    self.reply(c, session, req, Err(e));
+                }
+                return;
+            }
+            self.storage.append(&cmd);
+        }
+        let outputs = self.state.apply(&cmd);
+        for o in outputs {
+            match o {
+                Output::SessionOpened { session, ttl_ms } => {
+                    self.liveness
+                        .track(session, Duration::from_millis(ttl_ms), Instant::now());
+                    if let Some(c) = origin {
+                        self.bind(c, session);
+                    }
+                }
+                Output::SessionEnded { session } => {
+                    self.liveness.forget(session);
+                    if let Some(c) = self.bound.remove(&session) {
+                        if let Some(conn) = self.conns.get_mut(&c) {
+                            conn.sessions.remove(&session);
+                        }
+                    }
+                }
+                Output::Reply {
+                    session,
+                    req,
+                    result,
+                } => {
+                    let target = self.bound.get(&session).copied().or(origin);
+                    if let Some(c) = target {
+                        self.reply(c, session, req, result);
+                    }
+                    // Otherwise the session has no connection now; the client resends the
+                    // request after reconnecting and gets the remembered reply.
+                }
+            }
+        }
+    }
+
+    fn flush(&mut self, c: usize) {
+        let Some(conn) = self.conns.get_mut(&c) else {
+            return;
+        };
+        let mut written = 0;
+        let mut failed = false;
+        while written < conn.out.len() {
+            match conn.stream.write(&conn.out[written..]) {
+                Ok(0) => {
+                    failed = true;
+                    break;
+                }
+                Ok(n) => written += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    failed = true;
+                    break;
+                }
+            }
+        }
+        conn.out.drain(..written);
+        if failed || conn.out.len() > MAX_OUTBUF || (conn.closing && conn.out.is_empty()) {
+            self.close(c);
+            return;
+        }
+        let want_write = !conn.out.is_empty();
+        if want_write != conn.writable_registered {
+            let interest = if want_write {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            let _ = self
+                .poll
+                .registry()
+                .reregister(&mut conn.stream, Token(c), interest);
+            conn.writable_registered = want_write;
+        }
+    }
+
+    fn close(&mut self, c: usize) {
+        if let Some(mut conn) = self.conns.remove(&c) {
+            let _ = self.poll.registry().deregister(&mut conn.stream);
+            for s in conn.sessions {
+                if self.bound.get(&s) == Some(&c) {
+                    self.bound.remove(&s);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,636 @@
+//! The server's state machine: a deterministic function of its command log (SPEC 2.2).
+//!
+//! Every change to the durable state of the service is a [`Command`]; [`State::apply`] applies
+//! one and says what to answer ([`Output`]). Nothing here reads a clock or touches a socket:
+//! decisions that depend on time (a session expired) are taken by the serving node (see
+//! [`super::liveness`]) and enter the log as [`Command::Expire`], so replaying the log gives the
+//! same state, the same grants and the same fencing tokens.
+//!
+//! Rules kept here:
+//! - Sessions: opened with a TTL within [`MIN_TTL_MS`]..=[`MAX_TTL_MS`]; at most
+//!   [`MAX_SESSIONS`]; closing or expiring one releases its locks (handing each to its first
+//!   waiter) and drops its waiting requests.
+//! - At-most-once: each session remembers the replies to its last [`REPLY_WINDOW`] state-changing
+//!   requests. A request id seen before gets the remembered reply and changes nothing; a
+//!   waiting acquire sent again stays one waiter; an id older than the window gets `Stale`.
+//! - Locks: see [`crate::lock`].
+
+use crate::lock::{Acquired, Grant, LockTable};
+use crate::proto::{
+    validate_name, ErrorReply, LockInfo, Reply, Request, SessionId, SessionInfo, StatusInfo,
+};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+/// Shortest session TTL accepted, in milliseconds.
+pub const MIN_TTL_MS: u64 = 50;
+/// Longest session TTL accepted, in milliseconds (one day).
+pub const MAX_TTL_MS: u64 = 86_400_000;
+/// Most sessions one service holds.
+pub const MAX_SESSIONS: usize = 1_000_000;
+/// Most locks held or awaited by one session.
+pub const MAX_LOCKS_PER_SESSION: usize = 10_000;
+/// Replies remembered per session for at-most-once application.
+pub const REPLY_WINDOW: usize = 64;
+
+/// One entry of the command log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// Open a new session (its id is the state's next one).
+    Open {
+        /// Request id of the open, for the reply.
+        req: u64,
+        /// TTL in milliseconds.
+        ttl_ms: u64,
+    },
+    /// A state-changing request of a session (acquire, cancel, release, close).
+    Request {
+        /// Session.
+        session: SessionId,
+        /// Request id.
+        req: u64,
+        /// The request.
+        body: Request,
+    },
+    /// The serving node decided that this session expired.
+    Expire {
+        /// Session.
+        session: SessionId,
+    },
+}
+
+/// What applying a command produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Answer request `req` of `session`.
+    Reply {
+        /// Session to answer.
+        session: SessionId,
+        /// Request answered.
+        req: u64,
+        /// The answer.
+        result: Result<Reply, ErrorReply>,
+    },
+    /// A session was created (liveness should start tracking it).
+    SessionOpened {
+        /// Session.
+        session: SessionId,
+        /// TTL in milliseconds.
+        ttl_ms: u64,
+    },
+    /// A session ended (closed or expired); liveness should forget it.
+    SessionEnded {
+        /// Session.
+        session: SessionId,
+    },
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Session {
+    ttl_ms: u64,
+    replies: VecDeque<(u64, Result<Reply, ErrorReply>)>,
+    /// Held locks (name).
+    held: BTreeSet<String>,
+    /// Waiting acquires: request id -> name.
+    waiting: BTreeMap<u64, String>,
+}
+
+impl Session {
+    fn remembered(&self, req: u64) -> Option<&Result<Reply, ErrorReply>> {
+        self.replies.iter().find(|(r, _)| *r == req).map(|(_, x)| x)
+    }
+    fn remember(&mut self, req: u64, result: Result<Reply, ErrorReply>) {
+        if self.replies.len() >= REPLY_WINDOW {
+            self.replies.pop_front();
+        }
+        self.replies.push_back((req, result));
+    }
+    fn too_old(&self, req: u64) -> bool {
+        self.replies.len() >= REPLY_WINDOW && self.replies.front().is_some_and(|(r, _)| req < *r)
+    }
+}
+
+/// The durable state of the service.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct State {
+    next_session: SessionId,
+    sessions: BTreeMap<SessionId, Session>,
+    locks: LockTable,
+}
+
+impl State {
+    /// An empty state.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Whether a session exists.
+    pub fn has_session(&self, s: SessionId) -> bool {
+        self.sessions.contains_key(&s)
+    }
+
+    /// Every session with its TTL in milliseconds.
+    pub fn sessions(&self) -> impl Iterator<Item = (SessionId, u64)> + '_ {
+        self.sessions.iter().map(|(id, s)| (*id, s.ttl_ms))
+    }
+
+    /// Number of sessions.
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// The lock table.
+    pub fn locks(&self) -> &LockTable {
+        &self.locks
+    }
+
+    /// Whether applying this request would change nothing: a repeat of one already applied
+    /// (or still waiting). The serving node answers those without logging them.
+    pub fn is_repeat(&self, session: SessionId, req: u64) -> bool {
+        self.sessions
+            .get(&session)
+            .is_some_and(|s| s.remembered(req).is_some() || s.waiting.contains_key(&req))
+    }
+
+    /// A status snapshot.
+    pub fn status(&self, incarnation: u128) -> StatusInfo {
+        StatusInfo {
+            incarnation,
+            revision: self.locks.revision(),
+            sessions: self
+                .sessions
+                .iter()
+                .map(|(id, s)| SessionInfo {
+                    id: *id,
+                    ttl_ms: s.ttl_ms,
+                })
+                .collect(),
+            locks: self
+                .locks
+                .names()
+                .filter_map(|n| {
+                    self.locks.get(n).map(|(holder, token, waiters)| LockInfo {
+                        name: n.clone(),
+                        holder,
+                        token,
+                        waiters,
+                    })
+                })
+                .collect(),
+        }
+    }
+
+    /// Checks a command before it is logged: `Err` is the reply to give instead, and the
+    /// command must not be logged. Commands that pass are logged and then applied.
+    pub fn precheck(&self, cmd: &Command) -> Result<(), ErrorReply> {
+        match cmd {
+            Command::Open { ttl_ms, .. } => {
+                if !(MIN_TTL_MS..=MAX_TTL_MS).contains(ttl_ms) {
+                    return Err(ErrorReply::Invalid(format!(
+                        "session TTL {ttl_ms} ms is outside {MIN_TTL_MS}..={MAX_TTL_MS} ms"
+                    )));
+                }
+                if self.sessions.len() >= MAX_SESSIONS {
+                    return Err(ErrorReply::Limit(format!(
+                        "the server holds {MAX_SESSIONS} sessions already"
+                    )));
+                }
+                Ok(())
+            }
+            Command::Request { session, req, body } => {
+                let Some(s) = self.sessions.get(session) else {
+                    return Err(ErrorReply::UnknownSession);
+                };
+                if s.too_old(*req) && s.remembered(*req).is_none() {
+                    return Err(ErrorReply::Stale);
+                }
+                match body {
+                    Request::Acquire { name, .. } => {
+                        validate_name(name).map_err(ErrorReply::Invalid)?;
+                        if s.held.len() + s.waiting.len() >= MAX_LOCKS_PER_SESSION {
+                            return Err(ErrorReply::Limit(format!(
+                                "a session may hold or wait for {MAX_LOCKS_PER_SESSION} locks"
+                            )));
+                        }
+                        Ok(())
+                    }
+                    Request::Release { name, .. } => {
+                        validate_name(name).map_err(ErrorReply::Invalid)
+                    }
+                    Request::Cancel { .. } | Request::Close => Ok(()),
+                    Request::Open { .. } | Request::Heartbeat | Request::Status => Err(
+                        ErrorReply::Invalid("this request does not change state".into()),
+                    ),
+                }
+            }
+            Command::Expire { session } => {
+                if self.sessions.contains_key(session) {
+                    Ok(())
+                } else {
+                    Err(ErrorReply::UnknownSession)
+                }
+            }
+        }
+    }
+
+    /// Applies one command. Deterministic: the same commands in the same order always give the
+    /// same state and outputs.
+    pub fn apply(&mut self, cmd: &Command) -> Vec<Output> {
+        let mut out = Vec::new();
+        if let Err(e) = self.precheck(cmd) {
+            // A command that fails its check changes nothing (replay of a log written by an
+            // older node, or a racing expiry); answer it like the serving node would have.
+            match cmd {
+                Command::Open { req, .. } => out.push(Output::Reply {
+                    session: 0,
+                    req: *req,
+                    result: Err(e),
+                }),
+                Command::Request { session, req, .. } => out.push(Output::Reply {
+                    session: *session,
+                    req: *req,
+                    result: Err(e),
+                }),
+                Command::Expire { .. } => {}
+            }
+            return out;
+        }
+        match cmd {
+            Command::Open { req, ttl_ms } => {
+                self.next_session += 1;
+                let id = self.next_session;
+                self.sessions.insert(
+                    id,
+                    Session {
+                        ttl_ms: *ttl_ms,
+                        ..Default::default()
+                    },
+                );
+                out.push(Output::SessionOpened {
+                    session: id,
+                    ttl_ms: *ttl_ms,
+                });
+                out.push(Output::Reply {
+                    session: id,
+                    req: *req,
+                    result: Ok(Reply::Opened {
+                        session: id,
+                        ttl_ms: *ttl_ms,
+                    }),
+                });
+            }
+            Command::Request { session, req, body } => {
+                let (session, req) = (*session, *req);
+                let s = self.sessions.get(&session).expect("prechecked");
+                if let Some(r) = s.remembered(req) {
+                    out.push(Output::Reply {
+                        session,
+                        req,
+                        result: r.clone(),
+                    });
+                    return out;
+                }
+                if s.waiting.contains_key(&req) {
+                    return out; // still waiting; the grant will answer it
+                }
+                self.request(session, req, body, &mut out);
+            }
+            Command::Expire { session } => self.end_session(*session, &mut out),
+        }
+        out
+    }
+
+    fn reply(
+        &mut self,
+        session: SessionId,
+        req: u64,
+        result: Result<Reply, ErrorReply>,
+        out: &mut Vec<Output>,
+    ) {
+        if let Some(s) = self.sessions.get_mut(&session) {
+            s.remember(req, result.clone());
+        }
+        out.push(Output::Reply {
+            session,
+            req,
+            result,
+        });
+    }
+
+    fn granted(&mut self, g: Grant, out: &mut Vec<Output>) {
+        let s = self
+            .sessions
+            .get_mut(&g.session)
+            .expect("waiters belong to live sessions");
+        s.waiting.remove(&g.req);
+        s.held.insert(g.name.clone());
+        self.reply(
+            g.session,
+            g.req,
+            Ok(Reply::Granted {
+                name: g.name,
+                token: g.token,
+            }),
+            out,
+        );
+    }
+
+    fn request(&mut self, session: SessionId, req: u64, body: &Request, out: &mut Vec<Output>) {
+        match body {
+            Request::Acquire { name, wait } => {
+                match self.locks.acquire(name, session, req, *wait) {
+                    Acquired::Granted(g) => self.granted(g, out),
+                    Acquired::Queued => {
+                        let s = self.sessions.get_mut(&session).expect("checked");
+                        s.waiting.insert(req, name.clone());
+                    }
+                    Acquired::Busy => self.reply(session, req, Ok(Reply::Busy), out),
+                    Acquired::AlreadyHeld => self.reply(
+                        session,
+                        req,
+                        Err(ErrorReply::Invalid(format!(
+                            "this session already holds the lock {name:?}"
+                        ))),
+                        out,
+                    ),
+                    Acquired::QueueFull => self.reply(
+                        session,
+                        req,
+                        Err(ErrorReply::Limit(format!(
+                            "lock {name:?} has {} waiters already",
+                            crate::lock::MAX_WAITERS
+                        ))),
+                        out,
+                    ),
+                }
+            }
+            Request::Release { name, token } => {
+                let (ok, next) = self.locks.release(name, session, *token);
+                if ok {
+                    self.sessions
+                        .get_mut(&session)
+                        .expect("checked")
+                        .held
+                        .remove(name);
+                    if let Some(g) = next {
+                        self.granted(g, out);
+                    }
+                    self.reply(session, req, Ok(Reply::Done), out);
+                } else {
+                    self.reply(session, req, Err(ErrorReply::NotHolder), out);
+                }
+            }
+            Request::Cancel { target } => {
+                let s = self.sessions.get_mut(&session).expect("checked");
+                if let Some(name) = s.waiting.remove(target) {
+                    self.locks.remove_waiter(&name, session, *target);
+                    // The cancelled acquire gets no grant; remember that it ended.
+                    s.remember(
+                        *target,
+                        Err(ErrorReply::Invalid("acquire cancelled".into())),
+                    );
+                } else if let Some(Ok(Reply::Granted { name, token })) =
+                    s.remembered(*target).cloned()
+                {
+                    // Granted before the cancel arrived: give it back.
+                    if self.locks.held_by(&name, session) == Some((token, *target)) {
+                        let (_, next) = self.locks.release(&name, session, token);
+                        self.sessions
+                            .get_mut(&session)
+                            .expect("checked")
+                            .held
+                            .remove(&name);
+                        if let Some(g) = next {
+                            self.granted(g, out);
+                        }
+                    }
+                }
+                self.reply(session, req, Ok(Reply::Done), out);
+            }
+            Request::Close => {
+                out.push(Output::Reply {
+                    session,
+                    req,
+                    result: Ok(Reply::Done),
+                });
+                self.end_session(session, out);
+            }
+            Request::Open { .. } | Request::Heartbeat | Request::Status => {
+                unreachable!("prechecked")
+            }
+        }
+    }
+
+    fn end_session(&mut self, session: SessionId, out: &mut Vec<Output>) {
+        let Some(s) = self.sessions.remove(&session) else {
+            return;
+        };
+        for (req, name) in &s.waiting {
+            self.locks.remove_waiter(name, session, *req);
+        }
+        for name in &s.held {
+            if let Some((token, _)) = self.locks.held_by(name, session) {
+                let (_, next) = self.locks.release(name, session, token);
+                if let Some(g) = next {
+                    self.granted(g, out);
+                }
+            }
+        }
+        out.push(Output::SessionEnded { session });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open(st: &mut State, req: u64) -> SessionId {
+        let out = st.apply(&Command::Open { req, ttl_ms: 1000 });
+        match &out[..] {
+            [Output::SessionOpened { session, .. }, Output::Reply { .. }] => *session,
+            o => panic!("{o:?}"),
+        }
+    }
+
+    fn acquire(session: SessionId, req: u64, name: &str, wait: bool) -> Command {
+        Command::Request {
+            session,
+            req,
+            body: Request::Acquire {
+                name: name.into(),
+                wait,
+            },
+        }
+    }
+
+    fn token_of(out: &[Output], s: SessionId) -> Option<u64> {
+        out.iter().find_map(|o| match o {
+            Output::Reply {
+                session,
+                result: Ok(Reply::Granted { token, .. }),
+                ..
+            } if *session == s => Some(*token),
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn a_duplicated_request_is_applied_once() {
+        let mut st = State::new();
+        let a = open(&mut st, 1);
+        let b = open(&mut st, 1);
+        let cmd = acquire(a, 2, "x", true);
+        let t1 = token_of(&st.apply(&cmd), a).unwrap();
+        assert!(st.is_repeat(a, 2));
+        let again = st.apply(&cmd);
+        assert_eq!(token_of(&again, a), Some(t1), "same reply, no new grant");
+        assert_eq!(st.locks().revision(), 1);
+        // A waiting acquire sent twice is one waiter.
+        assert!(st.apply(&acquire(b, 5, "x", true)).is_empty());
+        assert!(st.apply(&acquire(b, 5, "x", true)).is_empty());
+        assert_eq!(st.locks().get("x").unwrap().2, vec![b]);
+        // A release sent twice releases once (the second does not touch b's grant).
+        let rel = Command::Request {
+            session: a,
+            req: 3,
+            body: Request::Release {
+                name: "x".into(),
+                token: t1,
+            },
+        };
+        let out = st.apply(&rel);
+        let tb = token_of(&out, b).unwrap();
+        assert!(tb > t1);
+        let out2 = st.apply(&rel);
+        assert_eq!(out2.len(), 1);
+        assert_eq!(st.locks().get("x").unwrap().0, b);
+    }
+
+    #[test]
+    fn expiry_hands_locks_to_waiters_in_order() {
+        let mut st = State::new();
+        let a = open(&mut st, 1);
+        let b = open(&mut st, 1);
+        let c = open(&mut st, 1);
+        st.apply(&acquire(a, 2, "x", true));
+        st.apply(&acquire(b, 2, "x", true));
+        st.apply(&acquire(c, 2, "x", true));
+        let out = st.apply(&Command::Expire { session: a });
+        assert!(token_of(&out, b).is_some());
+        assert!(out.contains(&Output::SessionEnded { session: a }));
+        assert!(!st.has_session(a));
+        let out = st.apply(&Command::Request {
+            session: b,
+            req: 3,
+            body: Request::Close,
+        });
+        assert!(token_of(&out, c).is_some());
+        // Requests of an expired session are refused.
+        let out = st.apply(&acquire(a, 9, "y", false));
+        assert!(matches!(
+            &out[..],
+            [Output::Reply {
+                result: Err(ErrorReply::UnknownSession),
+                ..
+            }]
+        ));
+    }
+
+    #[test]
+    fn cancel_removes_a_waiter_or_gives_back_a_grant() {
+        let mut st = State::new();
+        let a = open(&mut st, 1);
+        let b = open(&mut st, 1);
+        let t = token_of(&st.apply(&acquire(a, 2, "x", true)), a).unwrap();
+        st.apply(&acquire(b, 2, "x", true));
+        st.apply(&Command::Request {
+            session: b,
+            req: 3,
+            body: Request::Cancel { target: 2 },
+        });
+        assert!(st.locks().get("x").unwrap().2.is_empty());
+        // a cancels its own granted acquire: released.
+        st.apply(&Command::Request {
+            session: a,
+            req: 3,
+            body: Request::Cancel { target: 2 },
+        });
+        assert!(st.locks().get("x").is_none());
+        let _ = t;
+    }
+
+    #[test]
+    fn bad_requests_get_errors_and_change_nothing() {
+        let mut st = State::new();
+        for ttl in [0, 10, MAX_TTL_MS + 1, u64::MAX] {
+            let out = st.apply(&Command::Open {
+                req: 1,
+                ttl_ms: ttl,
+            });
+            assert!(matches!(
+                &out[..],
+                [Output::Reply {
+                    result: Err(ErrorReply::Invalid(_)),
+                    ..
+                }]
+            ));
+        }
+        let a = open(&mut st, 1);
+        for name in ["", "a\0b", &"n".repeat(1025)] {
+            let out = st.apply(&acquire(a, 7, name, false));
+            assert!(matches!(
+                &out[..],
+                [Output::Reply {
+                    result: Err(ErrorReply::Invalid(_)),
+                    ..
+                }]
+            ));
+        }
+        assert_eq!(st.locks().revision(), 0);
+    }
+
+    #[test]
+    fn replay_gives_the_same_state() {
+        let mut rng = fastrand::Rng::with_seed(5);
+        let mut log = vec![];
+        let mut st = State::new();
+        let mut sessions = vec![];
+        for i in 0..2000u64 {
+            let cmd = match rng.u8(0..10) {
+                0 => Command::Open {
+                    req: i,
+                    ttl_ms: 1000,
+                },
+                1 if !sessions.is_empty() => Command::Expire {
+                    session: sessions[rng.usize(..sessions.len())],
+                },
+                _ if !sessions.is_empty() => {
+                    let s = sessions[rng.usize(..sessions.len())];
+                    if rng.bool() {
+                        acquire(s, i, &format!("l{}", rng.u8(0..4)), rng.bool())
+                    } else {
+                        let name = format!("l{}", rng.u8(0..4));
+                        let token = st.locks().get(&name).map(|x| x.1).unwrap_or(0);
+                        Command::Request {
+                            session: s,
+                            req: i,
+                            body: Request::Release { name, token },
+                        }
+                    }
+                }
+                _ => continue,
+            };
+            for o in st.apply(&cmd) {
+                if let Output::SessionOpened { session, .. } = o {
+                    sessions.push(session);
+                }
+            }
+            log.push(cmd);
+        }
+        let mut st2 = State::new();
+        for c in &log {
+            st2.apply(c);
+        }
+        assert_eq!(st.status(1), st2.status(1));
+    }
+}

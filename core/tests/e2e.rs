@@ -1,0 +1,278 @@
+//! End to end, in one process: a real server on loopback and real clients.
+
+mod common;
+use common::*;
+use parking_lot::Mutex;
+use std::io::{Read, Write};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tenure::{Error, Event, LostReason};
+
+#[test]
+fn lock_release_and_fifo_hand_over_with_increasing_tokens() {
+    let dir = tmpdir("fifo");
+    let srv = server(&dir);
+    let addr = srv.local_addr().to_string();
+    let a = client(&addr, 2000);
+    let first = a.lock("jobs/x", Duration::from_secs(5)).unwrap();
+    assert!(first.is_held());
+    assert!(
+        a.try_lock("jobs/x").is_err(),
+        "same session cannot take it twice"
+    );
+    let b = client(&addr, 2000);
+    assert!(b.try_lock("jobs/x").unwrap().is_none());
+    // Three waiters queue in order.
+    let order = Arc::new(Mutex::new(vec![]));
+    let mut handles = vec![];
+    for i in 0..3 {
+        let c = client(&addr, 2000);
+        let order = order.clone();
+        handles.push(std::thread::spawn(move || {
+            let l = c.lock("jobs/x", Duration::from_secs(10)).unwrap();
+            order.lock().push((i, l.fencing_token()));
+            std::thread::sleep(Duration::from_millis(20));
+            l.release().unwrap();
+            c.close();
+        }));
+        // Make the arrival order certain.
+        wait_for(Duration::from_secs(5), "waiter queued", || {
+            a.status()
+                .unwrap()
+                .locks
+                .iter()
+                .any(|l| l.waiters.len() == i + 1)
+        });
+    }
+    let t0 = first.fencing_token();
+    first.release().unwrap();
+    for h in handles {
+        h.join().unwrap();
+    }
+    let order = order.lock().clone();
+    assert_eq!(order.iter().map(|x| x.0).collect::<Vec<_>>(), vec![0, 1, 2]);
+    let mut last = t0;
+    for (_, t) in order {
+        assert!(t > last);
+        last = t;
+    }
+    srv.stop().unwrap();
+}
+
+#[test]
+fn lock_timeout_leaves_nothing_held() {
+    let dir = tmpdir("timeout");
+    let srv = server(&dir);
+    let addr = srv.local_addr().to_string();
+    let a = client(&addr, 2000);
+    let b = client(&addr, 2000);
+    let _held = a.lock("l", Duration::from_secs(1)).unwrap();
+    let t = Instant::now();
+    assert_eq!(
+        b.lock("l", Duration::from_millis(100)).unwrap_err(),
+        Error::Timeout
+    );
+    assert!(t.elapsed() < Duration::from_secs(2));
+    let st = a.status().unwrap();
+    assert!(
+        st.locks[0].waiters.is_empty(),
+        "cancelled waiter removed: {st:?}"
+    );
+}
+
+#[test]
+fn server_gone_means_lost_callback_before_deadline_and_is_held_false() {
+    let dir = tmpdir("gone");
+    let srv = server(&dir);
+    let addr = srv.local_addr().to_string();
+    let a = client(&addr, 600);
+    let events = Arc::new(Mutex::new(vec![]));
+    let e2 = events.clone();
+    let _sub = a
+        .subscribe(move |ev| e2.lock().push((Instant::now(), ev)))
+        .unwrap();
+    let lock = a.lock("x", Duration::from_secs(1)).unwrap();
+    let lost = Arc::new(Mutex::new(None));
+    let l2 = lost.clone();
+    lock.on_lost(move |ev| *l2.lock() = Some((Instant::now(), ev)));
+    let stopped = Instant::now();
+    srv.stop().unwrap();
+    wait_for(Duration::from_secs(3), "lock lost", || {
+        lost.lock().is_some()
+    });
+    let (at, ev) = lost.lock().clone().unwrap();
+    assert!(matches!(
+        ev,
+        Event::LockLost {
+            reason: LostReason::SessionExpired,
+            ..
+        }
+    ));
+    assert!(
+        at - stopped < Duration::from_millis(650),
+        "lost after {:?}",
+        at - stopped
+    );
+    assert!(!lock.is_held());
+    let kinds: Vec<&str> = events.lock().iter().map(|e| e.1.kind()).collect();
+    assert!(kinds.contains(&"jeopardy"), "{kinds:?}");
+    let lost_i = kinds.iter().position(|k| *k == "lock_lost").unwrap();
+    let exp_i = kinds.iter().position(|k| *k == "expired").unwrap();
+    assert!(
+        lost_i < exp_i,
+        "locks reported lost before the session expiry: {kinds:?}"
+    );
+}
+
+#[test]
+fn restart_keeps_locks_and_sessions_and_wiped_dir_raises_data_lost() {
+    let dir = tmpdir("restart");
+    let srv = server(&dir);
+    let addr = srv.local_addr().to_string();
+    let a = client(&addr, 3000);
+    let events = Arc::new(Mutex::new(vec![]));
+    let e2 = events.clone();
+    let _sub = a.subscribe(move |ev| e2.lock().push(ev)).unwrap();
+    let lock = a.lock("keep", Duration::from_secs(1)).unwrap();
+    let token = lock.fencing_token();
+    srv.stop().unwrap();
+    let srv = server_at(&dir, &addr);
+    wait_for(Duration::from_secs(5), "recovered", || {
+        events.lock().iter().any(|e| e.kind() == "recovered")
+    });
+    assert!(lock.is_held());
+    let b = client(&addr, 3000);
+    let st = b.status().unwrap();
+    assert_eq!(st.locks[0].token, token);
+    assert!(b.try_lock("keep").unwrap().is_none());
+    // Wipe the data directory: a new incarnation.
+    srv.stop().unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    let _srv = server_at(&dir, &addr);
+    wait_for(Duration::from_secs(5), "data lost", || {
+        events.lock().iter().any(|e| e.kind() == "data_lost")
+    });
+    assert_eq!(lock.lost_reason(), Some(LostReason::DataLost));
+    assert!(!lock.is_held());
+    wait_for(Duration::from_secs(5), "new session", || a.is_connected());
+    // The lock is free in the new incarnation, with a fresh token space.
+    let l2 = a.try_lock("keep").unwrap().expect("free after data loss");
+    assert!(l2.is_held());
+}
+
+#[test]
+fn garbage_on_the_port_closes_that_connection_only() {
+    let dir = tmpdir("garbage");
+    let srv = server(&dir);
+    let addr = srv.local_addr().to_string();
+    let a = client(&addr, 2000);
+    let _l = a.lock("g", Duration::from_secs(1)).unwrap();
+    for junk in [
+        b"GET / HTTP/1.1\r\n\r\n".to_vec(),
+        vec![0xff; 64],
+        vec![0, 0, 0, 5, 1, 2],
+        vec![0, 0, 0, 2, 9, 9],
+    ] {
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(&junk).unwrap();
+        let _ = s.shutdown(std::net::Shutdown::Write);
+        let mut buf = vec![];
+        // The server closes: read ends (EOF or reset) within the bound.
+        let _ = s.read_to_end(&mut buf);
+    }
+    assert!(a.status().unwrap().locks.len() == 1);
+    let b = client(&addr, 2000);
+    assert!(b.try_lock("g").unwrap().is_none());
+    assert!(b.try_lock("h").unwrap().is_some());
+}
+
+#[test]
+fn bad_input_gets_typed_errors() {
+    let dir = tmpdir("bad");
+    let srv = server(&dir);
+    let addr = srv.local_addr().to_string();
+    let a = client(&addr, 2000);
+    for name in ["", "a\0b", &"n".repeat(1025)] {
+        assert!(matches!(
+            a.lock(name, Duration::from_secs(1)),
+            Err(Error::InvalidArgument(_))
+        ));
+        assert!(matches!(a.try_lock(name), Err(Error::InvalidArgument(_))));
+    }
+    assert!(matches!(
+        a.lock("x", Duration::from_secs(u64::MAX / 4)),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(tenure::client::timeout_from_secs(-1.0).is_err());
+    assert!(tenure::client::timeout_from_secs(f64::NAN).is_err());
+    assert!(tenure::client::timeout_from_secs(f64::INFINITY).is_err());
+    for ttl in [Duration::ZERO, Duration::from_secs(10 * 86_400)] {
+        let r = tenure::Client::connect(tenure::ClientConfig::new([addr.clone()]).session_ttl(ttl));
+        assert!(matches!(r, Err(Error::InvalidArgument(_))), "{r:?}");
+    }
+    let r = tenure::Client::connect(tenure::ClientConfig::new(["127.0.0.1:1"]));
+    assert!(matches!(r, Err(Error::ConnectionFailed(_))), "{r:?}");
+    a.close();
+    assert_eq!(a.try_lock("x").unwrap_err(), Error::Closed);
+    assert_eq!(
+        a.lock("x", Duration::from_secs(1)).unwrap_err(),
+        Error::Closed
+    );
+    assert!(a.status().is_err());
+    a.close();
+}
+
+#[test]
+fn closing_the_client_reports_locks_lost_and_frees_them_at_once() {
+    let dir = tmpdir("close");
+    let srv = server(&dir);
+    let addr = srv.local_addr().to_string();
+    let a = client(&addr, 5000);
+    let b = client(&addr, 5000);
+    let l = a.lock("c", Duration::from_secs(1)).unwrap();
+    let lost = Arc::new(Mutex::new(None));
+    let l2 = lost.clone();
+    l.on_lost(move |ev| *l2.lock() = Some(ev));
+    let waiter = std::thread::spawn(move || {
+        let t = Instant::now();
+        let got = b.lock("c", Duration::from_secs(4)).unwrap();
+        (t.elapsed(), got.fencing_token())
+    });
+    wait_for(Duration::from_secs(2), "waiter", || {
+        a.status().unwrap().locks[0].waiters.len() == 1
+    });
+    a.close();
+    let (waited, token) = waiter.join().unwrap();
+    assert!(
+        waited < Duration::from_secs(2),
+        "handed over on close, not at expiry"
+    );
+    assert!(token > l.fencing_token());
+    wait_for(Duration::from_secs(2), "lost", || lost.lock().is_some());
+    assert!(matches!(
+        lost.lock().clone().unwrap(),
+        Event::LockLost {
+            reason: LostReason::Closed,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn a_callback_blocking_for_seconds_costs_no_heartbeat() {
+    let dir = tmpdir("slowcb");
+    let srv = server(&dir);
+    let addr = srv.local_addr().to_string();
+    let a = client(&addr, 300);
+    let _sub = a
+        .subscribe(|_ev| std::thread::sleep(Duration::from_millis(1500)))
+        .unwrap();
+    let l = a.lock("slow", Duration::from_secs(1)).unwrap(); // emits lock_acquired: callback blocks
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_millis(1200) {
+        assert!(l.is_held(), "lease lost while a callback blocked");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(a.state(), tenure::SessionState::Connected);
+}
