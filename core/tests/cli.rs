@@ -1,0 +1,343 @@
+//! Multi-process tests: `tenure serve` and `tenure lock` as real processes, killed, paused
+//! and restarted. Every wait is bounded.
+
+mod common;
+use common::tmpdir;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_tenure");
+
+struct Proc(Child);
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn signal(c: &Child, sig: i32) {
+    // SAFETY: signalling a child we own.
+    unsafe { libc::kill(c.id() as i32, sig) };
+}
+
+/// Starts `tenure serve`; returns the process and its address (its first stdout line).
+fn serve(dir: &Path, listen: &str) -> (Proc, String) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut c = Command::new(BIN)
+            .args(["serve", "--listen", listen, "--data"])
+            .arg(dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let out = c.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut l = String::new();
+            let _ = BufReader::new(out).read_line(&mut l);
+            let _ = tx.send(l);
+        });
+        match rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(l) if !l.trim().is_empty() => return (Proc(c), l.trim().to_string()),
+            _ => {
+                // The port may still be held by the previous server: retry.
+                let _ = c.kill();
+                let _ = c.wait();
+                assert!(Instant::now() < deadline, "tenure serve did not start on {listen}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+}
+
+fn lock_cmd(addr: &str, extra: &[&str], name: &str, cmd: &[&str]) -> Command {
+    let mut c = Command::new(BIN);
+    c.arg("lock").args(["--endpoints", addr]).args(extra).arg(name).arg("--").args(cmd);
+    c
+}
+
+/// Waits for a child's exit status, killing it and failing after `limit`.
+fn wait_exit(c: &mut Child, limit: Duration) -> i32 {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(st) = c.try_wait().unwrap() {
+            return st.code().unwrap_or(-1);
+        }
+        if Instant::now() > deadline {
+            let _ = c.kill();
+            panic!("process did not exit within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn wait_file(p: &Path, limit: Duration) -> String {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Ok(s) = std::fs::read_to_string(p) {
+            if s.ends_with('\n') {
+                return s;
+            }
+        }
+        assert!(Instant::now() < deadline, "{} not written within {limit:?}", p.display());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn status(addr: &str) -> String {
+    let o = Command::new(BIN).args(["status", "--endpoints", addr]).output().unwrap();
+    assert!(o.status.success(), "status failed: {}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8(o.stdout).unwrap()
+}
+
+#[test]
+fn serve_stops_cleanly_on_sigterm_and_lock_passes_exit_status_and_env() {
+    let dir = tmpdir("cli-basic");
+    let (mut srv, addr) = serve(&dir, "127.0.0.1:0");
+    let out = dir.join("env.txt");
+    let script = format!("echo \"$TENURE_LOCK_NAME $TENURE_FENCING_TOKEN\" > {}; exit 7", out.display());
+    let mut c = lock_cmd(&addr, &[], "jobs/a", &["sh", "-c", &script]).spawn().unwrap();
+    assert_eq!(wait_exit(&mut c, Duration::from_secs(10)), 7);
+    let env = std::fs::read_to_string(&out).unwrap();
+    let mut it = env.split_whitespace();
+    assert_eq!(it.next(), Some("jobs/a"));
+    assert!(it.next().unwrap().parse::<u64>().unwrap() >= 1);
+    // Released after the command: the lock is free.
+    assert!(status(&addr).contains("locks       0"), "{}", status(&addr));
+    signal(&srv.0, libc::SIGTERM);
+    assert_eq!(wait_exit(&mut srv.0, Duration::from_secs(5)), 0);
+}
+
+#[test]
+fn exit_statuses_for_timeout_unreachable_and_usage() {
+    let dir = tmpdir("cli-exit");
+    let (_srv, addr) = serve(&dir, "127.0.0.1:0");
+    let mut holder = lock_cmd(&addr, &[], "busy", &["sleep", "30"]).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !status(&addr).contains("\"busy\"") {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let t = Instant::now();
+    let mut w = lock_cmd(&addr, &["--timeout", "0.3"], "busy", &["true"]).spawn().unwrap();
+    assert_eq!(wait_exit(&mut w, Duration::from_secs(10)), 3);
+    assert!(t.elapsed() < Duration::from_secs(5));
+    let mut u = lock_cmd("127.0.0.1:1", &[], "x", &["true"]).spawn().unwrap();
+    assert_eq!(wait_exit(&mut u, Duration::from_secs(10)), 69);
+    for bad in [
+        vec!["lock", "--timeout", "-1", "x", "--", "true"],
+        vec!["lock", "--timeout", "NaN", "x", "--", "true"],
+        vec!["lock", "--ttl", "0", "x", "--", "true"],
+        vec!["lock", "", "--", "true"],
+        vec!["lock", "x"],
+        vec!["serve", "--durability", "sometimes"],
+        vec!["frobnicate"],
+    ] {
+        let o = Command::new(BIN).args(&bad).env("TENURE_ENDPOINTS", &addr).output().unwrap();
+        assert_eq!(o.status.code(), Some(64), "{bad:?}");
+        assert!(!o.stderr.is_empty(), "{bad:?} says why");
+    }
+    signal(&holder, libc::SIGTERM);
+    let _ = wait_exit(&mut holder, Duration::from_secs(10));
+}
+
+#[test]
+fn contending_processes_never_overlap_and_tokens_increase() {
+    let dir = tmpdir("cli-contend");
+    let (_srv, addr) = serve(&dir, "127.0.0.1:0");
+    let log = dir.join("log.txt");
+    let script = format!(
+        "echo start $TENURE_FENCING_TOKEN >> {0}; sleep 0.05; echo end $TENURE_FENCING_TOKEN >> {0}",
+        log.display()
+    );
+    let mut kids: Vec<Child> = (0..6)
+        .map(|_| lock_cmd(&addr, &["--ttl", "2"], "shared", &["sh", "-c", &script]).spawn().unwrap())
+        .collect();
+    for k in &mut kids {
+        assert_eq!(wait_exit(k, Duration::from_secs(30)), 0);
+    }
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 12);
+    let mut last = 0;
+    for pair in lines.chunks(2) {
+        let s: Vec<&str> = pair[0].split(' ').collect();
+        let e: Vec<&str> = pair[1].split(' ').collect();
+        assert_eq!((s[0], e[0]), ("start", "end"), "overlap: {text}");
+        assert_eq!(s[1], e[1], "overlap: {text}");
+        let t: u64 = s[1].parse().unwrap();
+        assert!(t > last, "tokens increase: {text}");
+        last = t;
+    }
+}
+
+#[test]
+fn a_holder_paused_past_its_ttl_loses_the_lock_and_its_command_is_stopped() {
+    let dir = tmpdir("cli-pause");
+    let (_srv, addr) = serve(&dir, "127.0.0.1:0");
+    let child_pid = dir.join("holder-child.pid");
+    let script = format!("echo $$ > {}; exec sleep 60", child_pid.display());
+    let mut holder = lock_cmd(&addr, &["--ttl", "1"], "p", &["sh", "-c", &script])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid: i32 = wait_file(&child_pid, Duration::from_secs(10)).trim().parse().unwrap();
+    let granted = dir.join("waiter.txt");
+    let wscript = format!("echo $TENURE_FENCING_TOKEN > {}", granted.display());
+    let mut waiter = lock_cmd(&addr, &["--ttl", "5"], "p", &["sh", "-c", &wscript]).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(!granted.exists(), "waiter must wait while the holder is alive");
+    let stopped = Instant::now();
+    signal(&holder, libc::SIGSTOP);
+    // The server expires the paused holder after its TTL and grants the waiter.
+    let tok = wait_file(&granted, Duration::from_secs(10));
+    let grant_after = stopped.elapsed();
+    // The last heartbeat reached the server at most TTL/3 before the pause, so the server
+    // cannot have expired the holder earlier than 2/3 of the TTL after it.
+    assert!(grant_after >= Duration::from_millis(640), "granted {grant_after:?} after the pause");
+    assert!(tok.trim().parse::<u64>().unwrap() >= 2);
+    assert_eq!(wait_exit(&mut waiter, Duration::from_secs(10)), 0);
+    signal(&holder, libc::SIGCONT);
+    // On resuming, the holder finds its lease over: it reports the loss, stops CMD, exits 75.
+    assert_eq!(wait_exit(&mut holder, Duration::from_secs(10)), 75);
+    let mut err = String::new();
+    holder.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    assert!(err.contains("session_expired"), "{err}");
+    // SAFETY: probing whether a pid exists.
+    let alive = unsafe { libc::kill(pid, 0) } == 0;
+    assert!(!alive, "the holder's command was stopped");
+}
+
+/// A TCP proxy that stops forwarding while `frozen` is set: a stalled network path.
+fn freezing_proxy(target: String) -> (String, Arc<AtomicBool>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    let frozen = Arc::new(AtomicBool::new(false));
+    let f = frozen.clone();
+    std::thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            let up = TcpStream::connect(&target).unwrap();
+            for (mut a, mut b) in [(s.try_clone().unwrap(), up.try_clone().unwrap()), (up, s)] {
+                let f = f.clone();
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 8192];
+                    while let Ok(n) = a.read(&mut buf) {
+                        if n == 0 {
+                            break;
+                        }
+                        while f.load(Ordering::Acquire) {
+                            std::thread::sleep(Duration::from_millis(2));
+                        }
+                        if b.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        }
+    });
+    (addr, frozen)
+}
+
+#[test]
+fn a_holder_whose_network_stalls_is_told_before_the_waiter_is_granted() {
+    let dir = tmpdir("cli-stall");
+    let (_srv, addr) = serve(&dir, "127.0.0.1:0");
+    let (paddr, frozen) = freezing_proxy(addr.clone());
+    let mut holder = lock_cmd(&paddr, &["--ttl", "1"], "s", &["sleep", "60"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !status(&addr).contains("\"s\"") {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let granted = dir.join("granted");
+    let wscript = format!("date +%s%N > {}", granted.display());
+    let mut waiter = lock_cmd(&addr, &["--ttl", "5"], "s", &["sh", "-c", &wscript]).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    frozen.store(true, Ordering::Release);
+    // The holder's stderr line about the loss arrives when it is told.
+    let err = holder.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut l = String::new();
+        let _ = BufReader::new(err).read_line(&mut l);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let _ = tx.send((now, l));
+    });
+    let (told_ns, line) = rx.recv_timeout(Duration::from_secs(10)).expect("holder told");
+    assert!(line.contains("lost"), "{line}");
+    assert_eq!(wait_exit(&mut holder, Duration::from_secs(10)), 75);
+    let granted_ns: u128 = wait_file(&granted, Duration::from_secs(10)).trim().parse().unwrap();
+    assert!(told_ns < granted_ns, "told at {told_ns}, waiter granted at {granted_ns}");
+    assert_eq!(wait_exit(&mut waiter, Duration::from_secs(10)), 0);
+}
+
+#[test]
+fn kill_9_and_restart_keeps_the_lock_and_a_wiped_directory_is_data_lost() {
+    let dir = tmpdir("cli-kill");
+    let (mut srv, addr) = serve(&dir, "127.0.0.1:0");
+    let mut holder = lock_cmd(&addr, &["--ttl", "4"], "k", &["sleep", "60"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let before = loop {
+        let s = status(&addr);
+        if s.contains("\"k\"") {
+            break s;
+        }
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let token_line = before.lines().find(|l| l.contains("\"k\"")).unwrap().to_string();
+    srv.0.kill().unwrap(); // SIGKILL
+    srv.0.wait().unwrap();
+    let (mut srv, addr2) = serve(&dir, &addr);
+    assert_eq!(addr, addr2);
+    let after = status(&addr);
+    let after_line = after.lines().find(|l| l.contains("\"k\"")).expect("lock survives kill -9").to_string();
+    assert_eq!(
+        token_line.split("waiters").next(),
+        after_line.split("waiters").next(),
+        "same holder and token"
+    );
+    let mut w = lock_cmd(&addr, &["--timeout", "0.3"], "k", &["true"]).spawn().unwrap();
+    assert_eq!(wait_exit(&mut w, Duration::from_secs(10)), 3, "still held");
+    assert!(holder.try_wait().unwrap().is_none(), "holder kept its lock through the restart");
+    // Now lose the data: kill, wipe, restart. The holder is told data_lost and exits 75.
+    srv.0.kill().unwrap();
+    srv.0.wait().unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    let (_srv, _) = serve(&dir, &addr);
+    assert_eq!(wait_exit(&mut holder, Duration::from_secs(10)), 75);
+    let mut err = String::new();
+    holder.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    assert!(err.contains("data_lost"), "{err}");
+}
+
+#[test]
+fn garbage_to_a_server_process_leaves_it_serving() {
+    let dir = tmpdir("cli-garbage");
+    let (mut srv, addr) = serve(&dir, "127.0.0.1:0");
+    for _ in 0..20 {
+        let mut s = TcpStream::connect(&addr).unwrap();
+        let junk: Vec<u8> = (0..fastrand::usize(1..4096)).map(|_| fastrand::u8(..)).collect();
+        let _ = s.write_all(&junk);
+    }
+    let mut c = lock_cmd(&addr, &[], "after-garbage", &["true"]).spawn().unwrap();
+    assert_eq!(wait_exit(&mut c, Duration::from_secs(10)), 0);
+    assert!(srv.0.try_wait().unwrap().is_none());
+}
