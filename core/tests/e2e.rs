@@ -276,3 +276,168 @@ fn a_callback_blocking_for_seconds_costs_no_heartbeat() {
     }
     assert_eq!(a.state(), tenure::SessionState::Connected);
 }
+
+/// A raw protocol connection, for tests that need control over every frame.
+struct Raw {
+    s: std::net::TcpStream,
+    r: tenure::proto::FrameReader,
+}
+
+impl Raw {
+    fn connect(addr: &str) -> Raw {
+        use tenure::proto::*;
+        let s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut raw = Raw {
+            s,
+            r: FrameReader::new(),
+        };
+        raw.send(&ClientMsg::Hello {
+            magic: MAGIC,
+            version: PROTOCOL_VERSION,
+            client_name: "raw".into(),
+        });
+        assert!(matches!(raw.recv(), Some(ServerMsg::Welcome { .. })));
+        raw
+    }
+    fn send(&mut self, m: &tenure::proto::ClientMsg) {
+        let mut b = vec![];
+        tenure::proto::encode(m, &mut b);
+        self.s.write_all(&b).unwrap();
+    }
+    fn req(&mut self, session: u64, req: u64, body: tenure::proto::Request) {
+        self.send(&tenure::proto::ClientMsg::Request { session, req, body });
+    }
+    /// The next message, or None after `timeout` without one.
+    fn recv_within(&mut self, timeout: Duration) -> Option<tenure::proto::ServerMsg> {
+        self.s.set_read_timeout(Some(timeout)).unwrap();
+        let mut buf = [0u8; 4096];
+        loop {
+            if let Some(f) = self.r.next_frame().unwrap() {
+                return Some(tenure::proto::decode(f).unwrap());
+            }
+            match self.s.read(&mut buf) {
+                Ok(0) => return None,
+                Ok(n) => self.r.extend(&buf[..n]),
+                Err(_) => return None,
+            }
+        }
+    }
+    fn recv(&mut self) -> Option<tenure::proto::ServerMsg> {
+        self.recv_within(Duration::from_secs(5))
+    }
+}
+
+#[test]
+fn a_grant_reaches_only_its_own_session_and_a_resent_acquire_gets_it_once() {
+    use tenure::proto::{Reply, Request, ServerMsg};
+    let dir = tmpdir("route");
+    let srv = server(&dir);
+    let addr = srv.local_addr().to_string();
+    let open = |raw: &mut Raw| -> u64 {
+        raw.req(0, 1, Request::Open { ttl_ms: 5000 });
+        match raw.recv() {
+            Some(ServerMsg::Reply {
+                result: Ok(Reply::Opened { session, .. }),
+                ..
+            }) => session,
+            m => panic!("{m:?}"),
+        }
+    };
+    let mut a = Raw::connect(&addr);
+    let sa = open(&mut a);
+    a.req(
+        sa,
+        2,
+        Request::Acquire {
+            name: "r".into(),
+            wait: true,
+        },
+    );
+    let Some(ServerMsg::Reply {
+        result: Ok(Reply::Granted { token: ta, .. }),
+        ..
+    }) = a.recv()
+    else {
+        panic!()
+    };
+    let mut b = Raw::connect(&addr);
+    let sb = open(&mut b);
+    b.req(
+        sb,
+        2,
+        Request::Acquire {
+            name: "r".into(),
+            wait: true,
+        },
+    );
+    assert!(
+        b.recv_within(Duration::from_millis(100)).is_none(),
+        "b waits"
+    );
+    drop(b); // b's connection breaks while it waits
+    std::thread::sleep(Duration::from_millis(50));
+    // a releases with a request id that b also used: a must get its own reply only.
+    a.req(
+        sa,
+        3,
+        Request::Release {
+            name: "r".into(),
+            token: ta,
+        },
+    );
+    match a.recv() {
+        Some(ServerMsg::Reply {
+            session,
+            req: 3,
+            result: Ok(Reply::Done),
+        }) => assert_eq!(session, sa),
+        m => panic!("{m:?}"),
+    }
+    assert!(
+        a.recv_within(Duration::from_millis(200)).is_none(),
+        "no grant for b on a's connection"
+    );
+    // b reconnects and resends its acquire: it gets the grant made while it was away, once.
+    let mut b = Raw::connect(&addr);
+    b.req(
+        sb,
+        2,
+        Request::Acquire {
+            name: "r".into(),
+            wait: true,
+        },
+    );
+    let tb = match b.recv() {
+        Some(ServerMsg::Reply {
+            session,
+            req: 2,
+            result: Ok(Reply::Granted { token, .. }),
+        }) => {
+            assert_eq!(session, sb);
+            token
+        }
+        m => panic!("{m:?}"),
+    };
+    assert!(tb > ta);
+    b.req(
+        sb,
+        2,
+        Request::Acquire {
+            name: "r".into(),
+            wait: true,
+        },
+    );
+    assert!(
+        matches!(b.recv(), Some(ServerMsg::Reply { result: Ok(Reply::Granted { token, .. }), .. }) if token == tb)
+    );
+    b.req(0, 9, Request::Status);
+    let Some(ServerMsg::Reply {
+        result: Ok(Reply::Status(st)),
+        ..
+    }) = b.recv()
+    else {
+        panic!()
+    };
+    assert_eq!(st.revision, tb, "no further grant was made");
+}

@@ -58,7 +58,10 @@ fn main() -> ExitCode {
             print!("{HELP}");
             Ok(0)
         }
-        _ => Err((EXIT_USAGE, format!("unknown command {cmd:?}; see tenure --help"))),
+        _ => Err((
+            EXIT_USAGE,
+            format!("unknown command {cmd:?}; see tenure --help"),
+        )),
     };
     match r {
         Ok(code) => ExitCode::from(code),
@@ -96,7 +99,10 @@ fn default_endpoints() -> Vec<String> {
 }
 
 fn split_endpoints(v: &str) -> Vec<String> {
-    v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
+    v.split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
 }
 
 fn connect_error(e: Error) -> (u8, String) {
@@ -213,7 +219,10 @@ fn lock(args: Vec<OsString>) -> CliResult {
             Long("ttl") => ttl = secs(&mut p, "--ttl")?,
             Long("timeout") => timeout = Some(secs(&mut p, "--timeout")?),
             Value(v) if name.is_none() => {
-                name = Some(v.into_string().map_err(|v| usage(format!("lock name {v:?} is not valid UTF-8")))?)
+                name = Some(
+                    v.into_string()
+                        .map_err(|v| usage(format!("lock name {v:?} is not valid UTF-8")))?,
+                )
             }
             Value(v) => {
                 cmd.push(v);
@@ -238,12 +247,16 @@ fn lock(args: Vec<OsString>) -> CliResult {
     let lock = match client.lock(&name, timeout) {
         Ok(l) => l,
         Err(Error::Timeout) => {
-            return Err((EXIT_TIMEOUT, format!("lock {name:?} not acquired within {timeout:?}")))
+            return Err((
+                EXIT_TIMEOUT,
+                format!("lock {name:?} not acquired within {timeout:?}"),
+            ))
         }
         Err(e @ (Error::InvalidArgument(_) | Error::Limit(_))) => return Err(usage(e)),
         Err(e) => return Err((EXIT_UNAVAILABLE, format!("lock {name:?}: {e}"))),
     };
-    let (tx, rx) = crossbeam_channel::bounded::<Option<(String, Option<std::process::ExitStatus>)>>(4);
+    let (tx, rx) =
+        crossbeam_channel::bounded::<Option<(String, Option<std::process::ExitStatus>)>>(4);
     let tx_lost = tx.clone();
     lock.on_lost(move |ev| {
         if let Event::LockLost { reason, token, .. } = ev {
@@ -345,14 +358,22 @@ mod demo {
 
     fn describe(ev: &Event) -> String {
         match ev {
-            Event::SessionConnected { session, .. } => format!("event connected (session {session})"),
+            Event::SessionConnected { session, .. } => {
+                format!("event connected (session {session})")
+            }
             Event::SessionJeopardy { remaining } => {
                 format!("event jeopardy: heartbeat failed, retrying, {remaining:.0?} of lease left")
             }
             Event::SessionRecovered => "event recovered".into(),
             Event::SessionExpired => "event expired: lease deadline passed".into(),
-            Event::LockAcquired { name, token } => format!("event lock_acquired {name:?} token {token}"),
-            Event::LockLost { name, token, reason } => {
+            Event::LockAcquired { name, token } => {
+                format!("event lock_acquired {name:?} token {token}")
+            }
+            Event::LockLost {
+                name,
+                token,
+                reason,
+            } => {
                 format!("event lock_lost {name:?} token {token} reason {reason}")
             }
             Event::DataLost { .. } => "event data_lost".into(),
@@ -370,10 +391,16 @@ mod demo {
         fn write(&self, who: &str, token: u64) -> bool {
             let prev = self.newest.fetch_max(token, Ordering::SeqCst);
             if token < prev {
-                say("resource", format!("REFUSED write from {who} with stale token {token} (newest {prev})"));
+                say(
+                    "resource",
+                    format!("REFUSED write from {who} with stale token {token} (newest {prev})"),
+                );
                 false
             } else {
-                say("resource", format!("accepted write from {who} with token {token}"));
+                say(
+                    "resource",
+                    format!("accepted write from {who} with token {token}"),
+                );
                 true
             }
         }
@@ -392,7 +419,9 @@ mod demo {
                     let mut w = s.try_clone().unwrap();
                     for line in std::io::BufReader::new(s).lines().map_while(Result::ok) {
                         let mut it = line.split_whitespace();
-                        let (Some(who), Some(tok)) = (it.next(), it.next().and_then(|t| t.parse().ok())) else {
+                        let (Some(who), Some(tok)) =
+                            (it.next(), it.next().and_then(|t| t.parse().ok()))
+                        else {
                             break;
                         };
                         let ok = res.write(who, tok);
@@ -419,11 +448,10 @@ mod demo {
         let f = frozen.clone();
         std::thread::spawn(move || {
             for s in l.incoming().flatten() {
-                let Ok(up) = TcpStream::connect(&target) else { continue };
-                for (mut a, mut b) in [
-                    (s.try_clone().unwrap(), up.try_clone().unwrap()),
-                    (up, s),
-                ] {
+                let Ok(up) = TcpStream::connect(&target) else {
+                    continue;
+                };
+                for (mut a, mut b) in [(s.try_clone().unwrap(), up.try_clone().unwrap()), (up, s)] {
                     let f = f.clone();
                     std::thread::spawn(move || {
                         let mut buf = [0u8; 16 * 1024];
@@ -446,9 +474,14 @@ mod demo {
         Ok(Proxy { addr, frozen })
     }
 
-    fn client(who: &'static str, addr: &str, ttl_ms: u64) -> Result<(Client, tenure::Subscription), (u8, String)> {
-        let c = Client::connect(ClientConfig::new([addr]).session_ttl(Duration::from_millis(ttl_ms)))
-            .map_err(connect_error)?;
+    fn client(
+        who: &'static str,
+        addr: &str,
+        ttl_ms: u64,
+    ) -> Result<(Client, tenure::Subscription), (u8, String)> {
+        let c =
+            Client::connect(ClientConfig::new([addr]).session_ttl(Duration::from_millis(ttl_ms)))
+                .map_err(connect_error)?;
         let sub = c
             .subscribe(move |ev| say(who, describe(&ev)))
             .map_err(|e| (EXIT_SOFTWARE, e.to_string()))?;
@@ -469,7 +502,10 @@ mod demo {
         })
         .map_err(fail)?;
         let addr = server.local_addr().to_string();
-        say("server", format!("embedded server on {addr}, data in {}", dir.display()));
+        say(
+            "server",
+            format!("embedded server on {addr}, data in {}", dir.display()),
+        );
         let resource = Arc::new(Resource::default());
         let name = "jobs/report";
 
@@ -478,7 +514,10 @@ mod demo {
         let (bob, _sb) = client("bob", &addr, 2000)?;
         let (carol, _sc) = client("carol", &addr, 2000)?;
         let a = alice.lock(name, Duration::from_secs(5)).map_err(fail)?;
-        say("alice", format!("holds {name:?} with fencing token {}", a.fencing_token()));
+        say(
+            "alice",
+            format!("holds {name:?} with fencing token {}", a.fencing_token()),
+        );
         resource.write("alice", a.fencing_token());
         let mut waiters = vec![];
         for (who, c) in [("bob", bob.clone()), ("carol", carol.clone())] {
@@ -511,14 +550,23 @@ mod demo {
             *dl.lock() = Some(Instant::now());
             say("dave", format!("on_lost callback: {}", describe(&ev)));
         });
-        say("dave", format!("holds {name:?} with token {}; session TTL 1.5 s", d.fencing_token()));
+        say(
+            "dave",
+            format!(
+                "holds {name:?} with token {}; session TTL 1.5 s",
+                d.fencing_token()
+            ),
+        );
         let (erin, _se) = client("erin", &addr, 1500)?;
         let res = resource.clone();
         let erin_t = std::thread::spawn(move || {
             say("erin", "waits for the lock");
             let l = erin.lock(name, Duration::from_secs(10)).map_err(fail)?;
             let at = Instant::now();
-            say("erin", format!("granted, fencing token {}", l.fencing_token()));
+            say(
+                "erin",
+                format!("granted, fencing token {}", l.fencing_token()),
+            );
             res.write("erin", l.fencing_token());
             l.release().map_err(fail)?;
             Ok::<Instant, (u8, String)>(at)
@@ -566,7 +614,10 @@ mod demo {
         unsafe { libc::kill(frank.id() as i32, libc::SIGSTOP) };
         say("demo", "frank is paused with SIGSTOP (a long GC pause)");
         let g = gina.lock(name, Duration::from_secs(10)).map_err(fail)?;
-        say("gina", format!("granted, fencing token {}", g.fencing_token()));
+        say(
+            "gina",
+            format!("granted, fencing token {}", g.fencing_token()),
+        );
         resource.write("gina", g.fencing_token());
         std::thread::sleep(Duration::from_millis(200));
         // SAFETY: as above.
@@ -586,7 +637,10 @@ mod demo {
 
     /// The demo's paused holder: takes the lock and, after being resumed, finds out it lost it.
     pub fn holder(args: Vec<OsString>) -> CliResult {
-        let args: Vec<String> = args.into_iter().filter_map(|a| a.into_string().ok()).collect();
+        let args: Vec<String> = args
+            .into_iter()
+            .filter_map(|a| a.into_string().ok())
+            .collect();
         let [addr, name, res_addr] = &args[..] else {
             return Err(usage("__demo-holder ADDR NAME RESOURCE"));
         };
@@ -594,7 +648,13 @@ mod demo {
         let mut res_in = std::io::BufReader::new(res.try_clone().map_err(fail)?);
         let (c, _s) = client("frank", addr, 1000)?;
         let l = c.lock(name, Duration::from_secs(10)).map_err(fail)?;
-        say("frank", format!("holds {name:?} with token {} (TTL 1 s), working...", l.fencing_token()));
+        say(
+            "frank",
+            format!(
+                "holds {name:?} with token {} (TTL 1 s), working...",
+                l.fencing_token()
+            ),
+        );
         let lost = Arc::new(AtomicBool::new(false));
         let l2 = lost.clone();
         l.on_lost(move |ev| {
@@ -622,6 +682,10 @@ mod demo {
         while !lost.load(Ordering::SeqCst) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(5));
         }
-        Ok(if lost.load(Ordering::SeqCst) { EXIT_LOST } else { EXIT_SOFTWARE })
+        Ok(if lost.load(Ordering::SeqCst) {
+            EXIT_LOST
+        } else {
+            EXIT_SOFTWARE
+        })
     }
 }

@@ -208,10 +208,6 @@ impl Driver {
             }
         };
         s.set_read_timeout(None)?;
-        // Writes stay bounded: a server that stops reading must not stall heartbeats forever.
-        s.set_write_timeout(Some(
-            (self.lease_cfg.ttl / 10).max(Duration::from_millis(10)),
-        ))?;
         self.conn_seq += 1;
         let id = self.conn_seq;
         let mut rs = s.try_clone()?;
@@ -250,11 +246,19 @@ impl Driver {
     }
 
     fn write(&mut self, session: SessionId, req: u64, body: Request) -> bool {
+        // A write must never hold the driver past the lease deadline (the lost callback is due
+        // then): bound it by the time left, and by a tenth of the TTL.
+        let mut limit = self.lease_cfg.ttl / 10;
+        if let Some(l) = &self.lease {
+            limit = limit.min(l.deadline().saturating_duration_since(Instant::now()));
+        }
+        let limit = limit.max(Duration::from_millis(1));
         let Some(c) = self.conn.as_mut() else {
             return false;
         };
         let mut b = Vec::new();
         proto::encode(&ClientMsg::Request { session, req, body }, &mut b);
+        let _ = c.stream.set_write_timeout(Some(limit));
         if c.stream.write_all(&b).is_err() {
             self.disconnected();
             return false;
@@ -568,7 +572,18 @@ impl Driver {
     }
 
     fn frame(&mut self, msg: ServerMsg) {
-        if let ServerMsg::Reply { req, result, .. } = msg {
+        if let ServerMsg::Reply {
+            session,
+            req,
+            result,
+        } = msg
+        {
+            let opening = self.opening.is_some_and(|(r, _)| r == req);
+            // Replies name their session: one for another session (or an older one of ours)
+            // is not ours to act on.
+            if !opening && session != self.session && session != 0 {
+                return;
+            }
             self.on_reply(req, result);
         }
     }

@@ -498,9 +498,15 @@ impl Runtime {
                     req,
                     result,
                 } => {
-                    let target = self.bound.get(&session).copied().or(origin);
-                    if let Some(c) = target {
+                    // A reply goes to the connection its own session was last heard on, never
+                    // to the connection whose command caused it (a release that grants the
+                    // lock to another session answers that session on its own connection).
+                    if let Some(c) = self.bound.get(&session).copied() {
                         self.reply(c, session, req, result);
+                    } else if session == 0 {
+                        if let Some(c) = origin {
+                            self.reply(c, session, req, result);
+                        }
                     }
                     // Otherwise the session has no connection now; the client resends the
                     // request after reconnecting and gets the remembered reply.
