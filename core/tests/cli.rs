@@ -50,7 +50,10 @@ fn serve(dir: &Path, listen: &str) -> (Proc, String) {
                 // The port may still be held by the previous server: retry.
                 let _ = c.kill();
                 let _ = c.wait();
-                assert!(Instant::now() < deadline, "tenure serve did not start on {listen}");
+                assert!(
+                    Instant::now() < deadline,
+                    "tenure serve did not start on {listen}"
+                );
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
@@ -59,7 +62,12 @@ fn serve(dir: &Path, listen: &str) -> (Proc, String) {
 
 fn lock_cmd(addr: &str, extra: &[&str], name: &str, cmd: &[&str]) -> Command {
     let mut c = Command::new(BIN);
-    c.arg("lock").args(["--endpoints", addr]).args(extra).arg(name).arg("--").args(cmd);
+    c.arg("lock")
+        .args(["--endpoints", addr])
+        .args(extra)
+        .arg(name)
+        .arg("--")
+        .args(cmd);
     c
 }
 
@@ -86,14 +94,25 @@ fn wait_file(p: &Path, limit: Duration) -> String {
                 return s;
             }
         }
-        assert!(Instant::now() < deadline, "{} not written within {limit:?}", p.display());
+        assert!(
+            Instant::now() < deadline,
+            "{} not written within {limit:?}",
+            p.display()
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
 }
 
 fn status(addr: &str) -> String {
-    let o = Command::new(BIN).args(["status", "--endpoints", addr]).output().unwrap();
-    assert!(o.status.success(), "status failed: {}", String::from_utf8_lossy(&o.stderr));
+    let o = Command::new(BIN)
+        .args(["status", "--endpoints", addr])
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "status failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     String::from_utf8(o.stdout).unwrap()
 }
 
@@ -102,8 +121,13 @@ fn serve_stops_cleanly_on_sigterm_and_lock_passes_exit_status_and_env() {
     let dir = tmpdir("cli-basic");
     let (mut srv, addr) = serve(&dir, "127.0.0.1:0");
     let out = dir.join("env.txt");
-    let script = format!("echo \"$TENURE_LOCK_NAME $TENURE_FENCING_TOKEN\" > {}; exit 7", out.display());
-    let mut c = lock_cmd(&addr, &[], "jobs/a", &["sh", "-c", &script]).spawn().unwrap();
+    let script = format!(
+        "echo \"$TENURE_LOCK_NAME $TENURE_FENCING_TOKEN\" > {}; exit 7",
+        out.display()
+    );
+    let mut c = lock_cmd(&addr, &[], "jobs/a", &["sh", "-c", &script])
+        .spawn()
+        .unwrap();
     assert_eq!(wait_exit(&mut c, Duration::from_secs(10)), 7);
     let env = std::fs::read_to_string(&out).unwrap();
     let mut it = env.split_whitespace();
@@ -119,17 +143,23 @@ fn serve_stops_cleanly_on_sigterm_and_lock_passes_exit_status_and_env() {
 fn exit_statuses_for_timeout_unreachable_and_usage() {
     let dir = tmpdir("cli-exit");
     let (_srv, addr) = serve(&dir, "127.0.0.1:0");
-    let mut holder = lock_cmd(&addr, &[], "busy", &["sleep", "30"]).spawn().unwrap();
+    let mut holder = lock_cmd(&addr, &[], "busy", &["sleep", "30"])
+        .spawn()
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     while !status(&addr).contains("\"busy\"") {
         assert!(Instant::now() < deadline);
         std::thread::sleep(Duration::from_millis(10));
     }
     let t = Instant::now();
-    let mut w = lock_cmd(&addr, &["--timeout", "0.3"], "busy", &["true"]).spawn().unwrap();
+    let mut w = lock_cmd(&addr, &["--timeout", "0.3"], "busy", &["true"])
+        .spawn()
+        .unwrap();
     assert_eq!(wait_exit(&mut w, Duration::from_secs(10)), 3);
     assert!(t.elapsed() < Duration::from_secs(5));
-    let mut u = lock_cmd("127.0.0.1:1", &[], "x", &["true"]).spawn().unwrap();
+    let mut u = lock_cmd("127.0.0.1:1", &[], "x", &["true"])
+        .spawn()
+        .unwrap();
     assert_eq!(wait_exit(&mut u, Duration::from_secs(10)), 69);
     for bad in [
         vec!["lock", "--timeout", "-1", "x", "--", "true"],
@@ -140,7 +170,11 @@ fn exit_statuses_for_timeout_unreachable_and_usage() {
         vec!["serve", "--durability", "sometimes"],
         vec!["frobnicate"],
     ] {
-        let o = Command::new(BIN).args(&bad).env("TENURE_ENDPOINTS", &addr).output().unwrap();
+        let o = Command::new(BIN)
+            .args(&bad)
+            .env("TENURE_ENDPOINTS", &addr)
+            .output()
+            .unwrap();
         assert_eq!(o.status.code(), Some(64), "{bad:?}");
         assert!(!o.stderr.is_empty(), "{bad:?} says why");
     }
@@ -158,7 +192,11 @@ fn contending_processes_never_overlap_and_tokens_increase() {
         log.display()
     );
     let mut kids: Vec<Child> = (0..6)
-        .map(|_| lock_cmd(&addr, &["--ttl", "2"], "shared", &["sh", "-c", &script]).spawn().unwrap())
+        .map(|_| {
+            lock_cmd(&addr, &["--ttl", "2"], "shared", &["sh", "-c", &script])
+                .spawn()
+                .unwrap()
+        })
         .collect();
     for k in &mut kids {
         assert_eq!(wait_exit(k, Duration::from_secs(30)), 0);
@@ -188,12 +226,20 @@ fn a_holder_paused_past_its_ttl_loses_the_lock_and_its_command_is_stopped() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let pid: i32 = wait_file(&child_pid, Duration::from_secs(10)).trim().parse().unwrap();
+    let pid: i32 = wait_file(&child_pid, Duration::from_secs(10))
+        .trim()
+        .parse()
+        .unwrap();
     let granted = dir.join("waiter.txt");
     let wscript = format!("echo $TENURE_FENCING_TOKEN > {}", granted.display());
-    let mut waiter = lock_cmd(&addr, &["--ttl", "5"], "p", &["sh", "-c", &wscript]).spawn().unwrap();
+    let mut waiter = lock_cmd(&addr, &["--ttl", "5"], "p", &["sh", "-c", &wscript])
+        .spawn()
+        .unwrap();
     std::thread::sleep(Duration::from_millis(200));
-    assert!(!granted.exists(), "waiter must wait while the holder is alive");
+    assert!(
+        !granted.exists(),
+        "waiter must wait while the holder is alive"
+    );
     let stopped = Instant::now();
     signal(&holder, libc::SIGSTOP);
     // The server expires the paused holder after its TTL and grants the waiter.
@@ -201,14 +247,22 @@ fn a_holder_paused_past_its_ttl_loses_the_lock_and_its_command_is_stopped() {
     let grant_after = stopped.elapsed();
     // The last heartbeat reached the server at most TTL/3 before the pause, so the server
     // cannot have expired the holder earlier than 2/3 of the TTL after it.
-    assert!(grant_after >= Duration::from_millis(640), "granted {grant_after:?} after the pause");
+    assert!(
+        grant_after >= Duration::from_millis(640),
+        "granted {grant_after:?} after the pause"
+    );
     assert!(tok.trim().parse::<u64>().unwrap() >= 2);
     assert_eq!(wait_exit(&mut waiter, Duration::from_secs(10)), 0);
     signal(&holder, libc::SIGCONT);
     // On resuming, the holder finds its lease over: it reports the loss, stops CMD, exits 75.
     assert_eq!(wait_exit(&mut holder, Duration::from_secs(10)), 75);
     let mut err = String::new();
-    holder.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    holder
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
     assert!(err.contains("session_expired"), "{err}");
     // SAFETY: probing whether a pid exists.
     let alive = unsafe { libc::kill(pid, 0) } == 0;
@@ -262,7 +316,9 @@ fn a_holder_whose_network_stalls_is_told_before_the_waiter_is_granted() {
     }
     let granted = dir.join("granted");
     let wscript = format!("date +%s%N > {}", granted.display());
-    let mut waiter = lock_cmd(&addr, &["--ttl", "5"], "s", &["sh", "-c", &wscript]).spawn().unwrap();
+    let mut waiter = lock_cmd(&addr, &["--ttl", "5"], "s", &["sh", "-c", &wscript])
+        .spawn()
+        .unwrap();
     std::thread::sleep(Duration::from_millis(100));
     frozen.store(true, Ordering::Release);
     // The holder's stderr line about the loss arrives when it is told.
@@ -277,11 +333,19 @@ fn a_holder_whose_network_stalls_is_told_before_the_waiter_is_granted() {
             .as_nanos();
         let _ = tx.send((now, l));
     });
-    let (told_ns, line) = rx.recv_timeout(Duration::from_secs(10)).expect("holder told");
+    let (told_ns, line) = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("holder told");
     assert!(line.contains("lost"), "{line}");
     assert_eq!(wait_exit(&mut holder, Duration::from_secs(10)), 75);
-    let granted_ns: u128 = wait_file(&granted, Duration::from_secs(10)).trim().parse().unwrap();
-    assert!(told_ns < granted_ns, "told at {told_ns}, waiter granted at {granted_ns}");
+    let granted_ns: u128 = wait_file(&granted, Duration::from_secs(10))
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        told_ns < granted_ns,
+        "told at {told_ns}, waiter granted at {granted_ns}"
+    );
     assert_eq!(wait_exit(&mut waiter, Duration::from_secs(10)), 0);
 }
 
@@ -302,21 +366,34 @@ fn kill_9_and_restart_keeps_the_lock_and_a_wiped_directory_is_data_lost() {
         assert!(Instant::now() < deadline);
         std::thread::sleep(Duration::from_millis(10));
     };
-    let token_line = before.lines().find(|l| l.contains("\"k\"")).unwrap().to_string();
+    let token_line = before
+        .lines()
+        .find(|l| l.contains("\"k\""))
+        .unwrap()
+        .to_string();
     srv.0.kill().unwrap(); // SIGKILL
     srv.0.wait().unwrap();
     let (mut srv, addr2) = serve(&dir, &addr);
     assert_eq!(addr, addr2);
     let after = status(&addr);
-    let after_line = after.lines().find(|l| l.contains("\"k\"")).expect("lock survives kill -9").to_string();
+    let after_line = after
+        .lines()
+        .find(|l| l.contains("\"k\""))
+        .expect("lock survives kill -9")
+        .to_string();
     assert_eq!(
         token_line.split("waiters").next(),
         after_line.split("waiters").next(),
         "same holder and token"
     );
-    let mut w = lock_cmd(&addr, &["--timeout", "0.3"], "k", &["true"]).spawn().unwrap();
+    let mut w = lock_cmd(&addr, &["--timeout", "0.3"], "k", &["true"])
+        .spawn()
+        .unwrap();
     assert_eq!(wait_exit(&mut w, Duration::from_secs(10)), 3, "still held");
-    assert!(holder.try_wait().unwrap().is_none(), "holder kept its lock through the restart");
+    assert!(
+        holder.try_wait().unwrap().is_none(),
+        "holder kept its lock through the restart"
+    );
     // Now lose the data: kill, wipe, restart. The holder is told data_lost and exits 75.
     srv.0.kill().unwrap();
     srv.0.wait().unwrap();
@@ -324,7 +401,12 @@ fn kill_9_and_restart_keeps_the_lock_and_a_wiped_directory_is_data_lost() {
     let (_srv, _) = serve(&dir, &addr);
     assert_eq!(wait_exit(&mut holder, Duration::from_secs(10)), 75);
     let mut err = String::new();
-    holder.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    holder
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
     assert!(err.contains("data_lost"), "{err}");
 }
 
@@ -334,10 +416,14 @@ fn garbage_to_a_server_process_leaves_it_serving() {
     let (mut srv, addr) = serve(&dir, "127.0.0.1:0");
     for _ in 0..20 {
         let mut s = TcpStream::connect(&addr).unwrap();
-        let junk: Vec<u8> = (0..fastrand::usize(1..4096)).map(|_| fastrand::u8(..)).collect();
+        let junk: Vec<u8> = (0..fastrand::usize(1..4096))
+            .map(|_| fastrand::u8(..))
+            .collect();
         let _ = s.write_all(&junk);
     }
-    let mut c = lock_cmd(&addr, &[], "after-garbage", &["true"]).spawn().unwrap();
+    let mut c = lock_cmd(&addr, &[], "after-garbage", &["true"])
+        .spawn()
+        .unwrap();
     assert_eq!(wait_exit(&mut c, Duration::from_secs(10)), 0);
     assert!(srv.0.try_wait().unwrap().is_none());
 }

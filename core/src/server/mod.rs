@@ -158,6 +158,8 @@ struct Conn {
     stream: TcpStream,
     reader: FrameReader,
     out: Vec<u8>,
+    /// Start of the replies in `out` that wait for the group commit.
+    held_from: Option<usize>,
     greeted: bool,
     sessions: HashSet<SessionId>,
     writable_registered: bool,
@@ -175,8 +177,9 @@ struct Runtime {
     next_conn: usize,
     /// Session -> connection it was last heard on.
     bound: HashMap<SessionId, usize>,
-    /// Replies waiting for the group commit: (connection, encoded frame).
-    held: Vec<(usize, Vec<u8>)>,
+    /// Connections whose output gained replies in this turn; those replies wait for the
+    /// group commit before they are written.
+    held: Vec<usize>,
 }
 
 impl Runtime {
@@ -249,18 +252,16 @@ impl Runtime {
             }
             // Group commit, then release the replies it covers.
             self.storage.commit()?;
-            for (c, frame) in std::mem::take(&mut self.held) {
+            let mut dirty: Vec<usize> = ready.iter().filter(|r| r.2).map(|r| r.0).collect();
+            for c in self.held.drain(..) {
                 if let Some(conn) = self.conns.get_mut(&c) {
-                    conn.out.extend_from_slice(&frame);
+                    conn.held_from = None;
+                    dirty.push(c);
                 }
             }
-            let ids: Vec<usize> = self
-                .conns
-                .iter()
-                .filter(|(_, c)| !c.out.is_empty() || c.closing)
-                .map(|(k, _)| *k)
-                .collect();
-            for c in ids {
+            dirty.sort_unstable();
+            dirty.dedup();
+            for c in dirty {
                 self.flush(c);
             }
             if self.storage.wants_snapshot() {
@@ -285,6 +286,7 @@ impl Runtime {
                             stream,
                             reader: FrameReader::new(),
                             out: Vec::new(),
+                            held_from: None,
                             greeted: false,
                             sessions: HashSet::new(),
                             writable_registered: false,
@@ -346,10 +348,16 @@ impl Runtime {
         }
     }
 
+    /// Queues a reply; it is written after this turn's group commit.
     fn send_now(&mut self, c: usize, msg: &ServerMsg) {
-        let mut b = Vec::new();
-        proto::encode(msg, &mut b);
-        self.held.push((c, b));
+        let Some(conn) = self.conns.get_mut(&c) else {
+            return;
+        };
+        if conn.held_from.is_none() {
+            conn.held_from = Some(conn.out.len());
+            self.held.push(c);
+        }
+        proto::encode(msg, &mut conn.out);
     }
 
     fn handle(&mut self, c: usize, msg: ClientMsg) {
@@ -521,8 +529,9 @@ impl Runtime {
         };
         let mut written = 0;
         let mut failed = false;
-        while written < conn.out.len() {
-            match conn.stream.write(&conn.out[written..]) {
+        let end = conn.held_from.unwrap_or(conn.out.len());
+        while written < end {
+            match conn.stream.write(&conn.out[written..end]) {
                 Ok(0) => {
                     failed = true;
                     break;
@@ -537,6 +546,9 @@ impl Runtime {
             }
         }
         conn.out.drain(..written);
+        if let Some(h) = conn.held_from.as_mut() {
+            *h -= written;
+        }
         if failed || conn.out.len() > MAX_OUTBUF || (conn.closing && conn.out.is_empty()) {
             self.close(c);
             return;
