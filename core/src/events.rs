@@ -95,6 +95,102 @@ pub enum Event {
         /// The new one.
         new: Incarnation,
     },
+    /// The master of an election changed (SPEC 3.3).
+    MasterChanged {
+        /// Election name.
+        election: String,
+        /// Epoch of this change; strictly increases for an election.
+        epoch: u64,
+        /// The new master, or `None` when the election has no master.
+        master: Option<Master>,
+    },
+    /// A failure detector suspects a peer (SPEC 3.4).
+    PeerSuspected {
+        /// Peer name.
+        peer: String,
+        /// Whether the peer's process or a network path is suspected.
+        kind: SuspicionKind,
+        /// The network concerned (`None` when the suspicion is about the process on every
+        /// network).
+        network: Option<String>,
+    },
+    /// A suspected peer (or its path on a network) is heard from again.
+    PeerRecovered {
+        /// Peer name.
+        peer: String,
+        /// The network it was heard on again (`None`: the process suspicion is lifted).
+        network: Option<String>,
+    },
+    /// No peer was heard on this local network within the network-failure limit.
+    NetworkDown {
+        /// Network name.
+        network: String,
+    },
+    /// A network that was down carries heartbeats again.
+    NetworkUp {
+        /// Network name.
+        network: String,
+    },
+    /// A group's view changed (SPEC 3.5).
+    ViewChanged {
+        /// Group name.
+        group: String,
+        /// View number; strictly increases for a group.
+        view: u64,
+        /// Members of the new view with their status.
+        members: Vec<Member>,
+    },
+    /// A probationary member was promoted to full member.
+    MemberPromoted {
+        /// Group name.
+        group: String,
+        /// Member id.
+        member: String,
+    },
+    /// A member left the group (removed, failed its evaluation, or its session ended).
+    MemberRemoved {
+        /// Group name.
+        group: String,
+        /// Member id.
+        member: String,
+    },
+}
+
+/// The master of an election.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Master {
+    /// Candidate id.
+    pub id: String,
+    /// How to reach it (`host:port`), if it gave one.
+    pub endpoint: Option<String>,
+}
+
+/// What a failure detector suspects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SuspicionKind {
+    /// The peer's process (silent while others are heard, or silent on every network).
+    Process,
+    /// A network path to the peer (heard on another network, silent on this one).
+    Network,
+}
+
+impl SuspicionKind {
+    /// The stable lowercase name used in every language.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            SuspicionKind::Process => "process",
+            SuspicionKind::Network => "network",
+        }
+    }
+}
+
+/// A group member and its status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    /// Member id.
+    pub id: String,
+    /// True for a full member, false for a probationary one.
+    pub full: bool,
 }
 
 impl Event {
@@ -108,6 +204,14 @@ impl Event {
             Event::LockAcquired { .. } => "lock_acquired",
             Event::LockLost { .. } => "lock_lost",
             Event::DataLost { .. } => "data_lost",
+            Event::MasterChanged { .. } => "master_changed",
+            Event::PeerSuspected { .. } => "peer_suspected",
+            Event::PeerRecovered { .. } => "peer_recovered",
+            Event::NetworkDown { .. } => "network_down",
+            Event::NetworkUp { .. } => "network_up",
+            Event::ViewChanged { .. } => "view_changed",
+            Event::MemberPromoted { .. } => "member_promoted",
+            Event::MemberRemoved { .. } => "member_removed",
         }
     }
 }
@@ -115,9 +219,9 @@ impl Event {
 /// A callback receiving events.
 pub type Callback = Arc<dyn Fn(Event) + Send + Sync>;
 
-/// The sending side of a subscription, held by library threads.
+/// The sending side of a subscription, held by library threads (see [`Subscription::start`]).
 #[derive(Clone)]
-pub(crate) struct Sink {
+pub struct Sink {
     tx: Sender<Event>,
     closed: Arc<AtomicBool>,
     dropped: Arc<AtomicU64>,
@@ -126,7 +230,7 @@ pub(crate) struct Sink {
 impl Sink {
     /// Queues an event without blocking. False when the subscription is closed, so the owner
     /// can forget the sink.
-    pub(crate) fn send(&self, ev: Event) -> bool {
+    pub fn send(&self, ev: Event) -> bool {
         if self.closed.load(Ordering::Acquire) {
             return false;
         }
@@ -164,7 +268,7 @@ impl fmt::Debug for Subscription {
 
 impl Subscription {
     /// Starts a dispatcher thread for `callback`; returns the subscription and its sink.
-    pub(crate) fn start(name: &str, callback: Callback) -> (Subscription, Sink) {
+    pub fn start(name: &str, callback: Callback) -> (Subscription, Sink) {
         let (tx, rx): (Sender<Event>, Receiver<Event>) = crossbeam_channel::bounded(QUEUE_CAPACITY);
         let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(1);
         let dropped = Arc::new(AtomicU64::new(0));

@@ -45,5 +45,5 @@ pub mod server;
 pub use client::{Client, ClientConfig, Lock, SessionState};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, Result};
-pub use events::{Event, LostReason, Subscription};
+pub use events::{Event, LostReason, Master, Member, Subscription, SuspicionKind};
 pub use server::{Durability, Server, ServerConfig};
