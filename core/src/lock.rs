@@ -64,6 +64,13 @@ impl LockTable {
         self.revision
     }
 
+    /// Takes the next revision for something other than a lock grant (an election's epoch),
+    /// so that every token of the service comes from one increasing sequence.
+    pub fn bump(&mut self) -> u64 {
+        self.revision += 1;
+        self.revision
+    }
+
     /// Holder, token and waiters of a lock.
     pub fn get(&self, name: &str) -> Option<(SessionId, Token, Vec<SessionId>)> {
         self.locks

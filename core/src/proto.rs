@@ -86,6 +86,63 @@ pub enum Request {
     Close,
     /// A snapshot of the service for `tenure status`.
     Status,
+    /// Register as a candidate of an election (under this session).
+    Campaign {
+        /// Election name.
+        election: String,
+        /// Candidate id, unique in the election.
+        id: String,
+        /// Priority: higher wins.
+        priority: i64,
+        /// How to reach the candidate (`host:port`), checked before it is designated.
+        endpoint: Option<String>,
+        /// Prefer a higher-priority candidate over a live master.
+        preempt: bool,
+    },
+    /// Withdraw a candidacy (a master resigning gives way to the next).
+    Resign {
+        /// Election name.
+        election: String,
+        /// Candidate id.
+        id: String,
+    },
+    /// Be told of every master change of an election.
+    Observe {
+        /// Election name.
+        election: String,
+    },
+    /// Ask for the master: from the cache when it names a live master, else after a
+    /// designation.
+    RequestElection {
+        /// Election name.
+        election: String,
+    },
+    /// Read the master cache (changes nothing).
+    Master {
+        /// Election name.
+        election: String,
+    },
+}
+
+/// An election's master, as clients see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct MasterInfo {
+    /// Epoch of the last change of master.
+    pub epoch: u64,
+    /// The master's candidate id and endpoint, if there is a master.
+    pub master: Option<(String, Option<String>)>,
+}
+
+/// Something the server tells a session without being asked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Notice {
+    /// An election's master changed.
+    MasterChanged {
+        /// Election name.
+        election: String,
+        /// The new master cache.
+        info: MasterInfo,
+    },
 }
 
 /// Frames sent by the server.
@@ -102,6 +159,13 @@ pub enum ServerMsg {
     Reject {
         /// Why.
         reason: String,
+    },
+    /// A notice for a session (sent on the connection it was last heard on).
+    Notice {
+        /// The session notified.
+        session: SessionId,
+        /// What happened.
+        notice: Notice,
     },
     /// The answer to a request.
     Reply {
@@ -139,6 +203,8 @@ pub enum Reply {
     Done,
     /// Service status.
     Status(StatusInfo),
+    /// An election's master cache.
+    Master(MasterInfo),
 }
 
 /// Errors a request can get.
@@ -179,6 +245,19 @@ pub struct StatusInfo {
     pub sessions: Vec<SessionInfo>,
     /// Held locks.
     pub locks: Vec<LockInfo>,
+    /// Elections with their master and candidates.
+    pub elections: Vec<ElectionInfo>,
+}
+
+/// One election in a [`StatusInfo`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ElectionInfo {
+    /// Election name.
+    pub name: String,
+    /// The master cache.
+    pub master: MasterInfo,
+    /// Candidates in designation order: (id, priority, session).
+    pub candidates: Vec<(String, i64, SessionId)>,
 }
 
 /// One session in a [`StatusInfo`].

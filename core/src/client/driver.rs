@@ -2,13 +2,15 @@
 //! here; no protocol rule lives here (the lease decides when to heartbeat and when the session
 //! is over; the server decides grants).
 
+use super::election::ElectionShared;
 use super::ClientConfig;
-use super::{Answer, LockShared, SessionState, Shared};
+use super::{Answer, Held, LockShared, SessionState, Shared};
 use crate::error::{Error, Result};
 use crate::events::{Event, LostReason, Sink};
 use crate::lease::{Lease, LeaseAction, LeaseConfig, LeaseState};
 use crate::proto::{
-    self, ClientMsg, ErrorReply, FrameReader, Incarnation, Reply, Request, ServerMsg, SessionId,
+    self, ClientMsg, ErrorReply, FrameReader, Incarnation, MasterInfo, Notice, Reply, Request,
+    ServerMsg, SessionId,
 };
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use std::collections::{BTreeMap, HashMap};
@@ -34,6 +36,10 @@ pub(crate) enum Cmd {
         req: u64,
     },
     Subscribe(Sink),
+    /// An election handle was dropped: stop updating it.
+    Forget {
+        shared: Arc<ElectionShared>,
+    },
     Frame {
         conn: u64,
         msg: ServerMsg,
@@ -84,6 +90,10 @@ pub(crate) struct Driver {
     incarnation: Option<Incarnation>,
     pending: BTreeMap<u64, Pending>,
     locks: HashMap<String, Arc<LockShared>>,
+    /// Campaigns and observations, per election.
+    elections: HashMap<String, Vec<Arc<ElectionShared>>>,
+    /// The newest epoch told to subscribers, per election.
+    epochs: HashMap<String, u64>,
     subs: Vec<Sink>,
     seed: u64,
 }
@@ -114,6 +124,8 @@ impl Driver {
             incarnation: None,
             pending: BTreeMap::new(),
             locks: HashMap::new(),
+            elections: HashMap::new(),
+            epochs: HashMap::new(),
             subs: vec![],
             seed,
         };
@@ -339,8 +351,18 @@ impl Driver {
                     Err(_) => return,
                 },
             };
+            // A deadline that passed while we waited is acted on before anything else.
+            self.tick();
             match cmd {
                 Cmd::Call { req, body, reply } => self.call(req, body, reply),
+                Cmd::Forget { shared } => {
+                    if let Some(v) = self.elections.get_mut(&shared.name) {
+                        v.retain(|e| !Arc::ptr_eq(e, &shared));
+                        if v.is_empty() {
+                            self.elections.remove(&shared.name);
+                        }
+                    }
+                }
                 Cmd::Cancel { req } => self.cancel(req),
                 Cmd::Subscribe(s) => self.subs.push(s),
                 Cmd::Frame { conn, msg } => {
@@ -447,6 +469,13 @@ impl Driver {
                     return;
                 }
                 let s = self.session;
+                // Notices sent while we were away are lost: read the master caches again.
+                let names: Vec<String> = self.elections.keys().cloned().collect();
+                for election in names {
+                    let r = self.shared.req();
+                    let body = Request::Master { election };
+                    self.pending.insert(r, Pending { body, reply: None });
+                }
                 let reqs: Vec<(u64, Request)> = self
                     .pending
                     .iter()
@@ -496,6 +525,27 @@ impl Driver {
         for (_, l) in self.locks.drain().collect::<Vec<_>>() {
             if let Some(ev) = l.mark_lost(reason) {
                 self.emit(ev);
+            }
+        }
+        // Candidacies end with the session; observers stay and observe again on the next one.
+        for v in self.elections.values_mut() {
+            v.retain(|e| {
+                if e.id.is_some() {
+                    e.end();
+                    false
+                } else {
+                    true
+                }
+            });
+        }
+        self.elections.retain(|_, v| !v.is_empty());
+        if data_lost.is_some() {
+            // A new incarnation numbers its epochs anew.
+            self.epochs.clear();
+            for v in self.elections.values() {
+                for e in v {
+                    e.reset();
+                }
             }
         }
         let err = match data_lost {
@@ -585,6 +635,76 @@ impl Driver {
                 return;
             }
             self.on_reply(req, result);
+        } else if let ServerMsg::Notice { session, notice } = msg {
+            if session != self.session {
+                return;
+            }
+            match notice {
+                Notice::MasterChanged { election, info } => self.master_changed(&election, &info),
+            }
+        }
+    }
+
+    /// A newer master cache for `election`: update its handles and tell subscribers, once per
+    /// epoch, in increasing order.
+    fn master_changed(&mut self, election: &str, info: &MasterInfo) {
+        if let Some(v) = self.elections.get(election) {
+            for e in v {
+                e.update(info);
+            }
+        }
+        let last = self.epochs.entry(election.to_string()).or_insert(0);
+        if info.epoch > *last {
+            *last = info.epoch;
+            let st = super::election::to_state(info);
+            self.emit(Event::MasterChanged {
+                election: election.to_string(),
+                epoch: st.epoch,
+                master: st.master,
+            });
+        }
+    }
+
+    /// The reply to a campaign, observation, election request or master read.
+    fn master_reply(&mut self, body: Request, info: MasterInfo, reply: Option<Sender<Answer>>) {
+        let (election, id) = match &body {
+            Request::Campaign { election, id, .. } => (election.clone(), Some(id.clone())),
+            Request::Observe { election }
+            | Request::Master { election }
+            | Request::RequestElection { election } => (election.clone(), None),
+            _ => return,
+        };
+        let handle = matches!(body, Request::Campaign { .. } | Request::Observe { .. });
+        let Some(reply) = reply else {
+            // Internal (re-observe, catch-up read): just take the news.
+            self.master_changed(&election, &info);
+            return;
+        };
+        if !handle {
+            self.master_changed(&election, &info);
+            let _ = reply.send(Ok((Reply::Master(info), Held::None)));
+            return;
+        }
+        let gen = self.shared.generation.load(Ordering::Acquire);
+        let shared = ElectionShared::new(election.clone(), id.clone(), gen, MasterInfo::default());
+        shared.update(&info);
+        self.elections
+            .entry(election.clone())
+            .or_default()
+            .push(shared.clone());
+        self.master_changed(&election, &info);
+        if reply
+            .send(Ok((Reply::Master(info), Held::Election(shared.clone()))))
+            .is_err()
+        {
+            // Nobody waits for this handle any more: undo the candidacy.
+            if let Some(v) = self.elections.get_mut(&election) {
+                v.retain(|e| !Arc::ptr_eq(e, &shared));
+            }
+            if let Some(id) = id {
+                let c = self.shared.req();
+                self.call(c, Request::Resign { election, id }, None);
+            }
         }
     }
 
@@ -626,6 +746,12 @@ impl Driver {
                             session,
                             incarnation: inc,
                         });
+                        // Observers carry over to the new session.
+                        let names: Vec<String> = self.elections.keys().cloned().collect();
+                        for election in names {
+                            let r = self.shared.req();
+                            self.call(r, Request::Observe { election }, None);
+                        }
                     }
                     _ => self.reopen_at = Some(now + self.reopen_gap()),
                 }
@@ -649,7 +775,7 @@ impl Driver {
                         name: name.clone(),
                         token,
                     },
-                    Some(l),
+                    Held::Lock(l),
                 ));
                 match p.reply {
                     Some(r) if r.send(answer).is_ok() => {}
@@ -662,7 +788,11 @@ impl Driver {
                 }
                 return;
             }
-            Ok(r) => Ok((r, None)),
+            Ok(Reply::Master(info)) => {
+                self.master_reply(p.body, info, p.reply);
+                return;
+            }
+            Ok(r) => Ok((r, Held::None)),
             Err(ErrorReply::UnknownSession) => {
                 if let Some(r) = p.reply {
                     let _ = r.send(Err(Error::SessionExpired));

@@ -13,6 +13,9 @@
 //! retries) are in [`crate::lease`]; this module only acts on what the lease asks.
 
 mod driver;
+mod election;
+
+pub use election::{Candidacy, Election, MasterState, Observer};
 
 use crate::error::{Error, Result};
 use crate::events::{Callback, Event, LostReason, Sink, Subscription};
@@ -224,8 +227,15 @@ impl LockShared {
     }
 }
 
+/// What a reply created on the client side, besides the reply itself.
+pub(crate) enum Held {
+    None,
+    Lock(Arc<LockShared>),
+    Election(Arc<election::ElectionShared>),
+}
+
 /// A request in flight, as the user's thread sees it.
-pub(crate) type Answer = Result<(Reply, Option<Arc<LockShared>>)>;
+pub(crate) type Answer = Result<(Reply, Held)>;
 
 struct Inner {
     tx: Sender<Cmd>,
@@ -251,7 +261,7 @@ impl fmt::Debug for Client {
     }
 }
 
-fn check_timeout(t: Duration) -> Result<()> {
+pub(crate) fn check_timeout(t: Duration) -> Result<()> {
     if t > MAX_TIMEOUT {
         return Err(Error::InvalidArgument(format!(
             "timeout {t:?} is larger than the limit of {MAX_TIMEOUT:?}"
@@ -389,7 +399,7 @@ impl Client {
                 // raced the cancel (which we release) or with the cancellation.
                 self.send(Cmd::Cancel { req })?;
                 match rx.recv_timeout(self.inner.ttl.max(Duration::from_secs(1))) {
-                    Ok(Ok((_, Some(l)))) => {
+                    Ok(Ok((_, Held::Lock(l)))) => {
                         drop(Lock {
                             client: self.clone(),
                             shared: l,
@@ -424,11 +434,11 @@ impl Client {
 
     fn lock_from(&self, a: Answer) -> Result<Lock> {
         match a? {
-            (_, Some(l)) => Ok(Lock {
+            (_, Held::Lock(l)) => Ok(Lock {
                 client: self.clone(),
                 shared: l,
             }),
-            (r, None) => Err(Error::Rejected(format!("unexpected reply {r:?}"))),
+            (r, _) => Err(Error::Rejected(format!("unexpected reply {r:?}"))),
         }
     }
 

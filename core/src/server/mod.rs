@@ -11,15 +11,17 @@ pub mod liveness;
 pub mod state;
 pub mod storage;
 
+use crate::election::Step;
 use crate::error::{Error, Result};
 use crate::proto::{
     self, ClientMsg, ErrorReply, FrameReader, Incarnation, Reply, Request, ServerMsg, SessionId,
 };
+use crossbeam_channel::{Receiver, Sender};
 use liveness::Liveness;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use state::{Command, Output, State};
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
@@ -55,6 +57,11 @@ impl Default for ServerConfig {
 pub const MAX_SESSIONS_PER_CONNECTION: usize = 100_000;
 /// Bytes of unsent replies after which a connection that does not read is closed.
 pub const MAX_OUTBUF: usize = 64 << 20;
+/// How long a candidate's endpoint has to accept a connection in the check before its
+/// designation.
+pub const CHECK_TIMEOUT: Duration = Duration::from_millis(300);
+/// When no candidate of an election answered its check, the next round starts this much later.
+pub const DESIGNATION_RETRY: Duration = Duration::from_millis(500);
 
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
@@ -93,7 +100,14 @@ impl Server {
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let stop = Arc::new(AtomicBool::new(false));
         let incarnation = rec.incarnation;
-        let mut rt = Runtime::new(poll, listener, storage, rec.state, incarnation)?;
+        let mut rt = Runtime::new(
+            poll,
+            listener,
+            storage,
+            rec.state,
+            incarnation,
+            waker.clone(),
+        )?;
         let stop2 = stop.clone();
         let thread = std::thread::Builder::new()
             .name("tenure-server".into())
@@ -180,6 +194,14 @@ struct Runtime {
     /// Connections whose output gained replies in this turn; those replies wait for the
     /// group commit before they are written.
     held: Vec<usize>,
+    /// Designations in progress: election -> candidates that failed their check this round,
+    /// and whether a check is running.
+    designations: HashMap<String, (BTreeSet<String>, bool)>,
+    /// Elections whose designation starts again at a given time.
+    retries: Vec<(Instant, String)>,
+    checks_tx: Sender<(String, String, bool)>,
+    checks_rx: Receiver<(String, String, bool)>,
+    waker: Arc<Waker>,
 }
 
 impl Runtime {
@@ -187,8 +209,9 @@ impl Runtime {
         poll: Poll,
         mut listener: TcpListener,
         storage: Storage,
-        state: State,
+        mut state: State,
         incarnation: Incarnation,
+        waker: Arc<Waker>,
     ) -> io::Result<Runtime> {
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
@@ -198,6 +221,9 @@ impl Runtime {
         for (s, ttl) in state.sessions() {
             liveness.track(s, Duration::from_millis(ttl), now);
         }
+        // Designations interrupted by the restart resume.
+        state.mark_all_elections();
+        let (checks_tx, checks_rx) = crossbeam_channel::unbounded();
         Ok(Runtime {
             poll,
             listener,
@@ -209,6 +235,11 @@ impl Runtime {
             next_conn: FIRST_CONN,
             bound: HashMap::new(),
             held: Vec::new(),
+            designations: HashMap::new(),
+            retries: Vec::new(),
+            checks_tx,
+            checks_rx,
+            waker,
         })
     }
 
@@ -216,7 +247,13 @@ impl Runtime {
         let mut events = Events::with_capacity(1024);
         let mut ready = Vec::new();
         loop {
-            let timeout = self.liveness.next_deadline().map(|d| {
+            let next = self
+                .liveness
+                .next_deadline()
+                .into_iter()
+                .chain(self.retries.iter().map(|r| r.0))
+                .min();
+            let timeout = next.map(|d| {
                 d.saturating_duration_since(Instant::now())
                     .min(Duration::from_secs(1))
             });
@@ -250,6 +287,7 @@ impl Runtime {
             for s in self.liveness.expired(now) {
                 self.execute(Command::Expire { session: s }, None);
             }
+            self.run_designations(now);
             // Group commit, then release the replies it covers.
             self.storage.commit()?;
             let mut dirty: Vec<usize> = ready.iter().filter(|r| r.2).map(|r| r.0).collect();
@@ -447,6 +485,13 @@ impl Runtime {
                 let st = self.state.status(self.incarnation);
                 self.reply(c, session, req, Ok(Reply::Status(st)));
             }
+            Request::Master { election } => {
+                let r = match proto::validate_name(&election) {
+                    Ok(()) => Ok(Reply::Master(self.state.master(&election))),
+                    Err(e) => Err(ErrorReply::Invalid(e)),
+                };
+                self.reply(c, session, req, r);
+            }
             Request::Heartbeat => {
                 if self.liveness.touch(session, now) {
                     self.bind(c, session);
@@ -475,7 +520,7 @@ impl Runtime {
                     let (session, req) = match &cmd {
                         Command::Open { req, .. } => (0, *req),
                         Command::Request { session, req, .. } => (*session, *req),
-                        Command::Expire { .. } => return,
+                        Command::Expire { .. } | Command::Designate { .. } => return,
                     };
                     self.reply(c, session, req, Err(e));
                 }
@@ -492,6 +537,13 @@ impl Runtime {
                     if let Some(c) = origin {
                         self.bind(c, session);
                     }
+                }
+                Output::Notice { session, notice } => {
+                    if let Some(c) = self.bound.get(&session).copied() {
+                        self.send_now(c, &ServerMsg::Notice { session, notice });
+                    }
+                    // A session without a connection reads the master cache when it
+                    // reconnects.
                 }
                 Output::SessionEnded { session } => {
                     self.liveness.forget(session);
@@ -574,6 +626,105 @@ impl Runtime {
             for s in conn.sessions {
                 if self.bound.get(&s) == Some(&c) {
                     self.bound.remove(&s);
+                }
+            }
+        }
+    }
+
+    /// Moves designations forward: results of connectivity checks, elections that changed,
+    /// and rounds due again. The rules of who is next are in [`crate::election`].
+    fn run_designations(&mut self, now: Instant) {
+        while let Ok((name, id, ok)) = self.checks_rx.try_recv() {
+            if ok {
+                self.designations.remove(&name);
+                self.execute(
+                    Command::Designate {
+                        election: name,
+                        candidate: Some(id),
+                    },
+                    None,
+                );
+            } else {
+                if let Some(d) = self.designations.get_mut(&name) {
+                    d.0.insert(id);
+                    d.1 = false;
+                }
+                self.designation_step(name, now);
+            }
+        }
+        let mut names = self.state.take_designations();
+        let (due, later): (Vec<_>, Vec<_>) = self.retries.drain(..).partition(|r| r.0 <= now);
+        self.retries = later;
+        names.extend(due.into_iter().map(|r| r.1));
+        for name in names {
+            if self.designations.get(&name).is_some_and(|d| d.1) {
+                continue; // a check is running; its result continues the round
+            }
+            self.designation_step(name, now);
+        }
+    }
+
+    fn designation_step(&mut self, name: String, now: Instant) {
+        let failed = self
+            .designations
+            .get(&name)
+            .map(|d| d.0.clone())
+            .unwrap_or_default();
+        let step = match self.state.election(&name) {
+            Some(e) => e.next_step(&failed),
+            None => Step::Keep,
+        };
+        match step {
+            Step::Keep => {
+                self.designations.remove(&name);
+            }
+            Step::Designate(id) => {
+                self.designations.remove(&name);
+                self.execute(
+                    Command::Designate {
+                        election: name,
+                        candidate: Some(id),
+                    },
+                    None,
+                );
+            }
+            Step::Check { id, endpoint } => {
+                self.designations.entry(name.clone()).or_default().1 = true;
+                let retry_name = name.clone();
+                let tx = self.checks_tx.clone();
+                let waker = self.waker.clone();
+                let spawned = std::thread::Builder::new()
+                    .name("tenure-check".into())
+                    .spawn(move || {
+                        let ok = endpoint
+                            .to_socket_addrs()
+                            .ok()
+                            .and_then(|mut a| a.next())
+                            .is_some_and(|a| {
+                                std::net::TcpStream::connect_timeout(&a, CHECK_TIMEOUT).is_ok()
+                            });
+                        let _ = tx.send((name, id, ok));
+                        let _ = waker.wake();
+                    });
+                if let Err(_e) = spawned {
+                    // Out of threads: try this round again later rather than stall.
+                    if let Some(d) = self.designations.get_mut(&retry_name) {
+                        d.1 = false;
+                    }
+                    self.retries.push((now + DESIGNATION_RETRY, retry_name));
+                }
+            }
+            Step::NoneReachable => {
+                self.designations.remove(&name);
+                self.execute(
+                    Command::Designate {
+                        election: name.clone(),
+                        candidate: None,
+                    },
+                    None,
+                );
+                if !self.retries.iter().any(|r| r.1 == name) {
+                    self.retries.push((now + DESIGNATION_RETRY, name));
                 }
             }
         }

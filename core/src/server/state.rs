@@ -15,9 +15,11 @@
 //!   waiting acquire sent again stays one waiter; an id older than the window gets `Stale`.
 //! - Locks: see [`crate::lock`].
 
+use crate::election::{self, Candidate, Election};
 use crate::lock::{Acquired, Grant, LockTable};
 use crate::proto::{
-    validate_name, ErrorReply, LockInfo, Reply, Request, SessionId, SessionInfo, StatusInfo,
+    validate_name, ElectionInfo, ErrorReply, LockInfo, MasterInfo, Notice, Reply, Request,
+    SessionId, SessionInfo, StatusInfo,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -57,6 +59,14 @@ pub enum Command {
         /// Session.
         session: SessionId,
     },
+    /// The serving node designated a master after its connectivity checks (`None`: no
+    /// candidate answered).
+    Designate {
+        /// Election name.
+        election: String,
+        /// The designated candidate.
+        candidate: Option<String>,
+    },
 }
 
 /// What applying a command produced.
@@ -83,6 +93,13 @@ pub enum Output {
         /// Session.
         session: SessionId,
     },
+    /// Tell a session something.
+    Notice {
+        /// Session to notify.
+        session: SessionId,
+        /// What.
+        notice: Notice,
+    },
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -93,6 +110,12 @@ struct Session {
     held: BTreeSet<String>,
     /// Waiting acquires: request id -> name.
     waiting: BTreeMap<u64, String>,
+    /// Elections this session takes part in (as candidate or observer).
+    #[serde(default)]
+    elections: BTreeSet<String>,
+    /// Election requests waiting for a designation: request id -> election.
+    #[serde(default)]
+    awaiting: BTreeMap<u64, String>,
 }
 
 impl Session {
@@ -116,6 +139,14 @@ pub struct State {
     next_session: SessionId,
     sessions: BTreeMap<SessionId, Session>,
     locks: LockTable,
+    #[serde(default)]
+    elections: BTreeMap<String, Election>,
+    /// Election requests waiting for a designation, per election, in arrival order.
+    #[serde(default)]
+    awaiting: BTreeMap<String, Vec<(SessionId, u64)>>,
+    /// Elections changed since the runtime last asked (not part of the durable state).
+    #[serde(skip)]
+    touched: BTreeSet<String>,
 }
 
 impl State {
@@ -147,9 +178,11 @@ impl State {
     /// Whether applying this request would change nothing: a repeat of one already applied
     /// (or still waiting). The serving node answers those without logging them.
     pub fn is_repeat(&self, session: SessionId, req: u64) -> bool {
-        self.sessions
-            .get(&session)
-            .is_some_and(|s| s.remembered(req).is_some() || s.waiting.contains_key(&req))
+        self.sessions.get(&session).is_some_and(|s| {
+            s.remembered(req).is_some()
+                || s.waiting.contains_key(&req)
+                || s.awaiting.contains_key(&req)
+        })
     }
 
     /// A status snapshot.
@@ -177,7 +210,48 @@ impl State {
                     })
                 })
                 .collect(),
+            elections: self
+                .elections
+                .iter()
+                .map(|(n, e)| ElectionInfo {
+                    name: n.clone(),
+                    master: master_info(e),
+                    candidates: e
+                        .ordered()
+                        .iter()
+                        .map(|c| (c.id.clone(), c.priority, c.session))
+                        .collect(),
+                })
+                .collect(),
         }
+    }
+
+    /// An election by name.
+    pub fn election(&self, name: &str) -> Option<&Election> {
+        self.elections.get(name)
+    }
+
+    /// The master cache of an election (no master, epoch 0, for an unknown one).
+    pub fn master(&self, name: &str) -> MasterInfo {
+        self.elections
+            .get(name)
+            .map(master_info)
+            .unwrap_or_default()
+    }
+
+    /// Elections changed since the last call that now need a designation. After a restart,
+    /// call [`State::mark_all_elections`] first.
+    pub fn take_designations(&mut self) -> Vec<String> {
+        let touched = std::mem::take(&mut self.touched);
+        touched
+            .into_iter()
+            .filter(|n| self.elections.get(n).is_some_and(|e| e.needs_designation()))
+            .collect()
+    }
+
+    /// Marks every election as changed (after recovery), so pending designations resume.
+    pub fn mark_all_elections(&mut self) {
+        self.touched = self.elections.keys().cloned().collect();
     }
 
     /// Checks a command before it is logged: `Err` is the reply to give instead, and the
@@ -218,9 +292,41 @@ impl State {
                         validate_name(name).map_err(ErrorReply::Invalid)
                     }
                     Request::Cancel { .. } | Request::Close => Ok(()),
-                    Request::Open { .. } | Request::Heartbeat | Request::Status => Err(
-                        ErrorReply::Invalid("this request does not change state".into()),
-                    ),
+                    Request::Campaign {
+                        election,
+                        id,
+                        endpoint,
+                        ..
+                    } => {
+                        validate_name(election).map_err(ErrorReply::Invalid)?;
+                        election::validate_text("candidate id", id, election::MAX_ID_LEN)
+                            .map_err(ErrorReply::Invalid)?;
+                        if let Some(e) = endpoint {
+                            election::validate_endpoint(e).map_err(ErrorReply::Invalid)?;
+                        }
+                        let taken = self
+                            .elections
+                            .get(election)
+                            .and_then(|e| e.candidate(id))
+                            .is_some_and(|c| c.session != *session);
+                        if taken {
+                            return Err(ErrorReply::Invalid(format!(
+                                "candidate id {id:?} is registered in {election:?} by another session"
+                            )));
+                        }
+                        Ok(())
+                    }
+                    Request::Resign { election, .. }
+                    | Request::Observe { election }
+                    | Request::RequestElection { election } => {
+                        validate_name(election).map_err(ErrorReply::Invalid)
+                    }
+                    Request::Open { .. }
+                    | Request::Heartbeat
+                    | Request::Status
+                    | Request::Master { .. } => Err(ErrorReply::Invalid(
+                        "this request does not change state".into(),
+                    )),
                 }
             }
             Command::Expire { session } => {
@@ -228,6 +334,13 @@ impl State {
                     Ok(())
                 } else {
                     Err(ErrorReply::UnknownSession)
+                }
+            }
+            Command::Designate { election, .. } => {
+                if self.elections.contains_key(election) {
+                    Ok(())
+                } else {
+                    Err(ErrorReply::Invalid(format!("no election {election:?}")))
                 }
             }
         }
@@ -251,7 +364,7 @@ impl State {
                     req: *req,
                     result: Err(e),
                 }),
-                Command::Expire { .. } => {}
+                Command::Expire { .. } | Command::Designate { .. } => {}
             }
             return out;
         }
@@ -290,14 +403,70 @@ impl State {
                     });
                     return out;
                 }
-                if s.waiting.contains_key(&req) {
-                    return out; // still waiting; the grant will answer it
+                if s.waiting.contains_key(&req) || s.awaiting.contains_key(&req) {
+                    return out; // still waiting; the grant or designation will answer it
                 }
                 self.request(session, req, body, &mut out);
             }
             Command::Expire { session } => self.end_session(*session, &mut out),
+            Command::Designate {
+                election,
+                candidate,
+            } => self.designate(election, candidate.as_deref(), &mut out),
         }
         out
+    }
+
+    /// Sets a new master (or none) with a new epoch and notifies the election's audience.
+    fn change_master(&mut self, name: &str, master: Option<String>, out: &mut Vec<Output>) {
+        let epoch = self.locks.bump();
+        let Some(e) = self.elections.get_mut(name) else {
+            return;
+        };
+        e.set_master(master, epoch);
+        let info = master_info(e);
+        for session in e.audience() {
+            out.push(Output::Notice {
+                session,
+                notice: Notice::MasterChanged {
+                    election: name.to_string(),
+                    info: info.clone(),
+                },
+            });
+        }
+        self.touched.insert(name.to_string());
+    }
+
+    fn designate(&mut self, name: &str, candidate: Option<&str>, out: &mut Vec<Output>) {
+        let Some(e) = self.elections.get(name) else {
+            return;
+        };
+        match candidate {
+            Some(id) => {
+                // A designation decided before a later change may be stale: apply it only
+                // if it still makes sense.
+                if e.candidate(id).is_none()
+                    || !e.needs_designation()
+                    || e.master().is_some_and(|m| m.id == id)
+                {
+                    return;
+                }
+                self.change_master(name, Some(id.to_string()), out);
+            }
+            None => {
+                // Nobody answered. A master that was kept stays; waiters learn there is none.
+                if e.master().is_some() {
+                    return;
+                }
+            }
+        }
+        let info = self.master(name);
+        for (session, req) in self.awaiting.remove(name).unwrap_or_default() {
+            if let Some(s) = self.sessions.get_mut(&session) {
+                s.awaiting.remove(&req);
+            }
+            self.reply(session, req, Ok(Reply::Master(info.clone())), out);
+        }
     }
 
     fn reply(
@@ -415,16 +584,121 @@ impl State {
                 });
                 self.end_session(session, out);
             }
-            Request::Open { .. } | Request::Heartbeat | Request::Status => {
+            Request::Campaign {
+                election,
+                id,
+                priority,
+                endpoint,
+                preempt,
+            } => {
+                let e = self.elections.entry(election.clone()).or_default();
+                let c = Candidate {
+                    id: id.clone(),
+                    priority: *priority,
+                    endpoint: endpoint.clone(),
+                    session,
+                };
+                match e.register(c, *preempt) {
+                    Ok(()) => {
+                        let info = master_info(e);
+                        self.touched.insert(election.clone());
+                        self.session_mut(session).elections.insert(election.clone());
+                        self.reply(session, req, Ok(Reply::Master(info)), out);
+                    }
+                    Err(m) => self.reply(session, req, Err(ErrorReply::Limit(m)), out),
+                }
+            }
+            Request::Resign { election, id } => {
+                let mine = self
+                    .elections
+                    .get(election)
+                    .and_then(|e| e.candidate(id))
+                    .map(|c| c.session == session);
+                match mine {
+                    Some(false) => self.reply(
+                        session,
+                        req,
+                        Err(ErrorReply::Invalid(format!(
+                            "candidate {id:?} belongs to another session"
+                        ))),
+                        out,
+                    ),
+                    Some(true) => {
+                        let e = self.elections.get_mut(election).expect("checked");
+                        if e.remove(id) {
+                            self.change_master(election, None, out);
+                        }
+                        self.touched.insert(election.clone());
+                        self.reply(session, req, Ok(Reply::Done), out);
+                    }
+                    None => self.reply(session, req, Ok(Reply::Done), out),
+                }
+            }
+            Request::Observe { election } => {
+                let e = self.elections.entry(election.clone()).or_default();
+                match e.observe(session) {
+                    Ok(()) => {
+                        let info = master_info(e);
+                        self.session_mut(session).elections.insert(election.clone());
+                        self.reply(session, req, Ok(Reply::Master(info)), out);
+                    }
+                    Err(m) => self.reply(session, req, Err(ErrorReply::Limit(m)), out),
+                }
+            }
+            Request::RequestElection { election } => {
+                let pending = self
+                    .elections
+                    .get(election)
+                    .is_some_and(|e| e.master().is_none() && e.needs_designation());
+                if pending {
+                    self.awaiting
+                        .entry(election.clone())
+                        .or_default()
+                        .push((session, req));
+                    self.session_mut(session)
+                        .awaiting
+                        .insert(req, election.clone());
+                    self.touched.insert(election.clone());
+                } else {
+                    // The cache names a live master (or there is nobody to designate).
+                    let info = self.master(election);
+                    self.reply(session, req, Ok(Reply::Master(info)), out);
+                }
+            }
+            Request::Open { .. }
+            | Request::Heartbeat
+            | Request::Status
+            | Request::Master { .. } => {
                 unreachable!("prechecked")
             }
         }
+    }
+
+    fn session_mut(&mut self, session: SessionId) -> &mut Session {
+        self.sessions.get_mut(&session).expect("checked")
     }
 
     fn end_session(&mut self, session: SessionId, out: &mut Vec<Output>) {
         let Some(s) = self.sessions.remove(&session) else {
             return;
         };
+        for (req, name) in &s.awaiting {
+            if let Some(v) = self.awaiting.get_mut(name) {
+                v.retain(|w| *w != (session, *req));
+            }
+        }
+        for name in &s.elections {
+            let Some(e) = self.elections.get_mut(name) else {
+                continue;
+            };
+            if e.remove_session(session) {
+                self.change_master(name, None, out);
+            }
+            self.touched.insert(name.clone());
+            if self.elections.get(name).is_some_and(|e| e.is_empty()) {
+                self.elections.remove(name);
+            }
+        }
         for (req, name) in &s.waiting {
             self.locks.remove_waiter(name, session, *req);
         }
@@ -437,6 +711,13 @@ impl State {
             }
         }
         out.push(Output::SessionEnded { session });
+    }
+}
+
+fn master_info(e: &Election) -> MasterInfo {
+    MasterInfo {
+        epoch: e.cache().epoch,
+        master: e.master().map(|c| (c.id.clone(), c.endpoint.clone())),
     }
 }
 

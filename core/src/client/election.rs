@@ -1,0 +1,383 @@
+//! Election handles of the client: campaigns, observers and election requests (SPEC 3.3).
+//! The rules of designation live in [`crate::election`] and the server; here the client only
+//! keeps what it was told, in epoch order.
+
+use super::driver::Cmd;
+use super::{Client, Shared};
+use crate::error::{Error, Result};
+use crate::events::{Callback, Event, Master, Sink, Subscription};
+use crate::proto::{self, MasterInfo, Reply, Request};
+use crossbeam_channel::RecvTimeoutError;
+use parking_lot::Mutex;
+use std::fmt;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What a candidate registers.
+#[derive(Debug, Clone)]
+pub struct Candidacy {
+    /// Candidate id, unique in the election (1..=256 bytes, no NUL).
+    pub id: String,
+    /// Priority: higher wins.
+    pub priority: i64,
+    /// How other processes reach this candidate (`host:port`); the service checks that it
+    /// accepts connections before designating it. Without one, the live session is the check.
+    pub endpoint: Option<String>,
+    /// Take over from a live master of lower priority (default false: a master is kept until
+    /// it fails or resigns).
+    pub preempt: bool,
+}
+
+impl Candidacy {
+    /// A candidacy with this id and priority, no endpoint, no preemption.
+    pub fn new(id: impl Into<String>, priority: i64) -> Self {
+        Candidacy {
+            id: id.into(),
+            priority,
+            endpoint: None,
+            preempt: false,
+        }
+    }
+}
+
+/// An election's master and the epoch it was designated at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MasterState {
+    /// The master, if there is one.
+    pub master: Option<Master>,
+    /// Epoch of the last change; strictly increases.
+    pub epoch: u64,
+}
+
+pub(crate) fn to_state(info: &MasterInfo) -> MasterState {
+    MasterState {
+        epoch: info.epoch,
+        master: info.master.as_ref().map(|(id, endpoint)| Master {
+            id: id.clone(),
+            endpoint: endpoint.clone(),
+        }),
+    }
+}
+
+/// Shared record of one campaign or observation, between its handle and the driver.
+pub(crate) struct ElectionShared {
+    pub(crate) name: String,
+    /// Candidate id; `None` for an observer.
+    pub(crate) id: Option<String>,
+    pub(crate) generation: u64,
+    pub(crate) inner: Mutex<ElectionInner>,
+}
+
+pub(crate) struct ElectionInner {
+    pub(crate) info: MasterInfo,
+    /// The candidacy ended (resigned, or its session ended).
+    pub(crate) ended: bool,
+    sinks: Vec<Sink>,
+    subs: Vec<Subscription>,
+}
+
+impl ElectionShared {
+    pub(crate) fn new(
+        name: String,
+        id: Option<String>,
+        generation: u64,
+        info: MasterInfo,
+    ) -> Arc<Self> {
+        Arc::new(ElectionShared {
+            name,
+            id,
+            generation,
+            inner: Mutex::new(ElectionInner {
+                info,
+                ended: false,
+                sinks: vec![],
+                subs: vec![],
+            }),
+        })
+    }
+
+    /// Takes a newer master cache; returns the event when it is newer than what we had.
+    pub(crate) fn update(&self, info: &MasterInfo) -> Option<Event> {
+        let mut g = self.inner.lock();
+        if info.epoch <= g.info.epoch {
+            return None;
+        }
+        g.info = info.clone();
+        let st = to_state(info);
+        let ev = Event::MasterChanged {
+            election: self.name.clone(),
+            epoch: st.epoch,
+            master: st.master,
+        };
+        g.sinks.retain(|s| s.send(ev.clone()));
+        Some(ev)
+    }
+
+    /// Forgets the master cache (the service's state was lost; epochs start over).
+    pub(crate) fn reset(&self) {
+        self.inner.lock().info = MasterInfo::default();
+    }
+
+    pub(crate) fn end(&self) {
+        self.inner.lock().ended = true;
+    }
+}
+
+fn subscribe(shared: &ElectionShared, callback: Callback) {
+    let (sub, sink) = Subscription::start("election", callback);
+    let mut g = shared.inner.lock();
+    if g.info.epoch > 0 {
+        let st = to_state(&g.info);
+        sink.send(Event::MasterChanged {
+            election: shared.name.clone(),
+            epoch: st.epoch,
+            master: st.master,
+        });
+    }
+    g.sinks.push(sink);
+    g.subs.push(sub);
+}
+
+/// A candidacy in an election. Dropping it resigns.
+pub struct Election {
+    client: Client,
+    shared: Arc<ElectionShared>,
+}
+
+impl fmt::Debug for Election {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Election")
+            .field("name", &self.shared.name)
+            .field("id", &self.shared.id)
+            .field("master", &self.master())
+            .finish()
+    }
+}
+
+impl Election {
+    /// The election's name.
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// The master as last told, and its epoch.
+    pub fn master(&self) -> MasterState {
+        to_state(&self.shared.inner.lock().info)
+    }
+
+    /// True while this candidate is the master: designated, not resigned, and the session's
+    /// lease valid by the client's own deadline (false from the deadline on, with no message
+    /// needed, before the service could designate another master).
+    pub fn is_master(&self) -> bool {
+        let g = self.shared.inner.lock();
+        !g.ended
+            && g.info.master.as_ref().map(|m| &m.0) == self.shared.id.as_ref()
+            && self.client.inner.shared.generation.load(Ordering::Acquire) == self.shared.generation
+            && self.client.inner.shared.valid_now()
+    }
+
+    /// The epoch at which this candidate became master, while it is master: use it as a
+    /// fencing token for the master's writes.
+    pub fn master_epoch(&self) -> Option<u64> {
+        self.is_master()
+            .then(|| self.shared.inner.lock().info.epoch)
+    }
+
+    /// Calls `callback` with every `master_changed` event of this election, in epoch order,
+    /// on a dispatcher thread; first with the current master if one is known.
+    pub fn on_master_change(&self, callback: impl Fn(Event) + Send + Sync + 'static) {
+        subscribe(&self.shared, Arc::new(callback));
+    }
+
+    /// Withdraws the candidacy and waits for the service to confirm. A master that resigns
+    /// hands over to the next candidate at once.
+    pub fn resign(self) -> Result<()> {
+        self.resign_inner(true)
+    }
+
+    fn resign_inner(&self, wait: bool) -> Result<()> {
+        {
+            let mut g = self.shared.inner.lock();
+            if g.ended {
+                return Ok(());
+            }
+            g.ended = true;
+        }
+        let id = self.shared.id.clone().unwrap_or_default();
+        let body = Request::Resign {
+            election: self.shared.name.clone(),
+            id,
+        };
+        let req = self.client.inner.shared.req();
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        if self
+            .client
+            .inner
+            .tx
+            .send(Cmd::Call {
+                req,
+                body,
+                reply: wait.then_some(tx),
+            })
+            .is_err()
+        {
+            return Ok(());
+        }
+        if !wait {
+            return Ok(());
+        }
+        match rx.recv_timeout(self.client.inner.ttl) {
+            Ok(Ok(_)) | Ok(Err(Error::SessionExpired | Error::DataLost | Error::Closed)) => Ok(()),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Ok(()), // no answer within a TTL: the session, and the candidacy, lapsed
+        }
+    }
+}
+
+impl Drop for Election {
+    fn drop(&mut self) {
+        let _ = self.resign_inner(false);
+        let subs = std::mem::take(&mut self.shared.inner.lock().subs);
+        drop(subs);
+        let _ = self.client.inner.tx.send(Cmd::Forget {
+            shared: self.shared.clone(),
+        });
+    }
+}
+
+/// An observation of an election: master changes without being a candidate. Dropping it
+/// stops the callbacks.
+pub struct Observer {
+    client: Client,
+    shared: Arc<ElectionShared>,
+}
+
+impl fmt::Debug for Observer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Observer")
+            .field("name", &self.shared.name)
+            .field("master", &self.master())
+            .finish()
+    }
+}
+
+impl Observer {
+    /// The election's name.
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// The master as last told, and its epoch.
+    pub fn master(&self) -> MasterState {
+        to_state(&self.shared.inner.lock().info)
+    }
+
+    /// Calls `callback` with every `master_changed` event of this election (see
+    /// [`Election::on_master_change`]).
+    pub fn on_master_change(&self, callback: impl Fn(Event) + Send + Sync + 'static) {
+        subscribe(&self.shared, Arc::new(callback));
+    }
+
+    /// Stops the observation.
+    pub fn close(self) {}
+}
+
+impl Drop for Observer {
+    fn drop(&mut self) {
+        let subs = std::mem::take(&mut self.shared.inner.lock().subs);
+        drop(subs);
+        let _ = self.client.inner.tx.send(Cmd::Forget {
+            shared: self.shared.clone(),
+        });
+    }
+}
+
+fn shared_of(client: &Client, a: super::Answer) -> Result<Arc<ElectionShared>> {
+    let _ = client;
+    match a? {
+        (_, super::Held::Election(e)) => Ok(e),
+        (r, _) => Err(Error::Rejected(format!("unexpected reply {r:?}"))),
+    }
+}
+
+impl Client {
+    fn election_call(&self, body: Request) -> Result<super::Answer> {
+        let wait = self.inner.ttl.max(Duration::from_secs(5));
+        let (req, _rx, r) = self.call(body, wait)?;
+        match r {
+            Ok(a) => Ok(a),
+            Err(RecvTimeoutError::Disconnected) => Err(Error::Closed),
+            Err(RecvTimeoutError::Timeout) => {
+                let _ = self.send(Cmd::Cancel { req });
+                Err(Error::ConnectionFailed("no answer from the service".into()))
+            }
+        }
+    }
+
+    /// Registers this client as a candidate of `election`. When the election has no master,
+    /// the service designates one at once (the highest priority that answers its check).
+    pub fn campaign(&self, election: &str, c: Candidacy) -> Result<Election> {
+        proto::validate_name(election).map_err(Error::InvalidArgument)?;
+        crate::election::validate_text("candidate id", &c.id, crate::election::MAX_ID_LEN)
+            .map_err(Error::InvalidArgument)?;
+        if let Some(e) = &c.endpoint {
+            crate::election::validate_endpoint(e).map_err(Error::InvalidArgument)?;
+        }
+        let body = Request::Campaign {
+            election: election.to_string(),
+            id: c.id,
+            priority: c.priority,
+            endpoint: c.endpoint,
+            preempt: c.preempt,
+        };
+        let shared = shared_of(self, self.election_call(body)?)?;
+        Ok(Election {
+            client: self.clone(),
+            shared,
+        })
+    }
+
+    /// Observes `election`: its master and every change of it.
+    pub fn observe(&self, election: &str) -> Result<Observer> {
+        proto::validate_name(election).map_err(Error::InvalidArgument)?;
+        let body = Request::Observe {
+            election: election.to_string(),
+        };
+        let shared = shared_of(self, self.election_call(body)?)?;
+        Ok(Observer {
+            client: self.clone(),
+            shared,
+        })
+    }
+
+    /// Asks for `election`'s master: the cached one when it is live, else the one the
+    /// service designates now (`master: None` when no candidate answers). Waits up to
+    /// `timeout`.
+    pub fn request_election(&self, election: &str, timeout: Duration) -> Result<MasterState> {
+        proto::validate_name(election).map_err(Error::InvalidArgument)?;
+        super::check_timeout(timeout)?;
+        let body = Request::RequestElection {
+            election: election.to_string(),
+        };
+        let (req, _rx, r) = self.call(body, timeout)?;
+        match r {
+            Ok(Ok((Reply::Master(info), _))) => Ok(to_state(&info)),
+            Ok(Ok((r, _))) => Err(Error::Rejected(format!("unexpected reply {r:?}"))),
+            Ok(Err(e)) => Err(e),
+            Err(RecvTimeoutError::Disconnected) => Err(Error::Closed),
+            Err(RecvTimeoutError::Timeout) => {
+                let _ = self.send(Cmd::Cancel { req });
+                Err(Error::Timeout)
+            }
+        }
+    }
+}
+
+#[allow(dead_code)]
+fn _assert_send_sync() {
+    fn f<T: Send + Sync>() {}
+    f::<Election>();
+    f::<Observer>();
+    f::<Shared>();
+}
