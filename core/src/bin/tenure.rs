@@ -25,6 +25,9 @@ USAGE:
   tenure serve  [--listen ADDR] [--data DIR] [--durability fsync|none]
   tenure lock   [--endpoints A,B] [--ttl SECS] [--timeout SECS] NAME -- CMD [ARGS...]
   tenure status [--endpoints A,B]
+  tenure elect  [--endpoints A,B] [--ttl SECS] --id ID --priority P [--endpoint ADDR]
+                [--preempt] NAME -- CMD [ARGS...]
+  tenure elect  [--endpoints A,B] --observe NAME
   tenure demo
 
 serve   Runs a server (default 127.0.0.1:7411, data in ./tenure-data, durability fsync).
@@ -36,6 +39,11 @@ lock    Takes the lock NAME, runs CMD with TENURE_LOCK_NAME and TENURE_FENCING_T
         --endpoints defaults to $TENURE_ENDPOINTS, then 127.0.0.1:7411; --ttl to 10 s;
         --timeout to waiting without limit.
 status  Prints the incarnation, sessions and locks with holders and fencing tokens.
+elect   Campaigns in election NAME and runs CMD while this process is master, with
+        TENURE_MASTER_EPOCH set (a fencing token for the master's writes). When it stops
+        being master, CMD gets SIGTERM (SIGKILL 2 s later) and tenure exits 75; when CMD
+        exits first, tenure resigns and exits with CMD's status. Exit 69: no server.
+        --observe prints `EPOCH ID ENDPOINT` (or `EPOCH -` for no master) per change.
 demo    Starts an embedded server and clients: lock hand-over, a holder whose heartbeats
         stall past its lease (told before the next holder is granted), a holder paused
         with SIGSTOP whose stale writes a fenced resource refuses.
@@ -52,6 +60,7 @@ fn main() -> ExitCode {
         Some("serve") => serve(args),
         Some("lock") => lock(args),
         Some("status") => status(args),
+        Some("elect") => elect(args),
         Some("demo") => demo::run(),
         Some("__demo-holder") => demo::holder(args),
         Some("-h" | "--help" | "help") => {
@@ -297,6 +306,200 @@ fn lock(args: Vec<OsString>) -> CliResult {
         }
         None => Err((EXIT_SOFTWARE, "internal channel closed".into())),
     }
+}
+
+/// What the `elect` command waits for.
+enum ElectMsg {
+    Changed,
+    SessionOver(String),
+    Exited(std::process::ExitStatus),
+}
+
+fn elect(args: Vec<OsString>) -> CliResult {
+    let mut endpoints = default_endpoints();
+    let mut ttl = 10.0;
+    let mut id: Option<String> = None;
+    let mut priority: Option<i64> = None;
+    let mut endpoint: Option<String> = None;
+    let mut preempt = false;
+    let mut observe = false;
+    let mut name: Option<String> = None;
+    let mut cmd: Vec<OsString> = vec![];
+    let mut p = lexopt::Parser::from_args(args);
+    while let Some(arg) = p.next().map_err(usage)? {
+        use lexopt::prelude::*;
+        match arg {
+            Long("endpoints") => endpoints = split_endpoints(&value(&mut p)?),
+            Long("ttl") => ttl = secs(&mut p, "--ttl")?,
+            Long("id") => id = Some(value(&mut p)?),
+            Long("priority") => {
+                let v = value(&mut p)?;
+                priority = Some(
+                    v.parse()
+                        .map_err(|_| usage(format!("--priority must be an integer, not {v:?}")))?,
+                )
+            }
+            Long("endpoint") => endpoint = Some(value(&mut p)?),
+            Long("preempt") => preempt = true,
+            Long("observe") => observe = true,
+            Value(v) if name.is_none() => {
+                name = Some(
+                    v.into_string()
+                        .map_err(|v| usage(format!("election name {v:?} is not valid UTF-8")))?,
+                )
+            }
+            Value(v) => {
+                cmd.push(v);
+                cmd.extend(p.raw_args().map_err(usage)?);
+            }
+            other => return Err(usage(other.unexpected())),
+        }
+    }
+    let name = name.ok_or_else(|| usage("missing election NAME; see tenure --help"))?;
+    tenure::proto::validate_name(&name).map_err(usage)?;
+    let ttl = timeout_from_secs(ttl).map_err(|e| usage(format!("--ttl: {e}")))?;
+    if observe {
+        if !cmd.is_empty() || id.is_some() {
+            return Err(usage("--observe takes only the election NAME"));
+        }
+        return elect_observe(endpoints, ttl, &name);
+    }
+    let id = id.ok_or_else(|| usage("missing --id; see tenure --help"))?;
+    let priority = priority.ok_or_else(|| usage("missing --priority; see tenure --help"))?;
+    if cmd.is_empty() {
+        return Err(usage("missing command after --; see tenure --help"));
+    }
+    let mut cfg = ClientConfig::new(endpoints).session_ttl(ttl);
+    cfg.reopen = false;
+    let client = Client::connect(cfg).map_err(connect_error)?;
+    let (tx, rx) = crossbeam_channel::unbounded::<ElectMsg>();
+    let tx2 = tx.clone();
+    let _sub = client
+        .subscribe(move |ev| match ev {
+            Event::SessionExpired => {
+                let _ = tx2.send(ElectMsg::SessionOver("session expired".into()));
+            }
+            Event::DataLost { .. } => {
+                let _ = tx2.send(ElectMsg::SessionOver("the service lost its state".into()));
+            }
+            _ => {}
+        })
+        .map_err(|e| (EXIT_SOFTWARE, e.to_string()))?;
+    let candidacy = tenure::client::Candidacy {
+        id: id.clone(),
+        priority,
+        endpoint,
+        preempt,
+    };
+    let election = match client.campaign(&name, candidacy) {
+        Ok(e) => e,
+        Err(e @ (Error::InvalidArgument(_) | Error::Limit(_))) => return Err(usage(e)),
+        Err(e) => return Err((EXIT_UNAVAILABLE, format!("campaign in {name:?}: {e}"))),
+    };
+    let tx3 = tx.clone();
+    election.on_master_change(move |_| {
+        let _ = tx3.send(ElectMsg::Changed);
+    });
+    // Wait as a candidate. The lease deadline is checked on every wake, events or not.
+    let epoch = loop {
+        if let Some(e) = election.master_epoch() {
+            break e;
+        }
+        match rx.recv_timeout(Duration::from_millis(50)) {
+            Ok(ElectMsg::SessionOver(why)) => {
+                eprintln!("tenure: {why} while waiting to become master of {name:?}");
+                return Ok(EXIT_LOST);
+            }
+            Ok(_) | Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+            Err(_) => return Err((EXIT_SOFTWARE, "internal channel closed".into())),
+        }
+    };
+    eprintln!("tenure: {id:?} is master of {name:?} at epoch {epoch}");
+    let mut child = Command::new(&cmd[0])
+        .args(&cmd[1..])
+        .env("TENURE_ELECTION", &name)
+        .env("TENURE_CANDIDATE_ID", &id)
+        .env("TENURE_MASTER_EPOCH", epoch.to_string())
+        .spawn()
+        .map_err(|e| (127, format!("cannot run {:?}: {e}", cmd[0])))?;
+    let pid = child.id() as i32;
+    let tx4 = tx.clone();
+    let waiter = std::thread::spawn(move || {
+        if let Ok(st) = child.wait() {
+            let _ = tx4.send(ElectMsg::Exited(st));
+        }
+    });
+    let why = loop {
+        // First thing on every wake (including after a SIGSTOP): are we still master?
+        if election.master_epoch() != Some(epoch) {
+            let m = election.master();
+            break match m.master {
+                Some(other) => format!("{:?} is master at epoch {}", other.id, m.epoch),
+                None => "the lease ended".to_string(),
+            };
+        }
+        match rx.recv_timeout(Duration::from_millis(20)) {
+            Ok(ElectMsg::Exited(st)) => {
+                let _ = waiter.join();
+                let still = election.master_epoch() == Some(epoch);
+                let _ = election.resign();
+                client.close();
+                if !still {
+                    eprintln!("tenure: stopped being master of {name:?} as the command ended");
+                    return Ok(EXIT_LOST);
+                }
+                return Ok(exit_code(st));
+            }
+            Ok(ElectMsg::SessionOver(why)) => break why,
+            Ok(ElectMsg::Changed) | Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+            Err(_) => return Err((EXIT_SOFTWARE, "internal channel closed".into())),
+        }
+    };
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    eprintln!("tenure: no longer master of {name:?} ({why}); stopping the command (pid {pid})");
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let mut exited = false;
+    while let Ok(m) = rx.recv_deadline(deadline) {
+        if matches!(m, ElectMsg::Exited(_)) {
+            exited = true;
+            break;
+        }
+    }
+    if !exited {
+        // SAFETY: as above.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    let _ = waiter.join();
+    client.close();
+    Ok(EXIT_LOST)
+}
+
+fn elect_observe(endpoints: Vec<String>, ttl: Duration, name: &str) -> CliResult {
+    let cfg = ClientConfig::new(endpoints).session_ttl(ttl);
+    let client = Client::connect(cfg).map_err(connect_error)?;
+    let obs = client
+        .observe(name)
+        .map_err(|e| (EXIT_UNAVAILABLE, e.to_string()))?;
+    let (tx, rx) = crossbeam_channel::unbounded();
+    obs.on_master_change(move |ev| {
+        let _ = tx.send(ev);
+    });
+    for ev in rx.iter() {
+        if let Event::MasterChanged { epoch, master, .. } = ev {
+            let line = match master {
+                Some(m) => format!(
+                    "{epoch} {} {}",
+                    m.id,
+                    m.endpoint.unwrap_or_else(|| "-".into())
+                ),
+                None => format!("{epoch} -"),
+            };
+            println!("{line}");
+            let _ = std::io::stdout().flush();
+        }
+    }
+    Ok(0)
 }
 
 fn exit_code(st: std::process::ExitStatus) -> u8 {
