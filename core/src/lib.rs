@@ -39,6 +39,7 @@ pub mod error;
 pub mod events;
 pub mod lease;
 pub mod lock;
+pub mod membership;
 pub mod proto;
 pub mod retry;
 pub mod server;

@@ -122,6 +122,62 @@ pub enum Request {
         /// Election name.
         election: String,
     },
+    /// Join a group as a probationary member (under this session).
+    Join {
+        /// Group name.
+        group: String,
+        /// Member id, unique in the group.
+        id: String,
+        /// Minimum healthy time before promotion, in milliseconds.
+        probation_ms: u64,
+        /// Promotion also waits for the application's check ([`Request::ReportCheck`]).
+        needs_check: bool,
+    },
+    /// Leave a group.
+    Leave {
+        /// Group name.
+        group: String,
+        /// Member id.
+        id: String,
+    },
+    /// The application's evaluation of a probationary member: a pass makes it eligible for
+    /// promotion, a failure removes it.
+    ReportCheck {
+        /// Group name.
+        group: String,
+        /// Member id.
+        id: String,
+        /// Passed or failed.
+        ok: bool,
+    },
+    /// Remove a failed full member and promote a probationary one, in one view change.
+    Replace {
+        /// Group name.
+        group: String,
+        /// The full member to remove.
+        failed: String,
+        /// The probationary member to promote.
+        probationary: String,
+    },
+    /// Be told of every view change of a group without being a member.
+    WatchGroup {
+        /// Group name.
+        group: String,
+    },
+    /// Read a group's view (changes nothing).
+    View {
+        /// Group name.
+        group: String,
+    },
+}
+
+/// A group's view, as clients see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ViewInfo {
+    /// View number.
+    pub view: u64,
+    /// Members in id order, with `true` for full members and `false` for probationary ones.
+    pub members: Vec<(String, bool)>,
 }
 
 /// An election's master, as clients see it.
@@ -142,6 +198,13 @@ pub enum Notice {
         election: String,
         /// The new master cache.
         info: MasterInfo,
+    },
+    /// A group's view changed.
+    ViewChanged {
+        /// Group name.
+        group: String,
+        /// The new view.
+        info: ViewInfo,
     },
 }
 
@@ -205,6 +268,8 @@ pub enum Reply {
     Status(StatusInfo),
     /// An election's master cache.
     Master(MasterInfo),
+    /// A group's view.
+    View(ViewInfo),
 }
 
 /// Errors a request can get.
@@ -247,6 +312,8 @@ pub struct StatusInfo {
     pub locks: Vec<LockInfo>,
     /// Elections with their master and candidates.
     pub elections: Vec<ElectionInfo>,
+    /// Groups with their views.
+    pub groups: Vec<(String, ViewInfo)>,
 }
 
 /// One election in a [`StatusInfo`].

@@ -3,6 +3,7 @@
 //! is over; the server decides grants).
 
 use super::election::ElectionShared;
+use super::group::{view_events, GroupShared};
 use super::ClientConfig;
 use super::{Answer, Held, LockShared, SessionState, Shared};
 use crate::error::{Error, Result};
@@ -10,7 +11,7 @@ use crate::events::{Event, LostReason, Sink};
 use crate::lease::{Lease, LeaseAction, LeaseConfig, LeaseState};
 use crate::proto::{
     self, ClientMsg, ErrorReply, FrameReader, Incarnation, MasterInfo, Notice, Reply, Request,
-    ServerMsg, SessionId,
+    ServerMsg, SessionId, ViewInfo,
 };
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use std::collections::{BTreeMap, HashMap};
@@ -39,6 +40,10 @@ pub(crate) enum Cmd {
     /// An election handle was dropped: stop updating it.
     Forget {
         shared: Arc<ElectionShared>,
+    },
+    /// A group handle was dropped: stop updating it.
+    ForgetGroup {
+        shared: Arc<GroupShared>,
     },
     Frame {
         conn: u64,
@@ -94,6 +99,10 @@ pub(crate) struct Driver {
     elections: HashMap<String, Vec<Arc<ElectionShared>>>,
     /// The newest epoch told to subscribers, per election.
     epochs: HashMap<String, u64>,
+    /// Memberships and watches, per group.
+    groups: HashMap<String, Vec<Arc<GroupShared>>>,
+    /// The newest view told to subscribers, per group.
+    views: HashMap<String, ViewInfo>,
     subs: Vec<Sink>,
     seed: u64,
 }
@@ -126,6 +135,8 @@ impl Driver {
             locks: HashMap::new(),
             elections: HashMap::new(),
             epochs: HashMap::new(),
+            groups: HashMap::new(),
+            views: HashMap::new(),
             subs: vec![],
             seed,
         };
@@ -355,6 +366,14 @@ impl Driver {
             self.tick();
             match cmd {
                 Cmd::Call { req, body, reply } => self.call(req, body, reply),
+                Cmd::ForgetGroup { shared } => {
+                    if let Some(v) = self.groups.get_mut(&shared.name) {
+                        v.retain(|e| !Arc::ptr_eq(e, &shared));
+                        if v.is_empty() {
+                            self.groups.remove(&shared.name);
+                        }
+                    }
+                }
                 Cmd::Forget { shared } => {
                     if let Some(v) = self.elections.get_mut(&shared.name) {
                         v.retain(|e| !Arc::ptr_eq(e, &shared));
@@ -476,6 +495,12 @@ impl Driver {
                     let body = Request::Master { election };
                     self.pending.insert(r, Pending { body, reply: None });
                 }
+                let names: Vec<String> = self.groups.keys().cloned().collect();
+                for group in names {
+                    let r = self.shared.req();
+                    let body = Request::View { group };
+                    self.pending.insert(r, Pending { body, reply: None });
+                }
                 let reqs: Vec<(u64, Request)> = self
                     .pending
                     .iter()
@@ -539,7 +564,25 @@ impl Driver {
             });
         }
         self.elections.retain(|_, v| !v.is_empty());
+        // Memberships end with the session (the service removed them); watches carry over.
+        for v in self.groups.values_mut() {
+            v.retain(|g| {
+                if g.id.is_some() {
+                    g.end();
+                    false
+                } else {
+                    true
+                }
+            });
+        }
+        self.groups.retain(|_, v| !v.is_empty());
         if data_lost.is_some() {
+            self.views.clear();
+            for v in self.groups.values() {
+                for g in v {
+                    g.reset();
+                }
+            }
             // A new incarnation numbers its epochs anew.
             self.epochs.clear();
             for v in self.elections.values() {
@@ -641,6 +684,7 @@ impl Driver {
             }
             match notice {
                 Notice::MasterChanged { election, info } => self.master_changed(&election, &info),
+                Notice::ViewChanged { group, info } => self.view_changed(&group, &info),
             }
         }
     }
@@ -662,6 +706,60 @@ impl Driver {
                 epoch: st.epoch,
                 master: st.master,
             });
+        }
+    }
+
+    /// A newer view of `group`: update its handles and tell subscribers, once per view.
+    fn view_changed(&mut self, group: &str, info: &ViewInfo) {
+        let prev = self.views.get(group).cloned().unwrap_or_default();
+        if info.view <= prev.view {
+            return;
+        }
+        let events = view_events(group, &prev, info);
+        self.views.insert(group.to_string(), info.clone());
+        if let Some(v) = self.groups.get(group) {
+            for g in v {
+                g.update(info, &events);
+            }
+        }
+        for ev in events {
+            self.emit(ev);
+        }
+    }
+
+    /// The reply to a join, watch or view read.
+    fn view_reply(&mut self, body: Request, info: ViewInfo, reply: Option<Sender<Answer>>) {
+        let (group, id) = match &body {
+            Request::Join { group, id, .. } => (group.clone(), Some(id.clone())),
+            Request::WatchGroup { group }
+            | Request::View { group }
+            | Request::Replace { group, .. } => (group.clone(), None),
+            _ => return,
+        };
+        let handle = matches!(body, Request::Join { .. } | Request::WatchGroup { .. });
+        self.view_changed(&group, &info);
+        let Some(reply) = reply else { return };
+        if !handle {
+            let _ = reply.send(Ok((Reply::View(info), Held::None)));
+            return;
+        }
+        let gen = self.shared.generation.load(Ordering::Acquire);
+        let shared = GroupShared::new(group.clone(), id.clone(), gen, info.clone());
+        self.groups
+            .entry(group.clone())
+            .or_default()
+            .push(shared.clone());
+        if reply
+            .send(Ok((Reply::View(info), Held::Group(shared.clone()))))
+            .is_err()
+        {
+            if let Some(v) = self.groups.get_mut(&group) {
+                v.retain(|g| !Arc::ptr_eq(g, &shared));
+            }
+            if let Some(id) = id {
+                let c = self.shared.req();
+                self.call(c, Request::Leave { group, id }, None);
+            }
         }
     }
 
@@ -746,11 +844,16 @@ impl Driver {
                             session,
                             incarnation: inc,
                         });
-                        // Observers carry over to the new session.
+                        // Observers and group watches carry over to the new session.
                         let names: Vec<String> = self.elections.keys().cloned().collect();
                         for election in names {
                             let r = self.shared.req();
                             self.call(r, Request::Observe { election }, None);
+                        }
+                        let names: Vec<String> = self.groups.keys().cloned().collect();
+                        for group in names {
+                            let r = self.shared.req();
+                            self.call(r, Request::WatchGroup { group }, None);
                         }
                     }
                     _ => self.reopen_at = Some(now + self.reopen_gap()),
@@ -790,6 +893,10 @@ impl Driver {
             }
             Ok(Reply::Master(info)) => {
                 self.master_reply(p.body, info, p.reply);
+                return;
+            }
+            Ok(Reply::View(info)) => {
+                self.view_reply(p.body, info, p.reply);
                 return;
             }
             Ok(r) => Ok((r, Held::None)),

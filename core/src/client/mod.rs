@@ -14,8 +14,10 @@
 
 mod driver;
 mod election;
+mod group;
 
 pub use election::{Candidacy, Election, MasterState, Observer};
+pub use group::{GroupWatch, JoinOptions, Membership, View};
 
 use crate::error::{Error, Result};
 use crate::events::{Callback, Event, LostReason, Sink, Subscription};
@@ -232,6 +234,7 @@ pub(crate) enum Held {
     None,
     Lock(Arc<LockShared>),
     Election(Arc<election::ElectionShared>),
+    Group(Arc<group::GroupShared>),
 }
 
 /// A request in flight, as the user's thread sees it.

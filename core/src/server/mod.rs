@@ -13,6 +13,7 @@ pub mod storage;
 
 use crate::election::Step;
 use crate::error::{Error, Result};
+use crate::membership::Evaluator;
 use crate::proto::{
     self, ClientMsg, ErrorReply, FrameReader, Incarnation, Reply, Request, ServerMsg, SessionId,
 };
@@ -202,6 +203,8 @@ struct Runtime {
     checks_tx: Sender<(String, String, bool)>,
     checks_rx: Receiver<(String, String, bool)>,
     waker: Arc<Waker>,
+    /// Evaluation of probationary group members.
+    evaluator: Evaluator,
 }
 
 impl Runtime {
@@ -221,8 +224,13 @@ impl Runtime {
         for (s, ttl) in state.sessions() {
             liveness.track(s, Duration::from_millis(ttl), now);
         }
-        // Designations interrupted by the restart resume.
+        // Designations interrupted by the restart resume; probation starts over.
         state.mark_all_elections();
+        let mut evaluator = Evaluator::new();
+        for (g, m, session, ms) in state.probationary() {
+            let ttl = Duration::from_millis(state.session_ttl(session).unwrap_or(0));
+            evaluator.start(&g, &m, session, Duration::from_millis(ms), ttl, now);
+        }
         let (checks_tx, checks_rx) = crossbeam_channel::unbounded();
         Ok(Runtime {
             poll,
@@ -240,6 +248,7 @@ impl Runtime {
             checks_tx,
             checks_rx,
             waker,
+            evaluator,
         })
     }
 
@@ -252,6 +261,7 @@ impl Runtime {
                 .next_deadline()
                 .into_iter()
                 .chain(self.retries.iter().map(|r| r.0))
+                .chain(self.evaluator.next_due())
                 .min();
             let timeout = next.map(|d| {
                 d.saturating_duration_since(Instant::now())
@@ -288,6 +298,7 @@ impl Runtime {
                 self.execute(Command::Expire { session: s }, None);
             }
             self.run_designations(now);
+            self.run_promotions(now);
             // Group commit, then release the replies it covers.
             self.storage.commit()?;
             let mut dirty: Vec<usize> = ready.iter().filter(|r| r.2).map(|r| r.0).collect();
@@ -485,6 +496,13 @@ impl Runtime {
                 let st = self.state.status(self.incarnation);
                 self.reply(c, session, req, Ok(Reply::Status(st)));
             }
+            Request::View { group } => {
+                let r = match proto::validate_name(&group) {
+                    Ok(()) => Ok(Reply::View(self.state.view(&group))),
+                    Err(e) => Err(ErrorReply::Invalid(e)),
+                };
+                self.reply(c, session, req, r);
+            }
             Request::Master { election } => {
                 let r = match proto::validate_name(&election) {
                     Ok(()) => Ok(Reply::Master(self.state.master(&election))),
@@ -494,6 +512,7 @@ impl Runtime {
             }
             Request::Heartbeat => {
                 if self.liveness.touch(session, now) {
+                    self.evaluator.heard(session, now);
                     self.bind(c, session);
                     self.reply(c, session, req, Ok(Reply::Alive));
                 } else {
@@ -505,6 +524,7 @@ impl Runtime {
                     self.reply(c, session, req, Err(ErrorReply::UnknownSession));
                     return;
                 }
+                self.evaluator.heard(session, now);
                 self.bind(c, session);
                 self.execute(Command::Request { session, req, body }, Some(c));
             }
@@ -520,7 +540,9 @@ impl Runtime {
                     let (session, req) = match &cmd {
                         Command::Open { req, .. } => (0, *req),
                         Command::Request { session, req, .. } => (*session, *req),
-                        Command::Expire { .. } | Command::Designate { .. } => return,
+                        Command::Expire { .. }
+                        | Command::Designate { .. }
+                        | Command::Promote { .. } => return,
                     };
                     self.reply(c, session, req, Err(e));
                 }
@@ -536,6 +558,23 @@ impl Runtime {
                         .track(session, Duration::from_millis(ttl_ms), Instant::now());
                     if let Some(c) = origin {
                         self.bind(c, session);
+                    }
+                }
+                Output::ProbationStarted {
+                    group,
+                    member,
+                    session,
+                    probation_ms,
+                } => {
+                    let ttl = Duration::from_millis(self.state.session_ttl(session).unwrap_or(0));
+                    let min = Duration::from_millis(probation_ms);
+                    self.evaluator
+                        .start(&group, &member, session, min, ttl, Instant::now());
+                }
+                Output::ProbationEnded { group, member } => self.evaluator.stop(&group, &member),
+                Output::CheckPassed { group, member } => {
+                    if self.evaluator.is_eligible(&group, &member) {
+                        self.execute(Command::Promote { group, member }, None);
                     }
                 }
                 Output::Notice { session, notice } => {
@@ -726,6 +765,24 @@ impl Runtime {
                 if !self.retries.iter().any(|r| r.1 == name) {
                     self.retries.push((now + DESIGNATION_RETRY, name));
                 }
+            }
+        }
+    }
+
+    /// Promotes probationary members whose probation has passed; those that still wait for
+    /// their application's check are marked and promoted when it passes.
+    fn run_promotions(&mut self, now: Instant) {
+        for (group, member) in self.evaluator.due(now) {
+            let waits_for_check = self
+                .state
+                .group(&group)
+                .and_then(|g| g.member(&member))
+                .is_some_and(|m| m.needs_check && !m.check_passed);
+            if waits_for_check {
+                self.evaluator.mark_eligible(&group, &member);
+            } else {
+                self.evaluator.stop(&group, &member);
+                self.execute(Command::Promote { group, member }, None);
             }
         }
     }

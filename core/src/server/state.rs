@@ -17,9 +17,10 @@
 
 use crate::election::{self, Candidate, Election};
 use crate::lock::{Acquired, Grant, LockTable};
+use crate::membership::{Change, Group, MemberRec};
 use crate::proto::{
     validate_name, ElectionInfo, ErrorReply, LockInfo, MasterInfo, Notice, Reply, Request,
-    SessionId, SessionInfo, StatusInfo,
+    SessionId, SessionInfo, StatusInfo, ViewInfo,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -59,6 +60,13 @@ pub enum Command {
         /// Session.
         session: SessionId,
     },
+    /// The serving node found a probationary member healthy for its probation time.
+    Promote {
+        /// Group name.
+        group: String,
+        /// Member id.
+        member: String,
+    },
     /// The serving node designated a master after its connectivity checks (`None`: no
     /// candidate answered).
     Designate {
@@ -93,6 +101,31 @@ pub enum Output {
         /// Session.
         session: SessionId,
     },
+    /// A probationary member joined: the serving node starts evaluating it.
+    ProbationStarted {
+        /// Group name.
+        group: String,
+        /// Member id.
+        member: String,
+        /// Its session.
+        session: SessionId,
+        /// Minimum probation in milliseconds.
+        probation_ms: u64,
+    },
+    /// A member is no longer probationary (promoted or removed).
+    ProbationEnded {
+        /// Group name.
+        group: String,
+        /// Member id.
+        member: String,
+    },
+    /// A probationary member's application check passed.
+    CheckPassed {
+        /// Group name.
+        group: String,
+        /// Member id.
+        member: String,
+    },
     /// Tell a session something.
     Notice {
         /// Session to notify.
@@ -116,6 +149,9 @@ struct Session {
     /// Election requests waiting for a designation: request id -> election.
     #[serde(default)]
     awaiting: BTreeMap<u64, String>,
+    /// Groups this session is a member or watcher of.
+    #[serde(default)]
+    groups: BTreeSet<String>,
 }
 
 impl Session {
@@ -147,6 +183,11 @@ pub struct State {
     /// Elections changed since the runtime last asked (not part of the durable state).
     #[serde(skip)]
     touched: BTreeSet<String>,
+    #[serde(default)]
+    groups: BTreeMap<String, Group>,
+    /// Sessions watching a group without being members.
+    #[serde(default)]
+    watchers: BTreeMap<String, BTreeSet<SessionId>>,
 }
 
 impl State {
@@ -163,6 +204,11 @@ impl State {
     /// Every session with its TTL in milliseconds.
     pub fn sessions(&self) -> impl Iterator<Item = (SessionId, u64)> + '_ {
         self.sessions.iter().map(|(id, s)| (*id, s.ttl_ms))
+    }
+
+    /// A session's TTL in milliseconds.
+    pub fn session_ttl(&self, s: SessionId) -> Option<u64> {
+        self.sessions.get(&s).map(|x| x.ttl_ms)
     }
 
     /// Number of sessions.
@@ -223,7 +269,35 @@ impl State {
                         .collect(),
                 })
                 .collect(),
+            groups: self
+                .groups
+                .iter()
+                .map(|(n, g)| (n.clone(), view_info(g)))
+                .collect(),
         }
+    }
+
+    /// A group by name.
+    pub fn group(&self, name: &str) -> Option<&Group> {
+        self.groups.get(name)
+    }
+
+    /// Every probationary member: (group, member, session, probation in ms).
+    pub fn probationary(&self) -> Vec<(String, String, SessionId, u64)> {
+        let mut v = vec![];
+        for (g, grp) in &self.groups {
+            for (id, m) in grp.members() {
+                if !m.full {
+                    v.push((g.clone(), id.clone(), m.session, m.probation_ms));
+                }
+            }
+        }
+        v
+    }
+
+    /// A group's view (view 0, no members, for an unknown one).
+    pub fn view(&self, name: &str) -> ViewInfo {
+        self.groups.get(name).map(view_info).unwrap_or_default()
     }
 
     /// An election by name.
@@ -321,10 +395,60 @@ impl State {
                     | Request::RequestElection { election } => {
                         validate_name(election).map_err(ErrorReply::Invalid)
                     }
+                    Request::Join {
+                        group,
+                        id,
+                        probation_ms,
+                        ..
+                    } => {
+                        validate_name(group).map_err(ErrorReply::Invalid)?;
+                        election::validate_text("member id", id, election::MAX_ID_LEN)
+                            .map_err(ErrorReply::Invalid)?;
+                        if *probation_ms > MAX_TTL_MS {
+                            return Err(ErrorReply::Invalid(format!(
+                                "probation of {probation_ms} ms is longer than {MAX_TTL_MS} ms"
+                            )));
+                        }
+                        match self.groups.get(group) {
+                            Some(g) => g.check_join(id, *session).map_err(ErrorReply::Invalid),
+                            None => Ok(()),
+                        }
+                    }
+                    Request::Replace {
+                        group,
+                        failed,
+                        probationary,
+                    } => {
+                        validate_name(group).map_err(ErrorReply::Invalid)?;
+                        match self.groups.get(group) {
+                            Some(g) => g
+                                .check_replace(failed, probationary)
+                                .map_err(ErrorReply::Invalid),
+                            None => Err(ErrorReply::Invalid(format!("no group {group:?}"))),
+                        }
+                    }
+                    Request::Leave { group, id } | Request::ReportCheck { group, id, .. } => {
+                        validate_name(group).map_err(ErrorReply::Invalid)?;
+                        let theirs = self
+                            .groups
+                            .get(group)
+                            .and_then(|g| g.member(id))
+                            .is_some_and(|m| m.session != *session);
+                        if theirs {
+                            return Err(ErrorReply::Invalid(format!(
+                                "member {id:?} belongs to another session"
+                            )));
+                        }
+                        Ok(())
+                    }
+                    Request::WatchGroup { group } => {
+                        validate_name(group).map_err(ErrorReply::Invalid)
+                    }
                     Request::Open { .. }
                     | Request::Heartbeat
                     | Request::Status
-                    | Request::Master { .. } => Err(ErrorReply::Invalid(
+                    | Request::Master { .. }
+                    | Request::View { .. } => Err(ErrorReply::Invalid(
                         "this request does not change state".into(),
                     )),
                 }
@@ -341,6 +465,20 @@ impl State {
                     Ok(())
                 } else {
                     Err(ErrorReply::Invalid(format!("no election {election:?}")))
+                }
+            }
+            Command::Promote { group, member } => {
+                if self
+                    .groups
+                    .get(group)
+                    .and_then(|g| g.member(member))
+                    .is_some()
+                {
+                    Ok(())
+                } else {
+                    Err(ErrorReply::Invalid(format!(
+                        "no member {member:?} in {group:?}"
+                    )))
                 }
             }
         }
@@ -364,7 +502,7 @@ impl State {
                     req: *req,
                     result: Err(e),
                 }),
-                Command::Expire { .. } | Command::Designate { .. } => {}
+                Command::Expire { .. } | Command::Designate { .. } | Command::Promote { .. } => {}
             }
             return out;
         }
@@ -413,8 +551,44 @@ impl State {
                 election,
                 candidate,
             } => self.designate(election, candidate.as_deref(), &mut out),
+            Command::Promote { group, member } => {
+                let ch = self.groups.get_mut(group).and_then(|g| g.promote(member));
+                if let Some(ch) = ch {
+                    self.view_changed(group, ch, &mut out);
+                }
+            }
         }
         out
+    }
+
+    /// Tells the group's members and watchers of a new view; ends evaluations of members no
+    /// longer on probation.
+    fn view_changed(&mut self, name: &str, ch: Change, out: &mut Vec<Output>) {
+        for m in ch.promoted.iter().chain(ch.removed.iter()) {
+            out.push(Output::ProbationEnded {
+                group: name.to_string(),
+                member: m.clone(),
+            });
+        }
+        let Some(g) = self.groups.get(name) else {
+            return;
+        };
+        let info = view_info(g);
+        let mut audience: BTreeSet<SessionId> = g.members().map(|(_, m)| m.session).collect();
+        // Removed members hear of the view that removed them, if their session lives.
+        audience.extend(ch.gone.iter().filter(|s| self.sessions.contains_key(s)));
+        if let Some(w) = self.watchers.get(name) {
+            audience.extend(w.iter().copied());
+        }
+        for session in audience {
+            out.push(Output::Notice {
+                session,
+                notice: Notice::ViewChanged {
+                    group: name.to_string(),
+                    info: info.clone(),
+                },
+            });
+        }
     }
 
     /// Sets a new master (or none) with a new epoch and notifies the election's audience.
@@ -665,10 +839,103 @@ impl State {
                     self.reply(session, req, Ok(Reply::Master(info)), out);
                 }
             }
+            Request::Join {
+                group,
+                id,
+                probation_ms,
+                needs_check,
+            } => {
+                let g = self.groups.entry(group.clone()).or_default();
+                let rec = MemberRec {
+                    session,
+                    full: false,
+                    probation_ms: *probation_ms,
+                    needs_check: *needs_check,
+                    check_passed: false,
+                };
+                let joined = g.join(id, rec);
+                self.session_mut(session).groups.insert(group.clone());
+                if joined {
+                    out.push(Output::ProbationStarted {
+                        group: group.clone(),
+                        member: id.clone(),
+                        session,
+                        probation_ms: *probation_ms,
+                    });
+                    self.view_changed(group, Change::default(), out);
+                }
+                let info = self.view(group);
+                self.reply(session, req, Ok(Reply::View(info)), out);
+            }
+            Request::Leave { group, id } => {
+                let ch = self.groups.get_mut(group).and_then(|g| g.remove(id));
+                if let Some(ch) = ch {
+                    self.view_changed(group, ch, out);
+                }
+                self.reply(session, req, Ok(Reply::Done), out);
+            }
+            Request::ReportCheck { group, id, ok } => {
+                let known = self.groups.get(group).and_then(|g| g.member(id)).is_some();
+                if !known {
+                    let e = ErrorReply::Invalid(format!("no member {id:?} in {group:?}"));
+                    self.reply(session, req, Err(e), out);
+                    return;
+                }
+                let ch = self
+                    .groups
+                    .get_mut(group)
+                    .and_then(|g| g.report_check(id, *ok));
+                if let Some(ch) = ch {
+                    self.view_changed(group, ch, out);
+                } else if *ok {
+                    out.push(Output::CheckPassed {
+                        group: group.clone(),
+                        member: id.clone(),
+                    });
+                }
+                self.reply(session, req, Ok(Reply::Done), out);
+            }
+            Request::Replace {
+                group,
+                failed,
+                probationary,
+            } => {
+                let r = self
+                    .groups
+                    .get_mut(group)
+                    .map(|g| g.replace(failed, probationary));
+                match r {
+                    Some(Ok(ch)) => {
+                        self.view_changed(group, ch, out);
+                        let info = self.view(group);
+                        self.reply(session, req, Ok(Reply::View(info)), out);
+                    }
+                    Some(Err(e)) => self.reply(session, req, Err(ErrorReply::Invalid(e)), out),
+                    None => self.reply(
+                        session,
+                        req,
+                        Err(ErrorReply::Invalid(format!("no group {group:?}"))),
+                        out,
+                    ),
+                }
+            }
+            Request::WatchGroup { group } => {
+                let w = self.watchers.entry(group.clone()).or_default();
+                if w.len() >= crate::membership::MAX_MEMBERS && !w.contains(&session) {
+                    let e = ErrorReply::Limit("too many watchers of this group".into());
+                    self.reply(session, req, Err(e), out);
+                    return;
+                }
+                w.insert(session);
+                self.session_mut(session).groups.insert(group.clone());
+                let info = self.view(group);
+                self.reply(session, req, Ok(Reply::View(info)), out);
+            }
             Request::Open { .. }
             | Request::Heartbeat
             | Request::Status
-            | Request::Master { .. } => {
+            | Request::Master { .. }
+            | Request::View { .. } => {
                 unreachable!("prechecked")
             }
         }
@@ -685,6 +952,24 @@ impl State {
         for (req, name) in &s.awaiting {
             if let Some(v) = self.awaiting.get_mut(name) {
                 v.retain(|w| *w != (session, *req));
+            }
+        }
+        for name in &s.groups {
+            if let Some(w) = self.watchers.get_mut(name) {
+                w.remove(&session);
+                if w.is_empty() {
+                    self.watchers.remove(name);
+                }
+            }
+            let ch = self
+                .groups
+                .get_mut(name)
+                .and_then(|g| g.remove_session(session));
+            if let Some(ch) = ch {
+                self.view_changed(name, ch, out);
+            }
+            if self.groups.get(name).is_some_and(|g| g.is_empty()) {
+                self.groups.remove(name);
             }
         }
         for name in &s.elections {
@@ -711,6 +996,13 @@ impl State {
             }
         }
         out.push(Output::SessionEnded { session });
+    }
+}
+
+fn view_info(g: &Group) -> ViewInfo {
+    ViewInfo {
+        view: g.view(),
+        members: g.members().map(|(id, m)| (id.clone(), m.full)).collect(),
     }
 }
 

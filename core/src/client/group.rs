@@ -1,0 +1,399 @@
+//! Group membership handles of the client (SPEC 3.5): joining on probation, watching a
+//! group, replacing a failed member. The rules live in [`crate::membership`] and the server;
+//! the client keeps the views it was told, in view order, and derives `member_promoted` and
+//! `member_removed` from consecutive views.
+
+use super::driver::Cmd;
+use super::{Client, Held};
+use crate::error::{Error, Result};
+use crate::events::{Callback, Event, Member, Sink, Subscription};
+use crate::proto::{self, Reply, Request, ViewInfo};
+use crossbeam_channel::RecvTimeoutError;
+use parking_lot::Mutex;
+use std::fmt;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How a process joins a group.
+#[derive(Debug, Clone)]
+pub struct JoinOptions {
+    /// Member id, unique in the group (1..=256 bytes, no NUL).
+    pub id: String,
+    /// Minimum time with a live session and no missed heartbeat before promotion.
+    pub probation: Duration,
+    /// Promotion also waits for [`Membership::report_check`] to pass.
+    pub needs_check: bool,
+}
+
+impl JoinOptions {
+    /// Join as `id` with a probation of `probation` and no application check.
+    pub fn new(id: impl Into<String>, probation: Duration) -> Self {
+        JoinOptions {
+            id: id.into(),
+            probation,
+            needs_check: false,
+        }
+    }
+}
+
+/// A group's view.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct View {
+    /// View number; strictly increases.
+    pub number: u64,
+    /// Members in id order with their status.
+    pub members: Vec<Member>,
+}
+
+pub(crate) fn to_view(info: &ViewInfo) -> View {
+    View {
+        number: info.view,
+        members: info
+            .members
+            .iter()
+            .map(|(id, full)| Member {
+                id: id.clone(),
+                full: *full,
+            })
+            .collect(),
+    }
+}
+
+/// The events one view change means, given the view before it.
+pub(crate) fn view_events(group: &str, prev: &ViewInfo, next: &ViewInfo) -> Vec<Event> {
+    let v = to_view(next);
+    let mut evs = vec![Event::ViewChanged {
+        group: group.to_string(),
+        view: v.number,
+        members: v.members.clone(),
+    }];
+    for (id, full) in &next.members {
+        let was = prev.members.iter().find(|m| &m.0 == id).map(|m| m.1);
+        if *full && was == Some(false) {
+            evs.push(Event::MemberPromoted {
+                group: group.to_string(),
+                member: id.clone(),
+            });
+        }
+    }
+    for (id, _) in &prev.members {
+        if !next.members.iter().any(|m| &m.0 == id) {
+            evs.push(Event::MemberRemoved {
+                group: group.to_string(),
+                member: id.clone(),
+            });
+        }
+    }
+    evs
+}
+
+/// Shared record of a membership or watch, between its handle and the driver.
+pub(crate) struct GroupShared {
+    pub(crate) name: String,
+    /// Member id; `None` for a watcher.
+    pub(crate) id: Option<String>,
+    pub(crate) generation: u64,
+    inner: Mutex<GroupInner>,
+}
+
+struct GroupInner {
+    info: ViewInfo,
+    ended: bool,
+    sinks: Vec<Sink>,
+    subs: Vec<Subscription>,
+}
+
+impl GroupShared {
+    pub(crate) fn new(
+        name: String,
+        id: Option<String>,
+        generation: u64,
+        info: ViewInfo,
+    ) -> Arc<Self> {
+        Arc::new(GroupShared {
+            name,
+            id,
+            generation,
+            inner: Mutex::new(GroupInner {
+                info,
+                ended: false,
+                sinks: vec![],
+                subs: vec![],
+            }),
+        })
+    }
+
+    /// Takes a newer view and delivers `events` (computed from the previous view) to the
+    /// handle's callbacks.
+    pub(crate) fn update(&self, info: &ViewInfo, events: &[Event]) {
+        let mut g = self.inner.lock();
+        if info.view <= g.info.view {
+            return;
+        }
+        g.info = info.clone();
+        g.sinks.retain(|s| events.iter().all(|e| s.send(e.clone())));
+    }
+
+    pub(crate) fn reset(&self) {
+        self.inner.lock().info = ViewInfo::default();
+    }
+
+    pub(crate) fn end(&self) {
+        self.inner.lock().ended = true;
+    }
+}
+
+fn subscribe(shared: &GroupShared, callback: Callback) {
+    let (sub, sink) = Subscription::start("group", callback);
+    let mut g = shared.inner.lock();
+    if g.info.view > 0 {
+        let v = to_view(&g.info);
+        sink.send(Event::ViewChanged {
+            group: shared.name.clone(),
+            view: v.number,
+            members: v.members,
+        });
+    }
+    g.sinks.push(sink);
+    g.subs.push(sub);
+}
+
+/// Membership of this client in a group. Dropping it leaves the group.
+pub struct Membership {
+    client: Client,
+    shared: Arc<GroupShared>,
+}
+
+impl fmt::Debug for Membership {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Membership")
+            .field("group", &self.shared.name)
+            .field("id", &self.shared.id)
+            .field("view", &self.view())
+            .finish()
+    }
+}
+
+impl Membership {
+    /// The group's name.
+    pub fn group(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// The view as last told.
+    pub fn view(&self) -> View {
+        to_view(&self.shared.inner.lock().info)
+    }
+
+    /// True while this process is a member of the group in the last view it was told of,
+    /// and its session's lease is valid by the client's own deadline.
+    pub fn is_member(&self) -> bool {
+        self.status().is_some()
+    }
+
+    /// True while this process is a full member (see [`Membership::is_member`]).
+    pub fn is_full(&self) -> bool {
+        self.status() == Some(true)
+    }
+
+    fn status(&self) -> Option<bool> {
+        let g = self.shared.inner.lock();
+        if g.ended
+            || self.client.inner.shared.generation.load(Ordering::Acquire) != self.shared.generation
+            || !self.client.inner.shared.valid_now()
+        {
+            return None;
+        }
+        let id = self.shared.id.as_ref()?;
+        g.info.members.iter().find(|m| &m.0 == id).map(|m| m.1)
+    }
+
+    /// Calls `callback` with `view_changed`, `member_promoted` and `member_removed` events of
+    /// this group, in view order, on a dispatcher thread; first with the current view.
+    pub fn on_view_change(&self, callback: impl Fn(Event) + Send + Sync + 'static) {
+        subscribe(&self.shared, Arc::new(callback));
+    }
+
+    /// Reports the application's evaluation of this (probationary) member: a pass lets the
+    /// service promote it once its probation has passed; a failure removes it.
+    pub fn report_check(&self, ok: bool) -> Result<()> {
+        let body = Request::ReportCheck {
+            group: self.shared.name.clone(),
+            id: self.shared.id.clone().unwrap_or_default(),
+            ok,
+        };
+        match self.client.group_call(body)? {
+            (Reply::Done, _) => Ok(()),
+            (r, _) => Err(Error::Rejected(format!("unexpected reply {r:?}"))),
+        }
+    }
+
+    /// Leaves the group and waits for the service to confirm.
+    pub fn leave(self) -> Result<()> {
+        self.leave_inner(true)
+    }
+
+    fn leave_inner(&self, wait: bool) -> Result<()> {
+        {
+            let mut g = self.shared.inner.lock();
+            if g.ended {
+                return Ok(());
+            }
+            g.ended = true;
+        }
+        let body = Request::Leave {
+            group: self.shared.name.clone(),
+            id: self.shared.id.clone().unwrap_or_default(),
+        };
+        let req = self.client.inner.shared.req();
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        if self
+            .client
+            .inner
+            .tx
+            .send(Cmd::Call {
+                req,
+                body,
+                reply: wait.then_some(tx),
+            })
+            .is_err()
+            || !wait
+        {
+            return Ok(());
+        }
+        match rx.recv_timeout(self.client.inner.ttl) {
+            Ok(Ok(_)) | Ok(Err(Error::SessionExpired | Error::DataLost | Error::Closed)) => Ok(()),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Ok(()),
+        }
+    }
+}
+
+impl Drop for Membership {
+    fn drop(&mut self) {
+        let _ = self.leave_inner(false);
+        let subs = std::mem::take(&mut self.shared.inner.lock().subs);
+        drop(subs);
+        let _ = self.client.inner.tx.send(Cmd::ForgetGroup {
+            shared: self.shared.clone(),
+        });
+    }
+}
+
+/// A watch on a group's views without being a member. Dropping it stops the callbacks.
+pub struct GroupWatch {
+    client: Client,
+    shared: Arc<GroupShared>,
+}
+
+impl fmt::Debug for GroupWatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GroupWatch")
+            .field("group", &self.shared.name)
+            .field("view", &self.view())
+            .finish()
+    }
+}
+
+impl GroupWatch {
+    /// The view as last told.
+    pub fn view(&self) -> View {
+        to_view(&self.shared.inner.lock().info)
+    }
+
+    /// See [`Membership::on_view_change`].
+    pub fn on_view_change(&self, callback: impl Fn(Event) + Send + Sync + 'static) {
+        subscribe(&self.shared, Arc::new(callback));
+    }
+
+    /// Stops watching.
+    pub fn close(self) {}
+}
+
+impl Drop for GroupWatch {
+    fn drop(&mut self) {
+        let subs = std::mem::take(&mut self.shared.inner.lock().subs);
+        drop(subs);
+        let _ = self.client.inner.tx.send(Cmd::ForgetGroup {
+            shared: self.shared.clone(),
+        });
+    }
+}
+
+impl Client {
+    fn group_call(&self, body: Request) -> Result<(Reply, Held)> {
+        let wait = self.inner.ttl.max(Duration::from_secs(5));
+        let (req, _rx, r) = self.call(body, wait)?;
+        match r {
+            Ok(a) => a,
+            Err(RecvTimeoutError::Disconnected) => Err(Error::Closed),
+            Err(RecvTimeoutError::Timeout) => {
+                let _ = self.send(Cmd::Cancel { req });
+                Err(Error::ConnectionFailed("no answer from the service".into()))
+            }
+        }
+    }
+
+    fn group_handle(&self, body: Request) -> Result<Arc<GroupShared>> {
+        match self.group_call(body)? {
+            (_, Held::Group(g)) => Ok(g),
+            (r, _) => Err(Error::Rejected(format!("unexpected reply {r:?}"))),
+        }
+    }
+
+    /// Joins `group` as a probationary member. The service promotes it to full member once
+    /// it has had a live session with no missed heartbeat for `probation` (and, with
+    /// `needs_check`, its application check passed); it is removed when its session ends.
+    pub fn join(&self, group: &str, opts: JoinOptions) -> Result<Membership> {
+        proto::validate_name(group).map_err(Error::InvalidArgument)?;
+        crate::election::validate_text("member id", &opts.id, crate::election::MAX_ID_LEN)
+            .map_err(Error::InvalidArgument)?;
+        let ms = opts.probation.as_millis();
+        if ms > crate::server::state::MAX_TTL_MS as u128 {
+            return Err(Error::InvalidArgument(format!(
+                "probation {:?} is longer than a day",
+                opts.probation
+            )));
+        }
+        let body = Request::Join {
+            group: group.to_string(),
+            id: opts.id,
+            probation_ms: ms as u64,
+            needs_check: opts.needs_check,
+        };
+        let shared = self.group_handle(body)?;
+        Ok(Membership {
+            client: self.clone(),
+            shared,
+        })
+    }
+
+    /// Watches `group`'s views.
+    pub fn watch_group(&self, group: &str) -> Result<GroupWatch> {
+        proto::validate_name(group).map_err(Error::InvalidArgument)?;
+        let body = Request::WatchGroup {
+            group: group.to_string(),
+        };
+        let shared = self.group_handle(body)?;
+        Ok(GroupWatch {
+            client: self.clone(),
+            shared,
+        })
+    }
+
+    /// Removes the failed full member `failed` and promotes the probationary member
+    /// `probationary` in a single view change; returns the new view.
+    pub fn replace(&self, group: &str, failed: &str, probationary: &str) -> Result<View> {
+        proto::validate_name(group).map_err(Error::InvalidArgument)?;
+        let body = Request::Replace {
+            group: group.to_string(),
+            failed: failed.to_string(),
+            probationary: probationary.to_string(),
+        };
+        match self.group_call(body)? {
+            (Reply::View(v), _) => Ok(to_view(&v)),
+            (r, _) => Err(Error::Rejected(format!("unexpected reply {r:?}"))),
+        }
+    }
+}
