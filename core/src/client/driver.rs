@@ -24,6 +24,8 @@ use std::time::{Duration, Instant};
 
 /// Heartbeats travel with this bit set in their request id, so their replies go to the lease.
 const HEARTBEAT_BIT: u64 = 1 << 63;
+/// Opens remembered while in flight.
+const MAX_OPENING: usize = 8;
 
 pub(crate) enum Cmd {
     /// A user request; `reply` gets exactly one answer (none for fire-and-forget).
@@ -89,7 +91,9 @@ pub(crate) struct Driver {
     session: SessionId,
     lease: Option<Lease>,
     /// An open in flight: its request id and send time.
-    opening: Option<(u64, Instant)>,
+    /// Opens in flight (request id, send time), newest last. A late reply to an older one is
+    /// still a session: adopted when we have none, closed when we have one already.
+    opening: Vec<(u64, Instant)>,
     /// When to try opening a session next, while there is none.
     reopen_at: Option<Instant>,
     incarnation: Option<Incarnation>,
@@ -128,7 +132,7 @@ impl Driver {
             endpoint_idx: 0,
             session: 0,
             lease: None,
-            opening: None,
+            opening: Vec::new(),
             reopen_at: None,
             incarnation: None,
             pending: BTreeMap::new(),
@@ -324,7 +328,7 @@ impl Driver {
                 }
             };
             if let ServerMsg::Reply { req, result, .. } = msg {
-                if self.opening.is_some_and(|(r, _)| r == req) {
+                if self.opening.iter().any(|(r, _)| *r == req) {
                     if let Err(e) = result {
                         self.conn = None;
                         return Err(match e {
@@ -343,7 +347,10 @@ impl Driver {
     fn send_open(&mut self) {
         let req = self.shared.req();
         let ttl_ms = self.lease_cfg.ttl.as_millis() as u64;
-        self.opening = Some((req, Instant::now()));
+        self.opening.push((req, Instant::now()));
+        if self.opening.len() > MAX_OPENING {
+            self.opening.remove(0);
+        }
         self.write(0, req, Request::Open { ttl_ms });
     }
 
@@ -609,7 +616,7 @@ impl Driver {
         self.lease = None;
         self.session = 0;
         self.shared.session.store(0, Ordering::Release);
-        self.opening = None;
+        self.opening.clear();
         self.set_state(SessionState::Expired);
         if self.cfg.reopen && !self.shared.closed.load(Ordering::Acquire) {
             self.reopen_at = Some(Instant::now());
@@ -671,7 +678,7 @@ impl Driver {
             result,
         } = msg
         {
-            let opening = self.opening.is_some_and(|(r, _)| r == req);
+            let opening = self.opening.iter().any(|(r, _)| *r == req);
             // Replies name their session: one for another session (or an older one of ours)
             // is not ours to act on.
             if !opening && session != self.session && session != 0 {
@@ -826,10 +833,15 @@ impl Driver {
             }
             return;
         }
-        if let Some((open_req, sent)) = self.opening {
-            if open_req == req {
-                self.opening = None;
+        if let Some(pos) = self.opening.iter().position(|(r, _)| *r == req) {
+            let (_, sent) = self.opening.remove(pos);
+            {
                 match result {
+                    Ok(Reply::Opened { session, .. }) if self.lease.is_some() => {
+                        // A slower, older open also succeeded: that session is surplus.
+                        let r = self.shared.req();
+                        self.write(session, r, Request::Close);
+                    }
                     Ok(Reply::Opened { session, .. }) => {
                         self.session = session;
                         self.shared.session.store(session, Ordering::Release);
@@ -856,7 +868,10 @@ impl Driver {
                             self.call(r, Request::WatchGroup { group }, None);
                         }
                     }
-                    _ => self.reopen_at = Some(now + self.reopen_gap()),
+                    _ if self.lease.is_none() && self.opening.is_empty() => {
+                        self.reopen_at = Some(now + self.reopen_gap())
+                    }
+                    _ => {}
                 }
                 return;
             }

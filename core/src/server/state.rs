@@ -349,7 +349,8 @@ impl State {
                 let Some(s) = self.sessions.get(session) else {
                     return Err(ErrorReply::UnknownSession);
                 };
-                if s.too_old(*req) && s.remembered(*req).is_none() {
+                let waiting = s.waiting.contains_key(req) || s.awaiting.contains_key(req);
+                if s.too_old(*req) && s.remembered(*req).is_none() && !waiting {
                     return Err(ErrorReply::Stale);
                 }
                 match body {
@@ -747,6 +748,19 @@ impl State {
                             self.granted(g, out);
                         }
                     }
+                } else if let Some(election) = s.awaiting.remove(target) {
+                    // An election request given up on.
+                    if let Some(v) = self.awaiting.get_mut(&election) {
+                        v.retain(|w| *w != (session, *target));
+                    }
+                } else if s.remembered(*target).is_none() {
+                    // The cancel overtook its request (it was sent on a connection the
+                    // client gave up): leave a tombstone so the request, if it arrives, is
+                    // answered as cancelled instead of taking a lock nobody waits for.
+                    s.remember(
+                        *target,
+                        Err(ErrorReply::Invalid("request cancelled".into())),
+                    );
                 }
                 self.reply(session, req, Ok(Reply::Done), out);
             }
@@ -1130,6 +1144,36 @@ mod tests {
         });
         assert!(st.locks().get("x").is_none());
         let _ = t;
+    }
+
+    #[test]
+    fn a_cancel_that_overtakes_its_acquire_leaves_nothing_held() {
+        let mut st = State::new();
+        let a = open(&mut st, 1);
+        st.apply(&Command::Request {
+            session: a,
+            req: 3,
+            body: Request::Cancel { target: 2 },
+        });
+        let out = st.apply(&acquire(a, 2, "x", true));
+        assert!(token_of(&out, a).is_none(), "{out:?}");
+        assert!(st.locks().get("x").is_none());
+    }
+
+    #[test]
+    fn a_waiting_acquire_resent_after_the_reply_window_is_not_stale() {
+        let mut st = State::new();
+        let a = open(&mut st, 1);
+        let b = open(&mut st, 1);
+        st.apply(&acquire(a, 1, "x", true));
+        assert!(st.apply(&acquire(b, 1, "x", true)).is_empty(), "b waits");
+        for r in 2..(2 + REPLY_WINDOW as u64 + 5) {
+            st.apply(&acquire(b, r, &format!("other{r}"), false));
+        }
+        let again = acquire(b, 1, "x", true);
+        assert_eq!(st.precheck(&again), Ok(()));
+        assert!(st.apply(&again).is_empty(), "still one waiter, no error");
+        assert_eq!(st.locks().get("x").unwrap().2, vec![b]);
     }
 
     #[test]
