@@ -46,7 +46,8 @@ elect   Campaigns in election NAME and runs CMD while this process is master, wi
         --observe prints `EPOCH ID ENDPOINT` (or `EPOCH -` for no master) per change.
 demo    Starts an embedded server and clients: lock hand-over, a holder whose heartbeats
         stall past its lease (told before the next holder is granted), a holder paused
-        with SIGSTOP whose stale writes a fenced resource refuses.
+        with SIGSTOP whose stale writes a fenced resource refuses, and an election whose
+        master's session ends.
 ";
 
 fn main() -> ExitCode {
@@ -209,6 +210,33 @@ fn status(args: Vec<OsString>) -> CliResult {
             l.token,
             w.join(", ")
         );
+    }
+    println!("elections   {}", st.elections.len());
+    for e in &st.elections {
+        let master = match &e.master.master {
+            Some((id, ep)) => format!("{id:?} at {}", ep.as_deref().unwrap_or("-")),
+            None => "none".to_string(),
+        };
+        let c: Vec<String> = e
+            .candidates
+            .iter()
+            .map(|(id, p, s)| format!("{id:?} priority {p} session {s}"))
+            .collect();
+        println!(
+            "  {:?} master {master} epoch {} candidates [{}]",
+            e.name,
+            e.master.epoch,
+            c.join(", ")
+        );
+    }
+    println!("groups      {}", st.groups.len());
+    for (name, v) in &st.groups {
+        let m: Vec<String> = v
+            .members
+            .iter()
+            .map(|(id, full)| format!("{id:?}{}", if *full { "" } else { " (probationary)" }))
+            .collect();
+        println!("  {name:?} view {} members [{}]", v.view, m.join(", "));
     }
     c.close();
     Ok(0)
@@ -580,6 +608,17 @@ mod demo {
                 format!("event lock_lost {name:?} token {token} reason {reason}")
             }
             Event::DataLost { .. } => "event data_lost".into(),
+            Event::MasterChanged {
+                election,
+                epoch,
+                master,
+            } => match master {
+                Some(m) => format!(
+                    "event master_changed {election:?}: {} at epoch {epoch}",
+                    m.id
+                ),
+                None => format!("event master_changed {election:?}: no master, epoch {epoch}"),
+            },
             other => format!("event {}", other.kind()),
         }
     }
@@ -829,10 +868,66 @@ mod demo {
         let fst = frank.wait().map_err(fail)?;
         say("demo", format!("frank exited with {fst}"));
         let _ = g.release();
+
+        println!("\n-- 4. election: priorities 1, 2, 3; the master's process ends; every member is told --");
+        let (obs_client, _so) = client("observer", &addr, 1500)?;
+        // The observer's client subscription prints its master_changed events.
+        let _obs = obs_client.observe("scheduler").map_err(fail)?;
+        let mut cands = vec![];
+        for (who, prio) in [("hana", 1), ("ivan", 2), ("jules", 3)] {
+            let (c, s) = client(who, &addr, 1000)?;
+            let e = c
+                .campaign("scheduler", tenure::client::Candidacy::new(who, prio))
+                .map_err(fail)?;
+            say(
+                who,
+                format!(
+                    "campaigns with priority {prio}; master is {:?}",
+                    e.master().master.map(|m| m.id)
+                ),
+            );
+            cands.push((c, s, e));
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        say(
+            "demo",
+            "hana stays master: a live master is kept when higher priorities join",
+        );
+        let (hc, hs, he) = cands.remove(0);
+        say(
+            "hana",
+            format!(
+                "is master at epoch {:?}; her session now ends",
+                he.master_epoch()
+            ),
+        );
+        drop(he);
+        drop(hs);
+        hc.close();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !cands[1].2.is_master() {
+            if Instant::now() > deadline {
+                return Err(fail("jules did not become master"));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        say(
+            "jules",
+            format!(
+                "is master (highest live priority) at epoch {:?}",
+                cands[1].2.master_epoch()
+            ),
+        );
+        obs_client.close();
+        for (c, s, e) in cands {
+            drop(s);
+            drop(e);
+            c.close();
+        }
         for c in [alice, bob, carol, gina] {
             c.close();
         }
-        println!("\nAll three scenarios ran; see the README for what each event means.");
+        println!("\nAll four scenarios ran; see the README for what each event means.");
         drop(server);
         let _ = std::fs::remove_dir_all(&dir);
         Ok(0)
