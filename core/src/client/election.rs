@@ -209,29 +209,7 @@ impl Election {
             election: self.shared.name.clone(),
             id,
         };
-        let req = self.client.inner.shared.req();
-        let (tx, rx) = crossbeam_channel::bounded(1);
-        if self
-            .client
-            .inner
-            .tx
-            .send(Cmd::Call {
-                req,
-                body,
-                reply: wait.then_some(tx),
-            })
-            .is_err()
-        {
-            return Ok(());
-        }
-        if !wait {
-            return Ok(());
-        }
-        match rx.recv_timeout(self.client.inner.ttl) {
-            Ok(Ok(_)) | Ok(Err(Error::SessionExpired | Error::DataLost | Error::Closed)) => Ok(()),
-            Ok(Err(e)) => Err(e),
-            Err(_) => Ok(()), // no answer within a TTL: the session, and the candidacy, lapsed
-        }
+        self.client.give_up(body, wait)
     }
 }
 

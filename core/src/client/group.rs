@@ -246,27 +246,7 @@ impl Membership {
             group: self.shared.name.clone(),
             id: self.shared.id.clone().unwrap_or_default(),
         };
-        let req = self.client.inner.shared.req();
-        let (tx, rx) = crossbeam_channel::bounded(1);
-        if self
-            .client
-            .inner
-            .tx
-            .send(Cmd::Call {
-                req,
-                body,
-                reply: wait.then_some(tx),
-            })
-            .is_err()
-            || !wait
-        {
-            return Ok(());
-        }
-        match rx.recv_timeout(self.client.inner.ttl) {
-            Ok(Ok(_)) | Ok(Err(Error::SessionExpired | Error::DataLost | Error::Closed)) => Ok(()),
-            Ok(Err(e)) => Err(e),
-            Err(_) => Ok(()),
-        }
+        self.client.give_up(body, wait)
     }
 }
 

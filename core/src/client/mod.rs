@@ -459,6 +459,25 @@ impl Client {
         }
     }
 
+    /// Sends a request that gives something up (a release, a resignation, leaving a group)
+    /// and, with `wait`, waits up to a TTL for the service to confirm. A session that is gone
+    /// (expired, lost, closed) has given everything up already, so that counts as done, and so
+    /// does no answer within a TTL: by then the lease has lapsed.
+    pub(crate) fn give_up(&self, body: Request, wait: bool) -> Result<()> {
+        let req = self.inner.shared.req();
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let reply = wait.then_some(tx);
+        if self.inner.tx.send(Cmd::Call { req, body, reply }).is_err() || !wait {
+            return Ok(());
+        }
+        match rx.recv_timeout(self.inner.ttl) {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(Error::SessionExpired | Error::DataLost | Error::Closed)) => Ok(()),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Ok(()),
+        }
+    }
+
     /// Closes the session: every held lock is reported lost with reason `closed` and released
     /// on the server, and later calls fail with [`Error::Closed`]. Idempotent.
     pub fn close(&self) {
@@ -570,37 +589,13 @@ impl Lock {
                 return Err(Error::NotHeld);
             }
         }
-        let req = self.client.inner.shared.req();
-        let (tx, rx) = crossbeam_channel::bounded(1);
         let body = Request::Release {
             name: self.shared.name.clone(),
             token: self.shared.token,
         };
-        if self
-            .client
-            .inner
-            .tx
-            .send(Cmd::Call {
-                req,
-                body,
-                reply: wait.then_some(tx),
-            })
-            .is_err()
-        {
-            return Ok(()); // client closed: the session, and the lock, are gone
-        }
-        if !wait {
-            return Ok(());
-        }
-        match rx.recv_timeout(self.client.inner.ttl) {
-            Ok(Ok(_)) => Ok(()),
-            // The session is gone, so the lock is too.
-            Ok(Err(Error::SessionExpired)) | Ok(Err(Error::DataLost)) | Ok(Err(Error::Closed)) => {
-                Ok(())
-            }
-            Ok(Err(Error::Rejected(_))) => Err(Error::NotHeld),
-            Ok(Err(e)) => Err(e),
-            Err(_) => Ok(()), // not confirmed within a TTL: the lease has lapsed by now
+        match self.client.give_up(body, wait) {
+            Err(Error::Rejected(_)) => Err(Error::NotHeld),
+            r => r,
         }
     }
 }
