@@ -27,11 +27,11 @@ pub enum LostReason {
     /// the session).
     SessionExpired,
     /// An administrator released it.
-    Revoked,
+    Released,
     /// The service lost its state (its incarnation changed).
     DataLost,
     /// The client was closed while holding it.
-    Closed,
+    ClientClosed,
 }
 
 impl LostReason {
@@ -39,9 +39,9 @@ impl LostReason {
     pub fn as_str(&self) -> &'static str {
         match self {
             LostReason::SessionExpired => "session_expired",
-            LostReason::Revoked => "revoked",
+            LostReason::Released => "released",
             LostReason::DataLost => "data_lost",
-            LostReason::Closed => "closed",
+            LostReason::ClientClosed => "client_closed",
         }
     }
 }

@@ -253,7 +253,7 @@ fn closing_the_client_reports_locks_lost_and_frees_them_at_once() {
     assert!(matches!(
         lost.lock().clone().unwrap(),
         Event::LockLost {
-            reason: LostReason::Closed,
+            reason: LostReason::ClientClosed,
             ..
         }
     ));

@@ -936,7 +936,7 @@ impl Driver {
         self.shared.set_deadline(None);
         self.shared.generation.fetch_add(1, Ordering::AcqRel);
         for (_, l) in self.locks.drain().collect::<Vec<_>>() {
-            if let Some(ev) = l.mark_lost(LostReason::Closed) {
+            if let Some(ev) = l.mark_lost(LostReason::ClientClosed) {
                 self.emit(ev);
             }
         }
