@@ -86,6 +86,12 @@ pub enum Request {
     Close,
     /// A snapshot of the service for `tenure status`.
     Status,
+    /// Administrative: release a lock whoever holds it (the holder is told, with reason
+    /// `released`). Sent with session 0.
+    Revoke {
+        /// Lock name.
+        name: String,
+    },
     /// Register as a candidate of an election (under this session).
     Campaign {
         /// Election name.
@@ -198,6 +204,13 @@ pub enum Notice {
         election: String,
         /// The new master cache.
         info: MasterInfo,
+    },
+    /// An administrator released a lock this session held.
+    LockRevoked {
+        /// Lock name.
+        name: String,
+        /// The token of the revoked grant.
+        token: Token,
     },
     /// A group's view changed.
     ViewChanged {

@@ -427,3 +427,37 @@ fn garbage_to_a_server_process_leaves_it_serving() {
     assert_eq!(wait_exit(&mut c, Duration::from_secs(10)), 0);
     assert!(srv.0.try_wait().unwrap().is_none());
 }
+
+#[test]
+fn revoke_stops_the_holders_command_with_reason_released() {
+    let dir = tmpdir("cli-revoke");
+    let (_srv, addr) = serve(&dir, "127.0.0.1:0");
+    let mut holder = lock_cmd(&addr, &[], "rv", &["sleep", "60"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !status(&addr).contains("\"rv\"") {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let o = Command::new(BIN)
+        .args(["revoke", "--endpoints", &addr, "rv"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(wait_exit(&mut holder, Duration::from_secs(10)), 75);
+    let mut err = String::new();
+    holder
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(err.contains("released"), "{err}");
+    let o = Command::new(BIN)
+        .args(["revoke", "--endpoints", &addr, "rv"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "nothing to revoke");
+}

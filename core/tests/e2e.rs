@@ -441,3 +441,43 @@ fn a_grant_reaches_only_its_own_session_and_a_resent_acquire_gets_it_once() {
     };
     assert_eq!(st.revision, tb, "no further grant was made");
 }
+
+#[test]
+fn an_administrator_revokes_a_lock_the_holder_is_told_and_the_waiter_granted() {
+    let dir = tmpdir("revoke");
+    let srv = server(&dir);
+    let addr = srv.local_addr().to_string();
+    let a = client(&addr, 5000);
+    let b = client(&addr, 5000);
+    let admin = client(&addr, 5000);
+    let l = a.lock("r", Duration::from_secs(1)).unwrap();
+    let lost = Arc::new(Mutex::new(None));
+    let l2 = lost.clone();
+    l.on_lost(move |ev| *l2.lock() = Some(ev));
+    let waiter = std::thread::spawn(move || {
+        b.lock("r", Duration::from_secs(5))
+            .map(|l| l.fencing_token())
+    });
+    wait_for(Duration::from_secs(2), "waiter", || {
+        admin.status().unwrap().locks[0].waiters.len() == 1
+    });
+    admin.revoke("r").unwrap();
+    let tb = waiter.join().unwrap().unwrap();
+    assert!(tb > l.fencing_token());
+    wait_for(Duration::from_secs(2), "holder told", || {
+        lost.lock().is_some()
+    });
+    assert!(matches!(
+        lost.lock().clone().unwrap(),
+        Event::LockLost {
+            reason: LostReason::Released,
+            ..
+        }
+    ));
+    assert!(!l.is_held());
+    assert_eq!(l.release().unwrap_err(), Error::NotHeld);
+    assert!(matches!(
+        admin.revoke("nothing"),
+        Err(Error::InvalidArgument(_))
+    ));
+}

@@ -25,6 +25,7 @@ USAGE:
   tenure serve  [--listen ADDR] [--data DIR] [--durability fsync|none]
   tenure lock   [--endpoints A,B] [--ttl SECS] [--timeout SECS] NAME -- CMD [ARGS...]
   tenure status [--endpoints A,B]
+  tenure revoke [--endpoints A,B] NAME
   tenure elect  [--endpoints A,B] [--ttl SECS] --id ID --priority P [--endpoint ADDR]
                 [--preempt] NAME -- CMD [ARGS...]
   tenure elect  [--endpoints A,B] --observe NAME
@@ -39,6 +40,8 @@ lock    Takes the lock NAME, runs CMD with TENURE_LOCK_NAME and TENURE_FENCING_T
         --endpoints defaults to $TENURE_ENDPOINTS, then 127.0.0.1:7411; --ttl to 10 s;
         --timeout to waiting without limit.
 status  Prints the incarnation, sessions and locks with holders and fencing tokens.
+revoke  Administrative: releases lock NAME whoever holds it; the holder is told (reason
+        `released`) and the next waiter is granted it. Exit 1 when NAME is not held.
 elect   Campaigns in election NAME and runs CMD while this process is master, with
         TENURE_MASTER_EPOCH set (a fencing token for the master's writes). When it stops
         being master, CMD gets SIGTERM (SIGKILL 2 s later) and tenure exits 75; when CMD
@@ -62,6 +65,7 @@ fn main() -> ExitCode {
         Some("lock") => lock(args),
         Some("status") => status(args),
         Some("elect") => elect(args),
+        Some("revoke") => revoke(args),
         Some("demo") => demo::run(),
         Some("__demo-holder") => demo::holder(args),
         Some("-h" | "--help" | "help") => {
@@ -240,6 +244,40 @@ fn status(args: Vec<OsString>) -> CliResult {
     }
     c.close();
     Ok(0)
+}
+
+fn revoke(args: Vec<OsString>) -> CliResult {
+    let mut endpoints = default_endpoints();
+    let mut name = None;
+    let mut p = lexopt::Parser::from_args(args);
+    while let Some(arg) = p.next().map_err(usage)? {
+        use lexopt::prelude::*;
+        match arg {
+            Long("endpoints") => endpoints = split_endpoints(&value(&mut p)?),
+            Value(v) if name.is_none() => {
+                name = Some(
+                    v.into_string()
+                        .map_err(|v| usage(format!("lock name {v:?} is not valid UTF-8")))?,
+                )
+            }
+            other => return Err(usage(other.unexpected())),
+        }
+    }
+    let name: String = name.ok_or_else(|| usage("missing lock NAME; see tenure --help"))?;
+    tenure::proto::validate_name(&name).map_err(usage)?;
+    let mut cfg = ClientConfig::new(endpoints);
+    cfg.reopen = false;
+    let c = Client::connect(cfg).map_err(connect_error)?;
+    let r = c.revoke(&name);
+    c.close();
+    match r {
+        Ok(()) => {
+            println!("revoked {name:?}");
+            Ok(0)
+        }
+        Err(Error::InvalidArgument(m)) => Err((1, m)),
+        Err(e) => Err((EXIT_UNAVAILABLE, e.to_string())),
+    }
 }
 
 fn lock(args: Vec<OsString>) -> CliResult {

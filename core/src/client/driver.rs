@@ -514,7 +514,7 @@ impl Driver {
                     .map(|(k, p)| (*k, p.body.clone()))
                     .collect();
                 for (req, body) in reqs {
-                    let session = if matches!(body, Request::Status) {
+                    let session = if matches!(body, Request::Status | Request::Revoke { .. }) {
                         0
                     } else {
                         s
@@ -624,7 +624,7 @@ impl Driver {
     }
 
     fn call(&mut self, req: u64, body: Request, reply: Option<Sender<Answer>>) {
-        if self.lease.is_none() && !matches!(body, Request::Status) {
+        if self.lease.is_none() && !matches!(body, Request::Status | Request::Revoke { .. }) {
             if matches!(body, Request::Release { .. }) {
                 // No session, so nothing is held: the release is done already.
                 if let Some(r) = reply {
@@ -643,7 +643,7 @@ impl Driver {
                 self.locks.remove(name);
             }
         }
-        let session = if matches!(body, Request::Status) {
+        let session = if matches!(body, Request::Status | Request::Revoke { .. }) {
             0
         } else {
             self.session
@@ -692,6 +692,15 @@ impl Driver {
             match notice {
                 Notice::MasterChanged { election, info } => self.master_changed(&election, &info),
                 Notice::ViewChanged { group, info } => self.view_changed(&group, &info),
+                Notice::LockRevoked { name, token } => {
+                    if self.locks.get(&name).is_some_and(|l| l.token == token) {
+                        if let Some(l) = self.locks.remove(&name) {
+                            if let Some(ev) = l.mark_lost(LostReason::Released) {
+                                self.emit(ev);
+                            }
+                        }
+                    }
+                }
             }
         }
     }

@@ -478,7 +478,25 @@ impl Client {
         }
     }
 
-    /// Closes the session: every held lock is reported lost with reason `closed` and released
+    /// Administrative: releases the lock `name` whoever holds it. The holder is told (its
+    /// lock is lost with reason `released`) and the next waiter is granted it.
+    pub fn revoke(&self, name: &str) -> Result<()> {
+        proto::validate_name(name).map_err(Error::InvalidArgument)?;
+        let body = Request::Revoke {
+            name: name.to_string(),
+        };
+        let (_, _, r) = self.call(body, self.inner.ttl.max(Duration::from_secs(5)))?;
+        match r {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(e),
+            Err(RecvTimeoutError::Timeout) => {
+                Err(Error::ConnectionFailed("no answer from the service".into()))
+            }
+            Err(RecvTimeoutError::Disconnected) => Err(Error::Closed),
+        }
+    }
+
+    /// Closes the session: every held lock is reported lost with reason `client_closed` and released
     /// on the server, and later calls fail with [`Error::Closed`]. Idempotent.
     pub fn close(&self) {
         if self.inner.shared.closed.swap(true, Ordering::AcqRel) {

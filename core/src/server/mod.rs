@@ -496,6 +496,16 @@ impl Runtime {
                 let st = self.state.status(self.incarnation);
                 self.reply(c, session, req, Ok(Reply::Status(st)));
             }
+            Request::Revoke { name } => {
+                let cmd = Command::Revoke { name };
+                match self.state.precheck(&cmd) {
+                    Ok(()) => {
+                        self.execute(cmd, None);
+                        self.reply(c, session, req, Ok(Reply::Done));
+                    }
+                    Err(e) => self.reply(c, session, req, Err(e)),
+                }
+            }
             Request::View { group } => {
                 let r = match proto::validate_name(&group) {
                     Ok(()) => Ok(Reply::View(self.state.view(&group))),
@@ -542,7 +552,8 @@ impl Runtime {
                         Command::Request { session, req, .. } => (*session, *req),
                         Command::Expire { .. }
                         | Command::Designate { .. }
-                        | Command::Promote { .. } => return,
+                        | Command::Promote { .. }
+                        | Command::Revoke { .. } => return,
                     };
                     self.reply(c, session, req, Err(e));
                 }

@@ -60,6 +60,11 @@ pub enum Command {
         /// Session.
         session: SessionId,
     },
+    /// An administrator released a lock, whoever holds it.
+    Revoke {
+        /// Lock name.
+        name: String,
+    },
     /// The serving node found a probationary member healthy for its probation time.
     Promote {
         /// Group name.
@@ -449,6 +454,7 @@ impl State {
                     | Request::Heartbeat
                     | Request::Status
                     | Request::Master { .. }
+                    | Request::Revoke { .. }
                     | Request::View { .. } => Err(ErrorReply::Invalid(
                         "this request does not change state".into(),
                     )),
@@ -466,6 +472,14 @@ impl State {
                     Ok(())
                 } else {
                     Err(ErrorReply::Invalid(format!("no election {election:?}")))
+                }
+            }
+            Command::Revoke { name } => {
+                validate_name(name).map_err(ErrorReply::Invalid)?;
+                if self.locks.get(name).is_some() {
+                    Ok(())
+                } else {
+                    Err(ErrorReply::Invalid(format!("no lock {name:?} is held")))
                 }
             }
             Command::Promote { group, member } => {
@@ -503,7 +517,10 @@ impl State {
                     req: *req,
                     result: Err(e),
                 }),
-                Command::Expire { .. } | Command::Designate { .. } | Command::Promote { .. } => {}
+                Command::Expire { .. }
+                | Command::Designate { .. }
+                | Command::Promote { .. }
+                | Command::Revoke { .. } => {}
             }
             return out;
         }
@@ -552,6 +569,24 @@ impl State {
                 election,
                 candidate,
             } => self.designate(election, candidate.as_deref(), &mut out),
+            Command::Revoke { name } => {
+                if let Some((holder, token, _)) = self.locks.get(name) {
+                    let (_, next) = self.locks.release(name, holder, token);
+                    if let Some(s) = self.sessions.get_mut(&holder) {
+                        s.held.remove(name);
+                    }
+                    out.push(Output::Notice {
+                        session: holder,
+                        notice: Notice::LockRevoked {
+                            name: name.clone(),
+                            token,
+                        },
+                    });
+                    if let Some(g) = next {
+                        self.granted(g, &mut out);
+                    }
+                }
+            }
             Command::Promote { group, member } => {
                 let ch = self.groups.get_mut(group).and_then(|g| g.promote(member));
                 if let Some(ch) = ch {
@@ -949,6 +984,7 @@ impl State {
             | Request::Heartbeat
             | Request::Status
             | Request::Master { .. }
+            | Request::Revoke { .. }
             | Request::View { .. } => {
                 unreachable!("prechecked")
             }
@@ -1174,6 +1210,28 @@ mod tests {
         assert_eq!(st.precheck(&again), Ok(()));
         assert!(st.apply(&again).is_empty(), "still one waiter, no error");
         assert_eq!(st.locks().get("x").unwrap().2, vec![b]);
+    }
+
+    #[test]
+    fn revoke_tells_the_holder_and_hands_over() {
+        let mut st = State::new();
+        let a = open(&mut st, 1);
+        let b = open(&mut st, 1);
+        let ta = token_of(&st.apply(&acquire(a, 2, "x", true)), a).unwrap();
+        st.apply(&acquire(b, 2, "x", true));
+        let out = st.apply(&Command::Revoke { name: "x".into() });
+        assert!(out.contains(&Output::Notice {
+            session: a,
+            notice: Notice::LockRevoked {
+                name: "x".into(),
+                token: ta
+            }
+        }));
+        assert!(token_of(&out, b).unwrap() > ta);
+        assert_eq!(
+            st.precheck(&Command::Revoke { name: "y".into() }),
+            Err(ErrorReply::Invalid("no lock \"y\" is held".into()))
+        );
     }
 
     #[test]
