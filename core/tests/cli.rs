@@ -461,3 +461,38 @@ fn revoke_stops_the_holders_command_with_reason_released() {
         .unwrap();
     assert_eq!(o.status.code(), Some(1), "nothing to revoke");
 }
+
+#[test]
+fn a_server_paused_for_less_than_the_ttl_costs_no_lock() {
+    let dir = tmpdir("cli-hung");
+    let (srv, addr) = serve(&dir, "127.0.0.1:0");
+    let mut holder = lock_cmd(&addr, &["--ttl", "3"], "h", &["sleep", "60"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let before = loop {
+        let s = status(&addr);
+        if s.contains("\"h\"") {
+            break s;
+        }
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    // A hung server: heartbeats go unanswered, the client enters jeopardy and retries
+    // (over new connections once the old one stays silent).
+    signal(&srv.0, libc::SIGSTOP);
+    std::thread::sleep(Duration::from_millis(1500));
+    signal(&srv.0, libc::SIGCONT);
+    std::thread::sleep(Duration::from_millis(1000));
+    assert!(holder.try_wait().unwrap().is_none(), "holder kept its lock");
+    let after = status(&addr);
+    let line = |s: &str| {
+        s.lines()
+            .find(|l| l.contains("\"h\""))
+            .map(|l| l.split("waiters").next().unwrap().to_string())
+    };
+    assert_eq!(line(&before), line(&after), "same holder and token");
+    signal(&holder, libc::SIGTERM);
+    let _ = wait_exit(&mut holder, Duration::from_secs(10));
+}

@@ -109,6 +109,8 @@ pub(crate) struct Driver {
     views: HashMap<String, ViewInfo>,
     subs: Vec<Sink>,
     seed: u64,
+    /// When the current connection last delivered a frame.
+    last_heard: Instant,
 }
 
 impl Driver {
@@ -143,6 +145,7 @@ impl Driver {
             views: HashMap::new(),
             subs: vec![],
             seed,
+            last_heard: Instant::now(),
         };
         d.first_session()?;
         Ok(std::thread::Builder::new()
@@ -269,6 +272,7 @@ impl Driver {
             id,
             reader: Some(reader_thread),
         });
+        self.last_heard = Instant::now();
         Ok(inc)
     }
 
@@ -393,6 +397,7 @@ impl Driver {
                 Cmd::Subscribe(s) => self.subs.push(s),
                 Cmd::Frame { conn, msg } => {
                     if self.conn.as_ref().is_some_and(|c| c.id == conn) {
+                        self.last_heard = Instant::now();
                         self.frame(msg);
                     }
                 }
@@ -423,7 +428,16 @@ impl Driver {
         if let Some(l) = self.lease.as_mut() {
             for a in l.poll(now) {
                 match a {
-                    LeaseAction::SendHeartbeat { id, .. } => {
+                    LeaseAction::SendHeartbeat { id, retry } => {
+                        // A retry on a connection that has said nothing for a heartbeat
+                        // timeout (hung server, half-open TCP) goes over a new connection,
+                        // to the next endpoint if this one does not answer.
+                        let silent = now.saturating_duration_since(self.last_heard)
+                            > self.lease_cfg.heartbeat_timeout;
+                        if retry && silent && self.conn.is_some() {
+                            self.conn = None;
+                            self.endpoint_idx = (self.endpoint_idx + 1) % self.cfg.endpoints.len();
+                        }
                         if self.conn.is_none() {
                             self.reconnect();
                             if self.lease.is_none() {
