@@ -34,6 +34,7 @@
 
 pub mod client;
 pub mod clock;
+pub mod detector;
 pub mod election;
 pub mod error;
 pub mod events;
