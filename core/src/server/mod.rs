@@ -15,7 +15,8 @@ use crate::election::Step;
 use crate::error::{Error, Result};
 use crate::membership::Evaluator;
 use crate::proto::{
-    self, ClientMsg, ErrorReply, FrameReader, Incarnation, Reply, Request, ServerMsg, SessionId,
+    self, ClientMsg, ErrorReply, FrameReader, Incarnation, Notice, Reply, Request, ServerMsg,
+    SessionId,
 };
 use crossbeam_channel::{Receiver, Sender};
 use liveness::Liveness;
@@ -523,7 +524,11 @@ impl Runtime {
             Request::Heartbeat => {
                 if self.liveness.touch(session, now) {
                     self.evaluator.heard(session, now);
+                    let moved = self.bound.get(&session) != Some(&c);
                     self.bind(c, session);
+                    if moved {
+                        self.catch_up(c, session);
+                    }
                     self.reply(c, session, req, Ok(Reply::Alive));
                 } else {
                     self.reply(c, session, req, Err(ErrorReply::UnknownSession));
@@ -535,9 +540,32 @@ impl Runtime {
                     return;
                 }
                 self.evaluator.heard(session, now);
+                let moved = self.bound.get(&session) != Some(&c);
                 self.bind(c, session);
                 self.execute(Command::Request { session, req, body }, Some(c));
+                if moved {
+                    self.catch_up(c, session);
+                }
             }
+        }
+    }
+
+    /// A session now heard on another connection than before (a reconnect, or a late request
+    /// on a connection its client gave up) may have missed notices sent while it had none, or
+    /// sent where it no longer reads: tell it the master cache of every election it takes part
+    /// in. After the request's reply, which may be a remembered, older cache. Clients ignore
+    /// epochs they know already.
+    fn catch_up(&mut self, c: usize, session: SessionId) {
+        if self.bound.get(&session) != Some(&c) {
+            return;
+        }
+        for election in self.state.elections_of(session) {
+            if self.state.election(&election).is_none() {
+                continue; // dropped since (nobody was left in it)
+            }
+            let info = self.state.master(&election);
+            let notice = Notice::MasterChanged { election, info };
+            self.send_now(c, &ServerMsg::Notice { session, notice });
         }
     }
 
@@ -726,7 +754,15 @@ impl Runtime {
         };
         match step {
             Step::Keep => {
-                self.designations.remove(&name);
+                // With preemption, candidates above the master that failed their check are
+                // checked again later (they may answer then), as after NoneReachable.
+                let failed = self
+                    .designations
+                    .remove(&name)
+                    .is_some_and(|d| !d.0.is_empty());
+                if failed && !self.retries.iter().any(|r| r.1 == name) {
+                    self.retries.push((now + DESIGNATION_RETRY, name));
+                }
             }
             Step::Designate(id) => {
                 self.designations.remove(&name);

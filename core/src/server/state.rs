@@ -305,6 +305,14 @@ impl State {
         self.groups.get(name).map(view_info).unwrap_or_default()
     }
 
+    /// Elections a session takes part in, as candidate or observer.
+    pub fn elections_of(&self, s: SessionId) -> Vec<String> {
+        self.sessions
+            .get(&s)
+            .map(|x| x.elections.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
     /// An election by name.
     pub fn election(&self, name: &str) -> Option<&Election> {
         self.elections.get(name)
@@ -552,10 +560,21 @@ impl State {
                 let (session, req) = (*session, *req);
                 let s = self.sessions.get(&session).expect("prechecked");
                 if let Some(r) = s.remembered(req) {
+                    let result = match (body, r) {
+                        // A retried election request gets the master cache as it is now: the
+                        // remembered one may be older than what the client was told since.
+                        (
+                            Request::Campaign { election, .. }
+                            | Request::Observe { election }
+                            | Request::RequestElection { election },
+                            Ok(Reply::Master(_)),
+                        ) => Ok(Reply::Master(self.master(election))),
+                        _ => r.clone(),
+                    };
                     out.push(Output::Reply {
                         session,
                         req,
-                        result: r.clone(),
+                        result,
                     });
                     return out;
                 }
@@ -784,10 +803,15 @@ impl State {
                         }
                     }
                 } else if let Some(election) = s.awaiting.remove(target) {
-                    // An election request given up on.
+                    // An election request given up on; remember that it ended, so that a copy
+                    // still in flight (resent on another connection) is not applied again.
                     if let Some(v) = self.awaiting.get_mut(&election) {
                         v.retain(|w| *w != (session, *target));
                     }
+                    s.remember(
+                        *target,
+                        Err(ErrorReply::Invalid("election request cancelled".into())),
+                    );
                 } else if s.remembered(*target).is_none() {
                     // The cancel overtook its request (it was sent on a connection the
                     // client gave up): leave a tombstone so the request, if it arrives, is
@@ -814,7 +838,7 @@ impl State {
                 endpoint,
                 preempt,
             } => {
-                let e = self.elections.entry(election.clone()).or_default();
+                let e = self.election_entry(election);
                 let c = Candidate {
                     id: id.clone(),
                     priority: *priority,
@@ -858,7 +882,7 @@ impl State {
                 }
             }
             Request::Observe { election } => {
-                let e = self.elections.entry(election.clone()).or_default();
+                let e = self.election_entry(election);
                 match e.observe(session) {
                     Ok(()) => {
                         let info = master_info(e);
@@ -989,6 +1013,19 @@ impl State {
                 unreachable!("prechecked")
             }
         }
+    }
+
+    /// The election `name`, created if new. A new election's master cache starts at the
+    /// service's current revision, not at 0: a name dropped when nobody was left in it and
+    /// used again must not go back to epochs older than what its members were told (they
+    /// ignore older epochs, and would keep a master that is gone).
+    fn election_entry(&mut self, name: &str) -> &mut Election {
+        let revision = self.locks.revision();
+        self.elections.entry(name.to_string()).or_insert_with(|| {
+            let mut e = Election::default();
+            e.set_master(None, revision);
+            e
+        })
     }
 
     fn session_mut(&mut self, session: SessionId) -> &mut Session {
