@@ -14,6 +14,11 @@
 //! - A designation is needed when there is no master and there are candidates, or when the
 //!   election prefers higher priorities (`preempt`) and a candidate outranks the master.
 //!   Otherwise a live master is kept: asking for an election returns it from the cache.
+//! - A preemption never runs two masters at once: the master first steps down (the cache is
+//!   cleared with a new epoch and everyone is told), and the successor is designated only
+//!   once the old master's TTL has passed, by when the old master has either been told or
+//!   seen its lease end. After a server restart, designations likewise wait for the longest
+//!   TTL of the election's candidates. (Applied by the server runtime.)
 //! - Designation walks the candidates in order: one without an endpoint is designated on the
 //!   strength of its session being live; one with an endpoint is designated only if a
 //!   connectivity check (a connection to the endpoint) succeeds; a candidate that fails is

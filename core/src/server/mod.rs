@@ -201,6 +201,9 @@ struct Runtime {
     designations: HashMap<String, (BTreeSet<String>, bool)>,
     /// Elections whose designation starts again at a given time.
     retries: Vec<(Instant, String)>,
+    /// Elections where no master may be designated before a given time: after a step-down
+    /// (preemption), or after a restart, until any former master's lease has surely ended.
+    holdoff: HashMap<String, Instant>,
     checks_tx: Sender<(String, String, bool)>,
     checks_rx: Receiver<(String, String, bool)>,
     waker: Arc<Waker>,
@@ -225,8 +228,23 @@ impl Runtime {
         for (s, ttl) in state.sessions() {
             liveness.track(s, Duration::from_millis(ttl), now);
         }
-        // Designations interrupted by the restart resume; probation starts over.
+        // Designations interrupted by the restart resume, but not before any master that
+        // stepped down just before the crash (whose notice may never have left) has seen its
+        // lease end: hold every election off for the longest TTL of its candidates.
         state.mark_all_elections();
+        let mut holdoff = HashMap::new();
+        for info in state.status(0).elections {
+            let ttl = info
+                .candidates
+                .iter()
+                .filter_map(|c| state.session_ttl(c.2))
+                .max()
+                .unwrap_or(0);
+            if ttl > 0 {
+                holdoff.insert(info.name, now + Duration::from_millis(ttl));
+            }
+        }
+        // Probation starts over.
         let mut evaluator = Evaluator::new();
         for (g, m, session, ms) in state.probationary() {
             let ttl = Duration::from_millis(state.session_ttl(session).unwrap_or(0));
@@ -246,6 +264,7 @@ impl Runtime {
             held: Vec::new(),
             designations: HashMap::new(),
             retries: Vec::new(),
+            holdoff,
             checks_tx,
             checks_rx,
             waker,
@@ -581,6 +600,7 @@ impl Runtime {
                         Command::Expire { .. }
                         | Command::Designate { .. }
                         | Command::Promote { .. }
+                        | Command::StepDown { .. }
                         | Command::Revoke { .. } => return,
                     };
                     self.reply(c, session, req, Err(e));
@@ -715,13 +735,7 @@ impl Runtime {
         while let Ok((name, id, ok)) = self.checks_rx.try_recv() {
             if ok {
                 self.designations.remove(&name);
-                self.execute(
-                    Command::Designate {
-                        election: name,
-                        candidate: Some(id),
-                    },
-                    None,
-                );
+                self.designate(name, id, now);
             } else {
                 if let Some(d) = self.designations.get_mut(&name) {
                     d.0.insert(id);
@@ -742,7 +756,52 @@ impl Runtime {
         }
     }
 
+    /// Designates `id`, unless the election still has a master (a preemption): then the
+    /// master steps down first, and the successor is designated once the old master's TTL has
+    /// passed. The old master stops believing by then: any heartbeat reply that would extend
+    /// its lease reaches it after the step-down notice (same connection, or the catch-up on a
+    /// new one), so its deadline is at most the step-down plus its TTL less drift.
+    fn designate(&mut self, name: String, id: String, now: Instant) {
+        let master = self
+            .state
+            .election(&name)
+            .and_then(|e| e.master())
+            .map(|m| m.session);
+        match master {
+            Some(session) => {
+                let ttl = Duration::from_millis(self.state.session_ttl(session).unwrap_or(0));
+                self.execute(
+                    Command::StepDown {
+                        election: name.clone(),
+                    },
+                    None,
+                );
+                let until = now + ttl;
+                self.holdoff.insert(name.clone(), until);
+                if !self.retries.iter().any(|r| r.1 == name) {
+                    self.retries.push((until, name));
+                }
+            }
+            None => self.execute(
+                Command::Designate {
+                    election: name,
+                    candidate: Some(id),
+                },
+                None,
+            ),
+        }
+    }
+
     fn designation_step(&mut self, name: String, now: Instant) {
+        if let Some(until) = self.holdoff.get(&name).copied() {
+            if until > now {
+                if !self.retries.iter().any(|r| r.1 == name) {
+                    self.retries.push((until, name));
+                }
+                return;
+            }
+            self.holdoff.remove(&name);
+        }
         let failed = self
             .designations
             .get(&name)
@@ -766,13 +825,7 @@ impl Runtime {
             }
             Step::Designate(id) => {
                 self.designations.remove(&name);
-                self.execute(
-                    Command::Designate {
-                        election: name,
-                        candidate: Some(id),
-                    },
-                    None,
-                );
+                self.designate(name, id, now);
             }
             Step::Check { id, endpoint } => {
                 self.designations.entry(name.clone()).or_default().1 = true;

@@ -60,6 +60,13 @@ pub enum Command {
         /// Session.
         session: SessionId,
     },
+    /// The master steps down so that a higher-priority candidate can take over (preempt):
+    /// the master cache is cleared with a new epoch. The serving node designates the successor
+    /// only after the old master's TTL (the rule is in [`crate::election`]).
+    StepDown {
+        /// Election name.
+        election: String,
+    },
     /// An administrator released a lock, whoever holds it.
     Revoke {
         /// Lock name.
@@ -482,6 +489,17 @@ impl State {
                     Err(ErrorReply::Invalid(format!("no election {election:?}")))
                 }
             }
+            Command::StepDown { election } => {
+                if self
+                    .elections
+                    .get(election)
+                    .is_some_and(|e| e.master().is_some())
+                {
+                    Ok(())
+                } else {
+                    Err(ErrorReply::Invalid(format!("{election:?} has no master")))
+                }
+            }
             Command::Revoke { name } => {
                 validate_name(name).map_err(ErrorReply::Invalid)?;
                 if self.locks.get(name).is_some() {
@@ -528,6 +546,7 @@ impl State {
                 Command::Expire { .. }
                 | Command::Designate { .. }
                 | Command::Promote { .. }
+                | Command::StepDown { .. }
                 | Command::Revoke { .. } => {}
             }
             return out;
@@ -588,6 +607,7 @@ impl State {
                 election,
                 candidate,
             } => self.designate(election, candidate.as_deref(), &mut out),
+            Command::StepDown { election } => self.change_master(election, None, &mut out),
             Command::Revoke { name } => {
                 if let Some((holder, token, _)) = self.locks.get(name) {
                     let (_, next) = self.locks.release(name, holder, token);
