@@ -35,5 +35,13 @@ step "cargo test (unit, simulation, end-to-end, multi-process)"
 cargo test --no-fail-fast 2>&1 | tee target/test-output.txt
 passed=$(grep -Eo 'test result: ok\. [0-9]+ passed' target/test-output.txt | awk '{s+=$4} END {print s+0}')
 failed=$(grep -Eo '[0-9]+ failed' target/test-output.txt | awk '{s+=$1} END {print s+0}')
+# ---- C API (ffi/, include/tenure.h, tests/c) ------------------------------------------
+# Builds libtenure, compiles the header and tests/c as C99 and C++, runs them against the
+# shared and the static library and under ASan+UBSan, runs the example program. Prints one
+# line per test and "c: N passed, N failed"; a failure stops the script (set -e).
+step "c: build libtenure, run tests/c (C99, C++, shared, static, ASan+UBSan) and the example"
+bash tests/c/run.sh
+# ---- end of C API ----------------------------------------------------------------------
+
 echo
 echo "rust: ${passed} passed, ${failed} failed"
