@@ -35,6 +35,40 @@ step "cargo test (unit, simulation, end-to-end, multi-process)"
 cargo test --no-fail-fast 2>&1 | tee target/test-output.txt
 passed=$(grep -Eo 'test result: ok\. [0-9]+ passed' target/test-output.txt | awk '{s+=$4} END {print s+0}')
 failed=$(grep -Eo '[0-9]+ failed' target/test-output.txt | awk '{s+=$1} END {print s+0}')
+# ---- Python package (bindings-python) -------------------------------------------------
+# A venv under target/, maturin + pytest from PyPI, the package built from source and
+# installed, then its tests (each with a time limit). Prints "python: N passed, N failed".
+step "python: lint the native crate, build and install bindings-python, run its tests"
+if cargo clippy --version >/dev/null 2>&1; then
+  cargo clippy -p tenure-python --all-targets -- -D warnings
+fi
+py_venv="$PWD/target/py-venv"
+if ! "$py_venv/bin/python" -c 'import sys; assert sys.version_info >= (3, 9)' 2>/dev/null; then
+  rm -rf "$py_venv"
+  python3 -m venv "$py_venv"
+fi
+"$py_venv/bin/python" -m pip install --quiet --upgrade pip
+"$py_venv/bin/python" -m pip install --quiet "maturin>=1.9.4,<2" pytest pytest-timeout
+# maturin must be on PATH for pip's build step; the build is shared with cargo's target/.
+PATH="$py_venv/bin:$PATH" "$py_venv/bin/python" -m pip install --quiet --no-build-isolation \
+  --force-reinstall --no-deps ./bindings-python
+py_rc=0
+(cd bindings-python && "$py_venv/bin/python" -m pytest tests -q -rfE -p no:cacheprovider \
+  --timeout=60) 2>&1 | tee target/py-test-output.txt || py_rc=${PIPESTATUS[0]}
+py_summary=$(grep -E '[0-9]+ (passed|failed|error)' target/py-test-output.txt | tail -n 1 || true)
+py_passed=$(echo "$py_summary" | { grep -Eo '[0-9]+ passed' || true; } | awk '{s+=$1} END {print s+0}')
+py_failed=$(echo "$py_summary" | { grep -Eo '[0-9]+ (failed|errors?)' || true; } | awk '{s+=$1} END {print s+0}')
+echo
+echo "python: ${py_passed:-0} passed, ${py_failed:-0} failed"
+if [ "$py_rc" -eq 5 ]; then
+  echo "python: pytest collected no tests" >&2
+  exit 1
+elif [ "$py_rc" -ne 0 ] || [ "${py_passed:-0}" -eq 0 ]; then
+  echo "python: tests failed (pytest exit code $py_rc)" >&2
+  exit 1
+fi
+# ---- end of Python package ------------------------------------------------------------
+
 # ---- C API (ffi/, include/tenure.h, tests/c) ------------------------------------------
 # Builds libtenure, compiles the header and tests/c as C99 and C++, runs them against the
 # shared and the static library and under ASan+UBSan, runs the example program. Prints one

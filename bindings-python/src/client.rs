@@ -1,0 +1,1116 @@
+//! `Client`, `Lock` and `Subscription`.
+//!
+//! Which calls run where:
+//! - Calls that wait on other processes by design (connecting, `lock`, `campaign`,
+//!   `observe`, `request_election`, `join`, `watch_group`, `replace`, `revoke`,
+//!   `report_check`, `close`) run on a helper thread ([`crate::pending`]); the calling
+//!   thread waits with the GIL released and checks for signals every 50 ms.
+//! - `try_lock`, `Lock.release`, `Election.resign` and `Membership.leave` are one request
+//!   and its answer: they run on the calling thread with the GIL released (no thread
+//!   hand-off, which would cost more than the rest of the binding). The core bounds their
+//!   wait (a TTL, or five seconds for `try_lock`, when the service does not answer); Ctrl-C
+//!   is seen when they return.
+//! - Properties (`held`, `is_master`, `state`, ...) read shared state and never block.
+
+use crate::dispatch::{Dispatcher, Registration, Regs};
+use crate::election::{Election, Observer};
+use crate::errors::{self, IntoPy, Op};
+use crate::group::{GroupWatch, Membership};
+use crate::pending;
+use crate::types::{Master, View};
+use crate::util;
+use parking_lot::Mutex;
+use pyo3::exceptions::{PyRuntimeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::PyString;
+use std::mem::ManuallyDrop;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What a client's handles share: the core client, its dispatcher and its subscriptions.
+pub(crate) struct ClientShared {
+    /// Dropped on a thread of its own (see the `Drop` impl).
+    client: ManuallyDrop<tenure::Client>,
+    dispatcher: Mutex<Option<Arc<Dispatcher>>>,
+    /// Subscriptions of `on_event`, kept until closed or the client is closed.
+    subs: Mutex<Vec<Arc<SubInner>>>,
+    closed: AtomicBool,
+}
+
+impl ClientShared {
+    fn new(client: tenure::Client) -> Arc<ClientShared> {
+        Arc::new(ClientShared {
+            client: ManuallyDrop::new(client),
+            dispatcher: Mutex::new(None),
+            subs: Mutex::new(Vec::new()),
+            closed: AtomicBool::new(false),
+        })
+    }
+
+    /// The client's dispatcher thread, started at first use.
+    pub(crate) fn dispatcher(&self) -> PyResult<Arc<Dispatcher>> {
+        let mut g = self.dispatcher.lock();
+        if let Some(d) = &*g {
+            return Ok(d.clone());
+        }
+        let d = Dispatcher::start("client")
+            .map_err(|e| PyRuntimeError::new_err(format!("cannot start a dispatcher: {e}")))?;
+        *g = Some(d.clone());
+        Ok(d)
+    }
+
+    /// `Closed` once [`Client::close`] was called.
+    pub(crate) fn check_open(&self, py: Python<'_>) -> PyResult<()> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(errors::closed(py, "client"));
+        }
+        Ok(())
+    }
+
+    /// Registers `cb` with the client's dispatcher for a callback kind of the core.
+    pub(crate) fn register(
+        &self,
+        cb: Py<PyAny>,
+        what: &'static str,
+    ) -> PyResult<(
+        Arc<Registration>,
+        impl Fn(tenure::Event) + Send + Sync + 'static,
+    )> {
+        Ok(self.dispatcher()?.register(cb, what))
+    }
+}
+
+impl Drop for ClientShared {
+    fn drop(&mut self) {
+        // SAFETY: `client` is not used after this; the field is never dropped otherwise.
+        let client = unsafe { ManuallyDrop::take(&mut self.client) };
+        // Dropping the last handle of a core client closes it, which waits for its driver
+        // (up to two seconds); this may run in a Python deallocation with the GIL held, so
+        // it is done on a thread of its own.
+        let keep = std::thread::Builder::new()
+            .name("tenure-client-drop".into())
+            .spawn(move || drop(client));
+        if let Err(e) = keep {
+            eprintln!("tenure: cannot start a thread to close a client: {e}");
+        }
+    }
+}
+
+/// One subscription: its registration, and the core subscription when it owns one.
+pub(crate) struct SubInner {
+    reg: Arc<Registration>,
+    core: Mutex<Option<tenure::Subscription>>,
+}
+
+impl SubInner {
+    fn close(&self, py: Python<'_>) {
+        self.reg.deactivate(py);
+        if let Some(s) = self.core.lock().take() {
+            py.detach(|| drop(s));
+        }
+    }
+}
+
+/// A callback registration. Delivery goes on until `close()` or until what it belongs to
+/// (the client, lock, election, ...) is closed; dropping this object does not stop it.
+#[pyclass(frozen, module = "tenure", name = "Subscription")]
+pub(crate) struct Subscription {
+    inner: Arc<SubInner>,
+    owner: Option<Arc<ClientShared>>,
+}
+
+impl Subscription {
+    /// A subscription for a callback that the core keeps with a handle (a lock's `on_lost`,
+    /// an election's `on_master_change`, ...).
+    pub(crate) fn attached(reg: Arc<Registration>) -> Subscription {
+        Subscription {
+            inner: Arc::new(SubInner {
+                reg,
+                core: Mutex::new(None),
+            }),
+            owner: None,
+        }
+    }
+
+    /// Stops delivery (see `close`).
+    pub(crate) fn close_now(&self, py: Python<'_>) {
+        self.inner.close(py);
+        if let Some(o) = &self.owner {
+            o.subs.lock().retain(|s| !Arc::ptr_eq(s, &self.inner));
+        }
+    }
+
+    /// A subscription that owns a core subscription (a detector's `on_event`).
+    pub(crate) fn owning(reg: Arc<Registration>, core: tenure::Subscription) -> Subscription {
+        Subscription {
+            inner: Arc::new(SubInner {
+                reg,
+                core: Mutex::new(Some(core)),
+            }),
+            owner: None,
+        }
+    }
+}
+
+#[pymethods]
+impl Subscription {
+    /// Stops delivery. After it returns the callback does not start again; a call running on
+    /// the dispatcher thread is waited for, except when `close()` is called from a callback.
+    /// Idempotent.
+    fn close(&self, py: Python<'_>) {
+        self.close_now(py);
+    }
+
+    /// True until closed.
+    #[getter]
+    fn active(&self) -> bool {
+        self.inner.reg.is_active()
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_args))]
+    fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, pyo3::types::PyTuple>) -> bool {
+        self.close(py);
+        false
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "<tenure Subscription ({})>",
+            if self.inner.reg.is_active() {
+                "active"
+            } else {
+                "closed"
+            }
+        )
+    }
+}
+
+/// A connection to the tenure service with one session, kept alive by heartbeats on a
+/// library thread. `Client(endpoints, session_ttl=10.0)` connects (blocking; Ctrl-C aborts
+/// it). Use it as a context manager, or call `close()`: the session ends and every lock it
+/// holds is released (reported lost with reason "client_closed").
+#[pyclass(frozen, module = "tenure", name = "Client")]
+pub(crate) struct Client {
+    shared: Arc<ClientShared>,
+}
+
+struct Config {
+    cfg: tenure::ClientConfig,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn config(
+    py: Python<'_>,
+    endpoints: &Bound<'_, PyAny>,
+    session_ttl: f64,
+    connect_timeout: f64,
+    reopen: bool,
+    name: Option<String>,
+    drift_ratio: f64,
+    safety_margin: f64,
+    retry: &str,
+) -> PyResult<Config> {
+    let eps = util::endpoints(endpoints)?;
+    let ttl = util::secs(py, "session_ttl", session_ttl)?;
+    let mut cfg = tenure::ClientConfig::new(eps).session_ttl(ttl);
+    cfg.connect_timeout = util::secs(py, "connect_timeout", connect_timeout)?;
+    cfg.reopen = reopen;
+    if let Some(n) = name {
+        if n.contains('\0') {
+            return Err(errors::invalid(py, "name contains a NUL character"));
+        }
+        cfg.client_name = n;
+    }
+    if !drift_ratio.is_finite() {
+        return Err(errors::invalid(py, "drift_ratio must be finite"));
+    }
+    cfg.drift_ratio = drift_ratio;
+    cfg.safety_margin = util::secs(py, "safety_margin", safety_margin)?;
+    cfg = cfg.retry(match retry {
+        "inverse_exponential" => Arc::new(tenure::retry::InverseExponential::default()),
+        "exponential" => Arc::new(tenure::retry::Exponential::default()),
+        "fixed" => Arc::new(tenure::retry::Fixed::default()),
+        other => {
+            return Err(errors::invalid(
+                py,
+                format!(
+                    "retry must be 'inverse_exponential', 'exponential' or 'fixed', not {other:?}"
+                ),
+            ))
+        }
+    });
+    Ok(Config { cfg })
+}
+
+/// The Python `Lock` for a grant. `name` is the caller's own str when there is one (saves a
+/// copy on the `try_lock` path).
+fn lock_obj(
+    py: Python<'_>,
+    shared: &Arc<ClientShared>,
+    l: tenure::Lock,
+    name: Option<Py<PyString>>,
+    on_lost: Option<Py<PyAny>>,
+) -> PyResult<Py<PyAny>> {
+    let name = name.unwrap_or_else(|| PyString::new(py, l.name()).unbind());
+    let lock = Lock::new(shared.clone(), l, name);
+    if let Some(cb) = on_lost {
+        lock.add_on_lost(cb)?;
+    }
+    Ok(Py::new(py, lock)?.into_any())
+}
+
+/// The core call of an operation, run on a helper thread.
+type Work<T> = Box<dyn FnOnce() -> tenure::Result<T> + Send>;
+/// Turns the core call's result into the Python result, on the waiting thread.
+type Finish<T> = Box<dyn FnOnce(Python<'_>, tenure::Result<T>) -> PyResult<Py<PyAny>> + Send>;
+/// Both halves of an operation, shared by a blocking method and its `*_async` variant.
+type Parts<T> = (Work<T>, Finish<T>);
+
+/// Checks a lock, election or group name before it reaches a helper thread, so that bad
+/// input fails at once with the core's message.
+fn check_name(py: Python<'_>, name: &str) -> PyResult<()> {
+    tenure::proto::validate_name(name).map_err(|m| errors::invalid(py, m))
+}
+
+impl Client {
+    fn client(&self, py: Python<'_>) -> PyResult<&tenure::Client> {
+        self.shared.check_open(py)?;
+        Ok(&self.shared.client)
+    }
+
+    fn start_lock(
+        &self,
+        py: Python<'_>,
+        name: String,
+        timeout: Option<f64>,
+        on_lost: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Parts<tenure::Lock>> {
+        let on_lost = util::callback("on_lost", on_lost)?;
+        let t = util::timeout(py, timeout)?;
+        check_name(py, &name)?;
+        let c = self.client(py)?.clone();
+        let shared = self.shared.clone();
+        Ok((
+            Box::new(move || c.lock(&name, t)),
+            Box::new(move |py: Python<'_>, r: tenure::Result<tenure::Lock>| {
+                let l = r.map_err(|e| errors::to_py(py, e, Op::Lock))?;
+                lock_obj(py, &shared, l, None, on_lost)
+            }),
+        ))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn start_campaign(
+        &self,
+        py: Python<'_>,
+        election: String,
+        candidate_id: String,
+        priority: i64,
+        endpoint: Option<String>,
+        on_master_change: Option<Bound<'_, PyAny>>,
+        preempt: bool,
+    ) -> PyResult<Parts<tenure::client::Election>> {
+        let cb = util::callback("on_master_change", on_master_change)?;
+        check_name(py, &election)?;
+        let c = self.client(py)?.clone();
+        let shared = self.shared.clone();
+        let id = candidate_id.clone();
+        Ok((
+            Box::new(move || {
+                let mut cand = tenure::client::Candidacy::new(candidate_id, priority);
+                cand.endpoint = endpoint;
+                cand.preempt = preempt;
+                c.campaign(&election, cand)
+            }),
+            Box::new(
+                move |py: Python<'_>, r: tenure::Result<tenure::client::Election>| {
+                    let e = Election::new(shared, r.py_err(py)?, id);
+                    if let Some(cb) = cb {
+                        e.add_callback(cb)?;
+                    }
+                    Ok(Py::new(py, e)?.into_any())
+                },
+            ),
+        ))
+    }
+
+    fn start_join(
+        &self,
+        py: Python<'_>,
+        group: String,
+        member_id: String,
+        probation: f64,
+        needs_check: bool,
+        on_view_change: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Parts<tenure::client::Membership>> {
+        let cb = util::callback("on_view_change", on_view_change)?;
+        check_name(py, &group)?;
+        let probation = util::secs(py, "probation", probation)?;
+        let c = self.client(py)?.clone();
+        let shared = self.shared.clone();
+        let id = member_id.clone();
+        Ok((
+            Box::new(move || {
+                let mut o = tenure::client::JoinOptions::new(member_id, probation);
+                o.needs_check = needs_check;
+                c.join(&group, o)
+            }),
+            Box::new(
+                move |py: Python<'_>, r: tenure::Result<tenure::client::Membership>| {
+                    let m = Membership::new(shared, r.py_err(py)?, id);
+                    if let Some(cb) = cb {
+                        m.add_callback(cb)?;
+                    }
+                    Ok(Py::new(py, m)?.into_any())
+                },
+            ),
+        ))
+    }
+
+    fn close_work(&self) -> impl FnOnce() + Send + 'static {
+        let shared = self.shared.clone();
+        move || shared.client.close()
+    }
+
+    fn mark_closed(&self, py: Python<'_>) {
+        if self.shared.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let subs = std::mem::take(&mut *self.shared.subs.lock());
+        for s in subs {
+            s.close(py);
+        }
+    }
+}
+
+fn master_result(
+    py: Python<'_>,
+    r: tenure::Result<tenure::client::MasterState>,
+) -> PyResult<Py<PyAny>> {
+    let st = r.map_err(|e| errors::to_py(py, e, Op::Other))?;
+    Ok(match Master::from_state(py, &st)? {
+        Some(m) => m.into_any(),
+        None => py.None(),
+    })
+}
+
+#[pymethods]
+impl Client {
+    #[new]
+    #[pyo3(signature = (endpoints, session_ttl=10.0, *, connect_timeout=1.0, reopen=true,
+                        name=None, drift_ratio=0.01, safety_margin=0.0,
+                        retry="inverse_exponential"))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        endpoints: &Bound<'_, PyAny>,
+        session_ttl: f64,
+        connect_timeout: f64,
+        reopen: bool,
+        name: Option<String>,
+        drift_ratio: f64,
+        safety_margin: f64,
+        retry: &str,
+    ) -> PyResult<Self> {
+        let Config { cfg } = config(
+            py,
+            endpoints,
+            session_ttl,
+            connect_timeout,
+            reopen,
+            name,
+            drift_ratio,
+            safety_margin,
+            retry,
+        )?;
+        let c = pending::run(py, "connect", move || tenure::Client::connect(cfg))?.py_err(py)?;
+        Ok(Client {
+            shared: ClientShared::new(c),
+        })
+    }
+
+    /// Awaitable variant of `Client(...)`: `client = await Client.connect_async([...])`.
+    #[staticmethod]
+    #[pyo3(signature = (endpoints, session_ttl=10.0, *, connect_timeout=1.0, reopen=true,
+                        name=None, drift_ratio=0.01, safety_margin=0.0,
+                        retry="inverse_exponential"))]
+    #[allow(clippy::too_many_arguments)]
+    fn connect_async(
+        py: Python<'_>,
+        endpoints: &Bound<'_, PyAny>,
+        session_ttl: f64,
+        connect_timeout: f64,
+        reopen: bool,
+        name: Option<String>,
+        drift_ratio: f64,
+        safety_margin: f64,
+        retry: &str,
+    ) -> PyResult<Py<PyAny>> {
+        let Config { cfg } = config(
+            py,
+            endpoints,
+            session_ttl,
+            connect_timeout,
+            reopen,
+            name,
+            drift_ratio,
+            safety_margin,
+            retry,
+        )?;
+        pending::awaitable(
+            py,
+            "connect",
+            move || tenure::Client::connect(cfg),
+            |py, r| {
+                let c = r.py_err(py)?;
+                Ok(Py::new(
+                    py,
+                    Client {
+                        shared: ClientShared::new(c),
+                    },
+                )?
+                .into_any())
+            },
+        )
+    }
+
+    /// The current session id (0 while none is open).
+    #[getter]
+    fn session_id(&self) -> u64 {
+        self.shared.client.session_id()
+    }
+
+    /// The service's incarnation token, as learnt at the last connection.
+    #[getter]
+    fn incarnation(&self) -> u128 {
+        self.shared.client.incarnation()
+    }
+
+    /// "connected", "jeopardy", "expired" or "closed".
+    #[getter]
+    fn state(&self) -> &'static str {
+        if self.shared.closed.load(Ordering::Acquire) {
+            return "closed";
+        }
+        match self.shared.client.state() {
+            tenure::SessionState::Connected => "connected",
+            tenure::SessionState::Jeopardy => "jeopardy",
+            tenure::SessionState::Expired => "expired",
+            tenure::SessionState::Closed => "closed",
+        }
+    }
+
+    /// True while the session's lease is valid by the client's own deadline.
+    #[getter]
+    fn connected(&self) -> bool {
+        self.shared.client.is_connected()
+    }
+
+    /// True once `close()` was called.
+    #[getter]
+    fn closed(&self) -> bool {
+        self.shared.closed.load(Ordering::Acquire)
+    }
+
+    /// Calls `callback(event)` with every event of this client (session, locks, data loss)
+    /// on the client's dispatcher thread. Returns the `Subscription`.
+    fn on_event(&self, py: Python<'_>, callback: Bound<'_, PyAny>) -> PyResult<Subscription> {
+        let cb = util::required_callback("callback", callback)?;
+        let c = self.client(py)?;
+        let (reg, forward) = self.shared.register(cb, "on_event")?;
+        let core = c.subscribe(forward).py_err(py)?;
+        let inner = Arc::new(SubInner {
+            reg,
+            core: Mutex::new(Some(core)),
+        });
+        self.shared.subs.lock().push(inner.clone());
+        Ok(Subscription {
+            inner,
+            owner: Some(self.shared.clone()),
+        })
+    }
+
+    /// Waits up to `timeout` seconds (None: without limit) for the lock `name`; waiters are
+    /// served in arrival order. Returns the `Lock`; raises `LockTimeout` (a TimeoutError)
+    /// when the time passes, `LockHeld` when this client holds it already. `on_lost(event)`
+    /// is called if the lock is lost. Ctrl-C interrupts the wait; a grant that races it is
+    /// released at once.
+    #[pyo3(signature = (name, timeout=None, on_lost=None))]
+    fn lock(
+        &self,
+        py: Python<'_>,
+        name: String,
+        timeout: Option<f64>,
+        on_lost: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        let (work, finish) = self.start_lock(py, name, timeout, on_lost)?;
+        let r = pending::run(py, "lock", work)?;
+        finish(py, r)
+    }
+
+    /// Awaitable variant of `lock`. Cancelling the task gives the wait up (a grant that races
+    /// the cancellation is released). Also usable as `async with client.lock_async(...)`.
+    #[pyo3(signature = (name, timeout=None, on_lost=None))]
+    fn lock_async(
+        &self,
+        py: Python<'_>,
+        name: String,
+        timeout: Option<f64>,
+        on_lost: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        let (work, finish) = self.start_lock(py, name, timeout, on_lost)?;
+        pending::awaitable(py, "lock", work, finish)
+    }
+
+    /// Takes the lock `name` if it is free: the `Lock`, or None when another session holds
+    /// it.
+    #[pyo3(signature = (name, on_lost=None))]
+    fn try_lock(
+        &self,
+        py: Python<'_>,
+        name: &Bound<'_, PyString>,
+        on_lost: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Option<Py<PyAny>>> {
+        let on_lost = util::callback("on_lost", on_lost)?;
+        let c = self.client(py)?;
+        let r = util::with_str(name, |text| py.detach(|| c.try_lock(text)))?;
+        match r {
+            Ok(Some(l)) => Ok(Some(lock_obj(
+                py,
+                &self.shared,
+                l,
+                Some(name.clone().unbind()),
+                on_lost,
+            )?)),
+            Ok(None) => Ok(None),
+            Err(e) => Err(errors::to_py(py, e, Op::Lock)),
+        }
+    }
+
+    /// Awaitable variant of `try_lock`.
+    #[pyo3(signature = (name, on_lost=None))]
+    fn try_lock_async(
+        &self,
+        py: Python<'_>,
+        name: String,
+        on_lost: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        let on_lost = util::callback("on_lost", on_lost)?;
+        check_name(py, &name)?;
+        let c = self.client(py)?.clone();
+        let shared = self.shared.clone();
+        pending::awaitable(
+            py,
+            "try_lock",
+            move || c.try_lock(&name),
+            move |py, r| match r {
+                Ok(Some(l)) => lock_obj(py, &shared, l, None, on_lost),
+                Ok(None) => Ok(py.None()),
+                Err(e) => Err(errors::to_py(py, e, Op::Lock)),
+            },
+        )
+    }
+
+    /// Administrative: releases the lock `name` whoever holds it. The holder's lock is lost
+    /// with reason "released" and the next waiter is granted it.
+    fn revoke(&self, py: Python<'_>, name: String) -> PyResult<()> {
+        check_name(py, &name)?;
+        let c = self.client(py)?.clone();
+        pending::run(py, "revoke", move || c.revoke(&name))?.py_err(py)
+    }
+
+    /// Awaitable variant of `revoke`.
+    fn revoke_async(&self, py: Python<'_>, name: String) -> PyResult<Py<PyAny>> {
+        check_name(py, &name)?;
+        let c = self.client(py)?.clone();
+        pending::awaitable(
+            py,
+            "revoke",
+            move || c.revoke(&name),
+            |py, r| r.py_err(py).map(|()| py.None()),
+        )
+    }
+
+    /// Registers this client as candidate `candidate_id` of `election` with `priority`
+    /// (higher wins). `endpoint` ("host:port") is checked by the service before designation;
+    /// `preempt` takes over from a live master of lower priority. Returns the `Election`;
+    /// `on_master_change(event)` gets every master change, first the current master.
+    #[pyo3(signature = (election, candidate_id, priority=0, *, endpoint=None,
+                        on_master_change=None, preempt=false))]
+    #[allow(clippy::too_many_arguments)]
+    fn campaign(
+        &self,
+        py: Python<'_>,
+        election: String,
+        candidate_id: String,
+        priority: i64,
+        endpoint: Option<String>,
+        on_master_change: Option<Bound<'_, PyAny>>,
+        preempt: bool,
+    ) -> PyResult<Py<PyAny>> {
+        let (work, finish) = self.start_campaign(
+            py,
+            election,
+            candidate_id,
+            priority,
+            endpoint,
+            on_master_change,
+            preempt,
+        )?;
+        let r = pending::run(py, "campaign", work)?;
+        finish(py, r)
+    }
+
+    /// Awaitable variant of `campaign`.
+    #[pyo3(signature = (election, candidate_id, priority=0, *, endpoint=None,
+                        on_master_change=None, preempt=false))]
+    #[allow(clippy::too_many_arguments)]
+    fn campaign_async(
+        &self,
+        py: Python<'_>,
+        election: String,
+        candidate_id: String,
+        priority: i64,
+        endpoint: Option<String>,
+        on_master_change: Option<Bound<'_, PyAny>>,
+        preempt: bool,
+    ) -> PyResult<Py<PyAny>> {
+        let (work, finish) = self.start_campaign(
+            py,
+            election,
+            candidate_id,
+            priority,
+            endpoint,
+            on_master_change,
+            preempt,
+        )?;
+        pending::awaitable(py, "campaign", work, finish)
+    }
+
+    /// Observes `election` without being a candidate. Returns the `Observer`;
+    /// `on_master_change(event)` gets every master change, first the current master.
+    #[pyo3(signature = (election, on_master_change=None))]
+    fn observe(
+        &self,
+        py: Python<'_>,
+        election: String,
+        on_master_change: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        let p = self.observe_parts(py, election, on_master_change)?;
+        let r = pending::run(py, "observe", p.0)?;
+        (p.1)(py, r)
+    }
+
+    /// Awaitable variant of `observe`.
+    #[pyo3(signature = (election, on_master_change=None))]
+    fn observe_async(
+        &self,
+        py: Python<'_>,
+        election: String,
+        on_master_change: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        let p = self.observe_parts(py, election, on_master_change)?;
+        pending::awaitable(py, "observe", p.0, p.1)
+    }
+
+    /// Asks for `election`'s master: the current one when it is live, else the one the
+    /// service designates now. Returns a `Master`, or None when no candidate answers.
+    /// Raises `Timeout` after `timeout` seconds.
+    #[pyo3(signature = (election, timeout=5.0))]
+    fn request_election(
+        &self,
+        py: Python<'_>,
+        election: String,
+        timeout: f64,
+    ) -> PyResult<Py<PyAny>> {
+        check_name(py, &election)?;
+        let t = util::secs(py, "timeout", timeout)?;
+        let c = self.client(py)?.clone();
+        let r = pending::run(py, "request_election", move || {
+            c.request_election(&election, t)
+        })?;
+        master_result(py, r)
+    }
+
+    /// Awaitable variant of `request_election`.
+    #[pyo3(signature = (election, timeout=5.0))]
+    fn request_election_async(
+        &self,
+        py: Python<'_>,
+        election: String,
+        timeout: f64,
+    ) -> PyResult<Py<PyAny>> {
+        check_name(py, &election)?;
+        let t = util::secs(py, "timeout", timeout)?;
+        let c = self.client(py)?.clone();
+        pending::awaitable(
+            py,
+            "request_election",
+            move || c.request_election(&election, t),
+            master_result,
+        )
+    }
+
+    /// Joins `group` as probationary member `member_id`. The service promotes it to full
+    /// member after `probation` seconds of live session with no missed heartbeat (and, with
+    /// `needs_check`, once `report_check(True)` was called). Returns the `Membership`;
+    /// `on_view_change(event)` gets view_changed, member_promoted and member_removed events.
+    #[pyo3(signature = (group, member_id, *, probation=0.0, needs_check=false,
+                        on_view_change=None))]
+    fn join(
+        &self,
+        py: Python<'_>,
+        group: String,
+        member_id: String,
+        probation: f64,
+        needs_check: bool,
+        on_view_change: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        let (work, finish) =
+            self.start_join(py, group, member_id, probation, needs_check, on_view_change)?;
+        let r = pending::run(py, "join", work)?;
+        finish(py, r)
+    }
+
+    /// Awaitable variant of `join`.
+    #[pyo3(signature = (group, member_id, *, probation=0.0, needs_check=false,
+                        on_view_change=None))]
+    fn join_async(
+        &self,
+        py: Python<'_>,
+        group: String,
+        member_id: String,
+        probation: f64,
+        needs_check: bool,
+        on_view_change: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        let (work, finish) =
+            self.start_join(py, group, member_id, probation, needs_check, on_view_change)?;
+        pending::awaitable(py, "join", work, finish)
+    }
+
+    /// Watches `group`'s views without being a member. Returns the `GroupWatch`.
+    #[pyo3(signature = (group, on_view_change=None))]
+    fn watch_group(
+        &self,
+        py: Python<'_>,
+        group: String,
+        on_view_change: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        let p = self.watch_parts(py, group, on_view_change)?;
+        let r = pending::run(py, "watch_group", p.0)?;
+        (p.1)(py, r)
+    }
+
+    /// Awaitable variant of `watch_group`.
+    #[pyo3(signature = (group, on_view_change=None))]
+    fn watch_group_async(
+        &self,
+        py: Python<'_>,
+        group: String,
+        on_view_change: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        let p = self.watch_parts(py, group, on_view_change)?;
+        pending::awaitable(py, "watch_group", p.0, p.1)
+    }
+
+    /// Removes the failed full member `failed` and promotes the probationary member
+    /// `probationary` of `group` in one view change; returns the new `View`.
+    fn replace(
+        &self,
+        py: Python<'_>,
+        group: String,
+        failed: String,
+        probationary: String,
+    ) -> PyResult<View> {
+        check_name(py, &group)?;
+        let c = self.client(py)?.clone();
+        let v = pending::run(py, "replace", move || {
+            c.replace(&group, &failed, &probationary)
+        })?
+        .py_err(py)?;
+        Ok(View::from_core(v))
+    }
+
+    /// Awaitable variant of `replace`.
+    fn replace_async(
+        &self,
+        py: Python<'_>,
+        group: String,
+        failed: String,
+        probationary: String,
+    ) -> PyResult<Py<PyAny>> {
+        check_name(py, &group)?;
+        let c = self.client(py)?.clone();
+        pending::awaitable(
+            py,
+            "replace",
+            move || c.replace(&group, &failed, &probationary),
+            |py, r| Ok(Py::new(py, View::from_core(r.py_err(py)?))?.into_any()),
+        )
+    }
+
+    /// Closes the session: every held lock is reported lost ("client_closed") and released,
+    /// callbacks stop, and later calls raise `Closed`. Idempotent.
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        self.mark_closed(py);
+        pending::run(py, "close", self.close_work())
+    }
+
+    /// Awaitable variant of `close`.
+    fn close_async(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        self.mark_closed(py);
+        let work = self.close_work();
+        pending::awaitable(py, "close", work, |py, ()| Ok(py.None()))
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_args))]
+    fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<bool> {
+        self.close(py)?;
+        Ok(false)
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "<tenure Client session={} state={}>",
+            self.session_id(),
+            self.state()
+        )
+    }
+}
+
+impl Client {
+    fn observe_parts(
+        &self,
+        py: Python<'_>,
+        election: String,
+        on_master_change: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Parts<tenure::client::Observer>> {
+        let cb = util::callback("on_master_change", on_master_change)?;
+        check_name(py, &election)?;
+        let c = self.client(py)?.clone();
+        let shared = self.shared.clone();
+        Ok((
+            Box::new(move || c.observe(&election)),
+            Box::new(
+                move |py: Python<'_>, r: tenure::Result<tenure::client::Observer>| {
+                    let o = Observer::new(shared, r.py_err(py)?);
+                    if let Some(cb) = cb {
+                        o.add_callback(cb)?;
+                    }
+                    Ok(Py::new(py, o)?.into_any())
+                },
+            ),
+        ))
+    }
+
+    fn watch_parts(
+        &self,
+        py: Python<'_>,
+        group: String,
+        on_view_change: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Parts<tenure::client::GroupWatch>> {
+        let cb = util::callback("on_view_change", on_view_change)?;
+        check_name(py, &group)?;
+        let c = self.client(py)?.clone();
+        let shared = self.shared.clone();
+        let name = group.clone();
+        Ok((
+            Box::new(move || c.watch_group(&group)),
+            Box::new(
+                move |py: Python<'_>, r: tenure::Result<tenure::client::GroupWatch>| {
+                    let w = GroupWatch::new(shared, r.py_err(py)?, name);
+                    if let Some(cb) = cb {
+                        w.add_callback(cb)?;
+                    }
+                    Ok(Py::new(py, w)?.into_any())
+                },
+            ),
+        ))
+    }
+}
+
+/// A held lock. `fencing_token` is larger than every token granted before it: pass it to
+/// the resources you write. `held` turns False at the client's lease deadline with no message
+/// needed, before the service could grant the lock to anyone else. Use it as a context
+/// manager or call `release()`; dropping the object also releases the lock.
+#[pyclass(frozen, module = "tenure", name = "Lock")]
+pub(crate) struct Lock {
+    inner: Mutex<Option<tenure::Lock>>,
+    name: Py<PyString>,
+    token: u64,
+    /// Why it was lost, recorded at release.
+    lost_at_release: Mutex<Option<&'static str>>,
+    regs: Regs,
+    client: Arc<ClientShared>,
+}
+
+impl Lock {
+    fn new(client: Arc<ClientShared>, l: tenure::Lock, name: Py<PyString>) -> Lock {
+        Lock {
+            name,
+            token: l.fencing_token(),
+            inner: Mutex::new(Some(l)),
+            lost_at_release: Mutex::new(None),
+            regs: Regs::default(),
+            client,
+        }
+    }
+
+    fn add_on_lost(&self, cb: Py<PyAny>) -> PyResult<Subscription> {
+        let (reg, forward) = self.client.register(cb, "on_lost")?;
+        match &*self.inner.lock() {
+            Some(l) => l.on_lost(forward),
+            // Released: a release is not a loss, so the callback never runs.
+            None => drop(forward),
+        }
+        self.regs.push(reg.clone());
+        Ok(Subscription::attached(reg))
+    }
+
+    fn take(&self) -> Option<tenure::Lock> {
+        let l = self.inner.lock().take()?;
+        *self.lost_at_release.lock() = l.lost_reason().map(|r| r.as_str());
+        Some(l)
+    }
+}
+
+#[pymethods]
+impl Lock {
+    /// The lock's name.
+    #[getter]
+    fn name(&self, py: Python<'_>) -> Py<PyString> {
+        self.name.clone_ref(py)
+    }
+
+    /// The fencing token of this grant.
+    #[getter]
+    fn fencing_token(&self) -> u64 {
+        self.token
+    }
+
+    /// True while the lock is held: not released, not lost, and the session's lease valid by
+    /// the client's own deadline.
+    #[getter]
+    fn held(&self) -> bool {
+        self.inner.lock().as_ref().is_some_and(|l| l.is_held())
+    }
+
+    /// Why the lock was lost ("session_expired", "released", "data_lost",
+    /// "client_closed"), or None.
+    #[getter]
+    fn lost_reason(&self) -> Option<&'static str> {
+        match &*self.inner.lock() {
+            Some(l) => l.lost_reason().map(|r| r.as_str()),
+            None => *self.lost_at_release.lock(),
+        }
+    }
+
+    /// Calls `callback(event)` with the lock_lost event when the lock is lost (at once if it
+    /// is lost already), on the client's dispatcher thread. A release is not a loss.
+    fn on_lost(&self, callback: Bound<'_, PyAny>) -> PyResult<Subscription> {
+        let cb = util::required_callback("callback", callback)?;
+        self.add_on_lost(cb)
+    }
+
+    /// Releases the lock and waits for the service to confirm. Raises `NotHeld` when the
+    /// lock had been lost before. Releasing twice does nothing.
+    fn release(&self, py: Python<'_>) -> PyResult<()> {
+        match self.take() {
+            Some(l) => py.detach(|| l.release()).py_err(py),
+            None => Ok(()),
+        }
+    }
+
+    /// Awaitable variant of `release`.
+    fn release_async(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let l = self.take();
+        pending::awaitable(
+            py,
+            "release",
+            move || l.map_or(Ok(()), |l| l.release()),
+            |py, r| r.py_err(py).map(|()| py.None()),
+        )
+    }
+
+    /// Releases the lock if it is still held; never raises `NotHeld`.
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        match self.take() {
+            Some(l) => match py.detach(|| l.release()) {
+                Ok(()) | Err(tenure::Error::NotHeld) => Ok(()),
+                Err(e) => Err(errors::to_py(py, e, Op::Other)),
+            },
+            None => Ok(()),
+        }
+    }
+
+    /// Awaitable variant of `close`.
+    fn close_async(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let l = self.take();
+        pending::awaitable(
+            py,
+            "release",
+            move || l.map_or(Ok(()), |l| l.release()),
+            |py, r| match r {
+                Ok(()) | Err(tenure::Error::NotHeld) => Ok(py.None()),
+                Err(e) => Err(errors::to_py(py, e, Op::Other)),
+            },
+        )
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    /// Releases the lock; a lock lost inside the block is not an error here (its loss was
+    /// reported to `on_lost` and shows in `held`).
+    #[pyo3(signature = (*_args))]
+    fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<bool> {
+        self.close(py)?;
+        Ok(false)
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> String {
+        format!(
+            "<tenure Lock {} token={} held={}>",
+            crate::types::pyrepr(&self.name.bind(py).to_cow().unwrap_or_default()),
+            self.token,
+            if self.held() { "True" } else { "False" }
+        )
+    }
+}
+
+/// Runs the core's try_lock + release `n` times in Rust, for the benchmark; returns the
+/// seconds taken.
+pub(crate) fn bench_try_lock_release(
+    py: Python<'_>,
+    client: &Client,
+    name: &str,
+    n: u64,
+) -> PyResult<f64> {
+    let c = client.client(py)?;
+    let r = py.detach(|| -> tenure::Result<Duration> {
+        let start = std::time::Instant::now();
+        for _ in 0..n {
+            match c.try_lock(name)? {
+                Some(l) => l.release()?,
+                None => return Err(tenure::Error::Rejected("the lock is busy".into())),
+            }
+        }
+        Ok(start.elapsed())
+    });
+    match r {
+        Ok(d) => Ok(d.as_secs_f64()),
+        Err(tenure::Error::Rejected(m)) => Err(PyValueError::new_err(m)),
+        Err(e) => Err(errors::to_py(py, e, Op::Other)),
+    }
+}

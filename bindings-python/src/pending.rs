@@ -1,0 +1,280 @@
+//! Blocking operations run on a helper thread, so that the calling Python thread can wait in
+//! slices, let Ctrl-C through, or be awaited from asyncio.
+//!
+//! An [`Op`] is one call of the core running on a thread of its own. The synchronous API
+//! waits for it with the GIL released, waking every [`SLICE`] to run Python's signal handlers
+//! (`KeyboardInterrupt`); the asyncio layer (`tenure._aio`) gets a [`Pending`], registers a
+//! completion callback and awaits a future.
+//!
+//! Abandoning a call (Ctrl-C in the waiting thread, `cancel()`, an asyncio task cancelled, or
+//! the `Pending` object garbage-collected) never leaves anything held: the result is dropped
+//! as soon as it exists, and dropping a core handle releases what it holds (a granted lock is
+//! released, a connected client closed, a candidacy withdrawn, a server stopped). The core
+//! call itself cannot be cancelled (the core has no cancel for a waiting acquire): it runs to
+//! its own end, a grant or its timeout, on the helper thread.
+
+use crate::dispatch::{self, Job};
+use parking_lot::{Condvar, Mutex};
+use pyo3::exceptions::{PyRuntimeError, PyTypeError};
+use pyo3::prelude::*;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Longest time a waiting Python thread goes without checking for signals.
+pub(crate) const SLICE: Duration = Duration::from_millis(50);
+
+enum State<T> {
+    /// Running; the completion callbacks to call when it ends.
+    Running(Vec<Py<PyAny>>),
+    Done(T),
+    Taken,
+    Abandoned,
+}
+
+/// One blocking call on a helper thread.
+pub(crate) struct Op<T> {
+    state: Mutex<State<T>>,
+    cv: Condvar,
+    what: &'static str,
+}
+
+impl<T: Send + 'static> Op<T> {
+    /// Runs `work` on a helper thread named `tenure-<what>`.
+    pub(crate) fn spawn(
+        what: &'static str,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> PyResult<Arc<Op<T>>> {
+        let op = Arc::new(Op {
+            state: Mutex::new(State::Running(Vec::new())),
+            cv: Condvar::new(),
+            what,
+        });
+        let op2 = op.clone();
+        std::thread::Builder::new()
+            .name(format!("tenure-{what}"))
+            .spawn(move || {
+                let value = work();
+                let mut g = op2.state.lock();
+                match std::mem::replace(&mut *g, State::Taken) {
+                    State::Running(callbacks) => {
+                        *g = State::Done(value);
+                        drop(g);
+                        op2.cv.notify_all();
+                        notify(callbacks);
+                    }
+                    other => {
+                        // Abandoned: drop the value here, releasing what it holds.
+                        *g = other;
+                        drop(g);
+                        drop(value);
+                    }
+                }
+            })
+            .map_err(|e| PyRuntimeError::new_err(format!("cannot start a thread: {e}")))?;
+        Ok(op)
+    }
+
+    /// Waits for the value with the GIL released, checking for signals every [`SLICE`]. A
+    /// signal handler's exception (KeyboardInterrupt) abandons the call and is raised.
+    pub(crate) fn wait(&self, py: Python<'_>) -> PyResult<T> {
+        loop {
+            let done = py.detach(|| {
+                let mut g = self.state.lock();
+                if matches!(*g, State::Running(_)) {
+                    self.cv.wait_for(&mut g, SLICE);
+                }
+                !matches!(*g, State::Running(_))
+            });
+            if done {
+                return self.take();
+            }
+            if let Err(e) = py.check_signals() {
+                self.abandon();
+                return Err(e);
+            }
+        }
+    }
+
+    /// The value of a finished call.
+    fn take(&self) -> PyResult<T> {
+        let mut g = self.state.lock();
+        match std::mem::replace(&mut *g, State::Taken) {
+            State::Done(v) => Ok(v),
+            State::Running(cbs) => {
+                *g = State::Running(cbs);
+                Err(PyRuntimeError::new_err(format!(
+                    "the {} call has not finished",
+                    self.what
+                )))
+            }
+            State::Taken => Err(PyRuntimeError::new_err(format!(
+                "the result of the {} call was already taken",
+                self.what
+            ))),
+            State::Abandoned => {
+                *g = State::Abandoned;
+                Err(PyRuntimeError::new_err(format!(
+                    "the {} call was cancelled",
+                    self.what
+                )))
+            }
+        }
+    }
+
+    /// Gives the call up: its value, now or when it comes, is dropped.
+    pub(crate) fn abandon(&self) {
+        let mut g = self.state.lock();
+        match std::mem::replace(&mut *g, State::Abandoned) {
+            State::Done(v) => {
+                drop(g);
+                // Dropping a value may block (closing a client waits for its driver), so it
+                // is done off this thread.
+                let _ = std::thread::Builder::new()
+                    .name("tenure-drop".into())
+                    .spawn(move || drop(v));
+            }
+            State::Taken => *g = State::Taken,
+            State::Running(_) | State::Abandoned => {}
+        }
+    }
+
+    fn is_running(&self) -> bool {
+        matches!(*self.state.lock(), State::Running(_))
+    }
+
+    fn add_callback(&self, callback: Py<PyAny>) {
+        let mut g = self.state.lock();
+        if let State::Running(cbs) = &mut *g {
+            cbs.push(callback);
+            return;
+        }
+        drop(g);
+        notify(vec![callback]);
+    }
+
+    fn state_name(&self) -> &'static str {
+        match *self.state.lock() {
+            State::Running(_) => "running",
+            State::Done(_) => "done",
+            State::Taken => "taken",
+            State::Abandoned => "cancelled",
+        }
+    }
+}
+
+fn notify(callbacks: Vec<Py<PyAny>>) {
+    if callbacks.is_empty() {
+        return;
+    }
+    if let Some(d) = dispatch::completions() {
+        for callback in callbacks {
+            d.send(Job::Call { callback });
+        }
+    }
+}
+
+/// Runs `work` on a helper thread and waits for it (see [`Op::wait`]).
+pub(crate) fn run<T: Send + 'static>(
+    py: Python<'_>,
+    what: &'static str,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> PyResult<T> {
+    Op::spawn(what, work)?.wait(py)
+}
+
+/// Turns a finished call's value into its Python result, on the taking thread. Dropping it
+/// unused drops the value, which releases what it holds.
+type Produce = Box<dyn FnOnce(Python<'_>) -> PyResult<Py<PyAny>> + Send>;
+
+/// A blocking call of the core running on a helper thread, as the asyncio layer sees it.
+/// Returned inside the awaitables of the `*_async` methods; not created directly.
+#[pyclass(frozen, module = "tenure._tenure", name = "Pending")]
+pub(crate) struct Pending {
+    op: Arc<Op<Produce>>,
+}
+
+/// Starts `work` on a helper thread; `finish` turns its value into the Python result.
+pub(crate) fn spawn<T, W, F>(what: &'static str, work: W, finish: F) -> PyResult<Pending>
+where
+    T: Send + 'static,
+    W: FnOnce() -> T + Send + 'static,
+    F: FnOnce(Python<'_>, T) -> PyResult<Py<PyAny>> + Send + 'static,
+{
+    let op = Op::spawn(what, move || -> Produce {
+        let v = work();
+        Box::new(move |py| finish(py, v))
+    })?;
+    Ok(Pending { op })
+}
+
+/// Starts `work` as [`spawn`] does and wraps it in the awaitable of `tenure._aio`.
+pub(crate) fn awaitable<T, W, F>(
+    py: Python<'_>,
+    what: &'static str,
+    work: W,
+    finish: F,
+) -> PyResult<Py<PyAny>>
+where
+    T: Send + 'static,
+    W: FnOnce() -> T + Send + 'static,
+    F: FnOnce(Python<'_>, T) -> PyResult<Py<PyAny>> + Send + 'static,
+{
+    let p = spawn(what, work, finish)?;
+    let op = py.import("tenure._aio")?.getattr("Op")?;
+    Ok(op.call1((Py::new(py, p)?,))?.unbind())
+}
+
+#[pymethods]
+impl Pending {
+    /// True once the call has finished (or was cancelled).
+    fn done(&self) -> bool {
+        !self.op.is_running()
+    }
+
+    /// Waits for the call and returns its result (or raises its exception). Releases the GIL
+    /// while waiting and lets Ctrl-C through (which cancels the call).
+    fn wait(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let produce = self.op.wait(py)?;
+        produce(py)
+    }
+
+    /// The result of a finished call, or its exception. RuntimeError while it runs, after
+    /// `cancel()`, or when the result was already taken.
+    fn result(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let produce = self.op.take()?;
+        produce(py)
+    }
+
+    /// Gives the call up. Whatever it produces is released (a granted lock is released, a
+    /// connected client closed).
+    fn cancel(&self) {
+        self.op.abandon();
+    }
+
+    /// Calls `callback()` (no arguments) on tenure's completion thread when the call has
+    /// finished; at once (on that thread) if it has finished already.
+    fn add_done_callback(&self, callback: Bound<'_, PyAny>) -> PyResult<()> {
+        if !callback.is_callable() {
+            return Err(PyTypeError::new_err("callback must be callable"));
+        }
+        self.op.add_callback(callback.unbind());
+        Ok(())
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "<tenure Pending {} ({})>",
+            self.op.what,
+            self.op.state_name()
+        )
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        let unfinished = matches!(*self.op.state.lock(), State::Running(_) | State::Done(_));
+        if unfinished {
+            self.op.abandon();
+        }
+    }
+}

@@ -1,0 +1,117 @@
+"""asyncio: awaitable variants, cancellation that leaves nothing held, callbacks on a loop."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+
+import tenure
+
+
+def run(coro):
+    return asyncio.run(asyncio.wait_for(coro, 30))
+
+
+def test_awaitable_calls_and_cancellation(tmp_path):
+    async def main():
+        server = await tenure.Server.start_async("127.0.0.1:0", str(tmp_path / "d"))
+        a = await tenure.Client.connect_async([server.address], session_ttl=2.0)
+        b = await tenure.Client.connect_async(server.address, session_ttl=2.0)
+        c = await tenure.Client.connect_async([server.address], session_ttl=2.0)
+
+        async with a.lock_async("x", timeout=5.0) as lock:
+            assert isinstance(lock, tenure.Lock) and lock.held
+            assert await b.try_lock_async("x") is None
+        assert not lock.held
+
+        # A waiting lock_async is cancelled; its late grant is released.
+        held = await a.lock_async("y", timeout=5.0)
+        task = asyncio.ensure_future(b.lock_async("y"))
+        await asyncio.sleep(0.2)
+        assert not task.done()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await held.release_async()
+        got = None
+        for _ in range(250):
+            got = await c.try_lock_async("y")
+            if got is not None:
+                break
+            await asyncio.sleep(0.02)
+        assert got is not None, "the cancelled wait kept the lock"
+        await got.release_async()
+
+        with pytest.raises(tenure.LockTimeout):
+            other = await a.lock_async("z", timeout=5.0)
+            try:
+                await b.lock_async("z", timeout=0.1)
+            finally:
+                await other.release_async()
+
+        e = await a.campaign_async("svc", "a", 3)
+        assert (await c.request_election_async("svc")).id == "a"
+        for _ in range(250):
+            if e.is_master:
+                break
+            await asyncio.sleep(0.02)
+        assert e.is_master
+        obs = await c.observe_async("svc")
+        assert obs.master is None or obs.master.id == "a"
+        obs.close()
+        await e.resign_async()
+        assert await c.request_election_async("svc", timeout=2.0) is None
+
+        m = await a.join_async("grp", "m1")
+        w = await b.watch_group_async("grp")
+        await m.leave_async()
+        w.close()
+        victim = await a.lock_async("victim")
+        await b.revoke_async("victim")
+        with pytest.raises(tenure.InvalidArgument):
+            await b.revoke_async("nothing-held")
+        assert not victim.held
+
+        for x in (a, b, c):
+            await x.close_async()
+        await server.stop_async()
+        assert not server.running
+
+    run(main())
+
+
+def test_on_loop_delivers_callbacks_on_the_loop(tmp_path):
+    async def main():
+        loop_thread = threading.get_ident()
+        server = await tenure.Server.start_async("127.0.0.1:0", str(tmp_path / "d"))
+        async with tenure.Client.connect_async([server.address]) as client:
+            plain, coro = [], []
+            got_both = asyncio.Event()
+
+            def on_plain(ev):
+                plain.append((ev.kind, threading.get_ident()))
+
+            async def on_coro(ev):
+                await asyncio.sleep(0)
+                coro.append((ev.kind, threading.get_ident()))
+                got_both.set()
+
+            client.on_event(tenure.on_loop(on_plain))
+            client.on_event(tenure.on_loop(on_coro))
+            lock = await client.lock_async("x")
+            await asyncio.wait_for(got_both.wait(), 5)
+            await lock.release_async()
+            assert plain and plain[0] == ("lock_acquired", loop_thread)
+            assert coro[0] == ("lock_acquired", loop_thread)
+        await server.stop_async()
+
+    run(main())
+
+
+def test_on_loop_needs_a_loop():
+    with pytest.raises(RuntimeError):
+        tenure.on_loop(print)  # no running loop, none given
+    with pytest.raises(TypeError):
+        tenure.on_loop(42, loop=asyncio.new_event_loop())
