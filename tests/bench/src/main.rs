@@ -1,1 +1,49 @@
-fn main() {}
+//! `tenure-bench`: measures tenure, and etcd beside it, on this machine in one run, and writes
+//! the results with the machine and the date to `BENCHMARKS.md` (also printed on stdout).
+//!
+//! ```text
+//! cargo run --release -p tenure-bench [-- --quick] [--out FILE] [--no-etcd]
+//!                                      [--tenure PATH] [--time-limit SECS]
+//! ```
+//!
+//! The program is an orchestrator: it starts the servers (`tenure serve`, or an embedded
+//! `tenure::Server` in a worker process when that command is missing; etcd) and re-executes
+//! itself as workers (`tenure-bench worker NAME ...`, see [`workers`] and [`etcd`]) for the
+//! clients, so that client and server are always in different processes and talk over
+//! loopback. Times taken in different processes are `CLOCK_MONOTONIC` readings, which are
+//! comparable across processes. Every wait has a timeout; a watchdog ends the whole run (and
+//! every child) after `--time-limit` seconds; children also die with the orchestrator.
+
+mod bench;
+mod child;
+mod etcd;
+mod raw;
+mod util;
+mod workers;
+
+/// Ends a worker with a message on stderr and status 1.
+pub fn die(msg: &str) -> ! {
+    eprintln!("tenure-bench worker {}: {msg}", std::process::id());
+    std::process::exit(1)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("worker") {
+        let Some(name) = args.get(1) else {
+            die("worker needs a name");
+        };
+        workers::run(name, &util::Args::parse(&args[2..]));
+        return;
+    }
+    if args.iter().any(|a| a == "-h" || a == "--help") {
+        println!(
+            "usage: tenure-bench [--quick] [--out FILE] [--no-etcd] [--tenure PATH] [--time-limit SECS]\n\
+             Measures tenure (and etcd) on this machine and writes BENCHMARKS.md."
+        );
+        return;
+    }
+    let a = util::Args::parse(&args);
+    let code = bench::main(&a);
+    std::process::exit(code);
+}

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Runs tenure's benchmarks (tests/bench) and writes BENCHMARKS.md at the repository root.
+#
+#   bash tests/bench/run.sh            # the full run (a few minutes)
+#   bash tests/bench/run.sh --quick    # short phases, to try it out (writes BENCHMARKS.md too,
+#                                      # marked as a quick run; add --out FILE to keep it apart)
+#
+# Installs what the run needs when it is missing: etcd (Debian's etcd-server, the system
+# compared with) and protoc (protobuf-compiler, needed to build the etcd client).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+need=()
+command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
+command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
+if [ ${#need[@]} -gt 0 ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        apt-get update -q
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need[@]}"
+    else
+        echo "run.sh: missing ${need[*]}; install them (Debian: apt-get install ${need[*]})" >&2
+    fi
+fi
+export PROTOC="${PROTOC:-$(command -v protoc || echo /usr/bin/protoc)}"
+
+# The `tenure` command (its `serve` is the server measured) and the benchmark program.
+cargo build --release -p tenure -p tenure-bench
+exec "${CARGO_TARGET_DIR:-target}/release/tenure-bench" "$@"
