@@ -77,5 +77,31 @@ step "c: build libtenure, run tests/c (C99, C++, shared, static, ASan+UBSan) and
 bash tests/c/run.sh
 # ---- end of C API ----------------------------------------------------------------------
 
+# ---- Node.js package (bindings-node) ----------------------------------------------------
+# npm ci (TypeScript and @types/node from the npm registry, pinned by package-lock.json),
+# npm run build (the native addon with cargo --release into native.node, then tsc into
+# dist/), npm test (node:test; every test with a time limit). Needs node and npm. Prints
+# "node: N passed, N failed"; a failure stops the script.
+step "node: lint the addon crate, npm ci, build bindings-node (addon + TypeScript), run its tests"
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  echo "node and npm are required for the Node package (https://nodejs.org)" >&2
+  exit 1
+fi
+if cargo clippy --version >/dev/null 2>&1; then
+  cargo clippy -p tenure-node --all-targets -- -D warnings
+fi
+node_rc=0
+(cd bindings-node && npm ci --no-audit --no-fund && npm run build && npm test) 2>&1 \
+  | tee target/node-test-output.txt || node_rc=${PIPESTATUS[0]}
+node_passed=$({ grep -Eo '^ℹ pass [0-9]+' target/node-test-output.txt || true; } | tail -n 1 | awk '{s=$3} END {print s+0}')
+node_failed=$({ grep -Eo '^ℹ fail [0-9]+' target/node-test-output.txt || true; } | tail -n 1 | awk '{s=$3} END {print s+0}')
+echo
+echo "node: ${node_passed:-0} passed, ${node_failed:-0} failed"
+if [ "$node_rc" -ne 0 ] || [ "${node_passed:-0}" -eq 0 ]; then
+  echo "node: build or tests failed (exit code $node_rc)" >&2
+  exit 1
+fi
+# ---- end of Node.js package -------------------------------------------------------------
+
 echo
 echo "rust: ${passed} passed, ${failed} failed"
