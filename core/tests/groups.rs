@@ -40,43 +40,43 @@ fn probation_then_promotion_check_gating_and_removal_on_failed_check() {
     let dir = tmpdir("groups");
     let srv = server(&dir);
     let addr = srv.local_addr().to_string();
-    let w = client(&addr, 1000);
+    let w = client(&addr, 3000);
     let watch = w.watch_group("g").unwrap();
     let (seen, cb) = log();
     watch.on_view_change(cb);
 
-    let a = client(&addr, 600);
+    let a = client(&addr, 3000);
     let joined = Instant::now();
     let ma = a
         .join("g", JoinOptions::new("a", Duration::from_millis(300)))
         .unwrap();
     assert!(ma.is_member() && !ma.is_full(), "joins on probation");
-    wait_for(Duration::from_secs(5), "a promoted", || ma.is_full());
+    wait_for(Duration::from_secs(15), "a promoted", || ma.is_full());
     let took = joined.elapsed();
     assert!(
         took >= Duration::from_millis(290),
         "promoted after {took:?}, before its probation"
     );
 
-    let b = client(&addr, 600);
+    let b = client(&addr, 3000);
     let mut ob = JoinOptions::new("b", Duration::from_millis(100));
     ob.needs_check = true;
     let mb = b.join("g", ob).unwrap();
     std::thread::sleep(Duration::from_millis(400));
     assert!(!mb.is_full(), "waits for its application check");
     mb.report_check(true).unwrap();
-    wait_for(Duration::from_secs(5), "b promoted after its check", || {
+    wait_for(Duration::from_secs(15), "b promoted after its check", || {
         mb.is_full()
     });
 
-    let c = client(&addr, 600);
+    let c = client(&addr, 3000);
     let mut oc = JoinOptions::new("c", Duration::from_millis(100));
     oc.needs_check = true;
     let mc = c.join("g", oc).unwrap();
     mc.report_check(false).unwrap();
-    wait_for(Duration::from_secs(5), "c removed", || !mc.is_member());
+    wait_for(Duration::from_secs(15), "c removed", || !mc.is_member());
 
-    wait_for(Duration::from_secs(5), "watcher saw all", || {
+    wait_for(Duration::from_secs(15), "watcher saw all", || {
         kinds(&seen).contains(&"removed c".to_string())
     });
     let k = kinds(&seen);
@@ -100,18 +100,18 @@ fn replace_is_a_single_view_change_and_a_session_end_removes_its_member() {
     let dir = tmpdir("replace");
     let srv = server(&dir);
     let addr = srv.local_addr().to_string();
-    let a = client(&addr, 600);
+    let a = client(&addr, 3000);
     let ma = a.join("g", JoinOptions::new("a", Duration::ZERO)).unwrap();
-    wait_for(Duration::from_secs(5), "a full", || ma.is_full());
-    let d = client(&addr, 600);
+    wait_for(Duration::from_secs(15), "a full", || ma.is_full());
+    let d = client(&addr, 3000);
     let md = d
         .join("g", JoinOptions::new("d", Duration::from_secs(3600)))
         .unwrap();
-    let w = client(&addr, 1000);
+    let w = client(&addr, 3000);
     let watch = w.watch_group("g").unwrap();
     let (seen, cb) = log();
     watch.on_view_change(cb);
-    wait_for(Duration::from_secs(5), "initial view", || {
+    wait_for(Duration::from_secs(15), "initial view", || {
         !seen.lock().is_empty()
     });
     let before = watch.view().number;
@@ -134,9 +134,9 @@ fn replace_is_a_single_view_change_and_a_session_end_removes_its_member() {
     assert_eq!(v.number, before + 1, "one view change");
     assert_eq!(v.members.len(), 1);
     assert!(v.members[0].id == "d" && v.members[0].full);
-    wait_for(Duration::from_secs(5), "d full", || md.is_full());
-    wait_for(Duration::from_secs(5), "a told", || !ma.is_member());
-    wait_for(Duration::from_secs(5), "watcher saw it", || {
+    wait_for(Duration::from_secs(15), "d full", || md.is_full());
+    wait_for(Duration::from_secs(15), "a told", || !ma.is_member());
+    wait_for(Duration::from_secs(15), "watcher saw it", || {
         kinds(&seen).contains(&"removed a".to_string())
     });
     let k = kinds(&seen);
@@ -152,7 +152,7 @@ fn replace_is_a_single_view_change_and_a_session_end_removes_its_member() {
 
     // d's session ends: it is removed.
     d.close();
-    wait_for(Duration::from_secs(5), "d removed", || {
+    wait_for(Duration::from_secs(15), "d removed", || {
         kinds(&seen).contains(&"removed d".to_string())
     });
     assert!(watch.view().members.is_empty());
