@@ -65,9 +65,11 @@ fn probation_then_promotion_check_gating_and_removal_on_failed_check() {
     std::thread::sleep(Duration::from_millis(400));
     assert!(!mb.is_full(), "waits for its application check");
     mb.report_check(true).unwrap();
-    wait_for(Duration::from_secs(15), "b promoted after its check", || {
-        mb.is_full()
-    });
+    wait_for(
+        Duration::from_secs(15),
+        "b promoted after its check",
+        || mb.is_full(),
+    );
 
     let c = client(&addr, 3000);
     let mut oc = JoinOptions::new("c", Duration::from_millis(100));
