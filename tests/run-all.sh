@@ -103,5 +103,44 @@ if [ "$node_rc" -ne 0 ] || [ "${node_passed:-0}" -eq 0 ]; then
 fi
 # ---- end of Node.js package -------------------------------------------------------------
 
+# ---- Benchmark harness smoke (tests/bench) -----------------------------------------------
+# Installs etcd and protoc when they are missing (as root with apt-get: etcd-server,
+# protobuf-compiler), lints and builds tenure-bench, and runs `tenure-bench --smoke`: every
+# phase of the benchmark harness (baselines, latency, hand-over, throughput, sessions,
+# expiry, start-up, the A/B rounds idle and pinned with taskset, plots) with tiny iteration
+# counts against tenure and etcd on loopback. It checks that the harness works, not any
+# speed; it writes target/bench-smoke/, never BENCHMARKS.md. Prints
+# "bench-smoke: N passed, N failed" (N = phases checked); a failure stops the script.
+step "bench-smoke: build tenure-bench, run every benchmark phase with tiny counts (tenure and etcd)"
+bench_need=()
+command -v etcd >/dev/null 2>&1 || bench_need+=(etcd-server)
+command -v protoc >/dev/null 2>&1 || bench_need+=(protobuf-compiler)
+command -v taskset >/dev/null 2>&1 || bench_need+=(util-linux)
+if [ ${#bench_need[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    apt-get update -q
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${bench_need[@]}"
+  else
+    echo "bench-smoke: missing ${bench_need[*]} (Debian: apt-get install ${bench_need[*]})" >&2
+    exit 1
+  fi
+fi
+export PROTOC="${PROTOC:-/usr/bin/protoc}"
+if cargo clippy --version >/dev/null 2>&1; then
+  cargo clippy -p tenure-bench --all-targets -- -D warnings
+fi
+cargo build -p tenure-bench
+bench_rc=0
+timeout 300 target/debug/tenure-bench --smoke --tenure target/release/tenure 2>&1 \
+  | tee target/bench-smoke-output.txt || bench_rc=${PIPESTATUS[0]}
+bench_line=$(grep -E '^bench-smoke: [0-9]+ passed, [0-9]+ failed$' target/bench-smoke-output.txt | tail -n 1 || true)
+echo
+echo "${bench_line:-bench-smoke: 0 passed, 1 failed}"
+if [ "$bench_rc" -ne 0 ] || [ -z "$bench_line" ]; then
+  echo "bench-smoke: the benchmark harness failed (exit code $bench_rc)" >&2
+  exit 1
+fi
+# ---- end of benchmark harness smoke -------------------------------------------------------
+
 echo
 echo "rust: ${passed} passed, ${failed} failed"

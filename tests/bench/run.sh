@@ -4,6 +4,11 @@
 #   bash tests/bench/run.sh            # the full run (a few minutes)
 #   bash tests/bench/run.sh --quick    # short phases, to try it out (writes BENCHMARKS.md too,
 #                                      # marked as a quick run; add --out FILE to keep it apart)
+#   bash tests/bench/run.sh --smoke    # tiny counts: checks that every phase works (what CI
+#                                      # runs); writes target/bench-smoke/, not BENCHMARKS.md
+#
+# BENCHMARKS.md is rewritten up to its `---` line; the hand-maintained part after it is kept.
+# Plots (SVG) go to tests/bench/plots/.
 #
 # Installs what the run needs when it is missing: etcd (Debian's etcd-server, the system
 # compared with) and protoc (protobuf-compiler, needed to build the etcd client).
@@ -23,6 +28,8 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 export PROTOC="${PROTOC:-$(command -v protoc || echo /usr/bin/protoc)}"
 
-# The `tenure` command (its `serve` is the server measured) and the benchmark program.
+# The `tenure` command (its `serve` is the server measured), the benchmark program, and the
+# failure-detector benchmark whose output the trade-off plot is drawn from.
 cargo build --release -p tenure -p tenure-bench
+cargo build --release -p tenure --example detector_bench
 exec "${CARGO_TARGET_DIR:-target}/release/tenure-bench" "$@"

@@ -5,7 +5,7 @@ use crate::child::{self, Child};
 use crate::etcd;
 use crate::util::{
     fmt_ns, fmt_ns_signed, mono_ns, parse_samples, percentile, pin_thread, proc_cpu, proc_rss,
-    trunc, Args, CpuMeter, Stats,
+    trunc, Args, CpuMeter, Scale, Stats,
 };
 use crate::workers::{self, HoPlan, PING_LEN};
 use std::collections::HashMap;
@@ -18,9 +18,10 @@ use std::time::{Duration, Instant};
 use tenure::Durability;
 
 /// Command-line options of a run.
-struct Opts {
-    /// Short phases, for trying the program out (numbers are then not worth reporting).
-    quick: bool,
+pub(crate) struct Opts {
+    /// Full, `--quick` (short phases, numbers not worth reporting) or `--smoke` (tiny
+    /// counts, checks that every phase works; the report goes under target/).
+    pub(crate) quick: Scale,
     /// Where the report is written.
     out: PathBuf,
     /// Run the etcd side.
@@ -40,8 +41,8 @@ enum ServerKind {
     Embedded,
 }
 
-struct Ctx {
-    opts: Opts,
+pub(crate) struct Ctx {
+    pub(crate) opts: Opts,
     tmp: PathBuf,
     kind: ServerKind,
     kind_note: String,
@@ -50,9 +51,9 @@ struct Ctx {
 }
 
 /// A server process and its address.
-struct ServerProc {
-    child: Child,
-    addr: String,
+pub(crate) struct ServerProc {
+    pub(crate) child: Child,
+    pub(crate) addr: String,
 }
 
 fn dur_name(d: Durability) -> &'static str {
@@ -74,7 +75,7 @@ fn parse_addr(line: &str) -> Option<String> {
 }
 
 impl Ctx {
-    fn dir(&mut self, tag: &str) -> PathBuf {
+    pub(crate) fn dir(&mut self, tag: &str) -> PathBuf {
         self.seq += 1;
         self.tmp.join(format!("{tag}-{}", self.seq))
     }
@@ -106,7 +107,7 @@ impl Ctx {
         }
     }
 
-    fn start_server(&mut self, d: Durability) -> Result<ServerProc, String> {
+    pub(crate) fn start_server(&mut self, d: Durability) -> Result<ServerProc, String> {
         let dir = self.dir("server");
         let child = self.spawn_server(d, &dir)?;
         let line = child.line(Duration::from_secs(10))?;
@@ -229,12 +230,8 @@ fn fdatasync_samples(dir: &Path, secs: f64) -> Result<Vec<u64>, String> {
 }
 
 /// Slices of the uncontended-latency measurement, and the length of each.
-fn lat_slices(quick: bool) -> (usize, f64) {
-    if quick {
-        (2, 0.3)
-    } else {
-        (4, 1.25)
-    }
+fn lat_slices(quick: Scale) -> (usize, f64) {
+    quick.pick((4, 1.25), (2, 0.3), (1, 0.05))
 }
 
 /// Appends a slice's samples to `acc`; the first error sticks.
@@ -260,7 +257,7 @@ struct LatOut {
 /// disk bursts), and interleaving gives the latency and the baseline it is compared with the
 /// same conditions. Samples of each kind are pooled over the slices.
 fn latency_slices(
-    quick: bool,
+    quick: Scale,
     tmp: &Path,
     lib: &str,
     raw: Option<&str>,
@@ -279,8 +276,9 @@ fn latency_slices(
     let t = Duration::from_secs(60);
     let (mut l, mut r, mut rt, mut fs) = (Ok(vec![]), Ok(vec![]), Ok(vec![]), Ok(vec![]));
     for _ in 0..slices {
-        add(&mut rt, rtt_samples(1, 0.3, None));
-        add(&mut fs, fdatasync_samples(tmp, 0.3));
+        let base = quick.pick(0.3, 0.3, 0.05);
+        add(&mut rt, rtt_samples(1, base, None));
+        add(&mut fs, fdatasync_samples(tmp, base));
         add(&mut l, samples_worker(lib, &a, t));
         if let Some(w) = raw {
             add(&mut r, samples_worker(w, &a, t));
@@ -296,19 +294,21 @@ fn latency_slices(
 }
 
 /// Result of one hand-over configuration.
-struct HoOut {
-    stats: Stats,
+pub(crate) struct HoOut {
+    pub(crate) stats: Stats,
+    /// The hand-over times of the valid iterations, sorted.
+    pub(crate) samples: Vec<u64>,
     /// Median of (release call − waiter's lock call): how long waiters were queued.
     queued_p50: u64,
-    valid: usize,
-    excluded: usize,
-    failed: usize,
+    pub(crate) valid: usize,
+    pub(crate) excluded: usize,
+    pub(crate) failed: usize,
     /// Waiter granted before the holder's release call: mutual exclusion broken.
-    violations: usize,
-    first_failure: Option<String>,
+    pub(crate) violations: usize,
+    pub(crate) first_failure: Option<String>,
 }
 
-fn ho_plan(delay_ms: u64, quick: bool) -> HoPlan {
+pub(crate) fn ho_plan(delay_ms: u64, quick: Scale) -> HoPlan {
     let ms = 1_000_000;
     if delay_ms < 100 {
         HoPlan {
@@ -316,7 +316,7 @@ fn ho_plan(delay_ms: u64, quick: bool) -> HoPlan {
             period: 25 * ms,
             margin: 20 * ms,
             delay: delay_ms * ms,
-            count: if quick { 50 } else { 300 },
+            count: quick.pick(300, 50, 8),
         }
     } else {
         // 45 ms, not a divisor of the delay: a release never coincides with another
@@ -326,7 +326,7 @@ fn ho_plan(delay_ms: u64, quick: bool) -> HoPlan {
             period: 45 * ms,
             margin: 20 * ms,
             delay: delay_ms * ms,
-            count: if quick { 30 } else { 200 },
+            count: quick.pick(200, 30, 4),
         }
     }
 }
@@ -361,7 +361,7 @@ fn read_recs(
 }
 
 /// Runs holder and waiter workers (from `spawn(role)`) on `plan` and joins their records.
-fn handover(
+pub(crate) fn handover(
     spawn: &dyn Fn(&str) -> Result<Child, String>,
     mut plan: HoPlan,
 ) -> Result<HoOut, String> {
@@ -380,6 +380,7 @@ fn handover(
     waiter.finish(Duration::from_secs(10))?;
     let mut out = HoOut {
         stats: Stats::default(),
+        samples: vec![],
         queued_p50: 0,
         valid: 0,
         excluded: 0,
@@ -417,32 +418,32 @@ fn handover(
         }
     }
     out.stats = Stats::of(&mut ho);
+    out.samples = ho;
     queued.sort_unstable();
     out.queued_p50 = percentile(&queued, 50.0);
     Ok(out)
 }
 
-type TputResult = Result<Tput, String>;
+pub(crate) type TputResult = Result<Tput, String>;
 
 /// One throughput measurement.
-struct Tput {
+pub(crate) struct Tput {
     /// Operations per second in the counted window.
-    ops: f64,
+    pub(crate) ops: f64,
     /// Latency of those operations.
-    stats: Stats,
+    pub(crate) stats: Stats,
     /// Server CPU over the counted window, as a fraction of one CPU.
     server_cpu: Option<f64>,
 }
 
 /// Throughput: `k` clients spread over worker processes from `spawn(clients_in_process)`.
 /// The server's CPU (process `server`) is read at the start and the end of the counted window.
-fn throughput(
+pub(crate) fn throughput(
     spawn: &dyn Fn(usize) -> Result<Child, String>,
     k: usize,
-    quick: bool,
+    (warm, run): (f64, f64),
     server: u32,
 ) -> TputResult {
-    let (warm, run) = if quick { (0.3, 1.0) } else { (1.0, 5.0) };
     let procs = if k == 1 { 1 } else { 2 };
     let mut ws = Vec::new();
     for p in 0..procs {
@@ -482,8 +483,12 @@ fn throughput(
     })
 }
 
-fn tput_args(k: usize, quick: bool) -> Vec<String> {
-    let (warm, run) = if quick { (0.3, 1.0) } else { (1.0, 5.0) };
+/// Warm-up and counted seconds of a throughput measurement.
+fn tput_secs(quick: Scale) -> (f64, f64) {
+    quick.pick((1.0, 5.0), (0.3, 1.0), (0.1, 0.3))
+}
+
+pub(crate) fn tput_args(k: usize, (warm, run): (f64, f64)) -> Vec<String> {
     strs(&[
         "--clients",
         &k.to_string(),
@@ -511,11 +516,7 @@ fn sessions(ctx: &mut Ctx) -> Result<SessOut, String> {
     let pid = srv.child.pid();
     std::thread::sleep(Duration::from_millis(200));
     let rss0 = proc_rss(pid).ok_or("cannot read the server's RSS")?;
-    let (warm, window) = if ctx.opts.quick {
-        (2.0, 3.0)
-    } else {
-        (4.0, 12.0)
-    };
+    let (warm, window) = ctx.opts.quick.pick((4.0, 12.0), (2.0, 3.0), (1.0, 1.0));
     let (nc, per) = (ctx.opts.conns, ctx.opts.per_conn);
     let g = Child::worker(
         "sessions",
@@ -607,7 +608,7 @@ const EXPIRY_TTL_MS: u64 = 1000;
 
 fn expiry(ctx: &mut Ctx, d: Durability) -> Result<SStats, String> {
     let srv = ctx.start_server(d)?;
-    let count = if ctx.opts.quick { 40 } else { 300 };
+    let count = ctx.opts.quick.pick(300, 40, 8);
     let period = 25u64;
     let w = Child::worker(
         "expiry",
@@ -723,11 +724,11 @@ fn tenure_system(ctx: &mut Ctx, d: Durability) -> SysOut {
         let addr = addr.clone();
         let spawn = move |n: usize| {
             let mut args = strs(&["tenure-tput", "--addr", &addr]);
-            args.extend(tput_args(n, q));
+            args.extend(tput_args(n, tput_secs(q)));
             Child::worker("tenure-tput", &args)
         };
         out.tput
-            .push((k, throughput(&spawn, k, q, srv.child.pid())));
+            .push((k, throughput(&spawn, k, tput_secs(q), srv.child.pid())));
     }
     drop(srv);
     out
@@ -775,10 +776,11 @@ fn etcd_system(ctx: &mut Ctx) -> Result<(SysOut, Duration, String), String> {
         let ep = ep.clone();
         let spawn = move |n: usize| {
             let mut args = strs(&["etcd-tput", "--endpoint", &ep]);
-            args.extend(tput_args(n, q));
+            args.extend(tput_args(n, tput_secs(q)));
             Child::worker("etcd-tput", &args)
         };
-        out.tput.push((k, throughput(&spawn, k, q, e.pid())));
+        out.tput
+            .push((k, throughput(&spawn, k, tput_secs(q), e.pid())));
     }
     let (start, version) = (e.start_to_first, e.version.clone());
     drop(e);
@@ -847,7 +849,7 @@ fn machine(tmp: &Path) -> Vec<(String, String)> {
     ]
 }
 
-fn yes(b: bool) -> &'static str {
+pub(crate) fn yes(b: bool) -> &'static str {
     if b {
         "**met**"
     } else {
@@ -866,15 +868,39 @@ fn cell<T>(r: &Result<T, String>, f: impl Fn(&T) -> String) -> String {
 pub fn main(a: &Args) -> i32 {
     let t_run = Instant::now();
     crate::util::remember_cpus();
-    let limit: u64 = a.get_or("time-limit", "600").parse().unwrap_or(600);
+    let scale = if a.has("smoke") {
+        Scale::Smoke
+    } else if a.has("quick") {
+        Scale::Quick
+    } else {
+        Scale::Full
+    };
+    let limit_default = scale.pick("1800", "900", "170");
+    let limit: u64 = a
+        .get_or("time-limit", limit_default)
+        .parse()
+        .unwrap_or(1800);
     child::start_watchdog(Duration::from_secs(limit));
     let exe = std::env::current_exe().expect("current_exe");
     let exe_dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
     let default_out = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../BENCHMARKS.md");
-    let sessions_total: usize = a.get_or("sessions", "50000").parse().unwrap_or(50_000);
+    // A smoke run never touches BENCHMARKS.md: its report goes under the build directory.
+    let default_out = if scale == Scale::Smoke {
+        exe_dir
+            .parent()
+            .unwrap_or(&exe_dir)
+            .join("bench-smoke/BENCHMARKS.md")
+    } else {
+        default_out
+    };
+    let sessions_default = scale.pick("50000", "50000", "2000");
+    let sessions_total: usize = a
+        .get_or("sessions", sessions_default)
+        .parse()
+        .unwrap_or(50_000);
     let conns = 50.min(sessions_total.max(1));
     let opts = Opts {
-        quick: a.has("quick"),
+        quick: scale,
         out: PathBuf::from(a.get_or("out", &default_out.display().to_string())),
         etcd: !a.has("no-etcd"),
         tenure: PathBuf::from(a.get_or("tenure", &exe_dir.join("tenure").display().to_string())),
@@ -934,14 +960,14 @@ pub fn main(a: &Args) -> i32 {
     eprintln!("[baseline] loopback RTT and fdatasync");
     let m = CpuMeter::start();
     let ncpu = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let rtt0 = rtt(5, if q { 0.2 } else { 0.6 }, None);
-    let rtt_same = rtt(1, if q { 0.3 } else { 1.0 }, Some((0, 0)));
+    let rtt0 = rtt(q.pick(5, 5, 1), q.pick(0.6, 0.2, 0.1), None);
+    let rtt_same = rtt(1, q.pick(1.0, 0.3, 0.1), Some((0, 0)));
     let rtt_cross = if ncpu > 1 {
-        rtt(1, if q { 0.3 } else { 1.0 }, Some((0, 1)))
+        rtt(1, q.pick(1.0, 0.3, 0.1), Some((0, 1)))
     } else {
         Err("one CPU only".into())
     };
-    let fsync0 = fdatasync(&tmp, if q { 1.0 } else { 3.0 });
+    let fsync0 = fdatasync(&tmp, q.pick(3.0, 1.0, 0.2));
     blocks.push(("baseline (start)", m.foreign_cores()));
 
     let m = CpuMeter::start();
@@ -964,6 +990,21 @@ pub fn main(a: &Args) -> i32 {
     } else {
         None
     };
+    let ab_out = if ctx.opts.etcd {
+        let m = CpuMeter::start();
+        let x = crate::ab::run(&mut ctx);
+        blocks.push((
+            "A/B rounds: tenure (fsync) and etcd, idle and pinned",
+            m.foreign_cores(),
+        ));
+        Some(x)
+    } else {
+        None
+    };
+    let m = CpuMeter::start();
+    let with_etcd = ctx.opts.etcd;
+    let fail_out = crate::failover::run(&mut ctx, with_etcd);
+    blocks.push(("kill -9: holder → next holder granted", m.foreign_cores()));
     eprintln!(
         "[sessions] {} sessions at a 1 s heartbeat",
         ctx.opts.conns * ctx.opts.per_conn
@@ -978,12 +1019,12 @@ pub fn main(a: &Args) -> i32 {
     blocks.push(("expiry lateness", m.foreign_cores()));
     eprintln!("[startup] start to first served request");
     let m = CpuMeter::start();
-    let start = startup(&mut ctx, if q { 5 } else { 20 });
+    let start = startup(&mut ctx, q.pick(20, 5, 2));
     blocks.push(("start to first served request", m.foreign_cores()));
     eprintln!("[baseline] loopback RTT and fdatasync, again");
     let m = CpuMeter::start();
-    let rtt1 = rtt(5, if q { 0.2 } else { 0.6 }, None);
-    let fsync1 = fdatasync(&tmp, if q { 1.0 } else { 3.0 });
+    let rtt1 = rtt(q.pick(5, 5, 1), q.pick(0.6, 0.2, 0.1), None);
+    let fsync1 = fdatasync(&tmp, q.pick(3.0, 1.0, 0.2));
     blocks.push(("baseline (end)", m.foreign_cores()));
     let elapsed = t_run.elapsed();
     let load_end = std::fs::read_to_string("/proc/loadavg")
@@ -1002,10 +1043,13 @@ pub fn main(a: &Args) -> i32 {
         "Written by `tenure-bench` (`tests/bench`; run it with `bash tests/bench/run.sh` or \
          `cargo run --release -p tenure-bench`). Every number below comes from one run of that \
          program on the machine described here; the loopback round trip and `fdatasync` time \
-         were measured in the same run. The targets are those of issue 2; a target not met is \
-         marked **not met**.{}\n",
-        if q {
-            " **This was a `--quick` run: phases were shortened and the numbers are rough.**"
+         were measured in the same run. The targets are those of issues 2 and 7; a target not \
+         met is marked **not met**. The side-by-side comparison with etcd that decides issue \
+         7's targets is in \"A/B rounds\" (alternating rounds, medians of round medians, idle \
+         and pinned); the plots are linked under \"Plots\". Everything after the `---` line \
+         at the end is maintained by hand and kept when this program rewrites the file.{}\n",
+        if q.short() {
+            " **This was a short (`--quick` or `--smoke`) run: phases were shortened and the numbers are rough.**"
         } else {
             ""
         }
@@ -1292,8 +1336,8 @@ pub fn main(a: &Args) -> i32 {
          lease (tokio, 2 worker threads per process). 1 client runs in one worker process; 16 \
          and 64 are split evenly over 2 worker processes. Latency columns are per \
          lock+release under that load.\n",
-        if q { 1.0 } else { 5.0 },
-        if q { 0.3 } else { 1.0 }
+        tput_secs(q).1,
+        tput_secs(q).0
     );
     let _ = writeln!(
         r,
@@ -1334,7 +1378,7 @@ pub fn main(a: &Args) -> i32 {
         ctx.opts.conns * ctx.opts.per_conn,
         ctx.opts.conns,
         ctx.opts.per_conn,
-        if q { 2 } else { 4 }
+        q.pick(4, 2, 1)
     );
     match &sess {
         Ok(s) => {
@@ -1511,6 +1555,24 @@ pub fn main(a: &Args) -> i32 {
         );
     }
 
+    if let Some(ab) = &ab_out {
+        crate::ab::report(ab, &mut r, &mut targets);
+    }
+    crate::failover::report(&fail_out, &mut r, &mut targets);
+    let repo_md = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../BENCHMARKS.md");
+    let tail = hand_tail(&ctx.opts.out, &repo_md);
+    let plots = write_plots(&ctx, ab_out.as_ref(), tail.as_deref(), &exe_dir);
+    let _ = writeln!(r, "\n## Plots\n");
+    match &plots {
+        Ok(v) => {
+            for (title, link, note) in v {
+                let _ = writeln!(r, "{title}{note}:\n\n![{title}]({link})\n");
+            }
+        }
+        Err(e) => {
+            let _ = writeln!(r, "Not drawn: {e}\n");
+        }
+    }
     let _ = writeln!(
         r,
         "\n## Targets\n\nThe last column repeats how many CPUs other processes kept busy \
@@ -1530,6 +1592,8 @@ pub fn main(a: &Args) -> i32 {
             ("sessions", "sessions"),
             ("expiry", "expiry"),
             ("start to first", "start to first"),
+            ("A/B", "A/B"),
+            ("kill -9", "kill -9"),
         ]
         .into_iter()
         .find(|(p, _)| t.starts_with(p))?
@@ -1555,8 +1619,19 @@ pub fn main(a: &Args) -> i32 {
             let _ = writeln!(r, "- {n}");
         }
     }
-    print!("{r}");
-    let code = match std::fs::write(&ctx.opts.out, &r) {
+    // The hand-maintained part (from the `---` line on) is kept as it was.
+    let tail_kept = tail.is_some();
+    if let Some(t) = &tail {
+        r.push('\n');
+        r.push_str(t);
+    }
+    if q != Scale::Smoke {
+        print!("{r}");
+    }
+    if let Some(parent) = ctx.opts.out.parent() {
+        let _ = std::fs::create_dir_all(parent);
+    }
+    let mut code = match std::fs::write(&ctx.opts.out, &r) {
         Ok(()) => {
             eprintln!("report written to {}", ctx.opts.out.display());
             0
@@ -1566,7 +1641,314 @@ pub fn main(a: &Args) -> i32 {
             1
         }
     };
+    if q == Scale::Smoke {
+        let mut checks: Vec<(String, Result<(), String>)> = vec![];
+        let ok_stats = |r: &Result<Stats, String>| -> Result<(), String> {
+            match r {
+                Ok(s) if s.n > 0 && s.p50 > 0 => Ok(()),
+                Ok(_) => Err("no samples".into()),
+                Err(e) => Err(e.clone()),
+            }
+        };
+        for (n, x) in [
+            ("baseline: RTT", &rtt0),
+            ("baseline: RTT pinned same CPU", &rtt_same),
+            ("baseline: fdatasync", &fsync0),
+            ("baseline (end): RTT", &rtt1),
+            ("baseline (end): fdatasync", &fsync1),
+            ("start to first served request", &start),
+        ] {
+            checks.push((n.into(), ok_stats(x)));
+        }
+        if ncpu > 1 {
+            checks.push(("baseline: RTT pinned two CPUs".into(), ok_stats(&rtt_cross)));
+        }
+        let mut sys: Vec<&SysOut> = vec![&t_none, &t_fsync];
+        match &etcd_out {
+            Some(Ok((e, _, _))) => sys.push(e),
+            Some(Err(e)) => checks.push(("etcd: start".into(), Err(e.clone()))),
+            None => checks.push(("etcd".into(), Err("--no-etcd given".into()))),
+        }
+        for s in sys {
+            checks.push((format!("{}: latency", s.label), ok_stats(&s.lat)));
+            if let Some(raw) = &s.raw_lat {
+                checks.push((format!("{}: raw-protocol latency", s.label), ok_stats(raw)));
+            }
+            checks.push((
+                format!("{}: interleaved RTT", s.label),
+                ok_stats(&s.before.0),
+            ));
+            checks.push((
+                format!("{}: interleaved fdatasync", s.label),
+                ok_stats(&s.before.1),
+            ));
+            for (d, h) in &s.ho {
+                let c = match h {
+                    Ok(h) if h.violations > 0 => {
+                        Err(format!("{} grants before release", h.violations))
+                    }
+                    Ok(h) if h.valid == 0 => Err(format!(
+                        "no valid iteration ({} excluded, {} failed)",
+                        h.excluded, h.failed
+                    )),
+                    Ok(_) => Ok(()),
+                    Err(e) => Err(e.clone()),
+                };
+                checks.push((format!("{}: hand-over {d} ms", s.label), c));
+            }
+            for (k, t) in &s.tput {
+                let c = match t {
+                    Ok(t) if t.ops > 0.0 => Ok(()),
+                    Ok(_) => Err("no operation".into()),
+                    Err(e) => Err(e.clone()),
+                };
+                checks.push((format!("{}: throughput {k} clients", s.label), c));
+            }
+        }
+        checks.push((
+            "sessions".into(),
+            match &sess {
+                Ok(s) => {
+                    let g = |k: &str| s.kv.get(k).copied().unwrap_or(0);
+                    if g("alive") == 0 || g("unknown") > 0 || g("other") > 0 {
+                        Err(format!(
+                            "alive {} unknown {} other {}",
+                            g("alive"),
+                            g("unknown"),
+                            g("other")
+                        ))
+                    } else if s.rss1 == 0 {
+                        Err("no RSS".into())
+                    } else {
+                        Ok(())
+                    }
+                }
+                Err(e) => Err(e.clone()),
+            },
+        ));
+        for (n, x) in [("expiry (none)", &exp_none), ("expiry (fsync)", &exp_fsync)] {
+            checks.push((n.into(), x.as_ref().map(|_| ()).map_err(Clone::clone)));
+        }
+        match &ab_out {
+            Some(ab) => {
+                for c in &ab.conds {
+                    match &c.cases {
+                        Err(e) => checks.push((format!("A/B {}", c.name), Err(e.clone()))),
+                        Ok(cases) => {
+                            for case in cases {
+                                for (i, sysname) in ["tenure", "etcd"].iter().enumerate() {
+                                    let bad: Vec<String> = case.rounds[i]
+                                        .iter()
+                                        .filter_map(|x| x.as_ref().err().cloned())
+                                        .collect();
+                                    let c2 = if case.rounds[i].is_empty() {
+                                        Err("no round".to_string())
+                                    } else if let Some(e) = bad.first() {
+                                        Err(e.clone())
+                                    } else {
+                                        Ok(())
+                                    };
+                                    checks.push((
+                                        format!(
+                                            "A/B {} / {} / {sysname}",
+                                            c.name,
+                                            case.kind.label()
+                                        ),
+                                        c2,
+                                    ));
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            None => checks.push(("A/B".into(), Err("not run".into()))),
+        }
+        checks.extend(crate::failover::checks(&fail_out));
+        checks.push((
+            "plots".into(),
+            match &plots {
+                Ok(v) if v.len() >= 3 => Ok(()),
+                Ok(v) => Err(format!("only {} plots", v.len())),
+                Err(e) => Err(e.clone()),
+            },
+        ));
+        checks.push((
+            "report written, hand-maintained part kept".into(),
+            match std::fs::read_to_string(&ctx.opts.out) {
+                Ok(t) if !tail_kept => Err(format!(
+                    "no `---` part found to keep ({} bytes written)",
+                    t.len()
+                )),
+                Ok(t) if t.contains("\n---\n") && t.contains("## Targets") => Ok(()),
+                Ok(_) => Err("report incomplete".into()),
+                Err(e) => Err(e.to_string()),
+            },
+        ));
+        let failed = checks.iter().filter(|c| c.1.is_err()).count();
+        for (n, c) in &checks {
+            match c {
+                Ok(()) => eprintln!("bench-smoke: ok   {n}"),
+                Err(e) => eprintln!("bench-smoke: FAIL {n}: {}", trunc(e)),
+            }
+        }
+        eprintln!(
+            "bench-smoke: run time {:.1} s",
+            t_run.elapsed().as_secs_f64()
+        );
+        println!(
+            "bench-smoke: {} passed, {failed} failed",
+            checks.len() - failed
+        );
+        if failed > 0 {
+            code = 1;
+        }
+    }
     child::kill_all();
     let _ = std::fs::remove_dir_all(&tmp);
     code
+}
+
+/// The index of the first line that is exactly `---`: there the hand-maintained part starts.
+fn tail_start(t: &str) -> Option<usize> {
+    let mut pos = 0;
+    for line in t.split_inclusive('\n') {
+        if line.trim_end() == "---" {
+            return Some(pos);
+        }
+        pos += line.len();
+    }
+    None
+}
+
+/// The hand-maintained part (from its `---` line to the end) of the report about to be
+/// replaced, or else of the repository's BENCHMARKS.md.
+fn hand_tail(out: &Path, repo_file: &Path) -> Option<String> {
+    for p in [out, repo_file] {
+        if let Ok(t) = std::fs::read_to_string(p) {
+            if let Some(i) = tail_start(&t) {
+                return Some(t[i..].to_string());
+            }
+        }
+    }
+    None
+}
+
+/// Writes the SVG plots; returns (title, link from the report, note) per plot.
+fn write_plots(
+    ctx: &Ctx,
+    ab: Option<&crate::ab::AbOut>,
+    tail: Option<&str>,
+    exe_dir: &Path,
+) -> Result<Vec<(String, String, String)>, String> {
+    use crate::ab::Kind;
+    let repo_out = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../BENCHMARKS.md");
+    let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => false,
+    };
+    // Plots of the repository's report live in tests/bench/plots (committed); any other
+    // report gets a `<name>-plots` directory beside it.
+    let (dir, rel) = if ctx.opts.quick != Scale::Smoke && same(&ctx.opts.out, &repo_out) {
+        (
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("plots"),
+            "tests/bench/plots".to_string(),
+        )
+    } else {
+        let stem = ctx
+            .opts
+            .out
+            .file_stem()
+            .map_or("report".into(), |s| s.to_string_lossy().to_string());
+        let rel = format!("{stem}-plots");
+        (
+            ctx.opts.out.parent().unwrap_or(Path::new(".")).join(&rel),
+            rel,
+        )
+    };
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mut out = vec![];
+    let mut put = |file: &str, svg: String, title: String, note: String| -> Result<(), String> {
+        let p = dir.join(file);
+        std::fs::write(&p, svg).map_err(|e| format!("{}: {e}", p.display()))?;
+        out.push((title, format!("{rel}/{file}"), note));
+        Ok(())
+    };
+    if let Some(ab) = ab {
+        for (kind, file, title) in [
+            (
+                Kind::Lat,
+                "lock-release-cdf.svg",
+                "Uncontended lock+release, one client: latency CDF",
+            ),
+            (
+                Kind::Ho(1),
+                "handover-1ms-cdf.svg",
+                "Hand-over to a waiter queued 1 ms: CDF",
+            ),
+            (
+                Kind::Ho(1000),
+                "handover-1s-cdf.svg",
+                "Hand-over to a waiter queued 1 s: CDF",
+            ),
+        ] {
+            let [t, e] = crate::ab::pooled(ab, kind);
+            if t.is_empty() && e.is_empty() {
+                continue;
+            }
+            let svg = crate::plots::cdf(
+                title,
+                &[
+                    ("tenure (fsync)".to_string(), &t[..]),
+                    ("etcd".to_string(), &e[..]),
+                ],
+            );
+            put(
+                file,
+                svg,
+                title.to_string(),
+                " (A/B rounds, idle condition, samples of every round pooled)".into(),
+            )?;
+        }
+    }
+    // Failure-detection trade-off: from `detector_bench` when it is built, else from the table
+    // in the hand-maintained part of the report.
+    let bin = exe_dir.join("examples/detector_bench");
+    let mut note = String::new();
+    let mut pts = vec![];
+    if ctx.opts.quick != Scale::Smoke && bin.exists() {
+        eprintln!("[plots] running {}", bin.display());
+        match Child::spawn("detector_bench", Command::new(&bin), None) {
+            Ok(c) => {
+                let mut text = String::new();
+                while let Ok(l) = c.line(Duration::from_secs(120)) {
+                    text.push_str(&l);
+                    text.push('\n');
+                }
+                let _ = c.finish(Duration::from_secs(5));
+                pts = crate::plots::parse_detector_table(&text);
+                note = " (from `detector_bench`, run now)".into();
+            }
+            Err(e) => note = format!(" (detector_bench did not run: {e})"),
+        }
+    }
+    if pts.is_empty() {
+        if let Some(t) = tail {
+            pts = crate::plots::parse_detector_table(t);
+            note = " (from the `detector_bench` table in the second part of BENCHMARKS.md; \
+                    build the example to run it afresh)"
+                .into();
+        }
+    }
+    if pts.is_empty() {
+        return Err("no failure-detector figures (build `--example detector_bench`)".into());
+    }
+    let title = "Failure detection: detection time vs false suspicions (100 ms heartbeats)";
+    put(
+        "detector-tradeoff.svg",
+        crate::plots::tradeoff(title, &pts),
+        title.to_string(),
+        note,
+    )?;
+    Ok(out)
 }

@@ -31,6 +31,22 @@ impl Child {
         Child::spawn(name, cmd, None)
     }
 
+    /// Like [`Child::worker`]; with `cpu = Some(c)` the worker is started by
+    /// `taskset -c c` (util-linux), so it and every thread it makes run on CPU `c` only.
+    pub fn worker_on(name: &str, args: &[String], cpu: Option<usize>) -> Result<Child, String> {
+        let Some(c) = cpu else {
+            return Child::worker(name, args);
+        };
+        let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
+        let mut cmd = Command::new("taskset");
+        cmd.arg("-c")
+            .arg(c.to_string())
+            .arg(exe)
+            .arg("worker")
+            .args(args);
+        Child::spawn(name, cmd, None)
+    }
+
     /// Starts `cmd` with piped stdin and stdout; stderr goes to `stderr_file` when given (and
     /// is inherited otherwise). The child dies with the orchestrator.
     pub fn spawn(
@@ -118,6 +134,13 @@ impl Child {
         }
     }
 
+    /// Sends SIGKILL to the child now (and reaps it).
+    pub fn kill9(&mut self) {
+        // SAFETY: kill has no memory-safety preconditions; the pid is our unreaped child.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGKILL) };
+        let _ = self.child.wait();
+    }
+
     /// Writes one line to the child's stdin.
     pub fn send(&mut self, line: &str) -> Result<(), String> {
         let s = self
@@ -155,6 +178,25 @@ impl Drop for Child {
         }
         let _ = self.child.wait();
         LIVE.lock().unwrap().retain(|p| *p != pid);
+    }
+}
+
+/// Restricts every thread of the running process `pid` to the CPUs in `list` (taskset's
+/// syntax, "1" or "0-3") with `taskset -a -p -c`.
+pub fn taskset_pid(pid: u32, list: &str) -> Result<(), String> {
+    let out = Command::new("taskset")
+        .args(["-a", "-p", "-c", list, &pid.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .map_err(|e| format!("taskset: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "taskset -a -p -c {list} {pid}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
     }
 }
 

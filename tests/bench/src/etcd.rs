@@ -105,7 +105,7 @@ impl Etcd {
     }
 }
 
-fn runtime(threads: usize) -> tokio::runtime::Runtime {
+pub(crate) fn runtime(threads: usize) -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)
         .enable_all()
@@ -113,7 +113,7 @@ fn runtime(threads: usize) -> tokio::runtime::Runtime {
         .expect("tokio runtime")
 }
 
-async fn connect(ep: &str) -> Client {
+pub(crate) async fn connect(ep: &str) -> Client {
     let opts = ConnectOptions::new()
         .with_connect_timeout(Duration::from_secs(2))
         .with_timeout(Duration::from_secs(30));
@@ -126,14 +126,19 @@ async fn connect(ep: &str) -> Client {
 /// Grants a lease and keeps it alive from a background task (every TTL/3). The task ends
 /// with the worker's runtime.
 async fn lease(c: &mut Client) -> i64 {
-    let id = match c.lease_grant(LEASE_TTL_S, None).await {
+    lease_ttl(c, LEASE_TTL_S).await
+}
+
+/// Grants a lease of `ttl_s` seconds and keeps it alive every TTL/3 from a background task.
+pub(crate) async fn lease_ttl(c: &mut Client, ttl_s: i64) -> i64 {
+    let id = match c.lease_grant(ttl_s, None).await {
         Ok(r) => r.id(),
         Err(e) => crate::die(&format!("etcd lease grant: {e}")),
     };
     let mut c2 = c.clone();
     tokio::spawn(async move {
         // Keep the lease alive every TTL/3; if the keep-alive stream breaks, open a new one.
-        let every = Duration::from_millis(LEASE_TTL_S as u64 * 1000 / 3);
+        let every = Duration::from_millis(ttl_s as u64 * 1000 / 3);
         loop {
             if let Ok((mut keeper, mut stream)) = c2.lease_keep_alive(id).await {
                 loop {
@@ -271,6 +276,8 @@ pub fn tput_worker(a: &Args) {
     let ep = a.str("endpoint");
     let k: usize = a.num("clients");
     let (warm, run): (u64, u64) = (a.num("warm-ns"), a.num("run-ns"));
+    // `--name N`: every client uses lock N (one contended name) instead of one of its own.
+    let shared = a.has("name").then(|| a.str("name"));
     let rt = runtime(2);
     let clients = rt.block_on(async move {
         let mut clients = Vec::new();
@@ -286,8 +293,9 @@ pub fn tput_worker(a: &Args) {
     let all = rt.block_on(async move {
         let mut tasks = Vec::new();
         for (j, (mut c, l)) in clients.into_iter().enumerate() {
+            let shared = shared.clone();
             tasks.push(tokio::spawn(async move {
-                let name = format!("tp/{}/{j}", std::process::id());
+                let name = shared.unwrap_or_else(|| format!("tp/{}/{j}", std::process::id()));
                 let mut lat = Vec::new();
                 sleep_until_ns(start).await;
                 loop {

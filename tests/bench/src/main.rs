@@ -2,7 +2,7 @@
 //! the results with the machine and the date to `BENCHMARKS.md` (also printed on stdout).
 //!
 //! ```text
-//! cargo run --release -p tenure-bench [-- --quick] [--out FILE] [--no-etcd]
+//! cargo run --release -p tenure-bench [-- --quick | --smoke] [--out FILE] [--no-etcd]
 //!                                      [--tenure PATH] [--time-limit SECS]
 //! ```
 //!
@@ -14,9 +14,12 @@
 //! comparable across processes. Every wait has a timeout; a watchdog ends the whole run (and
 //! every child) after `--time-limit` seconds; children also die with the orchestrator.
 
+mod ab;
 mod bench;
 mod child;
 mod etcd;
+mod failover;
+mod plots;
 mod raw;
 mod util;
 mod workers;
@@ -38,8 +41,11 @@ fn main() {
     }
     if args.iter().any(|a| a == "-h" || a == "--help") {
         println!(
-            "usage: tenure-bench [--quick] [--out FILE] [--no-etcd] [--tenure PATH] [--time-limit SECS]\n\
-             Measures tenure (and etcd) on this machine and writes BENCHMARKS.md."
+            "usage: tenure-bench [--quick | --smoke] [--out FILE] [--no-etcd] [--tenure PATH] [--time-limit SECS]\n\
+             Measures tenure (and etcd) on this machine and writes BENCHMARKS.md (keeping its part\n\
+             after the `---` line) and the plots in tests/bench/plots. --smoke: tiny counts,\n\
+             checks that every phase works, writes target/bench-smoke/ and prints\n\
+             `bench-smoke: N passed, N failed` (exit status 1 if any failed)."
         );
         return;
     }

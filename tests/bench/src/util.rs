@@ -327,3 +327,28 @@ impl CpuMeter {
         (wall, cores)
     }
 }
+
+/// How long the phases of a run are: the full run, `--quick` (short, rough numbers) or
+/// `--smoke` (tiny counts: checks that every phase works, measures nothing worth reading).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Scale {
+    Full,
+    Quick,
+    Smoke,
+}
+
+impl Scale {
+    /// The value for this scale.
+    pub fn pick<T>(self, full: T, quick: T, smoke: T) -> T {
+        match self {
+            Scale::Full => full,
+            Scale::Quick => quick,
+            Scale::Smoke => smoke,
+        }
+    }
+
+    /// True for the short scales (quick and smoke).
+    pub fn short(self) -> bool {
+        self != Scale::Full
+    }
+}

@@ -30,6 +30,10 @@ pub fn run(name: &str, a: &Args) {
         "etcd-lat" => crate::etcd::lat_worker(a),
         "etcd-ho" => crate::etcd::ho_worker(a),
         "etcd-tput" => crate::etcd::tput_worker(a),
+        "tenure-kill-holder" => crate::failover::tenure_worker(a, true),
+        "tenure-kill-waiter" => crate::failover::tenure_worker(a, false),
+        "etcd-kill-holder" => crate::failover::etcd_worker(a, true),
+        "etcd-kill-waiter" => crate::failover::etcd_worker(a, false),
         other => crate::die(&format!("unknown worker {other:?}")),
     }
 }
@@ -285,7 +289,8 @@ fn tenure_ho(a: &Args) {
 }
 
 /// Throughput with `--clients` library clients (threads, one `tenure::Client` each, so one
-/// session and one connection each), each looping lock+release on a name of its own. All
+/// session and one connection each), each looping lock+release on a name of its own (or, with
+/// `--name N`, all on lock N). All
 /// connect first, then run from the start time the orchestrator sends for `--warm-ns` (not
 /// counted) plus `--run-ns`.
 /// Prints `count N` (operations completed in the counted window) and `samples` (their
@@ -294,6 +299,8 @@ fn tenure_tput(a: &Args) {
     let addr = a.str("addr");
     let k: usize = a.num("clients");
     let (warm, run): (u64, u64) = (a.num("warm-ns"), a.num("run-ns"));
+    // `--name N`: every client uses lock N (one contended name) instead of one of its own.
+    let shared = a.has("name").then(|| a.str("name"));
     let clients: Vec<Client> = (0..k).map(|_| client(&addr)).collect();
     let start = await_start();
     let (from, to) = (start + warm, start + warm + run);
@@ -302,8 +309,9 @@ fn tenure_tput(a: &Args) {
             .iter()
             .enumerate()
             .map(|(j, c)| {
+                let shared = shared.clone();
                 sc.spawn(move || {
-                    let name = format!("tp/{}/{j}", std::process::id());
+                    let name = shared.unwrap_or_else(|| format!("tp/{}/{j}", std::process::id()));
                     let mut lat = Vec::new();
                     sleep_until_ns(start);
                     loop {
