@@ -482,3 +482,33 @@ fn an_administrator_revokes_a_lock_the_holder_is_told_and_the_waiter_granted() {
         Err(Error::InvalidArgument(_))
     ));
 }
+
+#[test]
+fn an_on_event_callback_in_the_config_sees_the_first_connected() {
+    let dir = tmpdir("on-event");
+    let srv = server(&dir);
+    let addr = srv.local_addr().to_string();
+    let seen = Arc::new(Mutex::new(vec![]));
+    let s2 = seen.clone();
+    let c = tenure::Client::connect(
+        tenure::ClientConfig::new([addr.clone()])
+            .session_ttl(Duration::from_secs(2))
+            .on_event(move |ev| s2.lock().push(ev)),
+    )
+    .unwrap();
+    wait_for(Duration::from_secs(5), "first connected", || {
+        !seen.lock().is_empty()
+    });
+    let first = seen.lock()[0].clone();
+    assert_eq!(
+        first,
+        Event::SessionConnected {
+            session: c.session_id(),
+            incarnation: c.incarnation()
+        }
+    );
+    let _l = c.lock("x", Duration::from_secs(1)).unwrap();
+    wait_for(Duration::from_secs(5), "lock_acquired", || {
+        seen.lock().iter().any(|e| e.kind() == "lock_acquired")
+    });
+}

@@ -121,6 +121,7 @@ impl Driver {
         shared: Arc<Shared>,
         tx: Sender<Cmd>,
         rx: Receiver<Cmd>,
+        first_sub: Option<Sink>,
     ) -> Result<JoinHandle<()>> {
         let seed = (std::process::id() as u64) << 32 ^ shared.epoch.elapsed().as_nanos() as u64;
         let mut d = Driver {
@@ -143,7 +144,7 @@ impl Driver {
             epochs: HashMap::new(),
             groups: HashMap::new(),
             views: HashMap::new(),
-            subs: vec![],
+            subs: first_sub.into_iter().collect(),
             seed,
             last_heard: Instant::now(),
         };

@@ -56,6 +56,20 @@ pub struct ClientConfig {
     pub reopen: bool,
     /// A name shown in logs and `tenure status`.
     pub client_name: String,
+    /// A callback for every event of the client, started before the first session opens,
+    /// so that it also sees the first `connected` (a [`Client::subscribe`] made after
+    /// `connect` cannot). It lives as long as the client. Set with [`ClientConfig::on_event`].
+    pub on_event: Option<EventCallback>,
+}
+
+/// The callback of [`ClientConfig::on_event`].
+#[derive(Clone)]
+pub struct EventCallback(pub Callback);
+
+impl fmt::Debug for EventCallback {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("EventCallback(..)")
+    }
 }
 
 impl ClientConfig {
@@ -70,12 +84,20 @@ impl ClientConfig {
             connect_timeout: Duration::from_secs(1),
             reopen: true,
             client_name: format!("pid-{}", std::process::id()),
+            on_event: None,
         }
     }
 
     /// Sets the session TTL.
     pub fn session_ttl(mut self, ttl: Duration) -> Self {
         self.session_ttl = ttl;
+        self
+    }
+
+    /// Delivers every event of the client to `callback`, from the first `connected` on, on a
+    /// dispatcher thread of its own (see [`ClientConfig::on_event`]).
+    pub fn on_event(mut self, callback: impl Fn(Event) + Send + Sync + 'static) -> Self {
+        self.on_event = Some(EventCallback(Arc::new(callback)));
         self
     }
 
@@ -245,6 +267,8 @@ struct Inner {
     shared: Arc<Shared>,
     driver: Mutex<Option<JoinHandle<()>>>,
     ttl: Duration,
+    /// The subscription of [`ClientConfig::on_event`], if any.
+    _config_sub: Option<Subscription>,
 }
 
 /// A connection to the tenure service with one session. Cheap to clone (clones share the
@@ -307,12 +331,20 @@ impl Client {
         });
         let (tx, rx) = crossbeam_channel::bounded(65_536);
         let ttl = cfg.session_ttl;
+        let (config_sub, sink) = match &cfg.on_event {
+            Some(cb) => {
+                let (sub, sink) = Subscription::start("client", cb.0.clone());
+                (Some(sub), Some(sink))
+            }
+            None => (None, None),
+        };
         let driver = Driver::start(
             cfg.clone(),
             cfg.lease_config(),
             shared.clone(),
             tx.clone(),
             rx,
+            sink,
         )?;
         Ok(Client {
             inner: Arc::new(Inner {
@@ -320,6 +352,7 @@ impl Client {
                 shared,
                 driver: Mutex::new(Some(driver)),
                 ttl,
+                _config_sub: config_sub,
             }),
         })
     }
