@@ -1052,15 +1052,9 @@ impl Sim {
         // `Runtime::new`: every election waits for the longest TTL of its candidates.
         self.server.holdoff.clear();
         let st = self.server.state.clone();
-        for info in st.status(0).elections {
-            let ttl = info
-                .candidates
-                .iter()
-                .filter_map(|c| st.session_ttl(c.2))
-                .max()
-                .unwrap_or(0);
+        for (name, ttl) in st.longest_candidate_ttls() {
             if ttl > 0 {
-                self.server.holdoff.insert(info.name, self.now + ttl * MS);
+                self.server.holdoff.insert(name, self.now + ttl * MS);
             }
         }
         self.server.up = true;

@@ -233,15 +233,9 @@ impl Runtime {
         // lease end: hold every election off for the longest TTL of its candidates.
         state.mark_all_elections();
         let mut holdoff = HashMap::new();
-        for info in state.status(0).elections {
-            let ttl = info
-                .candidates
-                .iter()
-                .filter_map(|c| state.session_ttl(c.2))
-                .max()
-                .unwrap_or(0);
+        for (name, ttl) in state.longest_candidate_ttls() {
             if ttl > 0 {
-                holdoff.insert(info.name, now + Duration::from_millis(ttl));
+                holdoff.insert(name, now + Duration::from_millis(ttl));
             }
         }
         // Probation starts over.

@@ -320,6 +320,22 @@ impl State {
             .unwrap_or_default()
     }
 
+    /// Each election with candidates, and the longest session TTL among them in
+    /// milliseconds: how long a restarted server holds off designations there.
+    pub fn longest_candidate_ttls(&self) -> Vec<(String, u64)> {
+        self.elections
+            .iter()
+            .filter_map(|(name, e)| {
+                let ttl = e
+                    .ordered()
+                    .iter()
+                    .filter_map(|c| self.session_ttl(c.session))
+                    .max()?;
+                Some((name.clone(), ttl))
+            })
+            .collect()
+    }
+
     /// An election by name.
     pub fn election(&self, name: &str) -> Option<&Election> {
         self.elections.get(name)
