@@ -1005,6 +1005,15 @@ pub fn main(a: &Args) -> i32 {
     let with_etcd = ctx.opts.etcd;
     let fail_out = crate::failover::run(&mut ctx, with_etcd);
     blocks.push(("kill -9: holder → next holder granted", m.foreign_cores()));
+    let m = CpuMeter::start();
+    let elect_out = crate::elect::run(&mut ctx, with_etcd);
+    blocks.push(("kill -9: master → every candidate told", m.foreign_cores()));
+    let m = CpuMeter::start();
+    let ka_out = crate::keepalive::run(&mut ctx, with_etcd);
+    blocks.push((
+        "keep-alives: 10,000 and 100,000 sessions",
+        m.foreign_cores(),
+    ));
     eprintln!(
         "[sessions] {} sessions at a 1 s heartbeat",
         ctx.opts.conns * ctx.opts.per_conn
@@ -1559,6 +1568,8 @@ pub fn main(a: &Args) -> i32 {
         crate::ab::report(ab, &mut r, &mut targets);
     }
     crate::failover::report(&fail_out, &mut r, &mut targets);
+    crate::elect::report(&elect_out, &mut r, &mut targets);
+    crate::keepalive::report(&ka_out, &mut r, &mut targets);
     let repo_md = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../BENCHMARKS.md");
     let tail = hand_tail(&ctx.opts.out, &repo_md);
     let plots = write_plots(&ctx, ab_out.as_ref(), tail.as_deref(), &exe_dir);
@@ -1593,7 +1604,9 @@ pub fn main(a: &Args) -> i32 {
             ("expiry", "expiry"),
             ("start to first", "start to first"),
             ("A/B", "A/B"),
+            ("kill -9: master", "kill -9: master"),
             ("kill -9", "kill -9"),
+            ("keep-alives", "keep-alives"),
         ]
         .into_iter()
         .find(|(p, _)| t.starts_with(p))?
@@ -1765,6 +1778,8 @@ pub fn main(a: &Args) -> i32 {
             None => checks.push(("A/B".into(), Err("not run".into()))),
         }
         checks.extend(crate::failover::checks(&fail_out));
+        checks.extend(crate::elect::checks(&elect_out));
+        checks.extend(crate::keepalive::checks(&ka_out));
         checks.push((
             "plots".into(),
             match &plots {

@@ -17,8 +17,10 @@
 mod ab;
 mod bench;
 mod child;
+mod elect;
 mod etcd;
 mod failover;
+mod keepalive;
 mod plots;
 mod raw;
 mod util;

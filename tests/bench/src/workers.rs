@@ -34,6 +34,10 @@ pub fn run(name: &str, a: &Args) {
         "tenure-kill-waiter" => crate::failover::tenure_worker(a, false),
         "etcd-kill-holder" => crate::failover::etcd_worker(a, true),
         "etcd-kill-waiter" => crate::failover::etcd_worker(a, false),
+        "tenure-ka" => crate::keepalive::tenure_worker(a),
+        "etcd-ka" => crate::keepalive::etcd_worker(a),
+        "tenure-cand" => crate::elect::tenure_worker(a),
+        "etcd-cand" => crate::elect::etcd_worker(a),
         other => crate::die(&format!("unknown worker {other:?}")),
     }
 }
