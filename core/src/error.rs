@@ -8,7 +8,7 @@ use std::fmt;
 pub enum Error {
     /// An argument is out of range or malformed; the text says which and why.
     InvalidArgument(String),
-    /// The lock was not granted within the timeout.
+    /// The request (a lock, an election request) was not granted within the timeout.
     Timeout,
     /// The session expired (or the server no longer knows it).
     SessionExpired,
@@ -32,7 +32,10 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::InvalidArgument(s) => write!(f, "invalid argument: {s}"),
-            Error::Timeout => write!(f, "timed out waiting for the lock"),
+            Error::Timeout => write!(
+                f,
+                "timed out before the service granted the request (a lock, or a master designation)"
+            ),
             Error::SessionExpired => write!(f, "the session expired"),
             Error::DataLost => write!(f, "the service lost its state (new incarnation)"),
             Error::Closed => write!(f, "the client is closed"),

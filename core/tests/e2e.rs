@@ -512,3 +512,82 @@ fn an_on_event_callback_in_the_config_sees_the_first_connected() {
         seen.lock().iter().any(|e| e.kind() == "lock_acquired")
     });
 }
+
+/// One client shared by many threads: each request is written from its caller's thread and
+/// completed by whichever thread runs the driver (see client/driver.rs). Every call must be
+/// answered, every grant reported once, in order per lock, and a contended lock between two
+/// other clients must never have two holders.
+#[test]
+fn many_threads_share_one_client_and_every_request_is_answered() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let dir = tmpdir("threads");
+    let srv = server(&dir);
+    let addr = srv.local_addr().to_string();
+    let shared = client(&addr, 2000);
+    let acquired = Arc::new(AtomicUsize::new(0));
+    let acq = acquired.clone();
+    let _sub = shared
+        .subscribe(move |ev| {
+            if let Event::LockAcquired { .. } = ev {
+                acq.fetch_add(1, Ordering::SeqCst);
+            }
+        })
+        .unwrap();
+    const THREADS: usize = 8;
+    const ROUNDS: usize = 150;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut hs = vec![];
+    for t in 0..THREADS {
+        let c = shared.clone();
+        hs.push(std::thread::spawn(move || {
+            let mut last = 0;
+            for i in 0..ROUNDS {
+                let name = format!("threads/{t}");
+                let l = if i % 2 == 0 {
+                    c.lock(&name, Duration::from_secs(5)).unwrap()
+                } else {
+                    c.try_lock(&name).unwrap().expect("uncontended")
+                };
+                assert!(l.is_held());
+                assert!(l.fencing_token() > last, "tokens increase");
+                last = l.fencing_token();
+                l.release().unwrap();
+            }
+        }));
+    }
+    // Meanwhile two other clients contend for one name.
+    let inside = Arc::new(AtomicBool::new(false));
+    let mut contenders = vec![];
+    for _ in 0..2 {
+        let c = client(&addr, 2000);
+        let inside = inside.clone();
+        contenders.push(std::thread::spawn(move || {
+            for _ in 0..60 {
+                let l = c
+                    .lock("threads/contended", Duration::from_secs(10))
+                    .unwrap();
+                assert!(!inside.swap(true, Ordering::SeqCst), "two holders at once");
+                std::thread::sleep(Duration::from_micros(200));
+                inside.store(false, Ordering::SeqCst);
+                l.release().unwrap();
+            }
+            c.close();
+        }));
+    }
+    for h in hs.into_iter().chain(contenders) {
+        while !h.is_finished() {
+            assert!(
+                Instant::now() < deadline,
+                "threads did not finish within 60 s"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        h.join().unwrap();
+    }
+    wait_for(Duration::from_secs(5), "every grant reported", || {
+        acquired.load(Ordering::SeqCst) == THREADS * ROUNDS
+    });
+    assert!(shared.is_connected());
+    shared.close();
+    srv.stop().unwrap();
+}

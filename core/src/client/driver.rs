@@ -1,6 +1,20 @@
-//! The client's driver thread: connection, heartbeats, replies, lock table. No user code runs
-//! here; no protocol rule lives here (the lease decides when to heartbeat and when the session
-//! is over; the server decides grants).
+//! The client's driver: connection, heartbeats, replies, lock table. No user code runs here;
+//! no protocol rule lives here (the lease decides when to heartbeat and when the session is
+//! over; the server decides grants).
+//!
+//! Threads. The driver's state is one [`Driver`] behind a mutex in [`Core`]. Every input is a
+//! [`Cmd`] on one queue: user requests, replies and notices read by the connection's reader
+//! thread, timer work. Whoever queues a command then tries the mutex and, when it is free,
+//! runs every queued command itself, in queue order ([`Core::poke`], never blocking); a
+//! thread that holds the mutex runs what others queued meanwhile before it lets go. So a
+//! request is written to the socket by the caller's own thread and its reply is completed by
+//! the reader thread that read it: no hand-off to a driver thread on either way (each cost
+//! about 10 µs of scheduling on an idle machine), while the order of everything stays that of
+//! the queue, as with a single driver thread. The timer thread wakes at the lease's next
+//! deadline (or when nudged because that moved earlier) and is the only thread that dials:
+//! another thread that finds a connection missing leaves the work to it, so a user's thread
+//! never makes a connection attempt itself (while one runs, its request waits in the queue,
+//! bounded by its own timeout, as with a single driver thread).
 
 use super::election::ElectionShared;
 use super::group::{view_events, GroupShared};
@@ -14,11 +28,12 @@ use crate::proto::{
     ServerMsg, SessionId, ViewInfo,
 };
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -73,9 +88,55 @@ struct Conn {
 impl Drop for Conn {
     fn drop(&mut self) {
         let _ = self.stream.shutdown(Shutdown::Both);
+        // The reader ends once its socket is shut down (it never waits for the driver's
+        // mutex). It may be the thread dropping its own connection: that one just ends.
         if let Some(r) = self.reader.take() {
-            let _ = r.join();
+            if r.thread().id() != std::thread::current().id() {
+                let _ = r.join();
+            }
         }
+    }
+}
+
+/// What a client's threads share: the driver behind its mutex, the command queue, and the
+/// timer thread's wake-up channel.
+pub(crate) struct Core {
+    driver: Mutex<Driver>,
+    rx: Receiver<Cmd>,
+    nudge: Sender<()>,
+}
+
+impl Core {
+    /// Runs the queued commands now unless another thread is running the driver (which then
+    /// runs them before letting go). Never blocks; call after queueing a command.
+    pub(crate) fn poke(&self) {
+        while let Some(mut d) = self.driver.try_lock() {
+            d.drain(&self.rx);
+            let nudge = d.wants_timer();
+            drop(d);
+            if nudge {
+                let _ = self.nudge.try_send(());
+            }
+            if self.rx.is_empty() {
+                return;
+            }
+        }
+    }
+
+    /// Runs `f` on the driver (waiting for the mutex), then the queued commands.
+    fn with<T>(&self, f: impl FnOnce(&mut Driver) -> T) -> T {
+        let mut d = self.driver.lock();
+        let out = f(&mut d);
+        d.drain(&self.rx);
+        let nudge = d.wants_timer();
+        drop(d);
+        if nudge {
+            let _ = self.nudge.try_send(());
+        }
+        if !self.rx.is_empty() {
+            self.poke();
+        }
+        out
     }
 }
 
@@ -84,7 +145,8 @@ pub(crate) struct Driver {
     lease_cfg: LeaseConfig,
     shared: Arc<Shared>,
     tx: Sender<Cmd>,
-    rx: Receiver<Cmd>,
+    /// The core this driver lives in (for the reader threads it starts).
+    core: Weak<Core>,
     conn: Option<Conn>,
     conn_seq: u64,
     endpoint_idx: usize,
@@ -111,10 +173,21 @@ pub(crate) struct Driver {
     seed: u64,
     /// When the current connection last delivered a frame.
     last_heard: Instant,
+    /// Lease actions that need a connection, left for the timer thread (the only one that
+    /// dials), oldest first.
+    deferred: Vec<LeaseAction>,
+    /// A connection attempt is wanted (deferred actions, or a session to reopen).
+    dial_wanted: bool,
+    /// When the timer thread plans to wake next (set by it before it sleeps).
+    planned: Option<Instant>,
+    /// While the first session is being opened: where its outcome goes.
+    first: Option<Sender<Result<()>>>,
+    /// Closed: the timer thread ends, and requests get [`Error::Closed`].
+    exited: bool,
 }
 
 impl Driver {
-    /// Connects, opens the first session synchronously, then runs the driver on its thread.
+    /// Connects, opens the first session synchronously, then starts the timer thread.
     pub(crate) fn start(
         cfg: ClientConfig,
         lease_cfg: LeaseConfig,
@@ -122,36 +195,97 @@ impl Driver {
         tx: Sender<Cmd>,
         rx: Receiver<Cmd>,
         first_sub: Option<Sink>,
-    ) -> Result<JoinHandle<()>> {
+    ) -> Result<(Arc<Core>, JoinHandle<()>)> {
         let seed = (std::process::id() as u64) << 32 ^ shared.epoch.elapsed().as_nanos() as u64;
-        let mut d = Driver {
-            cfg,
-            lease_cfg,
-            shared,
-            tx,
+        let (nudge, nudged) = crossbeam_channel::bounded(1);
+        let core = Arc::new_cyclic(|weak| Core {
+            driver: Mutex::new(Driver {
+                cfg,
+                lease_cfg,
+                shared,
+                tx,
+                core: weak.clone(),
+                conn: None,
+                conn_seq: 0,
+                endpoint_idx: 0,
+                session: 0,
+                lease: None,
+                opening: Vec::new(),
+                reopen_at: None,
+                incarnation: None,
+                pending: BTreeMap::new(),
+                locks: HashMap::new(),
+                elections: HashMap::new(),
+                epochs: HashMap::new(),
+                groups: HashMap::new(),
+                views: HashMap::new(),
+                subs: first_sub.into_iter().collect(),
+                seed,
+                last_heard: Instant::now(),
+                deferred: Vec::new(),
+                dial_wanted: false,
+                planned: None,
+                first: None,
+                exited: false,
+            }),
             rx,
-            conn: None,
-            conn_seq: 0,
-            endpoint_idx: 0,
-            session: 0,
-            lease: None,
-            opening: Vec::new(),
-            reopen_at: None,
-            incarnation: None,
-            pending: BTreeMap::new(),
-            locks: HashMap::new(),
-            elections: HashMap::new(),
-            epochs: HashMap::new(),
-            groups: HashMap::new(),
-            views: HashMap::new(),
-            subs: first_sub.into_iter().collect(),
-            seed,
-            last_heard: Instant::now(),
+            nudge,
+        });
+        // The first session: connect and send the open here; the reply is taken by the
+        // reader thread, which reports it through `first`.
+        let (first_tx, first_rx) = crossbeam_channel::bounded(1);
+        let budget = core.with(|d| {
+            d.first = Some(first_tx);
+            let budget = d.cfg.connect_timeout * d.cfg.endpoints.len() as u32;
+            d.first_session(budget).map(|()| budget)
+        });
+        let budget = match budget {
+            Ok(b) => b,
+            Err(e) => {
+                core.with(|d| d.first = None);
+                return Err(e);
+            }
         };
-        d.first_session()?;
-        Ok(std::thread::Builder::new()
+        let outcome = first_rx
+            .recv_timeout(budget.max(Duration::from_secs(1)))
+            .unwrap_or_else(|_| {
+                Err(Error::ConnectionFailed(
+                    "no answer to opening the session".into(),
+                ))
+            });
+        if let Err(e) = outcome {
+            core.with(|d| {
+                d.first = None;
+                d.conn = None;
+            });
+            return Err(e);
+        }
+        let c = core.clone();
+        let timer = std::thread::Builder::new()
             .name("tenure-client".into())
-            .spawn(move || d.run())?)
+            .spawn(move || timer_loop(&c, &nudged))?;
+        Ok((core, timer))
+    }
+
+    /// Runs every queued command, in order.
+    fn drain(&mut self, rx: &Receiver<Cmd>) {
+        while let Ok(cmd) = rx.try_recv() {
+            // A deadline that passed is acted on before anything else.
+            self.tick(false);
+            self.handle(cmd, rx);
+        }
+    }
+
+    /// Whether the timer thread must wake before it planned to.
+    fn wants_timer(&self) -> bool {
+        if self.dial_wanted || self.exited {
+            return true;
+        }
+        match (self.next_wakeup(), self.planned) {
+            (Some(n), Some(p)) => n < p,
+            (Some(_), None) => true,
+            (None, _) => false,
+        }
     }
 
     fn emit(&mut self, ev: Event) {
@@ -243,23 +377,37 @@ impl Driver {
         let id = self.conn_seq;
         let mut rs = s.try_clone()?;
         let tx = self.tx.clone();
+        let core = self.core.clone();
         let reader_thread = std::thread::Builder::new()
             .name("tenure-client-reader".into())
             .spawn(move || {
+                // Queue every frame of a read, then run the queue (completing the replies
+                // here when no other thread is running the driver).
+                let poke = || match core.upgrade() {
+                    Some(c) => {
+                        c.poke();
+                        true
+                    }
+                    None => false,
+                };
                 let mut buf = vec![0u8; 64 * 1024];
-                loop {
-                    match reader.next_frame() {
-                        Ok(Some(f)) => match proto::decode::<ServerMsg>(f) {
-                            Ok(msg) => {
-                                if tx.send(Cmd::Frame { conn: id, msg }).is_err() {
-                                    return;
+                'read: loop {
+                    loop {
+                        match reader.next_frame() {
+                            Ok(Some(f)) => match proto::decode::<ServerMsg>(f) {
+                                Ok(msg) => {
+                                    if tx.send(Cmd::Frame { conn: id, msg }).is_err() {
+                                        return;
+                                    }
                                 }
-                                continue;
-                            }
-                            Err(_) => break,
-                        },
-                        Ok(None) => {}
-                        Err(_) => break,
+                                Err(_) => break 'read,
+                            },
+                            Ok(None) => break,
+                            Err(_) => break 'read,
+                        }
+                    }
+                    if !poke() {
+                        return;
                     }
                     match rs.read(&mut buf) {
                         Ok(0) | Err(_) => break,
@@ -267,6 +415,7 @@ impl Driver {
                     }
                 }
                 let _ = tx.send(Cmd::Broken { conn: id });
+                poke();
             })?;
         self.conn = Some(Conn {
             stream: s,
@@ -305,46 +454,16 @@ impl Driver {
         }
     }
 
-    fn first_session(&mut self) -> Result<()> {
-        let budget = self.cfg.connect_timeout * self.cfg.endpoints.len() as u32;
+    /// Connects within `budget` and sends the first open; its reply goes to `first`.
+    fn first_session(&mut self, budget: Duration) -> Result<()> {
         let inc = self.connect(budget)?;
         self.incarnation = Some(inc);
         *self.shared.incarnation.lock() = inc;
         self.send_open();
-        // Wait for the open's reply, bounded by the connect budget.
-        let deadline = Instant::now() + budget.max(Duration::from_secs(1));
-        while self.lease.is_none() {
-            let msg = match self.rx.recv_deadline(deadline) {
-                Ok(Cmd::Frame { msg, .. }) => msg,
-                Ok(Cmd::Broken { .. }) => {
-                    return Err(Error::ConnectionFailed(
-                        "connection closed while opening the session".into(),
-                    ))
-                }
-                Ok(other) => {
-                    // Only frames can arrive before the client exists; keep anything else.
-                    let _ = self.tx.send(other);
-                    continue;
-                }
-                Err(_) => {
-                    return Err(Error::ConnectionFailed(
-                        "no answer to opening the session".into(),
-                    ))
-                }
-            };
-            if let ServerMsg::Reply { req, result, .. } = msg {
-                if self.opening.iter().any(|(r, _)| *r == req) {
-                    if let Err(e) = result {
-                        self.conn = None;
-                        return Err(match e {
-                            ErrorReply::Invalid(s) => Error::InvalidArgument(s),
-                            ErrorReply::Limit(s) => Error::Limit(s),
-                            e => Error::Rejected(e.to_string()),
-                        });
-                    }
-                    self.on_reply(req, result);
-                }
-            }
+        if self.conn.is_none() {
+            return Err(Error::ConnectionFailed(
+                "connection closed while opening the session".into(),
+            ));
         }
         Ok(())
     }
@@ -359,59 +478,69 @@ impl Driver {
         self.write(0, req, Request::Open { ttl_ms });
     }
 
-    fn run(mut self) {
-        loop {
-            self.tick();
-            let wake = self.next_wakeup();
-            let cmd = match wake {
-                Some(w) => match self.rx.recv_deadline(w) {
-                    Ok(c) => c,
-                    Err(RecvTimeoutError::Timeout) => continue,
-                    Err(RecvTimeoutError::Disconnected) => return,
-                },
-                None => match self.rx.recv() {
-                    Ok(c) => c,
-                    Err(_) => return,
-                },
-            };
-            // A deadline that passed while we waited is acted on before anything else.
-            self.tick();
+    /// Acts on one command.
+    fn handle(&mut self, cmd: Cmd, rx: &Receiver<Cmd>) {
+        if self.exited {
+            // Closed: nothing is done any more; whoever waits is told.
             match cmd {
-                Cmd::Call { req, body, reply } => self.call(req, body, reply),
-                Cmd::ForgetGroup { shared } => {
-                    if let Some(v) = self.groups.get_mut(&shared.name) {
-                        v.retain(|e| !Arc::ptr_eq(e, &shared));
-                        if v.is_empty() {
-                            self.groups.remove(&shared.name);
-                        }
-                    }
-                }
-                Cmd::Forget { shared } => {
-                    if let Some(v) = self.elections.get_mut(&shared.name) {
-                        v.retain(|e| !Arc::ptr_eq(e, &shared));
-                        if v.is_empty() {
-                            self.elections.remove(&shared.name);
-                        }
-                    }
-                }
-                Cmd::Cancel { req } => self.cancel(req),
-                Cmd::Subscribe(s) => self.subs.push(s),
-                Cmd::Frame { conn, msg } => {
-                    if self.conn.as_ref().is_some_and(|c| c.id == conn) {
-                        self.last_heard = Instant::now();
-                        self.frame(msg);
-                    }
-                }
-                Cmd::Broken { conn } => {
-                    if self.conn.as_ref().is_some_and(|c| c.id == conn) {
-                        self.disconnected();
-                    }
+                Cmd::Call { reply: Some(r), .. } => {
+                    let _ = r.send(Err(Error::Closed));
                 }
                 Cmd::Close { done } => {
-                    self.close();
                     let _ = done.send(());
-                    return;
                 }
+                _ => {}
+            }
+            return;
+        }
+        match cmd {
+            Cmd::Call { req, body, reply } => self.call(req, body, reply),
+            Cmd::ForgetGroup { shared } => {
+                if let Some(v) = self.groups.get_mut(&shared.name) {
+                    v.retain(|e| !Arc::ptr_eq(e, &shared));
+                    if v.is_empty() {
+                        self.groups.remove(&shared.name);
+                    }
+                }
+            }
+            Cmd::Forget { shared } => {
+                if let Some(v) = self.elections.get_mut(&shared.name) {
+                    v.retain(|e| !Arc::ptr_eq(e, &shared));
+                    if v.is_empty() {
+                        self.elections.remove(&shared.name);
+                    }
+                }
+            }
+            Cmd::Cancel { req } => self.cancel(req),
+            Cmd::Subscribe(s) => self.subs.push(s),
+            Cmd::Frame { conn, msg } => {
+                if self.conn.as_ref().is_some_and(|c| c.id == conn) {
+                    self.last_heard = Instant::now();
+                    self.frame(msg);
+                }
+            }
+            Cmd::Broken { conn } => {
+                if self.conn.as_ref().is_some_and(|c| c.id == conn) {
+                    self.disconnected();
+                    if let Some(f) = self.first.take() {
+                        let _ = f.send(Err(Error::ConnectionFailed(
+                            "connection closed while opening the session".into(),
+                        )));
+                    }
+                }
+            }
+            Cmd::Close { done } => {
+                self.close(rx);
+                self.exited = true;
+                // Let go of everything the driver holds for the handles, as a driver thread
+                // that ends would: subscriptions end, and handle records are freed.
+                self.subs.clear();
+                self.elections.clear();
+                self.groups.clear();
+                self.locks.clear();
+                self.pending.clear();
+                self.deferred.clear();
+                let _ = done.send(());
             }
         }
     }
@@ -424,10 +553,23 @@ impl Driver {
     }
 
     /// Runs the lease (and session reopening) up to now.
-    fn tick(&mut self) {
+    /// Runs the lease (and session reopening) up to now. Only the timer thread passes
+    /// `may_dial`; another thread leaves what needs a new connection to it.
+    fn tick(&mut self, may_dial: bool) {
         let now = Instant::now();
-        if let Some(l) = self.lease.as_mut() {
-            for a in l.poll(now) {
+        if self.lease.is_some() {
+            let mut actions = std::mem::take(&mut self.deferred);
+            if !actions.is_empty() && !may_dial {
+                // Still waiting for the timer thread; keep them, in order, ahead of new ones.
+                self.deferred = actions;
+                return;
+            }
+            if let Some(l) = self.lease.as_mut() {
+                actions.extend(l.poll(now));
+            }
+            self.dial_wanted = false;
+            let mut actions = actions.into_iter();
+            while let Some(a) = actions.next() {
                 match a {
                     LeaseAction::SendHeartbeat { id, retry } => {
                         // A retry on a connection that has said nothing for a heartbeat
@@ -436,10 +578,18 @@ impl Driver {
                         let silent = now.saturating_duration_since(self.last_heard)
                             > self.lease_cfg.heartbeat_timeout;
                         if retry && silent && self.conn.is_some() {
+                            if !may_dial {
+                                self.defer(a, actions);
+                                return;
+                            }
                             self.conn = None;
                             self.endpoint_idx = (self.endpoint_idx + 1) % self.cfg.endpoints.len();
                         }
                         if self.conn.is_none() {
+                            if !may_dial {
+                                self.defer(a, actions);
+                                return;
+                            }
                             self.reconnect();
                             if self.lease.is_none() {
                                 return; // the service's incarnation changed
@@ -472,6 +622,12 @@ impl Driver {
                 }
             }
         } else if self.reopen_at.is_some_and(|t| now >= t) {
+            self.deferred.clear();
+            if self.conn.is_none() && !may_dial {
+                self.dial_wanted = true;
+                return;
+            }
+            self.dial_wanted = false;
             self.reopen_at = None;
             if self.conn.is_none() {
                 let budget = self.cfg.connect_timeout;
@@ -491,6 +647,13 @@ impl Driver {
             self.reopen_at =
                 Some(Instant::now() + self.reopen_gap().max(self.lease_cfg.heartbeat_timeout));
         }
+    }
+
+    /// Leaves `a` and the actions after it for the timer thread.
+    fn defer(&mut self, a: LeaseAction, rest: impl Iterator<Item = LeaseAction>) {
+        self.deferred.push(a);
+        self.deferred.extend(rest);
+        self.dial_wanted = true;
     }
 
     fn reopen_gap(&self) -> Duration {
@@ -568,6 +731,9 @@ impl Driver {
     /// was waiting, and plan a new session.
     fn session_over(&mut self, reason: LostReason, data_lost: Option<(Incarnation, Incarnation)>) {
         self.shared.set_deadline(None);
+        // Heartbeats left for the timer thread belong to the session that ended.
+        self.deferred.clear();
+        self.dial_wanted = false;
         self.shared.generation.fetch_add(1, Ordering::AcqRel);
         for (_, l) in self.locks.drain().collect::<Vec<_>>() {
             if let Some(ev) = l.mark_lost(reason) {
@@ -866,7 +1032,21 @@ impl Driver {
                         let r = self.shared.req();
                         self.write(session, r, Request::Close);
                     }
+                    Err(e) if self.first.is_some() => {
+                        // The first session was refused: Client::connect fails with why.
+                        self.conn = None;
+                        if let Some(f) = self.first.take() {
+                            let _ = f.send(Err(match e {
+                                ErrorReply::Invalid(s) => Error::InvalidArgument(s),
+                                ErrorReply::Limit(s) => Error::Limit(s),
+                                e => Error::Rejected(e.to_string()),
+                            }));
+                        }
+                    }
                     Ok(Reply::Opened { session, .. }) => {
+                        if let Some(f) = self.first.take() {
+                            let _ = f.send(Ok(()));
+                        }
                         self.session = session;
                         self.shared.session.store(session, Ordering::Release);
                         self.seed = self.seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
@@ -955,7 +1135,7 @@ impl Driver {
         }
     }
 
-    fn close(&mut self) {
+    fn close(&mut self, rx: &Receiver<Cmd>) {
         self.set_state(SessionState::Closed);
         self.shared.set_deadline(None);
         self.shared.generation.fetch_add(1, Ordering::AcqRel);
@@ -975,7 +1155,7 @@ impl Driver {
             let s = self.session;
             if self.write(s, req, Request::Close) {
                 let deadline = Instant::now() + Duration::from_secs(1);
-                while let Ok(cmd) = self.rx.recv_deadline(deadline) {
+                while let Ok(cmd) = rx.recv_deadline(deadline) {
                     if let Cmd::Frame {
                         msg: ServerMsg::Reply { req: r, .. },
                         ..
@@ -990,5 +1170,38 @@ impl Driver {
         }
         self.lease = None;
         self.conn = None;
+    }
+}
+
+/// The timer thread: runs the lease at its deadlines, makes the connections others left to
+/// it, and ends when the client is closed.
+fn timer_loop(core: &Core, nudged: &Receiver<()>) {
+    loop {
+        let mut d = core.driver.lock();
+        if d.exited {
+            return;
+        }
+        d.tick(true);
+        d.drain(&core.rx);
+        if d.dial_wanted && !d.exited {
+            // Work a command's tick left for this thread.
+            d.tick(true);
+        }
+        if d.exited {
+            return;
+        }
+        let wake = d.next_wakeup();
+        d.planned = wake;
+        drop(d);
+        if !core.rx.is_empty() {
+            core.poke();
+        }
+        let r = match wake {
+            Some(w) => nudged.recv_deadline(w),
+            None => nudged.recv().map_err(|_| RecvTimeoutError::Disconnected),
+        };
+        if let Err(RecvTimeoutError::Disconnected) = r {
+            return;
+        }
     }
 }

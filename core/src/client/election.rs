@@ -218,7 +218,7 @@ impl Drop for Election {
         let _ = self.resign_inner(false);
         let subs = std::mem::take(&mut self.shared.inner.lock().subs);
         drop(subs);
-        let _ = self.client.inner.tx.send(Cmd::Forget {
+        let _ = self.client.inner.send(Cmd::Forget {
             shared: self.shared.clone(),
         });
     }
@@ -265,7 +265,7 @@ impl Drop for Observer {
     fn drop(&mut self) {
         let subs = std::mem::take(&mut self.shared.inner.lock().subs);
         drop(subs);
-        let _ = self.client.inner.tx.send(Cmd::Forget {
+        let _ = self.client.inner.send(Cmd::Forget {
             shared: self.shared.clone(),
         });
     }

@@ -255,7 +255,7 @@ impl Drop for Membership {
         let _ = self.leave_inner(false);
         let subs = std::mem::take(&mut self.shared.inner.lock().subs);
         drop(subs);
-        let _ = self.client.inner.tx.send(Cmd::ForgetGroup {
+        let _ = self.client.inner.send(Cmd::ForgetGroup {
             shared: self.shared.clone(),
         });
     }
@@ -295,7 +295,7 @@ impl Drop for GroupWatch {
     fn drop(&mut self) {
         let subs = std::mem::take(&mut self.shared.inner.lock().subs);
         drop(subs);
-        let _ = self.client.inner.tx.send(Cmd::ForgetGroup {
+        let _ = self.client.inner.send(Cmd::ForgetGroup {
             shared: self.shared.clone(),
         });
     }

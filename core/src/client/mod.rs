@@ -264,6 +264,7 @@ pub(crate) type Answer = Result<(Reply, Held)>;
 
 struct Inner {
     tx: Sender<Cmd>,
+    core: Arc<driver::Core>,
     shared: Arc<Shared>,
     driver: Mutex<Option<JoinHandle<()>>>,
     ttl: Duration,
@@ -338,7 +339,7 @@ impl Client {
             }
             None => (None, None),
         };
-        let driver = Driver::start(
+        let (core, driver) = Driver::start(
             cfg.clone(),
             cfg.lease_config(),
             shared.clone(),
@@ -349,6 +350,7 @@ impl Client {
         Ok(Client {
             inner: Arc::new(Inner {
                 tx,
+                core,
                 shared,
                 driver: Mutex::new(Some(driver)),
                 ttl,
@@ -397,7 +399,7 @@ impl Client {
     }
 
     fn send(&self, cmd: Cmd) -> Result<()> {
-        self.inner.tx.send(cmd).map_err(|_| Error::Closed)
+        self.inner.send(cmd)
     }
 
     fn call(
@@ -500,7 +502,7 @@ impl Client {
         let req = self.inner.shared.req();
         let (tx, rx) = crossbeam_channel::bounded(1);
         let reply = wait.then_some(tx);
-        if self.inner.tx.send(Cmd::Call { req, body, reply }).is_err() || !wait {
+        if self.inner.send(Cmd::Call { req, body, reply }).is_err() || !wait {
             return Ok(());
         }
         match rx.recv_timeout(self.inner.ttl) {
@@ -536,7 +538,7 @@ impl Client {
             return;
         }
         let (tx, rx) = crossbeam_channel::bounded(1);
-        if self.inner.tx.send(Cmd::Close { done: tx }).is_ok() {
+        if self.inner.send(Cmd::Close { done: tx }).is_ok() {
             let _ = rx.recv_timeout(Duration::from_secs(2));
         }
         if let Some(t) = self.inner.driver.lock().take() {
@@ -547,11 +549,21 @@ impl Client {
     }
 }
 
+impl Inner {
+    /// Queues a command for the driver and runs the queue if no other thread is running it
+    /// (see [`driver`]): a request is written to the socket from the caller's thread.
+    pub(crate) fn send(&self, cmd: Cmd) -> Result<()> {
+        self.tx.send(cmd).map_err(|_| Error::Closed)?;
+        self.core.poke();
+        Ok(())
+    }
+}
+
 impl Drop for Inner {
     fn drop(&mut self) {
         if !self.shared.closed.swap(true, Ordering::AcqRel) {
             let (tx, rx) = crossbeam_channel::bounded(1);
-            if self.tx.send(Cmd::Close { done: tx }).is_ok() {
+            if self.send(Cmd::Close { done: tx }).is_ok() {
                 let _ = rx.recv_timeout(Duration::from_secs(2));
             }
         }
