@@ -139,6 +139,10 @@ typedef enum tenure_status {
      */
     TENURE_STATUS_NOT_HELD = 301,
     /**
+     * This client's session already holds the lock it asked for.
+     */
+    TENURE_STATUS_ALREADY_HELD = 302,
+    /**
      * The candidate is not the master of its election.
      */
     TENURE_STATUS_NOT_MASTER = 400,

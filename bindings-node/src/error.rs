@@ -30,10 +30,7 @@ pub enum Op {
 /// The stable code of a core error, given what the call was doing.
 pub fn code_of(e: &Error, op: Op) -> &'static str {
     match e {
-        Error::InvalidArgument(m) if op == Op::Lock && m.contains("already holds the lock") => {
-            // The core reports this as an invalid argument; its text is the only sign.
-            "ERR_TENURE_LOCK_HELD"
-        }
+        Error::AlreadyHeld(_) => "ERR_TENURE_LOCK_HELD",
         Error::InvalidArgument(_) => INVALID_ARGUMENT,
         Error::Timeout if op == Op::Lock => "ERR_TENURE_LOCK_TIMEOUT",
         Error::Timeout => "ERR_TENURE_TIMEOUT",

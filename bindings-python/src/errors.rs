@@ -8,7 +8,7 @@
 //! | `InvalidArgument` | `InvalidArgument` | `ValueError` |
 //! | `Timeout` (lock) | `LockTimeout` (a `Timeout`) | `TimeoutError` |
 //! | `Timeout` (other) | `Timeout` | `TimeoutError` |
-//! | `InvalidArgument` "already holds the lock" | `LockHeld` | |
+//! | `AlreadyHeld` | `LockHeld` | |
 //! | `SessionExpired` | `SessionExpired` | |
 //! | `DataLost` | `DataLost` | |
 //! | `Closed` | `Closed` | |
@@ -180,7 +180,7 @@ fn raise(py: Python<'_>, ty: &Py<PyType>, msg: String) -> PyErr {
 /// What a failed call was doing, where the same core error means different things.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Op {
-    /// Taking a lock: a timeout is `LockTimeout`; "already holds" is `LockHeld`.
+    /// Taking a lock: a timeout is `LockTimeout`.
     Lock,
     /// Anything else.
     Other,
@@ -192,12 +192,7 @@ pub(crate) fn to_py(py: Python<'_>, e: tenure::Error, op: Op) -> PyErr {
     let c = classes(py);
     let msg = e.to_string();
     match e {
-        // The server answers a second acquire by the same session with an invalid-request
-        // error; the core has no variant of its own for it (see the report), so it is
-        // recognised by its text.
-        E::InvalidArgument(ref s) if op == Op::Lock && s.contains("already holds the lock") => {
-            raise(py, &c.lock_held, msg)
-        }
+        E::AlreadyHeld(_) => raise(py, &c.lock_held, msg),
         E::InvalidArgument(_) => raise(py, &c.invalid_argument, msg),
         E::Timeout if op == Op::Lock => raise(py, &c.lock_timeout, msg),
         E::Timeout => raise(py, &c.timeout, msg),

@@ -24,6 +24,8 @@ pub enum Error {
     Rejected(String),
     /// The lock is not held (any more) by this client.
     NotHeld,
+    /// This client's session already holds the lock it asked for (the name).
+    AlreadyHeld(String),
     /// An operating-system error (binding a socket, the data directory).
     Io(String),
 }
@@ -43,6 +45,9 @@ impl fmt::Display for Error {
             Error::Limit(s) => write!(f, "limit reached: {s}"),
             Error::Rejected(s) => write!(f, "rejected by the server: {s}"),
             Error::NotHeld => write!(f, "the lock is not held"),
+            Error::AlreadyHeld(name) => {
+                write!(f, "this client's session already holds the lock {name:?}")
+            }
             Error::Io(s) => write!(f, "I/O error: {s}"),
         }
     }

@@ -17,7 +17,7 @@ use std::fmt;
 /// Magic bytes at the start of every handshake.
 pub const MAGIC: [u8; 4] = *b"TNRE";
 /// Protocol version spoken by this build.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 /// Largest frame payload accepted, in bytes.
 pub const MAX_FRAME: usize = 1 << 20;
 /// Longest lock name, in bytes.
@@ -298,6 +298,8 @@ pub enum ErrorReply {
     Limit(String),
     /// The request id is older than the window of remembered replies.
     Stale,
+    /// The session asked for a lock it already holds (added in protocol version 2).
+    AlreadyHeld,
 }
 
 impl fmt::Display for ErrorReply {
@@ -308,6 +310,7 @@ impl fmt::Display for ErrorReply {
             ErrorReply::Invalid(s) => write!(f, "invalid request: {s}"),
             ErrorReply::Limit(s) => write!(f, "limit reached: {s}"),
             ErrorReply::Stale => write!(f, "request id too old to be answered"),
+            ErrorReply::AlreadyHeld => write!(f, "the session already holds this lock"),
         }
     }
 }

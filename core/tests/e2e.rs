@@ -17,9 +17,13 @@ fn lock_release_and_fifo_hand_over_with_increasing_tokens() {
     let first = a.lock("jobs/x", Duration::from_secs(5)).unwrap();
     assert!(first.is_held());
     assert!(
-        a.try_lock("jobs/x").is_err(),
+        matches!(a.try_lock("jobs/x"), Err(Error::AlreadyHeld(n)) if n == "jobs/x"),
         "same session cannot take it twice"
     );
+    assert!(matches!(
+        a.lock("jobs/x", Duration::from_millis(100)),
+        Err(Error::AlreadyHeld(_))
+    ));
     let b = client(&addr, 2000);
     assert!(b.try_lock("jobs/x").unwrap().is_none());
     // Three waiters queue in order.

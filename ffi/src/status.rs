@@ -52,6 +52,8 @@ pub enum tenure_status {
     LockHeld = 300,
     /// The lock is not held (any more): it was lost or released.
     NotHeld = 301,
+    /// This client's session already holds the lock it asked for.
+    AlreadyHeld = 302,
     /// The candidate is not the master of its election.
     NotMaster = 400,
     /// The election has no master (no candidate, or none answered its check).
@@ -67,7 +69,7 @@ pub enum tenure_status {
 
 impl tenure_status {
     /// Every status, for `tenure_status_str` and the tests.
-    pub(crate) const ALL: [tenure_status; 21] = [
+    pub(crate) const ALL: [tenure_status; 22] = [
         tenure_status::Ok,
         tenure_status::NullArgument,
         tenure_status::InvalidUtf8,
@@ -84,6 +86,7 @@ impl tenure_status {
         tenure_status::Limit,
         tenure_status::LockHeld,
         tenure_status::NotHeld,
+        tenure_status::AlreadyHeld,
         tenure_status::NotMaster,
         tenure_status::NoMaster,
         tenure_status::Io,
@@ -112,6 +115,7 @@ impl tenure_status {
             tenure_status::Limit => "limit reached\0",
             tenure_status::LockHeld => "the lock is held by another session\0",
             tenure_status::NotHeld => "the lock is not held\0",
+            tenure_status::AlreadyHeld => "this client's session already holds the lock\0",
             tenure_status::NotMaster => "not the master\0",
             tenure_status::NoMaster => "the election has no master\0",
             tenure_status::Io => "I/O error\0",
@@ -152,6 +156,7 @@ impl From<tenure::Error> for Fail {
             E::Limit(_) => tenure_status::Limit,
             E::Rejected(_) => tenure_status::Rejected,
             E::NotHeld => tenure_status::NotHeld,
+            E::AlreadyHeld(_) => tenure_status::AlreadyHeld,
             E::Io(_) => tenure_status::Io,
             _ => tenure_status::Internal,
         };

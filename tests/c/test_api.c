@@ -164,7 +164,8 @@ static int test_status_strings_and_last_error(void) {
     CHECK(strcmp(tenure_status_str(TENURE_STATUS_TIMEOUT), "timed out") == 0);
     CHECK(strcmp(tenure_status_str(77777), "unknown status") == 0);
     CHECK(TENURE_STATUS_NULL_ARGUMENT == 100 && TENURE_STATUS_CONNECTION_FAILED == 200 &&
-          TENURE_STATUS_LOCK_HELD == 300 && TENURE_STATUS_NOT_MASTER == 400 &&
+          TENURE_STATUS_LOCK_HELD == 300 && TENURE_STATUS_ALREADY_HELD == 302 &&
+          TENURE_STATUS_NOT_MASTER == 400 &&
           TENURE_STATUS_IO == 500 && TENURE_STATUS_PANIC == 900);
     /* A failure records a message... */
     CHECK_ST(tenure_server_builder_new(NULL), TENURE_STATUS_NULL_ARGUMENT);
@@ -344,6 +345,11 @@ static int test_lock_contention_between_two_clients(void) {
     CHECK_OK(tenure_client_lock(a, "jobs/reindex", 2000, rec_cb(&lost), &la));
     ta = tenure_lock_fencing_token(la);
     CHECK(ta > 0 && tenure_lock_is_held(la));
+    /* Asking again for a lock this client holds is its own status, not a wait. */
+    CHECK_ST(tenure_client_try_lock(a, "jobs/reindex", no_cb(), &none), TENURE_STATUS_ALREADY_HELD);
+    CHECK(none == NULL);
+    CHECK_ST(tenure_client_lock(a, "jobs/reindex", 200, no_cb(), &none), TENURE_STATUS_ALREADY_HELD);
+    CHECK(none == NULL && tenure_lock_is_held(la));
     CHECK_ST(tenure_client_try_lock(b, "jobs/reindex", no_cb(), &none), TENURE_STATUS_LOCK_HELD);
     CHECK(none == NULL);
     t0 = now_ms();

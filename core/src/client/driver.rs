@@ -1128,6 +1128,10 @@ impl Driver {
             }
             Err(ErrorReply::Invalid(s)) => Err(Error::InvalidArgument(s)),
             Err(ErrorReply::Limit(s)) => Err(Error::Limit(s)),
+            Err(ErrorReply::AlreadyHeld) => Err(Error::AlreadyHeld(match &p.body {
+                Request::Acquire { name, .. } => name.clone(),
+                _ => String::new(),
+            })),
             Err(e) => Err(Error::Rejected(e.to_string())),
         };
         if let Some(r) = p.reply {

@@ -779,14 +779,9 @@ impl State {
                         s.waiting.insert(req, name.clone());
                     }
                     Acquired::Busy => self.reply(session, req, Ok(Reply::Busy), out),
-                    Acquired::AlreadyHeld => self.reply(
-                        session,
-                        req,
-                        Err(ErrorReply::Invalid(format!(
-                            "this session already holds the lock {name:?}"
-                        ))),
-                        out,
-                    ),
+                    Acquired::AlreadyHeld => {
+                        self.reply(session, req, Err(ErrorReply::AlreadyHeld), out)
+                    }
                     Acquired::QueueFull => self.reply(
                         session,
                         req,
