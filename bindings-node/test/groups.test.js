@@ -39,7 +39,10 @@ test('members are promoted, replaced in one view change and removed; watchers se
     { id: 'm2', full: true },
     { id: 'm3', full: true },
   ]);
-  await waitFor(() => seen.some((e) => e.type === 'viewChanged' && e.view === view.number), 5000, 'the replacement view');
+  // The view change and the member events that come with it are delivered one by one: wait
+  // for the two events after it too, then check what they are.
+  const at = () => seen.findIndex((x) => x.type === 'viewChanged' && x.view === view.number);
+  await waitFor(() => at() >= 0 && seen.length >= at() + 3, 5000, 'the replacement view and the two events after it');
   const inView = seen.filter((e, i) => i > seen.findIndex((x) => x.type === 'viewChanged' && x.view === view.number));
   assert.deepEqual(
     inView.slice(0, 2).map((e) => `${e.type} ${e.member}`).sort(),

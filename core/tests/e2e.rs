@@ -595,3 +595,43 @@ fn many_threads_share_one_client_and_every_request_is_answered() {
     shared.close();
     srv.stop().unwrap();
 }
+
+/// Closing while other threads keep the client busy is prompt: the close is often run by the
+/// reader thread that just completed their replies, which must not wait for the close's own
+/// reply (it is the thread that would read it).
+#[test]
+fn close_is_prompt_while_other_threads_use_the_client() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let dir = tmpdir("close-busy");
+    let srv = server(&dir);
+    let addr = srv.local_addr().to_string();
+    let mut slowest = Duration::ZERO;
+    for round in 0..30 {
+        let c = client(&addr, 2000);
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut hs = vec![];
+        for t in 0..8 {
+            let (c, stop) = (c.clone(), stop.clone());
+            hs.push(std::thread::spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    if let Ok(Some(l)) = c.try_lock(&format!("busy/{round}/{t}")) {
+                        let _ = l.release();
+                    }
+                }
+            }));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+        let t0 = Instant::now();
+        c.close();
+        slowest = slowest.max(t0.elapsed());
+        stop.store(true, Ordering::SeqCst);
+        for h in hs {
+            h.join().unwrap();
+        }
+    }
+    assert!(
+        slowest < Duration::from_millis(900),
+        "a close took {slowest:?} (waiting for its reply on the thread that reads it?)"
+    );
+    srv.stop().unwrap();
+}

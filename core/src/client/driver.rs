@@ -32,7 +32,7 @@ use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{fence, Ordering};
 use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -98,6 +98,16 @@ impl Drop for Conn {
     }
 }
 
+/// A close waiting for the server's reply.
+struct Closing {
+    /// The close request's id.
+    req: u64,
+    /// Told when the close has ended.
+    done: Sender<()>,
+    /// When to stop waiting for the reply.
+    until: Instant,
+}
+
 /// What a client's threads share: the driver behind its mutex, the command queue, and the
 /// timer thread's wake-up channel.
 pub(crate) struct Core {
@@ -110,6 +120,9 @@ impl Core {
     /// Runs the queued commands now unless another thread is running the driver (which then
     /// runs them before letting go). Never blocks; call after queueing a command.
     pub(crate) fn poke(&self) {
+        // The hand-off is "queue, then try the mutex" against "unlock, then look at the
+        // queue": each side must see the other's first step, which needs full fences.
+        fence(Ordering::SeqCst);
         while let Some(mut d) = self.driver.try_lock() {
             d.drain(&self.rx);
             let nudge = d.wants_timer();
@@ -117,6 +130,7 @@ impl Core {
             if nudge {
                 let _ = self.nudge.try_send(());
             }
+            fence(Ordering::SeqCst);
             if self.rx.is_empty() {
                 return;
             }
@@ -133,6 +147,7 @@ impl Core {
         if nudge {
             let _ = self.nudge.try_send(());
         }
+        fence(Ordering::SeqCst);
         if !self.rx.is_empty() {
             self.poke();
         }
@@ -152,7 +167,6 @@ pub(crate) struct Driver {
     endpoint_idx: usize,
     session: SessionId,
     lease: Option<Lease>,
-    /// An open in flight: its request id and send time.
     /// Opens in flight (request id, send time), newest last. A late reply to an older one is
     /// still a session: adopted when we have none, closed when we have one already.
     opening: Vec<(u64, Instant)>,
@@ -184,6 +198,8 @@ pub(crate) struct Driver {
     first: Option<Sender<Result<()>>>,
     /// Closed: the timer thread ends, and requests get [`Error::Closed`].
     exited: bool,
+    /// A close in progress (see [`Driver::close`]).
+    closing: Option<Closing>,
 }
 
 impl Driver {
@@ -227,6 +243,7 @@ impl Driver {
                 planned: None,
                 first: None,
                 exited: false,
+                closing: None,
             }),
             rx,
             nudge,
@@ -272,7 +289,7 @@ impl Driver {
         while let Ok(cmd) = rx.try_recv() {
             // A deadline that passed is acted on before anything else.
             self.tick(false);
-            self.handle(cmd, rx);
+            self.handle(cmd);
         }
     }
 
@@ -479,10 +496,18 @@ impl Driver {
     }
 
     /// Acts on one command.
-    fn handle(&mut self, cmd: Cmd, rx: &Receiver<Cmd>) {
+    fn handle(&mut self, cmd: Cmd) {
         if self.exited {
-            // Closed: nothing is done any more; whoever waits is told.
+            // Closed: nothing is done any more; whoever waits is told. A close in progress
+            // ends with the server's reply or the connection's end.
+            let cur = self.conn.as_ref().map(|x| x.id);
+            let close_req = self.closing.as_ref().map(|c| c.req);
             match cmd {
+                Cmd::Frame {
+                    conn,
+                    msg: ServerMsg::Reply { req, .. },
+                } if Some(conn) == cur && Some(req) == close_req => self.close_end(),
+                Cmd::Broken { conn } if Some(conn) == cur => self.close_end(),
                 Cmd::Call { reply: Some(r), .. } => {
                     let _ = r.send(Err(Error::Closed));
                 }
@@ -529,39 +554,40 @@ impl Driver {
                     }
                 }
             }
-            Cmd::Close { done } => {
-                self.close(rx);
-                self.exited = true;
-                // Let go of everything the driver holds for the handles, as a driver thread
-                // that ends would: subscriptions end, and handle records are freed.
-                self.subs.clear();
-                self.elections.clear();
-                self.groups.clear();
-                self.locks.clear();
-                self.pending.clear();
-                self.deferred.clear();
-                let _ = done.send(());
-            }
+            Cmd::Close { done } => self.close(done),
         }
     }
 
     fn next_wakeup(&self) -> Option<Instant> {
+        if let Some(c) = &self.closing {
+            return Some(c.until);
+        }
         match (&self.lease, self.reopen_at) {
             (Some(l), _) => l.next_wakeup(),
             (None, r) => r,
         }
     }
 
-    /// Runs the lease (and session reopening) up to now.
     /// Runs the lease (and session reopening) up to now. Only the timer thread passes
     /// `may_dial`; another thread leaves what needs a new connection to it.
     fn tick(&mut self, may_dial: bool) {
+        if self.exited {
+            return;
+        }
         let now = Instant::now();
         if self.lease.is_some() {
             let mut actions = std::mem::take(&mut self.deferred);
             if !actions.is_empty() && !may_dial {
-                // Still waiting for the timer thread; keep them, in order, ahead of new ones.
+                // Still waiting for the timer thread: keep them, in order, ahead of new ones;
+                // but an expiry is acted on now (what was deferred is moot then).
+                if let Some(l) = self.lease.as_mut() {
+                    actions.extend(l.poll(now));
+                }
+                let expired = actions.iter().any(|a| matches!(a, LeaseAction::Expired));
                 self.deferred = actions;
+                if expired {
+                    self.session_over(LostReason::SessionExpired, None);
+                }
                 return;
             }
             if let Some(l) = self.lease.as_mut() {
@@ -1010,6 +1036,10 @@ impl Driver {
                 Ok(_) => {
                     if let Some(l) = self.lease.as_mut() {
                         l.on_ack(req & !HEARTBEAT_BIT, now);
+                        // Published now, not at the timer's next turn: is_held() reads it.
+                        if l.state() != LeaseState::Expired {
+                            self.shared.set_deadline(Some(l.deadline()));
+                        }
                     }
                 }
                 Err(ErrorReply::UnknownSession) => {
@@ -1044,9 +1074,6 @@ impl Driver {
                         }
                     }
                     Ok(Reply::Opened { session, .. }) => {
-                        if let Some(f) = self.first.take() {
-                            let _ = f.send(Ok(()));
-                        }
                         self.session = session;
                         self.shared.session.store(session, Ordering::Release);
                         self.seed = self.seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
@@ -1060,6 +1087,10 @@ impl Driver {
                             session,
                             incarnation: inc,
                         });
+                        // Client::connect returns now: everything above is visible to it.
+                        if let Some(f) = self.first.take() {
+                            let _ = f.send(Ok(()));
+                        }
                         // Observers and group watches carry over to the new session.
                         let names: Vec<String> = self.elections.keys().cloned().collect();
                         for election in names {
@@ -1139,7 +1170,13 @@ impl Driver {
         }
     }
 
-    fn close(&mut self, rx: &Receiver<Cmd>) {
+    /// Starts closing: everything held is reported lost, what waits fails, and the session is
+    /// closed on the server so that its locks go to waiters now, not at expiry. The close
+    /// ends when the server's reply arrives (on whichever thread reads it), the connection
+    /// breaks, or a second has passed (the timer thread); then `done` is told. Not waiting
+    /// here matters: the thread running this may be the reader that would read the reply.
+    fn close(&mut self, done: Sender<()>) {
+        self.exited = true;
         self.set_state(SessionState::Closed);
         self.shared.set_deadline(None);
         self.shared.generation.fetch_add(1, Ordering::AcqRel);
@@ -1153,27 +1190,42 @@ impl Driver {
                 let _ = r.send(Err(Error::Closed));
             }
         }
-        if self.lease.is_some() && self.conn.is_some() {
-            // Close the session on the server so its locks go to waiters now, not at expiry.
+        let had_session = self.lease.take().is_some();
+        self.reopen_at = None;
+        self.deferred.clear();
+        self.dial_wanted = false;
+        if had_session && self.conn.is_some() {
             let req = self.shared.req();
             let s = self.session;
             if self.write(s, req, Request::Close) {
-                let deadline = Instant::now() + Duration::from_secs(1);
-                while let Ok(cmd) = rx.recv_deadline(deadline) {
-                    if let Cmd::Frame {
-                        msg: ServerMsg::Reply { req: r, .. },
-                        ..
-                    } = cmd
-                    {
-                        if r == req {
-                            break;
-                        }
-                    }
-                }
+                self.closing = Some(Closing {
+                    req,
+                    done,
+                    until: Instant::now() + Duration::from_secs(1),
+                });
+                return;
             }
         }
-        self.lease = None;
+        self.closing = Some(Closing {
+            req: 0,
+            done,
+            until: Instant::now(),
+        });
+        self.close_end();
+    }
+
+    /// Ends a close: lets go of the connection and of everything the driver holds for the
+    /// handles (subscriptions end, handle records are freed), and tells whoever waits.
+    fn close_end(&mut self) {
         self.conn = None;
+        self.subs.clear();
+        self.elections.clear();
+        self.groups.clear();
+        self.locks.clear();
+        self.pending.clear();
+        if let Some(c) = self.closing.take() {
+            let _ = c.done.send(());
+        }
     }
 }
 
@@ -1182,7 +1234,13 @@ impl Driver {
 fn timer_loop(core: &Core, nudged: &Receiver<()>) {
     loop {
         let mut d = core.driver.lock();
-        if d.exited {
+        if d.closing
+            .as_ref()
+            .is_some_and(|c| Instant::now() >= c.until)
+        {
+            d.close_end(); // the server did not answer the close in time
+        }
+        if d.exited && d.closing.is_none() {
             return;
         }
         d.tick(true);
@@ -1191,12 +1249,13 @@ fn timer_loop(core: &Core, nudged: &Receiver<()>) {
             // Work a command's tick left for this thread.
             d.tick(true);
         }
-        if d.exited {
+        if d.exited && d.closing.is_none() {
             return;
         }
         let wake = d.next_wakeup();
         d.planned = wake;
         drop(d);
+        fence(Ordering::SeqCst);
         if !core.rx.is_empty() {
             core.poke();
         }

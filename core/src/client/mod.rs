@@ -2,14 +2,17 @@
 //! lost callbacks, reconnection and resending of in-flight requests.
 //!
 //! Threads of a client:
-//! - the *driver* owns the connection's write side, the [`Lease`](crate::lease::Lease) machine
-//!   and the table of held locks; it sends heartbeats, reconnects, and turns replies into
-//!   outcomes. It never runs user code.
-//! - a *reader* per connection turns frames into messages for the driver.
+//! - the *driver* is state, not a thread: the connection's write side, the
+//!   [`Lease`](crate::lease::Lease) machine and the table of held locks, behind one mutex. It
+//!   acts on one queue of commands, run in order by whichever thread finds the mutex free
+//!   (see `driver.rs`); it never runs user code.
+//! - the *timer* thread runs the lease at its deadlines (heartbeats, expiry) and makes every
+//!   connection attempt.
+//! - a *reader* per connection queues the frames it reads and usually completes them itself.
 //! - a dispatcher per subscription runs user callbacks ([`crate::events`]).
 //!
-//! User calls (`lock`, `release`, ...) put a command on the driver's queue and wait for its
-//! answer on a channel of their own. The rules of the lease (heartbeat schedule, deadline,
+//! User calls (`lock`, `release`, ...) queue a command (usually writing the request from
+//! their own thread) and wait for its answer on a channel of their own. The rules of the lease (heartbeat schedule, deadline,
 //! retries) are in [`crate::lease`]; this module only acts on what the lease asks.
 
 mod driver;

@@ -868,6 +868,23 @@ fn cell<T>(r: &Result<T, String>, f: impl Fn(&T) -> String) -> String {
 pub fn main(a: &Args) -> i32 {
     let t_run = Instant::now();
     crate::util::remember_cpus();
+    // The source measured: read now, as run.sh has just built it (edits made while the run
+    // goes on do not count).
+    let source = {
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let repo = repo.display().to_string();
+        let head = sh("git", &["-C", &repo, "rev-parse", "--short", "HEAD"]);
+        let dirty = !sh("git", &["-C", &repo, "status", "--porcelain", "--", "core"]).is_empty();
+        format!(
+            "commit {}{}",
+            if head.is_empty() { "?" } else { &head },
+            if dirty {
+                " with uncommitted changes in core/"
+            } else {
+                ""
+            }
+        )
+    };
     let scale = if a.has("smoke") {
         Scale::Smoke
     } else if a.has("quick") {
@@ -1068,20 +1085,7 @@ pub fn main(a: &Args) -> i32 {
         let _ = writeln!(r, "| {k} | {v} |");
     }
     let _ = writeln!(r, "| load average at end | {load_end} |");
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let repo = repo.display().to_string();
-    let head = sh("git", &["-C", &repo, "rev-parse", "--short", "HEAD"]);
-    let dirty = !sh("git", &["-C", &repo, "status", "--porcelain", "--", "core"]).is_empty();
-    let _ = writeln!(
-        r,
-        "| tenure source | commit {}{} |",
-        if head.is_empty() { "?" } else { &head },
-        if dirty {
-            " with uncommitted changes in core/"
-        } else {
-            ""
-        }
-    );
+    let _ = writeln!(r, "| tenure source | {source} |");
     let _ = writeln!(r, "| tenure server | {} |", ctx.kind_note);
     let etcd_ver = match &etcd_out {
         Some(Ok((_, _, v))) => v.clone(),
