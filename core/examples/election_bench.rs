@@ -86,13 +86,14 @@ fn failover(addr: &str, ttl_ms: u64, trials: usize) -> Vec<Duration> {
     for t in 0..trials {
         // Priorities: the master (3) and two others (2, 1); kill the master.
         let ids = [format!("m{t}"), format!("b{t}"), format!("c{t}")];
-        let mut cands: Vec<Cand> = ids
-            .iter()
-            .zip([3, 2, 1])
-            .map(|(id, p)| spawn(addr, id, p, ttl_ms))
-            .collect();
-        for c in &cands {
-            seen(c, &ids[0], Duration::from_secs(10)).expect("master designated");
+        // The first candidate is master before the others campaign: without preemption,
+        // whoever campaigns first is master, so starting all three at once would race.
+        let mut cands = vec![spawn(addr, &ids[0], 3, ttl_ms)];
+        seen(&cands[0], &ids[0], Duration::from_secs(10)).expect("master designated");
+        cands.push(spawn(addr, &ids[1], 2, ttl_ms));
+        cands.push(spawn(addr, &ids[2], 1, ttl_ms));
+        for c in &cands[1..] {
+            seen(c, &ids[0], Duration::from_secs(10)).expect("master known");
         }
         std::thread::sleep(Duration::from_millis(200));
         let t0 = now_ns();
@@ -117,51 +118,62 @@ fn pct(v: &mut [Duration], p: f64) -> Duration {
     v[((v.len() as f64 - 1.0) * p).round() as usize]
 }
 
+/// Two clients take turns: the master resigns, the other candidate (waiting) becomes master;
+/// the time runs from `resign` to that candidate's client seeing itself master. The one that
+/// resigned then campaigns again and waits. (No preemption: a preempting candidate is
+/// designated only after the old master's TTL, see `crate::election`.)
 fn resign_handover(addr: &str, n: usize) -> Vec<Duration> {
-    let a = Client::connect(ClientConfig::new([addr]).session_ttl(Duration::from_secs(5))).unwrap();
-    let b = Client::connect(ClientConfig::new([addr]).session_ttl(Duration::from_secs(5))).unwrap();
-    let (tx, rx) = mpsc::channel::<(String, Instant)>();
-    let _sub = b
-        .subscribe(move |ev| {
-            if let Event::MasterChanged {
-                master: Some(m), ..
-            } = ev
-            {
-                let _ = tx.send((m.id, Instant::now()));
-            }
+    let connect =
+        || Client::connect(ClientConfig::new([addr]).session_ttl(Duration::from_secs(5))).unwrap();
+    let clients = [connect(), connect()];
+    let (tx, rx) = mpsc::channel::<(usize, String, Instant)>();
+    let _subs: Vec<_> = clients
+        .iter()
+        .enumerate()
+        .map(|(k, c)| {
+            let tx = tx.clone();
+            c.subscribe(move |ev| {
+                if let Event::MasterChanged {
+                    master: Some(m), ..
+                } = ev
+                {
+                    let _ = tx.send((k, m.id, Instant::now()));
+                }
+            })
+            .unwrap()
         })
+        .collect();
+    // Waits until client `k` sees `id` as master; returns when.
+    let until_master = |k: usize, id: &str| loop {
+        let (who, m, at) = rx.recv_timeout(Duration::from_secs(5)).expect("a master");
+        if who == k && m == id {
+            return at;
+        }
+    };
+    let mut master = clients[0]
+        .campaign("handover", Candidacy::new("c0-0", 1))
         .unwrap();
-    let eb = b.campaign("handover", Candidacy::new("b", 1)).unwrap();
+    until_master(0, "c0-0");
+    let (mut m, mut w) = (0usize, 1usize);
+    let mut waiting = clients[w]
+        .campaign("handover", Candidacy::new(format!("c{w}-0"), 1))
+        .unwrap();
     let mut out = vec![];
-    for i in 0..n {
-        let ea = a
-            .campaign(
-                "handover",
-                Candidacy {
-                    preempt: true,
-                    ..Candidacy::new(format!("a{i}"), 2)
-                },
-            )
-            .unwrap();
-        // Wait until a is master (b saw it).
-        let want = format!("a{i}");
-        loop {
-            let (id, _) = rx.recv_timeout(Duration::from_secs(5)).expect("a master");
-            if id == want {
-                break;
-            }
-        }
+    for i in 1..=n {
+        let next = format!("c{w}-{}", i - 1);
         let t0 = Instant::now();
-        ea.resign().unwrap();
-        loop {
-            let (id, at) = rx.recv_timeout(Duration::from_secs(5)).expect("b master");
-            if id == "b" {
-                out.push(at - t0);
-                break;
-            }
-        }
+        master.resign().unwrap();
+        out.push(until_master(w, &next) - t0);
+        // The one that resigned waits behind the new master.
+        std::mem::swap(&mut m, &mut w);
+        master = waiting;
+        waiting = clients[w]
+            .campaign("handover", Candidacy::new(format!("c{w}-{i}"), 1))
+            .unwrap();
     }
-    drop(eb);
+    let _ = m;
+    drop(waiting);
+    drop(master);
     out
 }
 
