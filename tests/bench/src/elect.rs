@@ -249,7 +249,8 @@ pub fn report(f: &ElectOut, r: &mut String, targets: &mut Vec<(String, String, b
     let _ = writeln!(r, "\n## Master `kill -9` → every candidate told\n");
     let _ = writeln!(
         r,
-        "Three candidate processes per trial: the first becomes master, the other two \
+        "Three candidate processes per trial (tenure: `tenure::Client::campaign`, what \
+         `tenure elect` runs; etcd: the v3election API): the first becomes master, the other two \
          (tenure: priorities 2 and 1; etcd: later campaigns) wait and watch (tenure: the \
          `master_changed` event; etcd: an `Observe` stream, and the new leader's `Campaign` \
          returning). Each holds a session (tenure, server durability fsync) or a lease (etcd) \
