@@ -588,6 +588,24 @@ enum tenure_status tenure_client_builder_set_client_name(struct tenure_client_bu
                                                          const char *name);
 
 /**
+ * Delivers every event of the client to `on_event`, from the first `TENURE_EVENT_TYPE_CONNECTED`
+ * on (a subscription made with `tenure_client_subscribe` after `tenure_client_connect`
+ * returns cannot see that first event). Same events, order and thread rules as
+ * `tenure_client_subscribe`. The builder owns the callback; the client takes it over on
+ * connect, and its `drop` runs once: when the builder is freed unconsumed, when a later call
+ * replaces it, when `tenure_client_connect` fails, or after the client is closed.
+ *
+ * Errors: `TENURE_STATUS_NULL_ARGUMENT` (`on_event.call` is NULL; its `drop` has run),
+ * `TENURE_STATUS_INVALID_HANDLE`. Threads: any, one at a time per builder.
+ *
+ * # Safety
+ *
+ * `on_event` must follow the rules of `tenure_callback` in this header.
+ */
+enum tenure_status tenure_client_builder_set_on_event(struct tenure_client_builder *builder,
+                                                      struct tenure_callback on_event);
+
+/**
  * Frees a client builder that was not passed to `tenure_client_connect`. NULL, and a builder
  * freed or consumed already, are ignored (the latter records a last error). Threads: any.
  *

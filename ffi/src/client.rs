@@ -319,6 +319,49 @@ pub unsafe extern "C" fn tenure_client_builder_set_client_name(
     })
 }
 
+/// Delivers every event of the client to `on_event`, from the first `TENURE_EVENT_TYPE_CONNECTED`
+/// on (a subscription made with `tenure_client_subscribe` after `tenure_client_connect`
+/// returns cannot see that first event). Same events, order and thread rules as
+/// `tenure_client_subscribe`. The builder owns the callback; the client takes it over on
+/// connect, and its `drop` runs once: when the builder is freed unconsumed, when a later call
+/// replaces it, when `tenure_client_connect` fails, or after the client is closed.
+///
+/// Errors: `TENURE_STATUS_NULL_ARGUMENT` (`on_event.call` is NULL; its `drop` has run),
+/// `TENURE_STATUS_INVALID_HANDLE`. Threads: any, one at a time per builder.
+///
+/// # Safety
+///
+/// `on_event` must follow the rules of `tenure_callback` in this header.
+#[no_mangle]
+pub unsafe extern "C" fn tenure_client_builder_set_on_event(
+    builder: *mut tenure_client_builder,
+    on_event: tenure_callback,
+) -> tenure_status {
+    status(|| {
+        let cb = OwnedCallback::new(on_event);
+        // Take the configuration out, so that a callback it held is dropped (running the
+        // user's `drop`) outside the handle's lock.
+        let cfg = builder_with(builder, |c| {
+            Ok(std::mem::replace(
+                c,
+                tenure::ClientConfig::new(Vec::<String>::new()),
+            ))
+        })?;
+        let (cfg, result) = match cb.into_rust() {
+            Some(f) => (cfg.on_event(f), Ok(())),
+            None => (
+                cfg,
+                Err(fail(tenure_status::NullArgument, "on_event.call is NULL")),
+            ),
+        };
+        builder_with(builder, |c| {
+            *c = cfg;
+            Ok(())
+        })?;
+        result
+    })
+}
+
 /// Frees a client builder that was not passed to `tenure_client_connect`. NULL, and a builder
 /// freed or consumed already, are ignored (the latter records a last error). Threads: any.
 ///

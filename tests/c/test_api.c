@@ -506,6 +506,56 @@ static int test_revoke_reports_the_lock_lost_as_released(void) {
     return 0;
 }
 
+/* A callback given to the builder sees the first connected event; it is dropped exactly once
+ * whether it is replaced, refused, carried by the client, or left in an unused builder. */
+static int test_on_event_from_the_builder_sees_the_first_connected(void) {
+    tenure_server *srv = NULL;
+    tenure_client_builder *b = NULL, *unused_b = NULL;
+    tenure_client *c = NULL;
+    char addr[64];
+    int first = -1;
+    recorder r, replaced, refused, unused;
+    rec_init(&r);
+    rec_init(&replaced);
+    rec_init(&refused);
+    rec_init(&unused);
+    CHECK_OK(start_server(&srv, addr, sizeof addr));
+    CHECK_OK(tenure_client_builder_new(&b));
+    CHECK_OK(tenure_client_builder_add_endpoint(b, addr));
+    CHECK_OK(tenure_client_builder_set_on_event(b, rec_cb(&replaced)));
+    CHECK(rec_drops(&replaced) == 0);
+    CHECK_OK(tenure_client_builder_set_on_event(b, rec_cb(&r)));
+    CHECK(rec_drops(&replaced) == 1 && rec_calls(&replaced) == 0);
+    /* No `call`: refused, its drop runs, and the callback set before stays. */
+    CHECK_ST(tenure_client_builder_set_on_event(b, make_cb(NULL, rec_drop, &refused)),
+             TENURE_STATUS_NULL_ARGUMENT);
+    CHECK(rec_drops(&refused) == 1);
+    CHECK_ST(tenure_client_builder_set_on_event(NULL, rec_cb(&unused)), TENURE_STATUS_NULL_ARGUMENT);
+    CHECK(rec_drops(&unused) == 1);
+    CHECK_OK(tenure_client_connect(b, &c));
+    CHECK(wait_calls(&r, 1, 5000));
+    pthread_mutex_lock(&r.mu);
+    first = r.kinds[0];
+    pthread_mutex_unlock(&r.mu);
+    CHECK(first == TENURE_EVENT_TYPE_CONNECTED);
+    CHECK(rec_drops(&r) == 0);
+    tenure_client_free(c);
+    CHECK(wait_drops(&r, 1, 5000));
+    /* A builder freed unconsumed drops its callback. */
+    CHECK_OK(tenure_client_builder_new(&unused_b));
+    CHECK_OK(tenure_client_builder_set_on_event(unused_b, rec_cb(&unused)));
+    tenure_client_builder_free(unused_b);
+    CHECK(rec_drops(&unused) == 2 && rec_calls(&unused) == 0);
+    sleep_ms(50);
+    CHECK(rec_drops(&r) == 1 && rec_drops(&replaced) == 1 && rec_drops(&refused) == 1);
+    tenure_server_free(srv);
+    rec_destroy(&r);
+    rec_destroy(&replaced);
+    rec_destroy(&refused);
+    rec_destroy(&unused);
+    return 0;
+}
+
 /* ---- elections ----------------------------------------------------------------------- */
 
 static int test_master_change_callbacks_on_candidates_and_an_observer(void) {
@@ -1165,6 +1215,8 @@ int main(int argc, char **argv) {
         {"lock_contention_between_two_clients", test_lock_contention_between_two_clients},
         {"lost_callback_before_the_next_grant", test_lost_callback_before_the_next_grant},
         {"revoke_reports_the_lock_lost_as_released", test_revoke_reports_the_lock_lost_as_released},
+        {"on_event_from_the_builder_sees_the_first_connected",
+         test_on_event_from_the_builder_sees_the_first_connected},
         {"master_change_callbacks_on_candidates_and_an_observer",
          test_master_change_callbacks_on_candidates_and_an_observer},
         {"drop_runs_exactly_once", test_drop_runs_exactly_once},
