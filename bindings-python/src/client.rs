@@ -81,6 +81,44 @@ impl ClientShared {
     }
 }
 
+/// A client's `on_event` given at construction: its dispatcher and registration, made before
+/// the core client so that the callback sees the session's first `connected` event.
+struct EarlyEvents {
+    dispatcher: Arc<Dispatcher>,
+    reg: Arc<Registration>,
+}
+
+impl EarlyEvents {
+    /// Registers `on_event` (when given) and hands it to the core's configuration.
+    fn prepare(
+        on_event: Option<Bound<'_, PyAny>>,
+        cfg: tenure::ClientConfig,
+    ) -> PyResult<(tenure::ClientConfig, Option<EarlyEvents>)> {
+        let Some(cb) = on_event else {
+            return Ok((cfg, None));
+        };
+        let cb = util::required_callback("on_event", cb)?;
+        let dispatcher = Dispatcher::start("client")
+            .map_err(|e| PyRuntimeError::new_err(format!("cannot start a dispatcher: {e}")))?;
+        let (reg, forward) = dispatcher.register(cb, "on_event");
+        Ok((cfg.on_event(forward), Some(EarlyEvents { dispatcher, reg })))
+    }
+
+    /// The shared record of a connected client, delivering to the early callback until the
+    /// client is closed.
+    fn attach(early: Option<EarlyEvents>, client: tenure::Client) -> Arc<ClientShared> {
+        let shared = ClientShared::new(client);
+        if let Some(e) = early {
+            *shared.dispatcher.lock() = Some(e.dispatcher);
+            shared.subs.lock().push(Arc::new(SubInner {
+                reg: e.reg,
+                core: Mutex::new(None),
+            }));
+        }
+        shared
+    }
+}
+
 impl Drop for ClientShared {
     fn drop(&mut self) {
         // SAFETY: `client` is not used after this; the field is never dropped otherwise.
@@ -193,7 +231,9 @@ impl Subscription {
 /// A connection to the tenure service with one session, kept alive by heartbeats on a
 /// library thread. `Client(endpoints, session_ttl=10.0)` connects (blocking; Ctrl-C aborts
 /// it). Use it as a context manager, or call `close()`: the session ends and every lock it
-/// holds is released (reported lost with reason "client_closed").
+/// holds is released (reported lost with reason "client_closed"). `on_event=callback` gets
+/// every event of the client from the session's first `connected` on (`client.on_event(...)`,
+/// called after the constructor returns, cannot see that first one), until the client closes.
 #[pyclass(frozen, module = "tenure", name = "Client")]
 pub(crate) struct Client {
     shared: Arc<ClientShared>,
@@ -404,7 +444,7 @@ impl Client {
     #[new]
     #[pyo3(signature = (endpoints, session_ttl=10.0, *, connect_timeout=1.0, reopen=true,
                         name=None, drift_ratio=0.01, safety_margin=0.0,
-                        retry="inverse_exponential"))]
+                        retry="inverse_exponential", on_event=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -416,6 +456,7 @@ impl Client {
         drift_ratio: f64,
         safety_margin: f64,
         retry: &str,
+        on_event: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         let Config { cfg } = config(
             py,
@@ -428,9 +469,10 @@ impl Client {
             safety_margin,
             retry,
         )?;
+        let (cfg, early) = EarlyEvents::prepare(on_event.filter(|c| !c.is_none()), cfg)?;
         let c = pending::run(py, "connect", move || tenure::Client::connect(cfg))?.py_err(py)?;
         Ok(Client {
-            shared: ClientShared::new(c),
+            shared: EarlyEvents::attach(early, c),
         })
     }
 
@@ -438,7 +480,7 @@ impl Client {
     #[staticmethod]
     #[pyo3(signature = (endpoints, session_ttl=10.0, *, connect_timeout=1.0, reopen=true,
                         name=None, drift_ratio=0.01, safety_margin=0.0,
-                        retry="inverse_exponential"))]
+                        retry="inverse_exponential", on_event=None))]
     #[allow(clippy::too_many_arguments)]
     fn connect_async(
         py: Python<'_>,
@@ -450,6 +492,7 @@ impl Client {
         drift_ratio: f64,
         safety_margin: f64,
         retry: &str,
+        on_event: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
         let Config { cfg } = config(
             py,
@@ -462,16 +505,17 @@ impl Client {
             safety_margin,
             retry,
         )?;
+        let (cfg, early) = EarlyEvents::prepare(on_event.filter(|c| !c.is_none()), cfg)?;
         pending::awaitable(
             py,
             "connect",
             move || tenure::Client::connect(cfg),
-            |py, r| {
+            move |py, r| {
                 let c = r.py_err(py)?;
                 Ok(Py::new(
                     py,
                     Client {
-                        shared: ClientShared::new(c),
+                        shared: EarlyEvents::attach(early, c),
                     },
                 )?
                 .into_any())

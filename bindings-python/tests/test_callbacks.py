@@ -152,3 +152,44 @@ def test_events_have_the_fields_of_their_kind(connect):
     assert lost_ev.reason == "released" and lost_ev.fencing_token == lock.fencing_token
     assert lost_ev.master is None and lost_ev.election is None and lost_ev.peer is None
     assert "lock_lost" in repr(lost_ev) and "released" in repr(lost_ev)
+
+
+def test_on_event_given_to_the_constructor_sees_the_first_connected(connect, server):
+    kinds = []
+    c = connect(on_event=lambda ev: kinds.append(ev.kind))
+    wait_until(lambda: kinds, 5.0, "the first event")
+    assert kinds[0] == "connected"
+    c.lock("early", timeout=1.0).release()
+    wait_until(lambda: "lock_acquired" in kinds, 5.0, "later events too")
+    c.close()
+    n = len(kinds)
+    time.sleep(0.05)
+    assert len(kinds) == n, "no event after close"
+
+
+def test_on_event_given_to_connect_async_sees_the_first_connected(server):
+    import asyncio
+
+    import tenure
+
+    kinds = []
+
+    async def main():
+        c = await tenure.Client.connect_async(
+            [server.address], 2.0, on_event=lambda ev: kinds.append(ev.kind)
+        )
+        try:
+            await asyncio.sleep(0)
+            wait_until(lambda: kinds, 5.0, "the first event")
+        finally:
+            c.close()
+
+    asyncio.run(main())
+    assert kinds[0] == "connected"
+
+
+def test_on_event_must_be_callable(connect):
+    import pytest
+
+    with pytest.raises(TypeError):
+        connect(on_event=42)

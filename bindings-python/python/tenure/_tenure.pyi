@@ -215,6 +215,7 @@ class Client:
         drift_ratio: float = 0.01,
         safety_margin: float = 0.0,
         retry: RetryPolicy = "inverse_exponential",
+        on_event: Optional[EventCallback] = None,
     ) -> "Client": ...
     @staticmethod
     def connect_async(
@@ -227,6 +228,7 @@ class Client:
         drift_ratio: float = 0.01,
         safety_margin: float = 0.0,
         retry: RetryPolicy = "inverse_exponential",
+        on_event: Optional[EventCallback] = None,
     ) -> Op["Client"]: ...
     @property
     def session_id(self) -> int: ...
