@@ -28,7 +28,7 @@ use crate::proto::{
     ServerMsg, SessionId, ViewInfo,
 };
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
-use parking_lot::Mutex;
+use parking_lot::{Mutex, MutexGuard};
 use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
@@ -123,15 +123,8 @@ impl Core {
         // The hand-off is "queue, then try the mutex" against "unlock, then look at the
         // queue": each side must see the other's first step, which needs full fences.
         fence(Ordering::SeqCst);
-        while let Some(mut d) = self.driver.try_lock() {
-            d.drain(&self.rx);
-            let nudge = d.wants_timer();
-            drop(d);
-            if nudge {
-                let _ = self.nudge.try_send(());
-            }
-            fence(Ordering::SeqCst);
-            if self.rx.is_empty() {
+        while let Some(d) = self.driver.try_lock() {
+            if !self.let_go(d) {
                 return;
             }
         }
@@ -141,6 +134,15 @@ impl Core {
     fn with<T>(&self, f: impl FnOnce(&mut Driver) -> T) -> T {
         let mut d = self.driver.lock();
         let out = f(&mut d);
+        if self.let_go(d) {
+            self.poke();
+        }
+        out
+    }
+
+    /// Runs what is queued, lets go of the driver, nudges the timer thread when its wake-up
+    /// moved earlier, and says whether commands were queued meanwhile (someone must run them).
+    fn let_go(&self, mut d: MutexGuard<'_, Driver>) -> bool {
         d.drain(&self.rx);
         let nudge = d.wants_timer();
         drop(d);
@@ -148,10 +150,7 @@ impl Core {
             let _ = self.nudge.try_send(());
         }
         fence(Ordering::SeqCst);
-        if !self.rx.is_empty() {
-            self.poke();
-        }
-        out
+        !self.rx.is_empty()
     }
 }
 
@@ -1254,9 +1253,7 @@ fn timer_loop(core: &Core, nudged: &Receiver<()>) {
         }
         let wake = d.next_wakeup();
         d.planned = wake;
-        drop(d);
-        fence(Ordering::SeqCst);
-        if !core.rx.is_empty() {
+        if core.let_go(d) {
             core.poke();
         }
         let r = match wake {

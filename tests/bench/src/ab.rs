@@ -280,7 +280,8 @@ fn measure(
     }
 }
 
-fn median_f(mut v: Vec<f64>) -> Option<f64> {
+/// The median of `v` (the lower of the two middle values), `None` when empty.
+pub(crate) fn median_f(mut v: Vec<f64>) -> Option<f64> {
     if v.is_empty() {
         return None;
     }

@@ -15,13 +15,13 @@
 //! [`crate::etcd::lease_ttl`]) and campaigns with it; the next leader is the oldest
 //! remaining campaign once the master's lease expires and its key is deleted.
 
-use crate::bench::{yes, Ctx};
+use crate::bench::Ctx;
 use crate::child::Child;
-use crate::util::{fmt_ns, mono_ns, say, Args, Scale};
+use crate::util::{mono_ns, say, Args};
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 use tenure::client::Candidacy;
-use tenure::{Client, ClientConfig, Durability, Event};
+use tenure::{Client, ClientConfig, Event};
 
 /// Worker `tenure-cand`: `--addr --name --id --prio --ttl-ms`. Campaigns and prints `master
 /// ID EPOCH NS` for its view of the master after campaigning and at every change.
@@ -186,62 +186,17 @@ fn trial(sys: usize, end: &str, ttl_ms: u64, name: &str) -> Trial {
 
 /// Results: per system (0 = tenure, 1 = etcd) and TTL (ms), the trials.
 pub struct ElectOut {
-    pub rows: Vec<(usize, u64, Vec<Trial>)>,
+    pub rows: crate::failover::Rows<(u64, String)>,
     pub etcd_error: Option<String>,
-}
-
-fn plan(q: Scale) -> Vec<(u64, usize)> {
-    q.pick(
-        vec![(2000, 5), (10_000, 3)],
-        vec![(2000, 3), (10_000, 1)],
-        vec![(2000, 1)],
-    )
 }
 
 /// Runs the trials: tenure (durability fsync) and etcd, alternately, at every TTL.
 pub fn run(ctx: &mut Ctx, with_etcd: bool) -> ElectOut {
-    let mut out = ElectOut {
-        rows: vec![],
-        etcd_error: None,
-    };
-    let srv = ctx.start_server(Durability::Fsync);
-    let dir = ctx.dir("elect-etcd");
-    let et = if with_etcd {
-        crate::etcd::start(&dir)
-            .map_err(|e| out.etcd_error = Some(e))
-            .ok()
-    } else {
-        None
-    };
-    for (ttl, n) in plan(ctx.opts.quick) {
-        let mut res: [Vec<Trial>; 2] = [vec![], vec![]];
-        for i in 0..n {
-            for (sys, r) in res.iter_mut().enumerate() {
-                let end = match (sys, &srv, &et) {
-                    (0, Ok(s), _) => s.addr.clone(),
-                    (0, Err(e), _) => {
-                        r.push(Err(format!("server did not start: {e}")));
-                        continue;
-                    }
-                    (_, _, Some(e)) => e.endpoint.clone(),
-                    _ => continue,
-                };
-                eprintln!(
-                    "[elections] TTL {} s, trial {}/{n}: {}",
-                    ttl / 1000,
-                    i + 1,
-                    ["tenure", "etcd"][sys]
-                );
-                r.push(trial(sys, &end, ttl, &format!("el-{ttl}-{i}")));
-            }
-        }
-        let [t, e] = res;
-        out.rows.push((0, ttl, t));
-        if !e.is_empty() {
-            out.rows.push((1, ttl, e));
-        }
-    }
-    out
+    let (rows, etcd_error) =
+        crate::failover::alternate(ctx, with_etcd, "elections", |sys, end, ttl, i| {
+            trial(sys, end, ttl, &format!("el-{ttl}-{i}"))
+        });
+    ElectOut { rows, etcd_error }
 }
 
 /// The report section; appends the targets.
@@ -278,34 +233,12 @@ pub fn report(f: &ElectOut, r: &mut String, targets: &mut Vec<(String, String, b
         uniq.sort_unstable();
         uniq.dedup();
         let name = ["tenure (fsync)", "etcd"][*sys];
-        let ttl_ns = ttl * 1_000_000;
-        let cells = if v.is_empty() {
-            "— | — | — | —".to_string()
-        } else {
-            let max = *v.last().unwrap();
-            format!(
-                "{} | {} | {} | {}",
-                fmt_ns(v[0]),
-                fmt_ns(v[(v.len() - 1) / 2]),
-                fmt_ns(max),
-                crate::util::fmt_ns_signed(max as i64 - ttl_ns as i64)
-            )
-        };
-        let all_ok = !res.is_empty() && v.len() == res.len();
-        let (tgt, verdict) = if *sys == 0 {
-            let met = all_ok && v.iter().all(|x| *x <= ttl_ns + 50_000_000);
-            targets.push((
-                format!(
-                    "kill -9: master → every candidate told ≤ TTL + 50 ms, TTL {} s",
-                    ttl / 1000
-                ),
-                v.last().map_or("failed".into(), |m| fmt_ns(*m)),
-                met,
-            ));
-            (format!("≤ {}", fmt_ns(ttl_ns + 50_000_000)), yes(met))
-        } else {
-            ("—".into(), "")
-        };
+        let label = format!(
+            "kill -9: master → every candidate told ≤ TTL + 50 ms, TTL {} s",
+            ttl / 1000
+        );
+        let (cells, tgt, verdict) =
+            crate::failover::ttl_cells(*sys, *ttl, &v, res.len(), label, targets);
         let _ = writeln!(
             r,
             "| {name} | {} s | {} / {} | {cells} | {} | {tgt} | {verdict} |",

@@ -70,17 +70,15 @@ pub fn etcd_worker(a: &Args, holder: bool) {
     });
 }
 
-/// One result per trial: ns from the kill to the grant.
-pub type Trials = Vec<Result<u64, String>>;
-
-/// Results: per system (0 = tenure, 1 = etcd) and TTL (ms), the trials.
+/// Results: per system (0 = tenure, 1 = etcd) and TTL (ms), the trials (ns from the kill to
+/// the grant).
 pub struct FailOut {
-    pub rows: Vec<(usize, u64, Trials)>,
+    pub rows: Rows<u64>,
     pub etcd_error: Option<String>,
 }
 
 /// Trials per TTL for a scale (the smoke run only does TTL 2 s, once).
-fn plan(q: Scale) -> Vec<(u64, usize)> {
+pub(crate) fn plan(q: Scale) -> Vec<(u64, usize)> {
     match q {
         Scale::Full => vec![(2000, 5), (10_000, 3)],
         Scale::Quick => vec![(2000, 3), (10_000, 1)],
@@ -130,55 +128,101 @@ fn trial(sys: usize, end: &str, ttl_ms: u64, name: &str) -> Result<u64, String> 
         .ok_or_else(|| "granted before the holder was killed".to_string())
 }
 
-/// Runs the trials: tenure (durability fsync) and etcd, alternately, every TTL.
-pub fn run(ctx: &mut Ctx, with_etcd: bool) -> FailOut {
-    let mut out = FailOut {
-        rows: vec![],
-        etcd_error: None,
-    };
-    let q = ctx.opts.quick;
+/// Rows of `kill -9` trials: per system (0 = tenure, 1 = etcd) and TTL (ms), the trials.
+pub(crate) type Rows<T> = Vec<(usize, u64, Vec<Result<T, String>>)>;
+
+/// Runs `trial(system, endpoint, ttl_ms, i)` against a tenure server (durability fsync) and
+/// etcd (when `with_etcd`), alternately, for every TTL of [`plan`]. Returns the rows and why
+/// etcd did not start, if it did not. `tag` names the phase in progress lines.
+pub(crate) fn alternate<T>(
+    ctx: &mut Ctx,
+    with_etcd: bool,
+    tag: &str,
+    trial: impl Fn(usize, &str, u64, usize) -> Result<T, String>,
+) -> (Rows<T>, Option<String>) {
+    let mut rows = vec![];
+    let mut etcd_error = None;
     let srv = ctx.start_server(Durability::Fsync);
-    let dir = ctx.dir("failover-etcd");
+    let dir = ctx.dir(&format!("{tag}-etcd"));
     let et = if with_etcd {
-        match crate::etcd::start(&dir) {
-            Ok(e) => Some(e),
-            Err(e) => {
-                out.etcd_error = Some(e);
-                None
-            }
-        }
+        crate::etcd::start(&dir)
+            .map_err(|e| etcd_error = Some(e))
+            .ok()
     } else {
         None
     };
-    for (ttl, n) in plan(q) {
-        let mut res: [Trials; 2] = [vec![], vec![]];
+    for (ttl, n) in plan(ctx.opts.quick) {
+        let mut res: [Vec<Result<T, String>>; 2] = [vec![], vec![]];
         for i in 0..n {
-            for sys in 0..2 {
+            for (sys, r) in res.iter_mut().enumerate() {
                 let end = match (sys, &srv, &et) {
                     (0, Ok(s), _) => s.addr.clone(),
                     (0, Err(e), _) => {
-                        res[0].push(Err(format!("server did not start: {e}")));
+                        r.push(Err(format!("server did not start: {e}")));
                         continue;
                     }
                     (_, _, Some(e)) => e.endpoint.clone(),
                     _ => continue,
                 };
                 eprintln!(
-                    "[failover] TTL {} s, trial {}/{n}: {}",
+                    "[{tag}] TTL {} s, trial {}/{n}: {}",
                     ttl / 1000,
                     i + 1,
                     ["tenure", "etcd"][sys]
                 );
-                res[sys].push(trial(sys, &end, ttl, &format!("ko/{ttl}/{i}")));
+                r.push(trial(sys, &end, ttl, i));
             }
         }
         let [t, e] = res;
-        out.rows.push((0, ttl, t));
+        rows.push((0, ttl, t));
         if !e.is_empty() {
-            out.rows.push((1, ttl, e));
+            rows.push((1, ttl, e));
         }
     }
-    out
+    (rows, etcd_error)
+}
+
+/// Runs the trials: tenure (durability fsync) and etcd, alternately, every TTL.
+pub fn run(ctx: &mut Ctx, with_etcd: bool) -> FailOut {
+    let (rows, etcd_error) = alternate(ctx, with_etcd, "failover", |sys, end, ttl, i| {
+        trial(sys, end, ttl, &format!("ko/{ttl}/{i}"))
+    });
+    FailOut { rows, etcd_error }
+}
+
+/// The cells `min | median | max | max − TTL` of a row of trial times (`v` sorted, in ns),
+/// and for tenure (`sys` 0) its target cell and verdict, the target ≤ TTL + 50 ms on every
+/// one of `trials` trials being pushed to `targets` as `label`.
+pub(crate) fn ttl_cells(
+    sys: usize,
+    ttl_ms: u64,
+    v: &[u64],
+    trials: usize,
+    label: String,
+    targets: &mut Vec<(String, String, bool)>,
+) -> (String, String, &'static str) {
+    let ttl_ns = ttl_ms * 1_000_000;
+    let cells = match v.last() {
+        None => "— | — | — | —".to_string(),
+        Some(&max) => format!(
+            "{} | {} | {} | {}",
+            fmt_ns(v[0]),
+            fmt_ns(v[(v.len() - 1) / 2]),
+            fmt_ns(max),
+            crate::util::fmt_ns_signed(max as i64 - ttl_ns as i64)
+        ),
+    };
+    if sys != 0 {
+        return (cells, "—".into(), "");
+    }
+    let all_ok = trials > 0 && v.len() == trials;
+    let met = all_ok && v.iter().all(|x| *x <= ttl_ns + 50_000_000);
+    targets.push((label, v.last().map_or("failed".into(), |m| fmt_ns(*m)), met));
+    (
+        cells,
+        format!("≤ {}", fmt_ns(ttl_ns + 50_000_000)),
+        yes(met),
+    )
 }
 
 /// The report section; appends the targets.
@@ -204,34 +248,11 @@ pub fn report(f: &FailOut, r: &mut String, targets: &mut Vec<(String, String, bo
             .collect();
         v.sort_unstable();
         let name = ["tenure (fsync)", "etcd"][*sys];
-        let ttl_ns = ttl * 1_000_000;
-        let cells = if v.is_empty() {
-            "— | — | — | —".to_string()
-        } else {
-            let max = *v.last().unwrap();
-            format!(
-                "{} | {} | {} | {}",
-                fmt_ns(v[0]),
-                fmt_ns(v[(v.len() - 1) / 2]),
-                fmt_ns(max),
-                crate::util::fmt_ns_signed(max as i64 - ttl_ns as i64)
-            )
-        };
-        let all_ok = !res.is_empty() && v.len() == res.len();
-        let (tgt, verdict) = if *sys == 0 {
-            let met = all_ok && v.iter().all(|x| *x <= ttl_ns + 50_000_000);
-            targets.push((
-                format!(
-                    "kill -9: holder → next holder ≤ TTL + 50 ms, every trial, TTL {} s",
-                    ttl / 1000
-                ),
-                v.last().map_or("failed".into(), |m| fmt_ns(*m)),
-                met,
-            ));
-            (format!("≤ {}", fmt_ns(ttl_ns + 50_000_000)), yes(met))
-        } else {
-            ("—".into(), "")
-        };
+        let label = format!(
+            "kill -9: holder → next holder ≤ TTL + 50 ms, every trial, TTL {} s",
+            ttl / 1000
+        );
+        let (cells, tgt, verdict) = ttl_cells(*sys, *ttl, &v, res.len(), label, targets);
         let _ = writeln!(
             r,
             "| {name} | {} s | {} / {} | {cells} | {tgt} | {verdict} |",

@@ -20,6 +20,7 @@
 //! while the other system is measured; a reply saying a session or lease is unknown is
 //! counted and makes the round fail.
 
+use crate::ab::median_f;
 use crate::bench::Ctx;
 use crate::child::{taskset_pid, Child};
 use crate::util::{mono_ns, proc_cpu, proc_rss, say, Args, Scale};
@@ -593,14 +594,6 @@ pub fn run(ctx: &mut Ctx, with_etcd: bool) -> KaOut {
     out
 }
 
-fn median(mut v: Vec<f64>) -> Option<f64> {
-    if v.is_empty() {
-        return None;
-    }
-    v.sort_by(|a, b| a.total_cmp(b));
-    Some(v[(v.len() - 1) / 2])
-}
-
 /// Medians over a condition's good rounds: (rate, server cpu, gen cpu, good, total).
 fn med(side: &Side, cond: usize) -> Option<(f64, f64, f64, usize, usize)> {
     let ok: Vec<&Round> = side.rounds[cond]
@@ -608,9 +601,9 @@ fn med(side: &Side, cond: usize) -> Option<(f64, f64, f64, usize, usize)> {
         .filter_map(|r| r.as_ref().ok())
         .collect();
     Some((
-        median(ok.iter().map(|r| r.rate).collect())?,
-        median(ok.iter().map(|r| r.server_cpu).collect())?,
-        median(ok.iter().map(|r| r.gen_cpu).collect())?,
+        median_f(ok.iter().map(|r| r.rate).collect())?,
+        median_f(ok.iter().map(|r| r.server_cpu).collect())?,
+        median_f(ok.iter().map(|r| r.gen_cpu).collect())?,
         ok.len(),
         side.rounds[cond].len(),
     ))
