@@ -532,9 +532,11 @@ enum tenure_status tenure_client_builder_set_connect_timeout_ms(struct tenure_cl
                                                                 uint64_t timeout_ms);
 
 /**
- * Sets the safety margin taken off the client's lease deadline, in milliseconds (default
- * 0): locks are reported lost that much earlier. It must stay under half the TTL (checked
- * by `tenure_client_connect`).
+ * Sets the safety margin taken off the client's lease deadline besides the drift allowance,
+ * in milliseconds (default: 50 ms, at most a tenth of the TTL): locks are reported lost that
+ * much earlier, which leaves the lost callback time to run before the server can grant the
+ * lock to another client on a loaded machine. It must stay under half the TTL (checked by
+ * `tenure_client_connect`).
  *
  * Errors: `TENURE_STATUS_INVALID_HANDLE`. Threads: any, one at a time per builder.
  *

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Sets up and runs every test of tenure. This is the README's second command; .ci/run calls it.
 #
-# Today: Rust (format, lints, unit tests against a manual clock, the deterministic simulation,
-# in-process end-to-end tests and multi-process CLI tests). The C, Python and Node suites join
-# here as their packages land.
+# Rust (format, lints, the demo five times, unit tests against a manual clock, the
+# deterministic simulation, in-process end-to-end tests and multi-process CLI tests), then
+# Python, C, Node and the benchmark harness's smoke run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,6 +30,36 @@ fi
 
 step "cargo build --release (the tenure command)"
 cargo build --release
+
+# ---- The demo (the README's first command) ------------------------------------------------
+# Five runs of `tenure demo`: each must exit 0 (it exits 70 when a holder is told after the
+# next grant, or a scenario goes wrong) and leave no data directory behind.
+step "demo: tenure demo, 5 runs"
+demo_passed=0
+demo_failed=0
+demo_tmp="$PWD/target/demo-tmp"
+rm -rf "$demo_tmp"
+mkdir -p "$demo_tmp"
+for i in 1 2 3 4 5; do
+  if TMPDIR="$demo_tmp" timeout 120 target/release/tenure demo > "target/demo-$i.txt" 2>&1; then
+    if [ -z "$(ls -A "$demo_tmp")" ]; then
+      demo_passed=$((demo_passed + 1))
+    else
+      echo "demo run $i left a data directory behind" >&2
+      demo_failed=$((demo_failed + 1))
+    fi
+  else
+    echo "demo run $i failed; its output:" >&2
+    cat "target/demo-$i.txt" >&2
+    demo_failed=$((demo_failed + 1))
+  fi
+done
+grep -h "told .* erin was granted" target/demo-*.txt || true
+echo "demo: ${demo_passed} passed, ${demo_failed} failed"
+if [ "$demo_failed" -ne 0 ]; then
+  exit 1
+fi
+# ---- end of the demo --------------------------------------------------------------------------
 
 step "cargo test (unit, simulation, end-to-end, multi-process)"
 cargo test --no-fail-fast 2>&1 | tee target/test-output.txt

@@ -2,7 +2,7 @@
 // (code ERR_INVALID_ARG_TYPE); a value of the right type that is out of range or malformed is
 // a `RangeError` (ERR_OUT_OF_RANGE for numbers, ERR_INVALID_ARG_VALUE otherwise). The limits
 // are the core's: names of locks, elections and groups 1..=1024 bytes, ids 1..=256 bytes,
-// no NUL; durations from 0 to a year.
+// no NUL, valid Unicode (no lone surrogate); durations from 0 to a year.
 
 import { invalidType, invalidValue, outOfRange } from './errors';
 
@@ -16,9 +16,19 @@ export const MAX_MS = 365 * 24 * 3600 * 1000;
 export const MIN_TTL_MS = 50;
 export const MAX_TTL_MS = 86_400_000;
 
+/** A UTF-16 code unit that is half of a surrogate pair without its other half. */
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
 export function string(what: string, v: unknown, maxBytes: number): string {
   if (typeof v !== 'string') throw invalidType(what, 'a string', v);
   if (v.length === 0) throw invalidValue(what, 'must not be empty');
+  // A lone surrogate has no UTF-8 form: passing it on would turn it into U+FFFD, so that two
+  // different strings ('a\uD800', 'a\uDBFF') would name the same lock. Refuse it instead.
+  const lone = LONE_SURROGATE.exec(v);
+  if (lone) {
+    const unit = lone[0].charCodeAt(0).toString(16).toUpperCase();
+    throw invalidValue(what, `must be valid Unicode; it has a lone surrogate (U+${unit}) at index ${lone.index}`);
+  }
   if (v.includes('\0')) throw invalidValue(what, 'must not contain a NUL character');
   const n = Buffer.byteLength(v, 'utf8');
   if (n > maxBytes) throw invalidValue(what, `is ${n} bytes long; the limit is ${maxBytes}`);

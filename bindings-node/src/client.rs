@@ -56,7 +56,7 @@ fn config(endpoints: Vec<String>, o: NativeClientOptions) -> napi::Result<Client
         c.drift_ratio = r;
     }
     if let Some(ms) = o.safety_margin_ms {
-        c.safety_margin = millis("safetyMarginMs", ms)?;
+        c.safety_margin = Some(millis("safetyMarginMs", ms)?);
     }
     if let Some(ms) = o.connect_timeout_ms {
         c.connect_timeout = millis("connectTimeoutMs", ms)?;

@@ -33,6 +33,7 @@ pub fn start_server<'env>(
         listen,
         data_dir: data_dir.into(),
         durability,
+        ..Default::default()
     };
     promise(env, move || {
         let server = Server::start(cfg).map_err(conv)?;

@@ -34,6 +34,18 @@ test('bad arguments', { timeout: 20000 }, async (t) => {
   await assert.rejects(c.lock('a\0b'), valueErr);
   await assert.rejects(c.lock('x'.repeat(1025)), valueErr);
   await assert.rejects(c.lock('é'.repeat(513)), valueErr, 'the limit is in UTF-8 bytes');
+  // Lone surrogates are refused, not rewritten to U+FFFD (which made two names one lock).
+  await assert.rejects(c.lock('sur\ud800'), { ...valueErr, message: /lone surrogate \(U\+D800\) at index 3/ });
+  await assert.rejects(c.lock('sur\udbff'), valueErr);
+  await assert.rejects(c.tryLock('\udc00x'), valueErr);
+  await assert.rejects(c.campaign('e\ud800', { candidateId: 'a', priority: 1 }), valueErr);
+  await assert.rejects(c.campaign('e', { candidateId: 'a\udfff', priority: 1 }), valueErr);
+  assert.throws(() => c.watchGroup('g\ud83d'), valueErr);
+  await assert.rejects(tenure.Client.connect([server.address], { clientName: 'n\ud800' }), valueErr);
+  // A well-formed pair is fine.
+  const emoji = await c.tryLock('sur\ud83d\ude00');
+  assert.ok(emoji);
+  await emoji.release();
   await assert.rejects(c.lock('x', { timeoutMs: -1 }), rangeErr);
   await assert.rejects(c.lock('x', { timeoutMs: NaN }), rangeErr);
   await assert.rejects(c.lock('x', { timeoutMs: 1e15 }), rangeErr);

@@ -27,6 +27,7 @@ use std::mem::ManuallyDrop;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use tenure::proto::Text;
 
 /// What a client's handles share: the core client, its dispatcher and its subscriptions.
 pub(crate) struct ClientShared {
@@ -252,7 +253,7 @@ fn config(
     reopen: bool,
     name: Option<String>,
     drift_ratio: f64,
-    safety_margin: f64,
+    safety_margin: Option<f64>,
     retry: &str,
 ) -> PyResult<Config> {
     let eps = util::endpoints(endpoints)?;
@@ -261,16 +262,18 @@ fn config(
     cfg.connect_timeout = util::secs(py, "connect_timeout", connect_timeout)?;
     cfg.reopen = reopen;
     if let Some(n) = name {
-        if n.contains('\0') {
-            return Err(errors::invalid(py, "name contains a NUL character"));
-        }
+        Text::ClientName
+            .check(&n)
+            .map_err(|m| errors::invalid(py, m))?;
         cfg.client_name = n;
     }
     if !drift_ratio.is_finite() {
         return Err(errors::invalid(py, "drift_ratio must be finite"));
     }
     cfg.drift_ratio = drift_ratio;
-    cfg.safety_margin = util::secs(py, "safety_margin", safety_margin)?;
+    if let Some(m) = safety_margin {
+        cfg.safety_margin = Some(util::secs(py, "safety_margin", m)?);
+    }
     cfg = cfg.retry(match retry {
         "inverse_exponential" => Arc::new(tenure::retry::InverseExponential::default()),
         "exponential" => Arc::new(tenure::retry::Exponential::default()),
@@ -312,9 +315,10 @@ type Finish<T> = Box<dyn FnOnce(Python<'_>, tenure::Result<T>) -> PyResult<Py<Py
 type Parts<T> = (Work<T>, Finish<T>);
 
 /// Checks a lock, election or group name before it reaches a helper thread, so that bad
-/// input fails at once with the core's message.
-fn check_name(py: Python<'_>, name: &str) -> PyResult<()> {
-    tenure::proto::validate_name(name).map_err(|m| errors::invalid(py, m))
+/// input fails at once with the core's message (which names what was wrong: "election name
+/// is 2000 bytes long; the limit is 1024").
+fn check_name(py: Python<'_>, kind: Text, name: &str) -> PyResult<()> {
+    kind.check(name).map_err(|m| errors::invalid(py, m))
 }
 
 impl Client {
@@ -332,7 +336,7 @@ impl Client {
     ) -> PyResult<Parts<tenure::Lock>> {
         let on_lost = util::callback("on_lost", on_lost)?;
         let t = util::timeout(py, timeout)?;
-        check_name(py, &name)?;
+        check_name(py, Text::LockName, &name)?;
         let c = self.client(py)?.clone();
         let shared = self.shared.clone();
         Ok((
@@ -356,7 +360,7 @@ impl Client {
         preempt: bool,
     ) -> PyResult<Parts<tenure::client::Election>> {
         let cb = util::callback("on_master_change", on_master_change)?;
-        check_name(py, &election)?;
+        check_name(py, Text::ElectionName, &election)?;
         let c = self.client(py)?.clone();
         let shared = self.shared.clone();
         let id = candidate_id.clone();
@@ -389,7 +393,7 @@ impl Client {
         on_view_change: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Parts<tenure::client::Membership>> {
         let cb = util::callback("on_view_change", on_view_change)?;
-        check_name(py, &group)?;
+        check_name(py, Text::GroupName, &group)?;
         let probation = util::secs(py, "probation", probation)?;
         let c = self.client(py)?.clone();
         let shared = self.shared.clone();
@@ -443,7 +447,7 @@ fn master_result(
 impl Client {
     #[new]
     #[pyo3(signature = (endpoints, session_ttl=10.0, *, connect_timeout=1.0, reopen=true,
-                        name=None, drift_ratio=0.01, safety_margin=0.0,
+                        name=None, drift_ratio=0.01, safety_margin=None,
                         retry="inverse_exponential", on_event=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -454,7 +458,7 @@ impl Client {
         reopen: bool,
         name: Option<String>,
         drift_ratio: f64,
-        safety_margin: f64,
+        safety_margin: Option<f64>,
         retry: &str,
         on_event: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
@@ -479,7 +483,7 @@ impl Client {
     /// Awaitable variant of `Client(...)`: `client = await Client.connect_async([...])`.
     #[staticmethod]
     #[pyo3(signature = (endpoints, session_ttl=10.0, *, connect_timeout=1.0, reopen=true,
-                        name=None, drift_ratio=0.01, safety_margin=0.0,
+                        name=None, drift_ratio=0.01, safety_margin=None,
                         retry="inverse_exponential", on_event=None))]
     #[allow(clippy::too_many_arguments)]
     fn connect_async(
@@ -490,7 +494,7 @@ impl Client {
         reopen: bool,
         name: Option<String>,
         drift_ratio: f64,
-        safety_margin: f64,
+        safety_margin: Option<f64>,
         retry: &str,
         on_event: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
@@ -645,7 +649,7 @@ impl Client {
         on_lost: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
         let on_lost = util::callback("on_lost", on_lost)?;
-        check_name(py, &name)?;
+        check_name(py, Text::LockName, &name)?;
         let c = self.client(py)?.clone();
         let shared = self.shared.clone();
         pending::awaitable(
@@ -663,14 +667,14 @@ impl Client {
     /// Administrative: releases the lock `name` whoever holds it. The holder's lock is lost
     /// with reason "released" and the next waiter is granted it.
     fn revoke(&self, py: Python<'_>, name: String) -> PyResult<()> {
-        check_name(py, &name)?;
+        check_name(py, Text::LockName, &name)?;
         let c = self.client(py)?.clone();
         pending::run(py, "revoke", move || c.revoke(&name))?.py_err(py)
     }
 
     /// Awaitable variant of `revoke`.
     fn revoke_async(&self, py: Python<'_>, name: String) -> PyResult<Py<PyAny>> {
-        check_name(py, &name)?;
+        check_name(py, Text::LockName, &name)?;
         let c = self.client(py)?.clone();
         pending::awaitable(
             py,
@@ -772,7 +776,7 @@ impl Client {
         election: String,
         timeout: f64,
     ) -> PyResult<Py<PyAny>> {
-        check_name(py, &election)?;
+        check_name(py, Text::ElectionName, &election)?;
         let t = util::secs(py, "timeout", timeout)?;
         let c = self.client(py)?.clone();
         let r = pending::run(py, "request_election", move || {
@@ -789,7 +793,7 @@ impl Client {
         election: String,
         timeout: f64,
     ) -> PyResult<Py<PyAny>> {
-        check_name(py, &election)?;
+        check_name(py, Text::ElectionName, &election)?;
         let t = util::secs(py, "timeout", timeout)?;
         let c = self.client(py)?.clone();
         pending::awaitable(
@@ -872,7 +876,7 @@ impl Client {
         failed: String,
         probationary: String,
     ) -> PyResult<View> {
-        check_name(py, &group)?;
+        check_name(py, Text::GroupName, &group)?;
         let c = self.client(py)?.clone();
         let v = pending::run(py, "replace", move || {
             c.replace(&group, &failed, &probationary)
@@ -889,7 +893,7 @@ impl Client {
         failed: String,
         probationary: String,
     ) -> PyResult<Py<PyAny>> {
-        check_name(py, &group)?;
+        check_name(py, Text::GroupName, &group)?;
         let c = self.client(py)?.clone();
         pending::awaitable(
             py,
@@ -940,7 +944,7 @@ impl Client {
         on_master_change: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Parts<tenure::client::Observer>> {
         let cb = util::callback("on_master_change", on_master_change)?;
-        check_name(py, &election)?;
+        check_name(py, Text::ElectionName, &election)?;
         let c = self.client(py)?.clone();
         let shared = self.shared.clone();
         Ok((
@@ -964,7 +968,7 @@ impl Client {
         on_view_change: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Parts<tenure::client::GroupWatch>> {
         let cb = util::callback("on_view_change", on_view_change)?;
-        check_name(py, &group)?;
+        check_name(py, Text::GroupName, &group)?;
         let c = self.client(py)?.clone();
         let shared = self.shared.clone();
         let name = group.clone();
@@ -994,6 +998,9 @@ pub(crate) struct Lock {
     token: u64,
     /// Why it was lost, recorded at release.
     lost_at_release: Mutex<Option<&'static str>>,
+    /// The outcome of the first release, which every later release repeats (as Node's
+    /// `release()` does): `None` then, or `NotHeld` again when the lock had been lost.
+    released: Arc<Mutex<Option<Result<(), tenure::Error>>>>,
     regs: Regs,
     client: Arc<ClientShared>,
 }
@@ -1005,6 +1012,7 @@ impl Lock {
             token: l.fencing_token(),
             inner: Mutex::new(Some(l)),
             lost_at_release: Mutex::new(None),
+            released: Arc::new(Mutex::new(None)),
             regs: Regs::default(),
             client,
         }
@@ -1070,18 +1078,36 @@ impl Lock {
     /// lock had been lost before. Releasing twice does nothing.
     fn release(&self, py: Python<'_>) -> PyResult<()> {
         match self.take() {
-            Some(l) => py.detach(|| l.release()).py_err(py),
-            None => Ok(()),
+            Some(l) => {
+                let r = py.detach(|| l.release());
+                *self.released.lock() = Some(r.clone());
+                r.py_err(py)
+            }
+            None => self.released.lock().clone().unwrap_or(Ok(())).py_err(py),
         }
     }
 
     /// Awaitable variant of `release`.
     fn release_async(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         let l = self.take();
+        let first = l.is_some();
+        let earlier = self.released.lock().clone();
+        // The first release's outcome is known only when it completes; a release made
+        // meanwhile resolves at once with None, as before.
+        let record = first.then(|| self.released.clone());
         pending::awaitable(
             py,
             "release",
-            move || l.map_or(Ok(()), |l| l.release()),
+            move || {
+                let r = match l {
+                    Some(l) => l.release(),
+                    None => earlier.unwrap_or(Ok(())),
+                };
+                if let Some(slot) = record {
+                    *slot.lock() = Some(r.clone());
+                }
+                r
+            },
             |py, r| r.py_err(py).map(|()| py.None()),
         )
     }

@@ -193,7 +193,9 @@ pub(crate) fn to_py(py: Python<'_>, e: tenure::Error, op: Op) -> PyErr {
     let msg = e.to_string();
     match e {
         E::AlreadyHeld(_) => raise(py, &c.lock_held, msg),
-        E::InvalidArgument(_) => raise(py, &c.invalid_argument, msg),
+        // The class says what kind of error it is; the message is the core's own words, the
+        // same whether the binding or the core caught the argument.
+        E::InvalidArgument(m) => raise(py, &c.invalid_argument, m),
         E::Timeout if op == Op::Lock => raise(py, &c.lock_timeout, msg),
         E::Timeout => raise(py, &c.timeout, msg),
         E::SessionExpired => raise(py, &c.session_expired, msg),

@@ -56,6 +56,7 @@ fn config(
         listen,
         data_dir,
         durability,
+        ..Default::default()
     })
 }
 

@@ -42,6 +42,9 @@ def test_exception_hierarchy():
         (["127.0.0.1:1"], {"retry": "sometimes"}, tenure.InvalidArgument),
         (["127.0.0.1:1"], {"name": "a\0b"}, tenure.InvalidArgument),
         (["bad\0endpoint"], {}, tenure.InvalidArgument),
+        (["no-port"], {}, tenure.InvalidArgument),
+        (["h" * (1 << 20) + ":1"], {}, tenure.InvalidArgument),
+        (["127.0.0.1:1"], {"name": "n" * 257}, tenure.InvalidArgument),
         (["127.0.0.1:1"], {"connect_timeout": 0.2}, tenure.ConnectionFailed),
     ],
 )
@@ -148,6 +151,8 @@ def test_use_after_close(connect, server):
     assert not lock.held
     with pytest.raises(tenure.NotHeld):
         lock.release()
+    with pytest.raises(tenure.NotHeld):
+        lock.release()  # the same outcome every time, as in Node
     lock.close()  # never raises NotHeld
     assert not election.is_master
     election.resign()
@@ -167,3 +172,37 @@ def test_value_types():
         tenure.Master(1)
     with pytest.raises(AttributeError):
         m.id = "b"
+
+
+def test_a_one_mebibyte_client_name_is_refused_at_once():
+    import time
+
+    t = time.monotonic()
+    with pytest.raises(tenure.InvalidArgument, match="client name is 1048576 bytes long; the limit is 256"):
+        tenure.Client(["127.0.0.1:1"], name="n" * (1 << 20))
+    assert time.monotonic() - t < 5.0
+
+
+def test_an_oversized_endpoint_is_not_echoed_whole():
+    with pytest.raises(tenure.InvalidArgument) as e:
+        tenure.Client(["h" * (1 << 20) + ":1"])
+    assert len(str(e.value)) < 300, len(str(e.value))
+
+
+def test_name_errors_say_what_the_name_names(connect):
+    c = connect()
+    long = "x" * 2000
+    with pytest.raises(tenure.InvalidArgument, match="^lock name is 2000 bytes"):
+        c.lock(long, timeout=0.1)
+    with pytest.raises(tenure.InvalidArgument, match="^election name is 2000 bytes"):
+        c.campaign(long, "me", 1)
+    with pytest.raises(tenure.InvalidArgument, match="^election name is 2000 bytes"):
+        c.observe(long)
+    with pytest.raises(tenure.InvalidArgument, match="^group name is 2000 bytes"):
+        c.join(long, "m")
+    with pytest.raises(tenure.InvalidArgument, match="^group name is 2000 bytes"):
+        c.watch_group(long)
+    with pytest.raises(tenure.InvalidArgument, match="^candidate id is 300 bytes"):
+        c.campaign("e", "i" * 300, 1)
+    with pytest.raises(tenure.InvalidArgument, match="^member id is 300 bytes"):
+        c.join("g", "i" * 300)

@@ -193,6 +193,7 @@ fn main() {
         listen: "127.0.0.1:0".into(),
         data_dir: dir.clone(),
         durability: Durability::Fsync,
+        ..Default::default()
     })
     .unwrap();
     let addr = server.local_addr().to_string();

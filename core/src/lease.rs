@@ -10,10 +10,16 @@
 //!   of the last acknowledged one.
 //! - The client's deadline is `sent + TTL - drift - margin`, where `sent` is the send time of
 //!   the latest acknowledged heartbeat (or of the request that opened the session), `drift` is
-//!   `drift_ratio * TTL` (default 1%) and `margin` an optional safety margin. The server expires
-//!   the session TTL after it *received* the last heartbeat, which is later than its send time;
-//!   so as long as the two clocks' rates differ by less than `drift_ratio`, the client's deadline
-//!   always comes first.
+//!   `drift_ratio * TTL` (default 1%) and `margin` a safety margin (default
+//!   [`default_safety_margin`]: 50 ms, at most a tenth of the TTL). The server expires the
+//!   session TTL after it *received* the last heartbeat, which is later than its send time;
+//!   so as long as the two clocks' rates differ by less than `drift_ratio`, the client's
+//!   deadline comes first by at least the margin. The margin is the time the client has to
+//!   act on its deadline (wake its timer thread, report every lock lost, run the lost
+//!   callbacks on their dispatcher threads) before the server can act on its own (expire,
+//!   grant the next waiter, and that waiter's client see it): both sides are delayed by the
+//!   scheduler on a loaded machine, by tens of milliseconds (`examples/lost_bench.rs`
+//!   measures it with both cores saturated).
 //! - A heartbeat unanswered for `heartbeat_timeout` (default TTL/4), an error reply or a broken
 //!   connection is an abnormal response: the session enters `Jeopardy` and retries on the
 //!   configured [`RetryPolicy`] (inverse exponential by default), never past the deadline.
@@ -36,7 +42,8 @@ pub struct LeaseConfig {
     pub heartbeat_timeout: Duration,
     /// Clock-drift allowance as a fraction of the TTL (default 0.01).
     pub drift_ratio: f64,
-    /// Extra safety margin taken off the deadline (default zero).
+    /// Safety margin taken off the deadline besides the drift allowance (default
+    /// [`default_safety_margin`]).
     pub safety_margin: Duration,
     /// Retry policy in jeopardy (default [`InverseExponential`]).
     pub retry: Arc<dyn RetryPolicy>,
@@ -51,7 +58,7 @@ impl LeaseConfig {
             heartbeat_interval: ttl / 3,
             heartbeat_timeout: ttl / 4,
             drift_ratio: 0.01,
-            safety_margin: Duration::ZERO,
+            safety_margin: default_safety_margin(ttl),
             retry: Arc::new(InverseExponential::default()),
         }
     }
@@ -63,6 +70,16 @@ impl LeaseConfig {
             .saturating_sub(self.ttl.mul_f64(self.drift_ratio.clamp(0.0, 0.5)))
             .saturating_sub(self.safety_margin)
     }
+}
+
+/// The default safety margin before a TTL's deadline: see [`default_safety_margin`].
+pub const DEFAULT_SAFETY_MARGIN: Duration = Duration::from_millis(50);
+
+/// The safety margin used unless one is chosen: [`DEFAULT_SAFETY_MARGIN`], but at most a
+/// tenth of the TTL (so short TTLs keep most of their lease; below a TTL of 500 ms the
+/// margin for scheduling delays shrinks with it).
+pub fn default_safety_margin(ttl: Duration) -> Duration {
+    DEFAULT_SAFETY_MARGIN.min(ttl / 10)
 }
 
 /// The session's state as the client sees it.
@@ -282,6 +299,20 @@ impl Lease {
         out
     }
 
+    /// The runtime has a new connection: a heartbeat to send on it now, rather than at the
+    /// next scheduled one or retry (which it may already have spent on connecting). Its ack
+    /// counts like any other. None once expired.
+    pub fn send_now(&mut self, now: Instant) -> Option<LeaseAction> {
+        if self.state == LeaseState::Expired || now >= self.deadline {
+            return None;
+        }
+        let retry = self.state == LeaseState::Jeopardy;
+        if !retry {
+            self.next_heartbeat = now + self.cfg.heartbeat_interval;
+        }
+        Some(self.send(now, retry))
+    }
+
     fn send(&mut self, now: Instant, retry: bool) -> LeaseAction {
         let id = self.next_id;
         self.next_id += 1;
@@ -346,7 +377,8 @@ mod tests {
         ));
         c.advance(ms(1));
         l.on_ack(1, c.now());
-        assert_eq!(l.deadline(), c.start() + ms(1000) + ms(2970));
+        // TTL less 1% drift (30 ms) less the default margin (50 ms).
+        assert_eq!(l.deadline(), c.start() + ms(1000) + ms(2920));
         for _ in 0..100 {
             c.advance(ms(1000));
             let a = l.poll(c.now());
@@ -363,7 +395,7 @@ mod tests {
         let c = ManualClock::new();
         let mut l = Lease::new(LeaseConfig::new(ms(10_000)), c.now(), 2);
         let deadline = l.deadline();
-        assert_eq!(deadline, c.start() + ms(9_900));
+        assert_eq!(deadline, c.start() + ms(9_850));
         let mut sends = vec![];
         let mut saw_jeopardy = false;
         while let Some(t) = l.next_wakeup() {
@@ -410,7 +442,40 @@ mod tests {
         l.on_ack(id, c.now());
         assert_eq!(l.poll(c.now()), vec![LeaseAction::Recovered]);
         assert_eq!(l.state(), LeaseState::Connected);
-        assert_eq!(l.deadline(), t + ms(2970));
+        assert_eq!(l.deadline(), t + ms(2920));
+    }
+
+    #[test]
+    fn the_default_margin_is_50ms_at_most_a_tenth_of_the_ttl() {
+        assert_eq!(default_safety_margin(ms(10_000)), ms(50));
+        assert_eq!(default_safety_margin(ms(500)), ms(50));
+        assert_eq!(default_safety_margin(ms(200)), ms(20));
+        assert_eq!(LeaseConfig::new(ms(1000)).effective_ttl(), ms(940));
+    }
+
+    #[test]
+    fn a_heartbeat_sent_on_a_new_connection_is_counted() {
+        // The connection broke, a retry dialled, and the new connection carries a fresh
+        // heartbeat at once: its ack recovers the session (one asked for before the break
+        // would have been forgotten by on_disconnect).
+        let c = ManualClock::new();
+        let mut l = Lease::new(LeaseConfig::new(ms(3000)), c.now(), 5);
+        c.advance(ms(500));
+        l.on_disconnect(c.now());
+        assert!(matches!(l.poll(c.now())[0], LeaseAction::Jeopardy { .. }));
+        c.advance(ms(300));
+        let Some(LeaseAction::SendHeartbeat { id, retry: true }) = l.send_now(c.now()) else {
+            panic!("a heartbeat to send")
+        };
+        let sent = c.now();
+        c.advance(ms(1));
+        l.on_ack(id, c.now());
+        assert_eq!(l.poll(c.now()), vec![LeaseAction::Recovered]);
+        assert_eq!(l.deadline(), sent + ms(2920));
+        // Once expired, nothing is sent.
+        c.advance(ms(10_000));
+        l.poll(c.now());
+        assert_eq!(l.send_now(c.now()), None);
     }
 
     #[test]

@@ -83,6 +83,13 @@ impl LockTable {
         self.locks.keys()
     }
 
+    /// Names of held locks from `start` on (inclusive), in order.
+    pub fn names_from(&self, start: &str) -> impl Iterator<Item = &String> {
+        self.locks
+            .range::<str, _>((std::ops::Bound::Included(start), std::ops::Bound::Unbounded))
+            .map(|(k, _)| k)
+    }
+
     /// `session` asks for `name` with request `req`.
     pub fn acquire(&mut self, name: &str, session: SessionId, req: u64, wait: bool) -> Acquired {
         match self.locks.get_mut(name) {

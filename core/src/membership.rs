@@ -18,8 +18,10 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
-/// Most members (full and probationary) of one group.
-pub const MAX_MEMBERS: usize = 10_000;
+/// Most members (full and probationary) of one group: with ids of up to
+/// [`crate::proto::MAX_ID_LEN`] bytes, a view (sent whole in every view change) stays within
+/// a frame, and a group's row within [`crate::proto::STATUS_PAGE_BYTES`].
+pub const MAX_MEMBERS: usize = 2_000;
 /// A gap between two requests of a session longer than this many heartbeat intervals (TTL/3)
 /// counts as a missed heartbeat.
 pub const MISSED_HEARTBEAT_FACTOR: f64 = 1.5;

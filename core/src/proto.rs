@@ -17,9 +17,15 @@ use std::fmt;
 /// Magic bytes at the start of every handshake.
 pub const MAGIC: [u8; 4] = *b"TNRE";
 /// Protocol version spoken by this build.
-pub const PROTOCOL_VERSION: u16 = 2;
-/// Largest frame payload accepted, in bytes.
+pub const PROTOCOL_VERSION: u16 = 3;
+/// Largest frame payload, in bytes: what a client accepts from a server, and the most any
+/// message may encode to.
 pub const MAX_FRAME: usize = 1 << 20;
+/// Largest frame payload a server accepts from a client, in bytes. The largest request (a
+/// campaign with the longest election name, id and endpoint) is under 2 KiB; a lower bound
+/// than [`MAX_FRAME`] keeps what a connection can make the server buffer small (1,000
+/// connections each sending an unfinished frame hold at most 64 MiB).
+pub const MAX_REQUEST_FRAME: usize = 64 << 10;
 /// Longest lock name, in bytes.
 pub const MAX_NAME_LEN: usize = 1024;
 
@@ -84,8 +90,13 @@ pub enum Request {
     },
     /// Close the session, releasing everything it holds.
     Close,
-    /// A snapshot of the service for `tenure status`.
-    Status,
+    /// A page of the service's status for `tenure status`: from the start, or from where the
+    /// previous page said the next one begins ([`StatusInfo::next`]). Added in protocol
+    /// version 3 (version 2 sent the whole status in one reply, which could exceed a frame).
+    Status {
+        /// Where the page begins; `None` for the first page.
+        from: Option<StatusCursor>,
+    },
     /// Administrative: release a lock whoever holds it (the holder is told, with reason
     /// `released`). Sent with session 0.
     Revoke {
@@ -315,7 +326,29 @@ impl fmt::Display for ErrorReply {
     }
 }
 
-/// The service as `tenure status` shows it.
+/// Where a page of the status begins: the first row of a section, in the section's order
+/// (sessions by id, then locks, elections and groups by name).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StatusCursor {
+    /// Sessions from this id on.
+    Sessions(SessionId),
+    /// Locks from this name on.
+    Locks(String),
+    /// Elections from this name on.
+    Elections(String),
+    /// Groups from this name on.
+    Groups(String),
+}
+
+/// Bytes of rows (sessions, locks, elections, groups) in one status page. The limits of
+/// locks (name, waiters), elections (name, candidates, ids) and groups (name, members, ids)
+/// keep every single row below it, so each page holds at least one row and a status of any
+/// size is read in pages, each well inside [`MAX_FRAME`] (a test builds the largest row of
+/// each kind).
+pub const STATUS_PAGE_BYTES: usize = MAX_FRAME - 8 * 1024;
+
+/// The service as `tenure status` shows it: one page of it on the wire (see
+/// [`Request::Status`]), the whole of it from [`crate::Client::status`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct StatusInfo {
     /// Incarnation token.
@@ -330,6 +363,8 @@ pub struct StatusInfo {
     pub elections: Vec<ElectionInfo>,
     /// Groups with their views.
     pub groups: Vec<(String, ViewInfo)>,
+    /// Where the next page begins; `None` on the last page (and in a whole status).
+    pub next: Option<StatusCursor>,
 }
 
 /// One election in a [`StatusInfo`].
@@ -365,37 +400,124 @@ pub struct LockInfo {
     pub waiters: Vec<SessionId>,
 }
 
-/// Checks a lock name: 1 to [`MAX_NAME_LEN`] bytes, no NUL.
+/// Longest candidate or member id, in bytes.
+pub const MAX_ID_LEN: usize = 256;
+/// Longest endpoint (`host:port`), in bytes.
+pub const MAX_ENDPOINT_LEN: usize = 256;
+/// Longest client name (shown in logs and `tenure status`), in bytes.
+pub const MAX_CLIENT_NAME_LEN: usize = 256;
+/// Characters of a refused value that an error message repeats; the rest is elided, so that
+/// an error never grows with the input that caused it.
+pub const ECHO_CHARS: usize = 64;
+
+/// What a string given to tenure names. Each kind has one length limit and one check, used by
+/// the server, the Rust client and every binding, so a bad string gets the same error
+/// everywhere, naming what it is ("election name is 2000 bytes long; the limit is 1024").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Text {
+    /// A lock's name.
+    LockName,
+    /// An election's name.
+    ElectionName,
+    /// A group's name.
+    GroupName,
+    /// A candidate's id in an election.
+    CandidateId,
+    /// A member's id in a group.
+    MemberId,
+    /// A server or candidate endpoint, `host:port`.
+    Endpoint,
+    /// The client name sent in the handshake.
+    ClientName,
+}
+
+impl Text {
+    /// How error messages call it ("lock name", "member id", ...).
+    pub fn what(self) -> &'static str {
+        match self {
+            Text::LockName => "lock name",
+            Text::ElectionName => "election name",
+            Text::GroupName => "group name",
+            Text::CandidateId => "candidate id",
+            Text::MemberId => "member id",
+            Text::Endpoint => "endpoint",
+            Text::ClientName => "client name",
+        }
+    }
+
+    /// Longest accepted value, in UTF-8 bytes.
+    pub fn max_len(self) -> usize {
+        match self {
+            Text::LockName | Text::ElectionName | Text::GroupName => MAX_NAME_LEN,
+            Text::CandidateId | Text::MemberId => MAX_ID_LEN,
+            Text::Endpoint => MAX_ENDPOINT_LEN,
+            Text::ClientName => MAX_CLIENT_NAME_LEN,
+        }
+    }
+
+    /// Checks `s`: 1 to [`Text::max_len`] bytes (a client name may be empty), no NUL; an
+    /// endpoint must also be `host:port` with a numeric port. Strings are Rust strings, so
+    /// they are valid Unicode already: a binding must refuse what is not (a lone surrogate, an
+    /// invalid UTF-8 sequence) rather than rewrite it.
+    pub fn check(self, s: &str) -> Result<(), String> {
+        let what = self.what();
+        if s.is_empty() && self != Text::ClientName {
+            return Err(format!("{what} is empty"));
+        }
+        if s.len() > self.max_len() {
+            return Err(format!(
+                "{what} is {} bytes long; the limit is {}",
+                s.len(),
+                self.max_len()
+            ));
+        }
+        if s.contains('\0') {
+            return Err(format!("{what} {} contains a NUL byte", echo(s)));
+        }
+        if self == Text::Endpoint {
+            let shape = s
+                .rsplit_once(':')
+                .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+            if !shape {
+                return Err(format!("endpoint {} is not host:port", echo(s)));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `s` quoted for an error message, cut after [`ECHO_CHARS`] characters with the total length
+/// said, so that a huge value is never repeated whole.
+pub fn echo(s: &str) -> String {
+    if s.chars().count() <= ECHO_CHARS {
+        return format!("{s:?}");
+    }
+    let head: String = s.chars().take(ECHO_CHARS).collect();
+    format!("{head:?}... ({} bytes)", s.len())
+}
+
+/// Checks a lock name (see [`Text::check`]).
 pub fn validate_name(name: &str) -> Result<(), String> {
-    if name.is_empty() {
-        return Err("lock name is empty".into());
-    }
-    if name.len() > MAX_NAME_LEN {
-        return Err(format!(
-            "lock name is {} bytes long; the limit is {MAX_NAME_LEN}",
-            name.len()
-        ));
-    }
-    if name.contains('\0') {
-        return Err("lock name contains a NUL byte".into());
-    }
-    Ok(())
+    Text::LockName.check(name)
 }
 
 /// A codec error: the connection that produced it must be closed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FrameError {
-    /// The length prefix exceeds [`MAX_FRAME`].
+    /// The length prefix exceeds the reader's limit.
     TooLarge(usize),
     /// The payload does not decode as a message.
     Malformed(String),
+    /// A message to send does not fit in a frame (its encoding exceeds [`MAX_FRAME`]).
+    Unencodable(String),
 }
 
 impl fmt::Display for FrameError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            FrameError::TooLarge(n) => write!(f, "frame of {n} bytes exceeds {MAX_FRAME}"),
+            FrameError::TooLarge(n) => write!(f, "frame of {n} bytes exceeds the limit"),
             FrameError::Malformed(e) => write!(f, "malformed frame: {e}"),
+            FrameError::Unencodable(e) => write!(f, "message cannot be sent: {e}"),
         }
     }
 }
@@ -411,16 +533,28 @@ fn options() -> impl bincode::Options {
         .reject_trailing_bytes()
 }
 
-/// Appends one framed message to `out`.
-pub fn encode<T: Serialize>(msg: &T, out: &mut Vec<u8>) {
+/// Appends one framed message to `out`. A message whose encoding would exceed [`MAX_FRAME`]
+/// is an error and leaves `out` as it was: every message that input can make large (a status,
+/// a view, an error echoing a name) is bounded or paged so that it fits, and this error is the
+/// backstop that turns a missed bound into a failed request instead of a crash.
+pub fn encode<T: Serialize>(msg: &T, out: &mut Vec<u8>) -> Result<(), FrameError> {
     use bincode::Options;
     let start = out.len();
     out.extend_from_slice(&[0; 4]);
-    options()
-        .serialize_into(&mut *out, msg)
-        .expect("messages serialize");
+    if let Err(e) = options().serialize_into(&mut *out, msg) {
+        out.truncate(start);
+        return Err(FrameError::Unencodable(e.to_string()));
+    }
     let len = (out.len() - start - 4) as u32;
     out[start..start + 4].copy_from_slice(&len.to_be_bytes());
+    Ok(())
+}
+
+/// The encoded size of `msg`'s payload (without the length prefix), or `None` when it is
+/// larger than [`MAX_FRAME`].
+pub fn encoded_len<T: Serialize>(msg: &T) -> Option<usize> {
+    use bincode::Options;
+    options().serialized_size(msg).ok().map(|n| n as usize)
 }
 
 /// Decodes one payload (without its length prefix).
@@ -432,24 +566,63 @@ pub fn decode<T: for<'de> Deserialize<'de>>(payload: &[u8]) -> Result<T, FrameEr
 }
 
 /// Splits a byte stream into frames. Sans-IO: feed it what was read, take frames out.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct FrameReader {
     buf: Vec<u8>,
     start: usize,
+    limit: usize,
+}
+
+impl Default for FrameReader {
+    fn default() -> Self {
+        Self::with_limit(MAX_FRAME)
+    }
 }
 
 impl FrameReader {
-    /// An empty reader.
+    /// An empty reader accepting frames of up to [`MAX_FRAME`] bytes.
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// Appends bytes read from the connection.
+    /// An empty reader accepting frames of up to `limit` bytes.
+    pub fn with_limit(limit: usize) -> Self {
+        FrameReader {
+            buf: Vec::new(),
+            start: 0,
+            limit,
+        }
+    }
+
+    /// True when a complete frame (or an oversized length prefix) is buffered.
+    pub fn has_frame(&self) -> bool {
+        let avail = &self.buf[self.start..];
+        if avail.len() < 4 {
+            return false;
+        }
+        let len = u32::from_be_bytes([avail[0], avail[1], avail[2], avail[3]]) as usize;
+        len > self.limit || avail.len() >= 4 + len
+    }
+
+    /// Appends bytes read from the connection. The buffer grows to what the frame being
+    /// assembled needs (its length prefix says), not to the next power of two, so an
+    /// unfinished frame holds about its own size.
     pub fn extend(&mut self, bytes: &[u8]) {
         if self.start > 0 && self.start == self.buf.len() {
             self.buf.clear();
             self.start = 0;
         }
+        let avail = self.buf.len() - self.start;
+        let need = if avail >= 4 {
+            let b = &self.buf[self.start..];
+            let len = u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize;
+            (4 + len.min(self.limit))
+                .saturating_sub(avail)
+                .max(bytes.len())
+        } else {
+            bytes.len()
+        };
+        self.buf.reserve_exact(need);
         self.buf.extend_from_slice(bytes);
     }
 
@@ -460,8 +633,8 @@ impl FrameReader {
             self.compact();
             return Ok(None);
         }
-        let len = u32::from_be_bytes(avail[..4].try_into().unwrap()) as usize;
-        if len > MAX_FRAME {
+        let len = u32::from_be_bytes([avail[0], avail[1], avail[2], avail[3]]) as usize;
+        if len > self.limit {
             return Err(FrameError::TooLarge(len));
         }
         if avail.len() < 4 + len {
@@ -509,7 +682,7 @@ mod tests {
         ];
         let mut bytes = vec![];
         for m in &msgs {
-            encode(m, &mut bytes);
+            encode(m, &mut bytes).unwrap();
         }
         let mut r = FrameReader::new();
         let mut got = vec![];
@@ -541,13 +714,75 @@ mod tests {
                 client_name: "x".into(),
             },
             &mut bad,
-        );
+        )
+        .unwrap();
         let n = bad.len();
         bad[n - 9..n - 1].copy_from_slice(&u64::MAX.to_le_bytes());
         let mut r = FrameReader::new();
         r.extend(&bad);
         let f = r.next_frame().unwrap().unwrap().to_vec();
         assert!(decode::<ClientMsg>(&f).is_err());
+    }
+
+    #[test]
+    fn a_message_larger_than_a_frame_is_an_error_not_a_panic() {
+        let mut out = vec![1, 2, 3];
+        let big = ServerMsg::Reject {
+            reason: "x".repeat(MAX_FRAME + 1),
+        };
+        assert!(matches!(
+            encode(&big, &mut out),
+            Err(FrameError::Unencodable(_))
+        ));
+        assert_eq!(out, vec![1, 2, 3], "nothing of it is left behind");
+        assert_eq!(encoded_len(&big), None);
+        let small = ServerMsg::Reject {
+            reason: "no".into(),
+        };
+        encode(&small, &mut out).unwrap();
+        assert_eq!(encoded_len(&small), Some(out.len() - 7));
+    }
+
+    #[test]
+    fn a_request_reader_refuses_frames_over_its_limit() {
+        let mut r = FrameReader::with_limit(MAX_REQUEST_FRAME);
+        r.extend(&((MAX_REQUEST_FRAME + 1) as u32).to_be_bytes());
+        assert!(r.has_frame());
+        assert!(matches!(r.next_frame(), Err(FrameError::TooLarge(_))));
+        // An unfinished frame holds about its own size, not the next power of two.
+        let mut r = FrameReader::with_limit(MAX_REQUEST_FRAME);
+        r.extend(&(60_000u32).to_be_bytes());
+        for _ in 0..59 {
+            r.extend(&[0u8; 1000]);
+        }
+        assert!(!r.has_frame());
+        assert!(r.buf.capacity() < 61_000, "{}", r.buf.capacity());
+    }
+
+    #[test]
+    fn endpoints_and_ids_are_checked() {
+        assert!(Text::Endpoint.check("127.0.0.1:80").is_ok());
+        assert!(Text::Endpoint.check("[::1]:80").is_ok());
+        assert!(Text::Endpoint.check("host").is_err());
+        assert!(Text::Endpoint.check("host:http").is_err());
+        assert!(Text::Endpoint.check(":80").is_err());
+        assert!(Text::MemberId.check("").is_err());
+        assert!(Text::MemberId.check("a\0").is_err());
+        assert!(Text::CandidateId
+            .check(&"x".repeat(MAX_ID_LEN + 1))
+            .is_err());
+        assert!(Text::ClientName.check("").is_ok());
+        let e = Text::ElectionName.check(&"x".repeat(2000)).unwrap_err();
+        assert_eq!(e, "election name is 2000 bytes long; the limit is 1024");
+        // A refused value is echoed cut short, whatever its size.
+        let huge = format!("{}:http", "h".repeat(1 << 20));
+        let e = Text::ClientName.check(&huge).unwrap_err();
+        assert!(e.len() < 200, "{e}");
+        assert!(e.starts_with("client name is 1048581 bytes long"), "{e}");
+        let e = Text::Endpoint
+            .check(&format!("{}\0", "h".repeat(200)))
+            .unwrap_err();
+        assert!(e.len() < 200 && e.contains("(201 bytes)"), "{e}");
     }
 
     #[test]

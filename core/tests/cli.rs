@@ -496,3 +496,120 @@ fn a_server_paused_for_less_than_the_ttl_costs_no_lock() {
     signal(&holder, libc::SIGTERM);
     let _ = wait_exit(&mut holder, Duration::from_secs(10));
 }
+
+/// A command for `tenure lock` that traps `sig`'s signals: it writes `up` when started, and on
+/// the signal waits 300 ms, writes the time it is done (ns) and exits 0.
+fn trapping_script(dir: &Path, tag: &str) -> String {
+    let (up, done) = (
+        dir.join(format!("{tag}.up")),
+        dir.join(format!("{tag}.done")),
+    );
+    format!(
+        "trap 'sleep 0.3; date +%s%N > {done}.tmp; mv {done}.tmp {done}; exit 0' TERM INT HUP; \
+         echo up > {up}; while :; do sleep 0.02; done",
+        done = done.display(),
+        up = up.display()
+    )
+}
+
+#[test]
+fn signals_to_tenure_lock_reach_the_command_and_the_lock_outlives_it() {
+    let dir = tmpdir("cli-signals");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (_srv, addr) = serve(&dir.join("data"), "127.0.0.1:0");
+    for (tag, sig) in [
+        ("term", libc::SIGTERM),
+        ("int", libc::SIGINT),
+        ("hup", libc::SIGHUP),
+    ] {
+        let name = format!("sig/{tag}");
+        let script = trapping_script(&dir, tag);
+        let mut holder = lock_cmd(&addr, &["--ttl", "5"], &name, &["sh", "-c", &script])
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_file(&dir.join(format!("{tag}.up")), Duration::from_secs(10));
+        let granted = dir.join(format!("{tag}.granted"));
+        let wscript = format!("date +%s%N > {}", granted.display());
+        let mut waiter = lock_cmd(&addr, &["--ttl", "5"], &name, &["sh", "-c", &wscript])
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        signal(&holder, sig);
+        // The command handled the signal and exited 0: so does tenure.
+        assert_eq!(wait_exit(&mut holder, Duration::from_secs(10)), 0, "{tag}");
+        assert_eq!(wait_exit(&mut waiter, Duration::from_secs(10)), 0, "{tag}");
+        let done: u128 = wait_file(&dir.join(format!("{tag}.done")), Duration::from_secs(1))
+            .trim()
+            .parse()
+            .unwrap();
+        let at: u128 = wait_file(&granted, Duration::from_secs(1))
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(
+            done < at,
+            "{tag}: the next holder was granted before the command finished"
+        );
+    }
+}
+
+#[test]
+fn a_command_that_ignores_sigterm_is_killed_after_the_grace_then_the_lock_released() {
+    let dir = tmpdir("cli-grace");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (_srv, addr) = serve(&dir.join("data"), "127.0.0.1:0");
+    let up = dir.join("up");
+    // It ignores SIGTERM, and so does the child it starts (the disposition is inherited).
+    let script = format!("trap '' TERM; echo $$ > {}; sleep 60 & wait", up.display());
+    let mut holder = lock_cmd(&addr, &["--grace", "0.5"], "grace", &["sh", "-c", &script])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid: i32 = wait_file(&up, Duration::from_secs(10))
+        .trim()
+        .parse()
+        .unwrap();
+    let t = Instant::now();
+    signal(&holder, libc::SIGTERM);
+    // SIGKILL after the grace: 128 + 9.
+    assert_eq!(wait_exit(&mut holder, Duration::from_secs(10)), 137);
+    assert!(
+        t.elapsed() >= Duration::from_millis(450),
+        "{:?}",
+        t.elapsed()
+    );
+    // Nothing of the command's process group is left (once its orphans are reaped).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    // SAFETY: probing a process group id.
+    while unsafe { libc::kill(-pid, 0) } == 0 {
+        assert!(Instant::now() < deadline, "the command's group outlived it");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(status(&addr).contains("locks       0"), "{}", status(&addr));
+}
+
+#[test]
+fn a_signal_while_waiting_for_the_lock_ends_the_wait_and_leaves_nothing_held() {
+    let dir = tmpdir("cli-sigwait");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (_srv, addr) = serve(&dir.join("data"), "127.0.0.1:0");
+    let up = dir.join("up");
+    let script = format!("echo up > {}; sleep 60", up.display());
+    let mut holder = lock_cmd(&addr, &[], "busy", &["sh", "-c", &script])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_file(&up, Duration::from_secs(10));
+    let mut waiter = lock_cmd(&addr, &[], "busy", &["true"])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    signal(&waiter, libc::SIGTERM);
+    assert_eq!(wait_exit(&mut waiter, Duration::from_secs(5)), 143);
+    let st = status(&addr);
+    assert!(st.contains("waiters []"), "the waiter was withdrawn: {st}");
+    signal(&holder, libc::SIGKILL);
+    let _ = holder.wait();
+}

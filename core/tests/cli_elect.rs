@@ -267,3 +267,50 @@ fn command_exit_resigns_and_passes_the_status() {
         assert_eq!(o.status.code(), Some(64), "{bad:?}");
     }
 }
+
+#[test]
+fn sigterm_to_the_master_reaches_its_command_and_it_resigns_only_after() {
+    let dir = tmpdir("elect-sig");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (_srv, addr) = serve(&dir.join("data"));
+    let done = dir.join("done");
+    // The master's command: on SIGTERM it takes 300 ms, then writes when it is done.
+    let script = format!(
+        "echo $$ $TENURE_MASTER_EPOCH > {m}.tmp && mv {m}.tmp {m}; \
+         trap 'sleep 0.3; date +%s%N > {d}.tmp; mv {d}.tmp {d}; exit 0' TERM; \
+         while :; do sleep 0.02; done",
+        m = dir.join("one").display(),
+        d = done.display()
+    );
+    let mut one = Proc(
+        Command::new(BIN)
+            .args(["elect", "--endpoints", &addr, "--ttl", "5", "--id", "one"])
+            .args(["--priority", "2", "jobs", "--", "sh", "-c", &script])
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    became_master(&dir, "one", Duration::from_secs(10)).expect("one is master");
+    let _two = candidate(&addr, &dir, "two", "1", &[]);
+    std::thread::sleep(Duration::from_millis(300));
+    signal(one.0.id() as i32, libc::SIGTERM);
+    assert_eq!(wait_exit(&mut one.0, Duration::from_secs(10)), 0);
+    let done_ns: u128 = std::fs::read_to_string(&done)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // two is designated after one resigned, which is after one's command was done.
+    became_master(&dir, "two", Duration::from_secs(5)).expect("two takes over");
+    let two_at = std::fs::metadata(dir.join("two"))
+        .unwrap()
+        .modified()
+        .unwrap()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    assert!(
+        done_ns < two_at,
+        "two became master before one's command was done"
+    );
+}

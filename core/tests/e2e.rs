@@ -282,57 +282,6 @@ fn a_callback_blocking_for_seconds_costs_no_heartbeat() {
     assert_eq!(a.state(), tenure::SessionState::Connected);
 }
 
-/// A raw protocol connection, for tests that need control over every frame.
-struct Raw {
-    s: std::net::TcpStream,
-    r: tenure::proto::FrameReader,
-}
-
-impl Raw {
-    fn connect(addr: &str) -> Raw {
-        use tenure::proto::*;
-        let s = std::net::TcpStream::connect(addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        let mut raw = Raw {
-            s,
-            r: FrameReader::new(),
-        };
-        raw.send(&ClientMsg::Hello {
-            magic: MAGIC,
-            version: PROTOCOL_VERSION,
-            client_name: "raw".into(),
-        });
-        assert!(matches!(raw.recv(), Some(ServerMsg::Welcome { .. })));
-        raw
-    }
-    fn send(&mut self, m: &tenure::proto::ClientMsg) {
-        let mut b = vec![];
-        tenure::proto::encode(m, &mut b);
-        self.s.write_all(&b).unwrap();
-    }
-    fn req(&mut self, session: u64, req: u64, body: tenure::proto::Request) {
-        self.send(&tenure::proto::ClientMsg::Request { session, req, body });
-    }
-    /// The next message, or None after `timeout` without one.
-    fn recv_within(&mut self, timeout: Duration) -> Option<tenure::proto::ServerMsg> {
-        self.s.set_read_timeout(Some(timeout)).unwrap();
-        let mut buf = [0u8; 4096];
-        loop {
-            if let Some(f) = self.r.next_frame().unwrap() {
-                return Some(tenure::proto::decode(f).unwrap());
-            }
-            match self.s.read(&mut buf) {
-                Ok(0) => return None,
-                Ok(n) => self.r.extend(&buf[..n]),
-                Err(_) => return None,
-            }
-        }
-    }
-    fn recv(&mut self) -> Option<tenure::proto::ServerMsg> {
-        self.recv_within(Duration::from_secs(5))
-    }
-}
-
 #[test]
 fn a_grant_reaches_only_its_own_session_and_a_resent_acquire_gets_it_once() {
     use tenure::proto::{Reply, Request, ServerMsg};
@@ -436,7 +385,7 @@ fn a_grant_reaches_only_its_own_session_and_a_resent_acquire_gets_it_once() {
     assert!(
         matches!(b.recv(), Some(ServerMsg::Reply { result: Ok(Reply::Granted { token, .. }), .. }) if token == tb)
     );
-    b.req(0, 9, Request::Status);
+    b.req(0, 9, Request::Status { from: None });
     let Some(ServerMsg::Reply {
         result: Ok(Reply::Status(st)),
         ..

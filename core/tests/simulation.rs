@@ -474,6 +474,8 @@ impl Sim {
             let ttl = Duration::from_millis(rng.u64(300..=1000));
             let mut cfg = LeaseConfig::new(ttl);
             cfg.drift_ratio = p.drift_ratio;
+            // No scheduling delays in the simulation: the drift allowance alone must hold.
+            cfg.safety_margin = Duration::ZERO;
             cfg.retry = match rng.u8(0..10) {
                 0 => Arc::new(Exponential {
                     initial: Duration::from_millis(rng.u64(10..=100)),
@@ -1367,7 +1369,7 @@ impl Sim {
         self.trace(|| format!("server <- conn {conn} session {session} req {req:#x} {body:?}"));
         match body {
             Request::Open { ttl_ms } => self.execute(Command::Open { req, ttl_ms }, Some(conn)),
-            Request::Status => {
+            Request::Status { .. } => {
                 let st = self.server.state.status(0);
                 self.send_to_client(conn, session, req, Ok(Reply::Status(st)));
             }

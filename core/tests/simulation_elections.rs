@@ -654,6 +654,8 @@ impl Sim {
             max_ttl = max_ttl.max(ttl_ms);
             let mut cfg = LeaseConfig::new(Duration::from_millis(ttl_ms));
             cfg.drift_ratio = p.drift_ratio;
+            // No scheduling delays in the simulation: the drift allowance alone must hold.
+            cfg.safety_margin = Duration::ZERO;
             cfg.retry = match rng.u8(0..10) {
                 0 => Arc::new(Exponential {
                     initial: Duration::from_millis(rng.u64(10..=100)),
@@ -1789,7 +1791,7 @@ impl Sim {
         self.trace(|| format!("server <- conn {conn} session {session} req {req:#x} {body:?}"));
         match body {
             Request::Open { ttl_ms } => self.execute(Command::Open { req, ttl_ms }, Some(conn)),
-            Request::Status => {
+            Request::Status { .. } => {
                 let st = self.server.state.status(0);
                 self.reply_to(conn, session, req, Ok(Reply::Status(st)));
             }

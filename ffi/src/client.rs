@@ -210,9 +210,11 @@ pub unsafe extern "C" fn tenure_client_builder_set_connect_timeout_ms(
     })
 }
 
-/// Sets the safety margin taken off the client's lease deadline, in milliseconds (default
-/// 0): locks are reported lost that much earlier. It must stay under half the TTL (checked
-/// by `tenure_client_connect`).
+/// Sets the safety margin taken off the client's lease deadline besides the drift allowance,
+/// in milliseconds (default: 50 ms, at most a tenth of the TTL): locks are reported lost that
+/// much earlier, which leaves the lost callback time to run before the server can grant the
+/// lock to another client on a loaded machine. It must stay under half the TTL (checked by
+/// `tenure_client_connect`).
 ///
 /// Errors: `TENURE_STATUS_INVALID_HANDLE`. Threads: any, one at a time per builder.
 ///
@@ -226,7 +228,7 @@ pub unsafe extern "C" fn tenure_client_builder_set_safety_margin_ms(
 ) -> tenure_status {
     status(|| {
         builder_with(builder, |c| {
-            c.safety_margin = millis(margin_ms.min(MAX_TTL_MS));
+            c.safety_margin = Some(millis(margin_ms.min(MAX_TTL_MS)));
             Ok(())
         })
     })

@@ -213,7 +213,7 @@ class Client:
         reopen: bool = True,
         name: Optional[str] = None,
         drift_ratio: float = 0.01,
-        safety_margin: float = 0.0,
+        safety_margin: Optional[float] = None,
         retry: RetryPolicy = "inverse_exponential",
         on_event: Optional[EventCallback] = None,
     ) -> "Client": ...
@@ -226,7 +226,7 @@ class Client:
         reopen: bool = True,
         name: Optional[str] = None,
         drift_ratio: float = 0.01,
-        safety_margin: float = 0.0,
+        safety_margin: Optional[float] = None,
         retry: RetryPolicy = "inverse_exponential",
         on_event: Optional[EventCallback] = None,
     ) -> Op["Client"]: ...

@@ -23,19 +23,28 @@ tenure: leases, fenced locks and the coordination server
 
 USAGE:
   tenure serve  [--listen ADDR] [--data DIR] [--durability fsync|none]
-  tenure lock   [--endpoints A,B] [--ttl SECS] [--timeout SECS] NAME -- CMD [ARGS...]
+                [--max-connections N] [--idle-timeout SECS]
+  tenure lock   [--endpoints A,B] [--ttl SECS] [--timeout SECS] [--grace SECS]
+                NAME -- CMD [ARGS...]
   tenure status [--endpoints A,B]
   tenure revoke [--endpoints A,B] NAME
   tenure elect  [--endpoints A,B] [--ttl SECS] --id ID --priority P [--endpoint ADDR]
-                [--preempt] NAME -- CMD [ARGS...]
+                [--preempt] [--grace SECS] NAME -- CMD [ARGS...]
   tenure elect  [--endpoints A,B] --observe NAME
   tenure demo
 
 serve   Runs a server (default 127.0.0.1:7411, data in ./tenure-data, durability fsync).
-        Prints the bound address on the first line of stdout; stops on SIGINT or SIGTERM.
+        Prints the bound address on the first line of stdout; stops on SIGINT, SIGTERM or
+        SIGHUP. At most --max-connections (default 10000) connections; a connection
+        without a session is closed after --idle-timeout (default 10 s). Exits 70 if the
+        server fails (a supervisor should restart it).
 lock    Takes the lock NAME, runs CMD with TENURE_LOCK_NAME and TENURE_FENCING_TOKEN set,
         releases it when CMD exits and exits with CMD's status. If the lock is lost while
         CMD runs, CMD gets SIGTERM (SIGKILL 2 s later) and tenure exits 75.
+        SIGINT, SIGTERM and SIGHUP are passed on to CMD, which has --grace seconds
+        (default 10) to exit before SIGKILL; the lock is released once CMD has exited,
+        and tenure exits with CMD's status (128+N for signal N). Before CMD starts, a
+        signal ends the wait for the lock (exit 128+N).
         Exit 3: --timeout passed without the lock. Exit 69: no server reachable.
         --endpoints defaults to $TENURE_ENDPOINTS, then 127.0.0.1:7411; --ttl to 10 s;
         --timeout to waiting without limit.
@@ -45,7 +54,8 @@ revoke  Administrative: releases lock NAME whoever holds it; the holder is told 
 elect   Campaigns in election NAME and runs CMD while this process is master, with
         TENURE_MASTER_EPOCH set (a fencing token for the master's writes). When it stops
         being master, CMD gets SIGTERM (SIGKILL 2 s later) and tenure exits 75; when CMD
-        exits first, tenure resigns and exits with CMD's status. Exit 69: no server.
+        exits first, tenure resigns and exits with CMD's status. Signals are passed on
+        as with lock; tenure resigns once CMD has exited. Exit 69: no server.
         --observe prints `EPOCH ID ENDPOINT` (or `EPOCH -` for no master) per change.
 demo    Starts an embedded server and clients: lock hand-over, a holder whose heartbeats
         stall past its lease (told before the next holder is granted), a holder paused
@@ -127,8 +137,9 @@ fn connect_error(e: Error) -> (u8, String) {
     }
 }
 
-/// Blocks SIGINT and SIGTERM in this thread (and threads it starts later), so that they can
-/// be taken synchronously with [`wait_signal`].
+/// Blocks SIGINT, SIGTERM and SIGHUP in this thread (and threads it starts later), so that
+/// they can be taken synchronously ([`wait_signal`], [`signal_thread`]). The mask is
+/// inherited across exec: commands are started with an empty one ([`spawn_command`]).
 fn block_signals() -> libc::sigset_t {
     // SAFETY: plain libc calls on a locally owned signal set.
     unsafe {
@@ -136,17 +147,183 @@ fn block_signals() -> libc::sigset_t {
         libc::sigemptyset(&mut set);
         libc::sigaddset(&mut set, libc::SIGINT);
         libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGHUP);
         libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
         set
     }
 }
 
-fn wait_signal(set: &libc::sigset_t) -> i32 {
-    let mut sig = 0;
-    // SAFETY: `set` is a valid signal set; sigwait writes the signal number into `sig`.
-    unsafe { libc::sigwait(set, &mut sig) };
-    sig
+/// Waits up to `timeout` for one of the signals of `set`; `None` when none came.
+fn wait_signal(set: &libc::sigset_t, timeout: Duration) -> Option<i32> {
+    let ts = libc::timespec {
+        tv_sec: timeout.as_secs() as libc::time_t,
+        tv_nsec: timeout.subsec_nanos() as libc::c_long,
+    };
+    // SAFETY: `set` is a valid signal set and `ts` a valid timespec; no siginfo is asked for.
+    let sig = unsafe { libc::sigtimedwait(set, std::ptr::null_mut(), &ts) };
+    (sig > 0).then_some(sig)
 }
+
+/// A thread that turns every signal of `set` (blocked beforehand by [`block_signals`]) into
+/// [`Ev::Signal`] on `tx`.
+fn signal_thread(set: libc::sigset_t, tx: crossbeam_channel::Sender<Ev>) {
+    std::thread::spawn(move || loop {
+        if let Some(sig) = wait_signal(&set, Duration::from_secs(3600)) {
+            if tx.send(Ev::Signal(sig)).is_err() {
+                return;
+            }
+        }
+    });
+}
+
+fn signal_name(sig: i32) -> &'static str {
+    match sig {
+        libc::SIGINT => "SIGINT",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGHUP => "SIGHUP",
+        _ => "a signal",
+    }
+}
+
+/// What `lock` and `elect` wait for while their command runs.
+enum Ev {
+    /// The command exited.
+    Exited(std::process::ExitStatus),
+    /// What the command runs under (the lock, the mastership) ended, and why.
+    Lost(String),
+    /// tenure got SIGINT, SIGTERM or SIGHUP.
+    Signal(i32),
+    /// Something changed that the caller's `held` check should look at.
+    Changed,
+}
+
+/// How a supervised command ended.
+enum Ended {
+    /// It exited by itself while what it runs under was still held.
+    Exited(std::process::ExitStatus),
+    /// What it runs under ended (told through `told`); it was stopped.
+    Lost,
+    /// tenure was told to stop (the signal); the signal was passed on and the command ended
+    /// with this status.
+    Signalled(i32, std::process::ExitStatus),
+}
+
+/// Waits for the command `pid` while `held()` says what it runs under is held (`None`) or
+/// not (`Some(why)`). A lost lock or mastership stops the command: SIGTERM, then SIGKILL 2 s
+/// later. A signal to tenure is passed on to the command, which has `grace` to exit before
+/// SIGKILL (a second signal sends SIGKILL at once); meanwhile the lock stays held, and it is
+/// given up only once the command has exited.
+fn supervise(
+    pid: i32,
+    rx: &crossbeam_channel::Receiver<Ev>,
+    held: &dyn Fn() -> Option<String>,
+    told: &dyn Fn(&str),
+    grace: Duration,
+) -> Ended {
+    // The command runs in a process group of its own (see `spawn_command`): signals go to the
+    // whole group, so that what the command started stops with it.
+    let kill = |sig| {
+        // SAFETY: signalling our own child's process group; the child (its leader) is not
+        // reaped before `Exited` arrives, so the group id cannot be reused meanwhile.
+        unsafe { libc::kill(-pid, sig) };
+    };
+    // (why it must end, when SIGKILL is due) once the command is being stopped.
+    let mut stopping: Option<(Option<i32>, String, Instant)> = None;
+    loop {
+        if stopping.is_none() {
+            if let Some(why) = held() {
+                told(&why);
+                kill(libc::SIGTERM);
+                stopping = Some((None, why, Instant::now() + STOP_GRACE));
+            }
+        }
+        let wait = match &stopping {
+            Some((_, _, at)) => at.saturating_duration_since(Instant::now()),
+            None => Duration::from_millis(20),
+        };
+        match rx.recv_timeout(wait) {
+            Ok(Ev::Exited(st)) => {
+                if stopping.is_some() {
+                    // Being stopped: nothing the command started may outlive it.
+                    kill(libc::SIGKILL);
+                }
+                return match stopping {
+                    None => Ended::Exited(st),
+                    Some((Some(sig), _, _)) => Ended::Signalled(sig, st),
+                    Some((None, _, _)) => Ended::Lost,
+                };
+            }
+            Ok(Ev::Lost(why)) => {
+                if stopping.is_none() {
+                    told(&why);
+                    kill(libc::SIGTERM);
+                    stopping = Some((None, why, Instant::now() + STOP_GRACE));
+                } else if let Some((_, _, at)) = stopping.as_mut() {
+                    // Lost while stopping on a signal: no more than the lost grace.
+                    *at = (*at).min(Instant::now() + STOP_GRACE);
+                }
+            }
+            Ok(Ev::Signal(sig)) => match &stopping {
+                None => {
+                    eprintln!(
+                        "tenure: {}; passing it on to the command (pid {pid}), SIGKILL in {grace:?}",
+                        signal_name(sig)
+                    );
+                    kill(sig);
+                    stopping = Some((Some(sig), String::new(), Instant::now() + grace));
+                }
+                Some(_) => {
+                    eprintln!("tenure: {} again; SIGKILL", signal_name(sig));
+                    kill(libc::SIGKILL);
+                }
+            },
+            Ok(Ev::Changed) => {}
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                if let Some((_, _, at)) = &stopping {
+                    if Instant::now() >= *at {
+                        kill(libc::SIGKILL);
+                        // Wait for the exit (the waiter reports it) without killing again.
+                        if let Some(s) = stopping.as_mut() {
+                            s.2 = Instant::now() + Duration::from_secs(3600);
+                        }
+                    }
+                }
+            }
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                kill(libc::SIGKILL);
+                return Ended::Lost;
+            }
+        }
+    }
+}
+
+/// The command that `lock` and `elect` run, in a process group of its own (as GNU `timeout`
+/// does), so that stopping it stops what it started too. A terminal's Ctrl-C reaches tenure,
+/// which passes it on.
+fn spawn_command(cmd: &[OsString]) -> Command {
+    use std::os::unix::process::CommandExt;
+    let mut c = Command::new(&cmd[0]);
+    c.args(&cmd[1..]).process_group(0);
+    // The signals tenure blocks for itself (`block_signals`) would stay blocked in the
+    // command (a mask survives exec): unblock them between fork and exec.
+    // SAFETY: only async-signal-safe calls (sigemptyset, sigprocmask) on a local set.
+    unsafe {
+        c.pre_exec(|| {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            if libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut()) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    c
+}
+
+/// Time a command has to exit after SIGTERM once its lock or mastership is lost.
+const STOP_GRACE: Duration = Duration::from_secs(2);
+/// Default of `--grace`: time a command has to exit after a signal passed on to it.
+const DEFAULT_GRACE_SECS: f64 = 10.0;
 
 fn serve(args: Vec<OsString>) -> CliResult {
     let mut cfg = ServerConfig::default();
@@ -158,6 +335,21 @@ fn serve(args: Vec<OsString>) -> CliResult {
             Long("data") => cfg.data_dir = value(&mut p)?.into(),
             Long("durability") => {
                 cfg.durability = value(&mut p)?.parse::<Durability>().map_err(usage)?
+            }
+            Long("max-connections") => {
+                let v = value(&mut p)?;
+                cfg.max_connections = v.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                    usage(format!(
+                        "--max-connections must be a positive integer, not {v:?}"
+                    ))
+                })?;
+            }
+            Long("idle-timeout") => {
+                let t = secs(&mut p, "--idle-timeout")?;
+                cfg.idle_timeout = timeout_from_secs(t)
+                    .ok()
+                    .filter(|d| !d.is_zero())
+                    .ok_or_else(|| usage("--idle-timeout must be a positive number of seconds"))?;
             }
             other => return Err(usage(other.unexpected())),
         }
@@ -175,10 +367,22 @@ fn serve(args: Vec<OsString>) -> CliResult {
         cfg.durability,
         started.elapsed()
     );
-    let sig = wait_signal(&set);
-    eprintln!("tenure: signal {sig}, stopping");
-    server.stop().map_err(|e| (EXIT_SOFTWARE, e.to_string()))?;
-    Ok(0)
+    // Until a signal, or the server's end: a server thread that ended by itself (a fatal I/O
+    // error, a bug) ends the process, so that a supervisor restarts it.
+    loop {
+        if let Some(sig) = wait_signal(&set, Duration::from_millis(200)) {
+            eprintln!("tenure: {}, stopping", signal_name(sig));
+            server.stop().map_err(|e| (EXIT_SOFTWARE, e.to_string()))?;
+            return Ok(0);
+        }
+        if server.is_finished() {
+            let why = match server.wait() {
+                Ok(()) => "the server stopped".to_string(),
+                Err(e) => e.to_string(),
+            };
+            return Err((EXIT_SOFTWARE, format!("{why}; exiting")));
+        }
+    }
 }
 
 fn status(args: Vec<OsString>) -> CliResult {
@@ -284,6 +488,7 @@ fn lock(args: Vec<OsString>) -> CliResult {
     let mut endpoints = default_endpoints();
     let mut ttl = 10.0;
     let mut timeout: Option<f64> = None;
+    let mut grace = DEFAULT_GRACE_SECS;
     let mut name: Option<String> = None;
     let mut cmd: Vec<OsString> = vec![];
     let mut p = lexopt::Parser::from_args(args);
@@ -293,6 +498,7 @@ fn lock(args: Vec<OsString>) -> CliResult {
             Long("endpoints") => endpoints = split_endpoints(&value(&mut p)?),
             Long("ttl") => ttl = secs(&mut p, "--ttl")?,
             Long("timeout") => timeout = Some(secs(&mut p, "--timeout")?),
+            Long("grace") => grace = secs(&mut p, "--grace")?,
             Value(v) if name.is_none() => {
                 name = Some(
                     v.into_string()
@@ -316,10 +522,37 @@ fn lock(args: Vec<OsString>) -> CliResult {
         Some(t) => timeout_from_secs(t).map_err(|e| usage(format!("--timeout: {e}")))?,
         None => tenure::client::MAX_TIMEOUT,
     };
+    let grace = timeout_from_secs(grace).map_err(|e| usage(format!("--grace: {e}")))?;
+    // Signals are taken by a thread of ours from here on (threads started later inherit the
+    // mask; the command does not).
+    let set = block_signals();
+    let (tx, rx) = crossbeam_channel::unbounded::<Ev>();
+    signal_thread(set, tx.clone());
     let mut cfg = ClientConfig::new(endpoints).session_ttl(ttl);
     cfg.reopen = false;
     let client = Client::connect(cfg).map_err(connect_error)?;
-    let lock = match client.lock(&name, timeout) {
+    // Acquire on a thread of its own, so that a signal can end the wait.
+    let (ltx, lrx) = crossbeam_channel::bounded(1);
+    {
+        let (client, name) = (client.clone(), name.clone());
+        std::thread::spawn(move || {
+            let _ = ltx.send(client.lock(&name, timeout));
+        });
+    }
+    let acquired = loop {
+        crossbeam_channel::select! {
+            recv(lrx) -> r => break r.map_err(|_| (EXIT_SOFTWARE, "internal channel closed".to_string()))?,
+            recv(rx) -> ev => {
+                if let Ok(Ev::Signal(sig)) = ev {
+                    // Closing the client ends the wait and gives back a grant that raced it.
+                    client.close();
+                    eprintln!("tenure: {} while waiting for lock {name:?}", signal_name(sig));
+                    return Ok(128 + sig as u8);
+                }
+            }
+        }
+    };
+    let lock = match acquired {
         Ok(l) => l,
         Err(Error::Timeout) => {
             return Err((
@@ -330,55 +563,59 @@ fn lock(args: Vec<OsString>) -> CliResult {
         Err(e @ (Error::InvalidArgument(_) | Error::Limit(_))) => return Err(usage(e)),
         Err(e) => return Err((EXIT_UNAVAILABLE, format!("lock {name:?}: {e}"))),
     };
-    let (tx, rx) =
-        crossbeam_channel::bounded::<Option<(String, Option<std::process::ExitStatus>)>>(4);
     let tx_lost = tx.clone();
     lock.on_lost(move |ev| {
         if let Event::LockLost { reason, token, .. } = ev {
-            let _ = tx_lost.send(Some((format!("{reason} (fencing token {token})"), None)));
+            let _ = tx_lost.send(Ev::Lost(format!("{reason} (fencing token {token})")));
         }
     });
-    let mut child = Command::new(&cmd[0])
-        .args(&cmd[1..])
+    let mut child = spawn_command(&cmd)
         .env("TENURE_LOCK_NAME", &name)
         .env("TENURE_FENCING_TOKEN", lock.fencing_token().to_string())
         .spawn()
         .map_err(|e| (127, format!("cannot run {:?}: {e}", cmd[0])))?;
     let pid = child.id() as i32;
     let waiter = std::thread::spawn(move || {
-        let st = child.wait();
-        let _ = tx.send(Some((String::new(), st.ok())));
+        if let Ok(st) = child.wait() {
+            let _ = tx.send(Ev::Exited(st));
+        }
     });
-    let first = rx.recv().ok().flatten();
-    match first {
-        Some((_, Some(status))) => {
-            // CMD finished while we held the lock.
-            let _ = waiter.join();
-            let still = lock.is_held();
-            let _ = lock.release();
-            client.close();
-            if !still {
+    // is_held() turns false at the lease deadline, before the expiry is reported.
+    let held = || {
+        (!lock.is_held()).then(|| {
+            let reason = lock
+                .lost_reason()
+                .unwrap_or(tenure::LostReason::SessionExpired);
+            format!("{reason} (fencing token {})", lock.fencing_token())
+        })
+    };
+    let told = |why: &str| {
+        eprintln!("tenure: lock {name:?} lost: {why}; stopping the command (pid {pid})");
+    };
+    let ended = supervise(pid, &rx, &held, &told, grace);
+    let _ = waiter.join();
+    // The command has exited: only now is the lock given up.
+    let code = match ended {
+        Ended::Exited(status) => {
+            if !lock.is_held() {
                 eprintln!("tenure: lock {name:?} was lost just as the command ended");
-                return Ok(EXIT_LOST);
+                EXIT_LOST
+            } else {
+                exit_code(status)
             }
-            Ok(exit_code(status))
         }
-        Some((why, None)) => {
-            eprintln!("tenure: lock {name:?} lost: {why}; stopping the command (pid {pid})");
-            stop_child(pid, &rx);
-            let _ = waiter.join();
-            client.close();
-            Ok(EXIT_LOST)
+        Ended::Lost => EXIT_LOST,
+        Ended::Signalled(sig, status) => {
+            eprintln!(
+                "tenure: the command (pid {pid}) ended after {}; releasing {name:?}",
+                signal_name(sig)
+            );
+            exit_code(status)
         }
-        None => Err((EXIT_SOFTWARE, "internal channel closed".into())),
-    }
-}
-
-/// What the `elect` command waits for.
-enum ElectMsg {
-    Changed,
-    SessionOver(String),
-    Exited(std::process::ExitStatus),
+    };
+    let _ = lock.release();
+    client.close();
+    Ok(code)
 }
 
 fn elect(args: Vec<OsString>) -> CliResult {
@@ -389,6 +626,7 @@ fn elect(args: Vec<OsString>) -> CliResult {
     let mut endpoint: Option<String> = None;
     let mut preempt = false;
     let mut observe = false;
+    let mut grace = DEFAULT_GRACE_SECS;
     let mut name: Option<String> = None;
     let mut cmd: Vec<OsString> = vec![];
     let mut p = lexopt::Parser::from_args(args);
@@ -407,6 +645,7 @@ fn elect(args: Vec<OsString>) -> CliResult {
             }
             Long("endpoint") => endpoint = Some(value(&mut p)?),
             Long("preempt") => preempt = true,
+            Long("grace") => grace = secs(&mut p, "--grace")?,
             Long("observe") => observe = true,
             Value(v) if name.is_none() => {
                 name = Some(
@@ -435,18 +674,21 @@ fn elect(args: Vec<OsString>) -> CliResult {
     if cmd.is_empty() {
         return Err(usage("missing command after --; see tenure --help"));
     }
+    let grace = timeout_from_secs(grace).map_err(|e| usage(format!("--grace: {e}")))?;
+    let set = block_signals();
+    let (tx, rx) = crossbeam_channel::unbounded::<Ev>();
+    signal_thread(set, tx.clone());
     let mut cfg = ClientConfig::new(endpoints).session_ttl(ttl);
     cfg.reopen = false;
     let client = Client::connect(cfg).map_err(connect_error)?;
-    let (tx, rx) = crossbeam_channel::unbounded::<ElectMsg>();
     let tx2 = tx.clone();
     let _sub = client
         .subscribe(move |ev| match ev {
             Event::SessionExpired => {
-                let _ = tx2.send(ElectMsg::SessionOver("session expired".into()));
+                let _ = tx2.send(Ev::Lost("session expired".into()));
             }
             Event::DataLost { .. } => {
-                let _ = tx2.send(ElectMsg::SessionOver("the service lost its state".into()));
+                let _ = tx2.send(Ev::Lost("the service lost its state".into()));
             }
             _ => {}
         })
@@ -464,7 +706,7 @@ fn elect(args: Vec<OsString>) -> CliResult {
     };
     let tx3 = tx.clone();
     election.on_master_change(move |_| {
-        let _ = tx3.send(ElectMsg::Changed);
+        let _ = tx3.send(Ev::Changed);
     });
     // Wait as a candidate. The lease deadline is checked on every wake, events or not.
     let epoch = loop {
@@ -472,17 +714,25 @@ fn elect(args: Vec<OsString>) -> CliResult {
             break e;
         }
         match rx.recv_timeout(Duration::from_millis(50)) {
-            Ok(ElectMsg::SessionOver(why)) => {
+            Ok(Ev::Lost(why)) => {
                 eprintln!("tenure: {why} while waiting to become master of {name:?}");
                 return Ok(EXIT_LOST);
+            }
+            Ok(Ev::Signal(sig)) => {
+                let _ = election.resign();
+                client.close();
+                eprintln!(
+                    "tenure: {} while waiting to become master of {name:?}",
+                    signal_name(sig)
+                );
+                return Ok(128 + sig as u8);
             }
             Ok(_) | Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
             Err(_) => return Err((EXIT_SOFTWARE, "internal channel closed".into())),
         }
     };
     eprintln!("tenure: {id:?} is master of {name:?} at epoch {epoch}");
-    let mut child = Command::new(&cmd[0])
-        .args(&cmd[1..])
+    let mut child = spawn_command(&cmd)
         .env("TENURE_ELECTION", &name)
         .env("TENURE_CANDIDATE_ID", &id)
         .env("TENURE_MASTER_EPOCH", epoch.to_string())
@@ -492,53 +742,47 @@ fn elect(args: Vec<OsString>) -> CliResult {
     let tx4 = tx.clone();
     let waiter = std::thread::spawn(move || {
         if let Ok(st) = child.wait() {
-            let _ = tx4.send(ElectMsg::Exited(st));
+            let _ = tx4.send(Ev::Exited(st));
         }
     });
-    let why = loop {
-        // First thing on every wake (including after a SIGSTOP): are we still master?
-        if election.master_epoch() != Some(epoch) {
-            let m = election.master();
-            break match m.master {
-                Some(other) => format!("{:?} is master at epoch {}", other.id, m.epoch),
-                None => "the lease ended".to_string(),
-            };
+    // First thing on every wake (including after a SIGSTOP): are we still master?
+    let held = || {
+        if election.master_epoch() == Some(epoch) {
+            return None;
         }
-        match rx.recv_timeout(Duration::from_millis(20)) {
-            Ok(ElectMsg::Exited(st)) => {
-                let _ = waiter.join();
-                let still = election.master_epoch() == Some(epoch);
-                let _ = election.resign();
-                client.close();
-                if !still {
-                    eprintln!("tenure: stopped being master of {name:?} as the command ended");
-                    return Ok(EXIT_LOST);
-                }
-                return Ok(exit_code(st));
+        let m = election.master();
+        Some(match m.master {
+            Some(other) => format!("{:?} is master at epoch {}", other.id, m.epoch),
+            None => "the lease ended".to_string(),
+        })
+    };
+    let told = |why: &str| {
+        eprintln!("tenure: no longer master of {name:?} ({why}); stopping the command (pid {pid})");
+    };
+    let ended = supervise(pid, &rx, &held, &told, grace);
+    let _ = waiter.join();
+    // The command has exited: only now is the mastership given up.
+    let code = match ended {
+        Ended::Exited(st) => {
+            if election.master_epoch() != Some(epoch) {
+                eprintln!("tenure: stopped being master of {name:?} as the command ended");
+                EXIT_LOST
+            } else {
+                exit_code(st)
             }
-            Ok(ElectMsg::SessionOver(why)) => break why,
-            Ok(ElectMsg::Changed) | Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
-            Err(_) => return Err((EXIT_SOFTWARE, "internal channel closed".into())),
+        }
+        Ended::Lost => EXIT_LOST,
+        Ended::Signalled(sig, st) => {
+            eprintln!(
+                "tenure: the command (pid {pid}) ended after {}; resigning from {name:?}",
+                signal_name(sig)
+            );
+            exit_code(st)
         }
     };
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(pid, libc::SIGTERM) };
-    eprintln!("tenure: no longer master of {name:?} ({why}); stopping the command (pid {pid})");
-    let deadline = Instant::now() + Duration::from_secs(2);
-    let mut exited = false;
-    while let Ok(m) = rx.recv_deadline(deadline) {
-        if matches!(m, ElectMsg::Exited(_)) {
-            exited = true;
-            break;
-        }
-    }
-    if !exited {
-        // SAFETY: as above.
-        unsafe { libc::kill(pid, libc::SIGKILL) };
-    }
-    let _ = waiter.join();
+    let _ = election.resign();
     client.close();
-    Ok(EXIT_LOST)
+    Ok(code)
 }
 
 fn elect_observe(endpoints: Vec<String>, ttl: Duration, name: &str) -> CliResult {
@@ -575,25 +819,6 @@ fn exit_code(st: std::process::ExitStatus) -> u8 {
         (None, Some(s)) => 128 + s as u8,
         _ => EXIT_SOFTWARE,
     }
-}
-
-type Exit = crossbeam_channel::Receiver<Option<(String, Option<std::process::ExitStatus>)>>;
-
-/// SIGTERM, then SIGKILL after a grace period of 2 s, waiting for the child's exit.
-fn stop_child(pid: i32, rx: &Exit) {
-    // SAFETY: signalling our own child process by pid.
-    unsafe { libc::kill(pid, libc::SIGTERM) };
-    let deadline = Instant::now() + Duration::from_secs(2);
-    loop {
-        match rx.recv_deadline(deadline) {
-            Ok(Some((_, Some(_)))) => return,
-            Ok(_) => continue,
-            Err(_) => break,
-        }
-    }
-    // SAFETY: as above.
-    unsafe { libc::kill(pid, libc::SIGKILL) };
-    let _ = rx.recv_timeout(Duration::from_secs(5));
 }
 
 mod demo {
@@ -772,13 +997,47 @@ mod demo {
         (EXIT_SOFTWARE, e.to_string())
     }
 
+    /// Removes the demo's data directory on every way out of [`run`] (declared before the
+    /// server, so dropped after it).
+    struct TempDir(std::path::PathBuf);
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// The paused holder's process: killed and reaped on every way out of [`run`].
+    struct Holder(Child);
+
+    impl Drop for Holder {
+        fn drop(&mut self) {
+            // SAFETY: signalling our own child (it may be stopped: SIGCONT lets SIGKILL act
+            // at once either way).
+            unsafe { libc::kill(self.0.id() as i32, libc::SIGCONT) };
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    /// `a` relative to `b`, signed: "12ms BEFORE" or "3ms AFTER".
+    fn before_after(a: Instant, b: Instant) -> String {
+        if a <= b {
+            format!("{:.0?} BEFORE", b - a)
+        } else {
+            format!("{:.0?} AFTER", a - b)
+        }
+    }
+
     pub fn run() -> CliResult {
         t0();
-        let dir = std::env::temp_dir().join(format!("tenure-demo-{}", std::process::id()));
+        let tmp = TempDir(std::env::temp_dir().join(format!("tenure-demo-{}", std::process::id())));
+        let dir = tmp.0.clone();
         let server = Server::start(ServerConfig {
             listen: "127.0.0.1:0".into(),
             data_dir: dir.clone(),
             durability: Durability::Fsync,
+            ..Default::default()
         })
         .map_err(fail)?;
         let addr = server.local_addr().to_string();
@@ -859,8 +1118,8 @@ mod demo {
         say(
             "demo",
             format!(
-                "dave was told {:.0?} BEFORE erin was granted; is_held() = {}",
-                erin_at - lost_at,
+                "dave was told {} erin was granted; is_held() = {}",
+                before_after(lost_at, erin_at),
                 d.is_held()
             ),
         );
@@ -875,23 +1134,24 @@ mod demo {
         println!("\n-- 3. frank's process is paused (SIGSTOP) past its lease: his stale writes are refused --");
         let exe = std::env::current_exe().map_err(fail)?;
         let res_addr = serve_resource(resource.clone()).map_err(fail)?;
-        let mut frank: Child = Command::new(exe)
-            .args(["__demo-holder", &addr, name, &res_addr])
-            .env("TENURE_DEMO_T0_NS", t0_ns())
-            .spawn()
-            .map_err(fail)?;
+        let mut frank = Holder(
+            Command::new(exe)
+                .args(["__demo-holder", &addr, name, &res_addr])
+                .env("TENURE_DEMO_T0_NS", t0_ns())
+                .spawn()
+                .map_err(fail)?,
+        );
         let (gina, _sg) = client("gina", &addr, 1500)?;
         let st = Instant::now();
         while gina.status().map_err(fail)?.locks.is_empty() {
             if st.elapsed() > Duration::from_secs(10) {
-                let _ = frank.kill();
                 return Err(fail("frank did not take the lock"));
             }
             std::thread::sleep(Duration::from_millis(10));
         }
         std::thread::sleep(Duration::from_millis(200));
         // SAFETY: signalling our own child.
-        unsafe { libc::kill(frank.id() as i32, libc::SIGSTOP) };
+        unsafe { libc::kill(frank.0.id() as i32, libc::SIGSTOP) };
         say("demo", "frank is paused with SIGSTOP (a long GC pause)");
         let g = gina.lock(name, Duration::from_secs(10)).map_err(fail)?;
         say(
@@ -901,9 +1161,9 @@ mod demo {
         resource.write("gina", g.fencing_token());
         std::thread::sleep(Duration::from_millis(200));
         // SAFETY: as above.
-        unsafe { libc::kill(frank.id() as i32, libc::SIGCONT) };
+        unsafe { libc::kill(frank.0.id() as i32, libc::SIGCONT) };
         say("demo", "frank resumes");
-        let fst = frank.wait().map_err(fail)?;
+        let fst = frank.0.wait().map_err(fail)?;
         say("demo", format!("frank exited with {fst}"));
         let _ = g.release();
 
@@ -967,7 +1227,7 @@ mod demo {
         }
         println!("\nAll four scenarios ran; see the README for what each event means.");
         drop(server);
-        let _ = std::fs::remove_dir_all(&dir);
+        drop(tmp);
         Ok(0)
     }
 

@@ -11,11 +11,15 @@
 //! the reader thread that read it: no hand-off to a driver thread on either way (each cost
 //! about 10 µs of scheduling on an idle machine), while the order of everything stays that of
 //! the queue, as with a single driver thread. The timer thread wakes at the lease's next
-//! deadline (or when nudged because that moved earlier) and is the only thread that dials:
-//! another thread that finds a connection missing leaves the work to it, so a user's thread
-//! never makes a connection attempt itself (while one runs, its request waits in the queue,
-//! bounded by its own timeout, as with a single driver thread).
+//! deadline (or when nudged because that moved earlier).
+//!
+//! Nothing that holds the driver waits on the network (see [`super::conn`]): connecting and
+//! the handshake run on a dial thread of their own, which reports through the queue
+//! ([`Cmd::Dialed`]); writes never block. So the timer thread takes the driver at once at the
+//! lease deadline, whatever the sockets do, and expiry, `is_held()` turning false and the
+//! lost callbacks happen then.
 
+use super::conn::{dial, queue, Connection, Dialed};
 use super::election::ElectionShared;
 use super::group::{view_events, GroupShared};
 use super::ClientConfig;
@@ -24,15 +28,13 @@ use crate::error::{Error, Result};
 use crate::events::{Event, LostReason, Sink};
 use crate::lease::{Lease, LeaseAction, LeaseConfig, LeaseState};
 use crate::proto::{
-    self, ClientMsg, ErrorReply, FrameReader, Incarnation, MasterInfo, Notice, Reply, Request,
-    ServerMsg, SessionId, ViewInfo,
+    self, ClientMsg, ErrorReply, Incarnation, MasterInfo, Notice, Reply, Request, ServerMsg,
+    SessionId, ViewInfo,
 };
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use parking_lot::{Mutex, MutexGuard};
 use std::collections::{BTreeMap, HashMap};
-use std::io::{Read, Write};
-use std::net::{Shutdown, TcpStream, ToSocketAddrs};
-use std::sync::atomic::{fence, Ordering};
+use std::sync::atomic::{fence, AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -69,6 +71,11 @@ pub(crate) enum Cmd {
     Broken {
         conn: u64,
     },
+    /// A dial thread's outcome: the connection, or what every endpoint said.
+    Dialed {
+        seq: u64,
+        result: std::result::Result<Dialed, String>,
+    },
     Close {
         done: Sender<()>,
     },
@@ -77,25 +84,6 @@ pub(crate) enum Cmd {
 struct Pending {
     body: Request,
     reply: Option<Sender<Answer>>,
-}
-
-struct Conn {
-    stream: TcpStream,
-    id: u64,
-    reader: Option<JoinHandle<()>>,
-}
-
-impl Drop for Conn {
-    fn drop(&mut self) {
-        let _ = self.stream.shutdown(Shutdown::Both);
-        // The reader ends once its socket is shut down (it never waits for the driver's
-        // mutex). It may be the thread dropping its own connection: that one just ends.
-        if let Some(r) = self.reader.take() {
-            if r.thread().id() != std::thread::current().id() {
-                let _ = r.join();
-            }
-        }
-    }
 }
 
 /// A close waiting for the server's reply.
@@ -161,8 +149,11 @@ pub(crate) struct Driver {
     tx: Sender<Cmd>,
     /// The core this driver lives in (for the reader threads it starts).
     core: Weak<Core>,
-    conn: Option<Conn>,
+    conn: Option<Connection>,
     conn_seq: u64,
+    /// The dial in progress, by sequence number (older outcomes are dropped).
+    dialing: Option<u64>,
+    dial_seq: u64,
     endpoint_idx: usize,
     session: SessionId,
     lease: Option<Lease>,
@@ -186,11 +177,6 @@ pub(crate) struct Driver {
     seed: u64,
     /// When the current connection last delivered a frame.
     last_heard: Instant,
-    /// Lease actions that need a connection, left for the timer thread (the only one that
-    /// dials), oldest first.
-    deferred: Vec<LeaseAction>,
-    /// A connection attempt is wanted (deferred actions, or a session to reopen).
-    dial_wanted: bool,
     /// When the timer thread plans to wake next (set by it before it sleeps).
     planned: Option<Instant>,
     /// While the first session is being opened: where its outcome goes.
@@ -199,6 +185,10 @@ pub(crate) struct Driver {
     exited: bool,
     /// A close in progress (see [`Driver::close`]).
     closing: Option<Closing>,
+    /// `Client::connect` gave up waiting for the first open: if its reply still comes, the
+    /// session is closed at once (so it does not linger on the server for a TTL), and this
+    /// is told when that is done.
+    abandoned: Option<Sender<()>>,
 }
 
 impl Driver {
@@ -222,6 +212,8 @@ impl Driver {
                 core: weak.clone(),
                 conn: None,
                 conn_seq: 0,
+                dialing: None,
+                dial_seq: 0,
                 endpoint_idx: 0,
                 session: 0,
                 lease: None,
@@ -237,43 +229,78 @@ impl Driver {
                 subs: first_sub.into_iter().collect(),
                 seed,
                 last_heard: Instant::now(),
-                deferred: Vec::new(),
-                dial_wanted: false,
                 planned: None,
                 first: None,
                 exited: false,
                 closing: None,
+                abandoned: None,
             }),
             rx,
             nudge,
         });
-        // The first session: connect and send the open here; the reply is taken by the
-        // reader thread, which reports it through `first`.
-        let (first_tx, first_rx) = crossbeam_channel::bounded(1);
-        let budget = core.with(|d| {
-            d.first = Some(first_tx);
-            let budget = d.cfg.connect_timeout * d.cfg.endpoints.len() as u32;
-            d.first_session(budget).map(|()| budget)
+        // The first session: connect from the caller's thread (nothing else runs yet), then
+        // send the open; the reply is taken by the reader thread, which reports it through
+        // `first`.
+        let (endpoints, step, name, ttl) = core.with(|d| {
+            (
+                d.cfg.endpoints.clone(),
+                d.cfg.connect_timeout,
+                d.cfg.client_name.clone(),
+                d.lease_cfg.ttl,
+            )
         });
-        let budget = match budget {
-            Ok(b) => b,
-            Err(e) => {
-                core.with(|d| d.first = None);
-                return Err(e);
+        let dialed = dial(&endpoints, 0, step, &name).map_err(Error::ConnectionFailed)?;
+        let (first_tx, first_rx) = crossbeam_channel::bounded(1);
+        core.with(|d| {
+            d.first = Some(first_tx);
+            d.install(dialed);
+            if d.conn.is_none() {
+                return Err(Error::ConnectionFailed(
+                    "connection closed while opening the session".into(),
+                ));
             }
-        };
-        let outcome = first_rx
-            .recv_timeout(budget.max(Duration::from_secs(1)))
-            .unwrap_or_else(|_| {
-                Err(Error::ConnectionFailed(
-                    "no answer to opening the session".into(),
-                ))
-            });
+            d.send_open();
+            Ok(())
+        })?;
+        let wait = step.max(Duration::from_secs(1));
+        let outcome = first_rx.recv_timeout(wait).unwrap_or_else(|_| {
+            Err(Error::ConnectionFailed(format!(
+                "no answer to opening the session within {wait:?}"
+            )))
+        });
         if let Err(e) = outcome {
-            core.with(|d| {
+            // The open may still be answered: whoever reads that reply closes the session.
+            // This thread keeps the driver (and its connection) alive until then, or a TTL.
+            let (done_tx, done_rx) = crossbeam_channel::bounded(1);
+            let in_flight = core.with(|d| {
                 d.first = None;
-                d.conn = None;
+                let in_flight = d.conn.is_some() && !d.opening.is_empty();
+                if in_flight {
+                    d.abandoned = Some(done_tx);
+                } else {
+                    d.exited = true;
+                    d.conn = None;
+                }
+                in_flight
             });
+            if in_flight {
+                let keep = core.clone();
+                let spawned = std::thread::Builder::new()
+                    .name("tenure-client-abandon".into())
+                    .spawn(move || {
+                        let _ = done_rx.recv_timeout(ttl + Duration::from_secs(1));
+                        keep.with(|d| {
+                            d.exited = true;
+                            d.conn = None;
+                        });
+                    });
+                if spawned.is_err() {
+                    core.with(|d| {
+                        d.exited = true;
+                        d.conn = None;
+                    });
+                }
+            }
             return Err(e);
         }
         let c = core.clone();
@@ -287,14 +314,14 @@ impl Driver {
     fn drain(&mut self, rx: &Receiver<Cmd>) {
         while let Ok(cmd) = rx.try_recv() {
             // A deadline that passed is acted on before anything else.
-            self.tick(false);
+            self.tick();
             self.handle(cmd);
         }
     }
 
     /// Whether the timer thread must wake before it planned to.
     fn wants_timer(&self) -> bool {
-        if self.dial_wanted || self.exited {
+        if self.exited {
             return true;
         }
         match (self.next_wakeup(), self.planned) {
@@ -312,93 +339,30 @@ impl Driver {
         *self.shared.state.lock() = s;
     }
 
-    /// Connects to some endpoint within `budget`; performs the handshake.
-    fn connect(&mut self, budget: Duration) -> Result<Incarnation> {
-        let mut errors = vec![];
-        let n = self.cfg.endpoints.len();
-        let start = Instant::now();
-        for i in 0..n {
-            let left = budget.saturating_sub(start.elapsed());
-            if left.is_zero() {
-                errors.push("out of time".to_string());
-                break;
-            }
-            let ep = self.cfg.endpoints[(self.endpoint_idx + i) % n].clone();
-            match self.connect_one(&ep, left.min(self.cfg.connect_timeout)) {
-                Ok(inc) => {
-                    self.endpoint_idx = (self.endpoint_idx + i) % n;
-                    return Ok(inc);
-                }
-                Err(e) => errors.push(format!("{ep}: {e}")),
-            }
+    /// Starts a dial thread unless one runs. Its outcome comes back as [`Cmd::Dialed`].
+    fn want_dial(&mut self) {
+        if self.dialing.is_some() || self.exited {
+            return;
         }
-        self.endpoint_idx = (self.endpoint_idx + 1) % n.max(1);
-        Err(Error::ConnectionFailed(errors.join("; ")))
-    }
-
-    fn connect_one(&mut self, ep: &str, timeout: Duration) -> Result<Incarnation> {
-        let timeout = timeout.max(Duration::from_millis(1));
-        let addr = ep
-            .to_socket_addrs()
-            .map_err(|e| Error::ConnectionFailed(e.to_string()))?
-            .next()
-            .ok_or_else(|| Error::ConnectionFailed("address resolves to nothing".into()))?;
-        let mut s = TcpStream::connect_timeout(&addr, timeout)
-            .map_err(|e| Error::ConnectionFailed(e.to_string()))?;
-        let _ = s.set_nodelay(true);
-        s.set_read_timeout(Some(timeout))?;
-        s.set_write_timeout(Some(timeout))?;
-        let mut b = vec![];
-        proto::encode(
-            &ClientMsg::Hello {
-                magic: proto::MAGIC,
-                version: proto::PROTOCOL_VERSION,
-                client_name: self.cfg.client_name.clone(),
-            },
-            &mut b,
-        );
-        s.write_all(&b)
-            .map_err(|e| Error::ConnectionFailed(e.to_string()))?;
-        let mut reader = FrameReader::new();
-        let mut buf = [0u8; 4096];
-        let msg = loop {
-            if let Some(f) = reader
-                .next_frame()
-                .map_err(|e| Error::ConnectionFailed(e.to_string()))?
-            {
-                break proto::decode::<ServerMsg>(f)
-                    .map_err(|e| Error::ConnectionFailed(e.to_string()))?;
-            }
-            let n = s
-                .read(&mut buf)
-                .map_err(|e| Error::ConnectionFailed(format!("handshake: {e}")))?;
-            if n == 0 {
-                return Err(Error::ConnectionFailed("closed during handshake".into()));
-            }
-            reader.extend(&buf[..n]);
+        self.dial_seq += 1;
+        let seq = self.dial_seq;
+        // Each step has a short bound of its own: within a lease, no longer than a
+        // heartbeat may go unanswered, so a stalled endpoint leaves time for the next.
+        let step = match &self.lease {
+            Some(_) => self
+                .cfg
+                .connect_timeout
+                .min(self.lease_cfg.heartbeat_timeout),
+            None => self.cfg.connect_timeout,
         };
-        let inc = match msg {
-            ServerMsg::Welcome { incarnation, .. } => incarnation,
-            ServerMsg::Reject { reason } => {
-                return Err(Error::ConnectionFailed(format!("rejected: {reason}")))
-            }
-            other => {
-                return Err(Error::ConnectionFailed(format!(
-                    "unexpected handshake reply {other:?}"
-                )))
-            }
-        };
-        s.set_read_timeout(None)?;
-        self.conn_seq += 1;
-        let id = self.conn_seq;
-        let mut rs = s.try_clone()?;
-        let tx = self.tx.clone();
-        let core = self.core.clone();
-        let reader_thread = std::thread::Builder::new()
-            .name("tenure-client-reader".into())
+        let endpoints = self.cfg.endpoints.clone();
+        let start = self.endpoint_idx;
+        let name = self.cfg.client_name.clone();
+        let (tx, core) = (self.tx.clone(), self.core.clone());
+        let spawned = std::thread::Builder::new()
+            .name("tenure-client-dial".into())
             .spawn(move || {
-                // Queue every frame of a read, then run the queue (completing the replies
-                // here when no other thread is running the driver).
+                let result = dial(&endpoints, start, step, &name);
                 let poke = || match core.upgrade() {
                     Some(c) => {
                         c.poke();
@@ -406,57 +370,137 @@ impl Driver {
                     }
                     None => false,
                 };
-                let mut buf = vec![0u8; 64 * 1024];
-                'read: loop {
-                    loop {
-                        match reader.next_frame() {
-                            Ok(Some(f)) => match proto::decode::<ServerMsg>(f) {
-                                Ok(msg) => {
-                                    if tx.send(Cmd::Frame { conn: id, msg }).is_err() {
-                                        return;
-                                    }
-                                }
-                                Err(_) => break 'read,
-                            },
-                            Ok(None) => break,
-                            Err(_) => break 'read,
-                        }
-                    }
-                    if !poke() {
-                        return;
-                    }
-                    match rs.read(&mut buf) {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => reader.extend(&buf[..n]),
-                    }
+                let never = AtomicBool::new(false);
+                if queue(&tx, &poke, &never, Cmd::Dialed { seq, result }) {
+                    poke();
                 }
-                let _ = tx.send(Cmd::Broken { conn: id });
-                poke();
-            })?;
-        self.conn = Some(Conn {
-            stream: s,
-            id,
-            reader: Some(reader_thread),
-        });
-        self.last_heard = Instant::now();
-        Ok(inc)
+            });
+        match spawned {
+            Ok(_) => self.dialing = Some(seq),
+            Err(_) => self.dial_failed(), // out of threads: a failed attempt, retried later
+        }
     }
 
-    fn write(&mut self, session: SessionId, req: u64, body: Request) -> bool {
-        // A write must never hold the driver past the lease deadline (the lost callback is due
-        // then): bound it by the time left, and by a tenth of the TTL.
-        let mut limit = self.lease_cfg.ttl / 10;
-        if let Some(l) = &self.lease {
-            limit = limit.min(l.deadline().saturating_duration_since(Instant::now()));
+    /// A dial's outcome.
+    fn dialed(&mut self, seq: u64, result: std::result::Result<Dialed, String>) {
+        if self.dialing != Some(seq) {
+            return; // an older attempt; its connection (if any) is dropped
         }
-        let limit = limit.max(Duration::from_millis(1));
-        let Some(c) = self.conn.as_mut() else {
+        self.dialing = None;
+        match result {
+            Ok(d) => {
+                self.install(d);
+                if self.conn.is_some() {
+                    self.connected();
+                } else {
+                    self.dial_failed();
+                }
+            }
+            Err(_) => {
+                // Next time, start from the endpoint after the one tried first.
+                self.endpoint_idx = (self.endpoint_idx + 1) % self.cfg.endpoints.len().max(1);
+                self.dial_failed();
+            }
+        }
+    }
+
+    fn dial_failed(&mut self) {
+        let now = Instant::now();
+        match self.lease.as_mut() {
+            Some(l) => l.on_failure(now),
+            None => {
+                if self.cfg.reopen && self.reopen_at.is_none() && !self.exited {
+                    self.reopen_at = Some(now + self.reopen_gap());
+                }
+            }
+        }
+    }
+
+    /// Makes a dialed connection the current one (starting its reader).
+    fn install(&mut self, d: Dialed) {
+        self.conn = None;
+        self.conn_seq += 1;
+        let write_timeout = self.lease_cfg.heartbeat_timeout;
+        // Without a reader thread (out of threads) there is no connection: a failed attempt.
+        let Ok(c) = Connection::start(
+            d.stream,
+            self.conn_seq,
+            self.tx.clone(),
+            self.core.clone(),
+            write_timeout,
+        ) else {
+            return;
+        };
+        self.conn = Some(c);
+        self.endpoint_idx = d.endpoint;
+        self.last_heard = Instant::now();
+        // A changed incarnation ends the session (data_lost) in check_incarnation; the new
+        // connection then serves the next session.
+        self.check_incarnation(d.incarnation);
+    }
+
+    /// A new connection is up: carry the session over to it (a fresh heartbeat, requests
+    /// in flight resent with their ids, master caches and views read again), or open a
+    /// session if one is wanted.
+    fn connected(&mut self) {
+        let now = Instant::now();
+        if self.lease.is_some() {
+            let s = self.session;
+            // Notices sent while we were away are lost: read the master caches again.
+            let names: Vec<String> = self.elections.keys().cloned().collect();
+            for election in names {
+                let r = self.shared.req();
+                let body = Request::Master { election };
+                self.pending.insert(r, Pending { body, reply: None });
+            }
+            let names: Vec<String> = self.groups.keys().cloned().collect();
+            for group in names {
+                let r = self.shared.req();
+                let body = Request::View { group };
+                self.pending.insert(r, Pending { body, reply: None });
+            }
+            // The heartbeat first: it is what keeps the lease, and its ack is counted (a
+            // heartbeat asked for before the connection broke would not be).
+            let hb = self.lease.as_mut().and_then(|l| l.send_now(now));
+            if let Some(LeaseAction::SendHeartbeat { id, .. }) = hb {
+                if !self.write(s, HEARTBEAT_BIT | id, Request::Heartbeat) {
+                    return;
+                }
+            }
+            let reqs: Vec<(u64, Request)> = self
+                .pending
+                .iter()
+                .map(|(k, p)| (*k, p.body.clone()))
+                .collect();
+            for (req, body) in reqs {
+                let session = if matches!(body, Request::Status { .. } | Request::Revoke { .. }) {
+                    0
+                } else {
+                    s
+                };
+                if !self.write(session, req, body) {
+                    return;
+                }
+            }
+        } else if self.cfg.reopen && !self.exited && self.first.is_none() {
+            self.send_open();
+            self.reopen_at = Some(now + self.reopen_gap().max(self.lease_cfg.heartbeat_timeout));
+        }
+    }
+
+    /// Sends a request on the current connection without waiting for the network. False
+    /// when there is no connection or it broke (then the lease is told).
+    fn write(&mut self, session: SessionId, req: u64, body: Request) -> bool {
+        let Some(c) = self.conn.as_ref() else {
             return false;
         };
         let mut b = Vec::new();
-        proto::encode(&ClientMsg::Request { session, req, body }, &mut b);
-        let _ = c.stream.set_write_timeout(Some(limit));
-        if c.stream.write_all(&b).is_err() {
+        if proto::encode(&ClientMsg::Request { session, req, body }, &mut b).is_err() {
+            // Arguments are checked before they get here; a message that still does not fit
+            // is not sent, and its caller times out.
+            return true;
+        }
+        if !c.send(&b) {
             self.disconnected();
             return false;
         }
@@ -468,20 +512,6 @@ impl Driver {
         if let Some(l) = self.lease.as_mut() {
             l.on_disconnect(Instant::now());
         }
-    }
-
-    /// Connects within `budget` and sends the first open; its reply goes to `first`.
-    fn first_session(&mut self, budget: Duration) -> Result<()> {
-        let inc = self.connect(budget)?;
-        self.incarnation = Some(inc);
-        *self.shared.incarnation.lock() = inc;
-        self.send_open();
-        if self.conn.is_none() {
-            return Err(Error::ConnectionFailed(
-                "connection closed while opening the session".into(),
-            ));
-        }
-        Ok(())
     }
 
     fn send_open(&mut self) {
@@ -513,6 +543,7 @@ impl Driver {
                 Cmd::Close { done } => {
                     let _ = done.send(());
                 }
+                Cmd::Dialed { seq, .. } if self.dialing == Some(seq) => self.dialing = None,
                 _ => {}
             }
             return;
@@ -553,6 +584,7 @@ impl Driver {
                     }
                 }
             }
+            Cmd::Dialed { seq, result } => self.dialed(seq, result),
             Cmd::Close { done } => self.close(done),
         }
     }
@@ -567,34 +599,19 @@ impl Driver {
         }
     }
 
-    /// Runs the lease (and session reopening) up to now. Only the timer thread passes
-    /// `may_dial`; another thread leaves what needs a new connection to it.
-    fn tick(&mut self, may_dial: bool) {
+    /// Runs the lease (and session reopening) up to now. Never waits on the network: what
+    /// needs a connection starts a dial and goes on when it is done.
+    fn tick(&mut self) {
         if self.exited {
             return;
         }
         let now = Instant::now();
         if self.lease.is_some() {
-            let mut actions = std::mem::take(&mut self.deferred);
-            if !actions.is_empty() && !may_dial {
-                // Still waiting for the timer thread: keep them, in order, ahead of new ones;
-                // but an expiry is acted on now (what was deferred is moot then).
-                if let Some(l) = self.lease.as_mut() {
-                    actions.extend(l.poll(now));
-                }
-                let expired = actions.iter().any(|a| matches!(a, LeaseAction::Expired));
-                self.deferred = actions;
-                if expired {
-                    self.session_over(LostReason::SessionExpired, None);
-                }
-                return;
-            }
-            if let Some(l) = self.lease.as_mut() {
-                actions.extend(l.poll(now));
-            }
-            self.dial_wanted = false;
-            let mut actions = actions.into_iter();
-            while let Some(a) = actions.next() {
+            let actions = match self.lease.as_mut() {
+                Some(l) => l.poll(now),
+                None => Vec::new(),
+            };
+            for a in actions {
                 match a {
                     LeaseAction::SendHeartbeat { id, retry } => {
                         // A retry on a connection that has said nothing for a heartbeat
@@ -603,29 +620,17 @@ impl Driver {
                         let silent = now.saturating_duration_since(self.last_heard)
                             > self.lease_cfg.heartbeat_timeout;
                         if retry && silent && self.conn.is_some() {
-                            if !may_dial {
-                                self.defer(a, actions);
-                                return;
-                            }
                             self.conn = None;
                             self.endpoint_idx = (self.endpoint_idx + 1) % self.cfg.endpoints.len();
                         }
                         if self.conn.is_none() {
-                            if !may_dial {
-                                self.defer(a, actions);
-                                return;
-                            }
-                            self.reconnect();
-                            if self.lease.is_none() {
-                                return; // the service's incarnation changed
-                            }
+                            // This retry is a connection attempt; once connected, a fresh
+                            // heartbeat goes out at once.
+                            self.want_dial();
+                            continue;
                         }
                         let s = self.session;
-                        if !self.write(s, HEARTBEAT_BIT | id, Request::Heartbeat) {
-                            if let Some(l) = self.lease.as_mut() {
-                                l.on_failure(Instant::now());
-                            }
-                        }
+                        self.write(s, HEARTBEAT_BIT | id, Request::Heartbeat);
                     }
                     LeaseAction::Jeopardy { remaining } => {
                         self.set_state(SessionState::Jeopardy);
@@ -647,92 +652,20 @@ impl Driver {
                 }
             }
         } else if self.reopen_at.is_some_and(|t| now >= t) {
-            self.deferred.clear();
-            if self.conn.is_none() && !may_dial {
-                self.dial_wanted = true;
-                return;
+            if self.conn.is_some() {
+                self.send_open();
+                self.reopen_at =
+                    Some(now + self.reopen_gap().max(self.lease_cfg.heartbeat_timeout));
+            } else {
+                // The dial's outcome opens the session, or plans the next try.
+                self.reopen_at = None;
+                self.want_dial();
             }
-            self.dial_wanted = false;
-            self.reopen_at = None;
-            if self.conn.is_none() {
-                let budget = self.cfg.connect_timeout;
-                match self.connect(budget) {
-                    Ok(inc) => {
-                        if !self.check_incarnation(inc) {
-                            return;
-                        }
-                    }
-                    Err(_) => {
-                        self.reopen_at = Some(now + self.reopen_gap());
-                        return;
-                    }
-                }
-            }
-            self.send_open();
-            self.reopen_at =
-                Some(Instant::now() + self.reopen_gap().max(self.lease_cfg.heartbeat_timeout));
         }
-    }
-
-    /// Leaves `a` and the actions after it for the timer thread.
-    fn defer(&mut self, a: LeaseAction, rest: impl Iterator<Item = LeaseAction>) {
-        self.deferred.push(a);
-        self.deferred.extend(rest);
-        self.dial_wanted = true;
     }
 
     fn reopen_gap(&self) -> Duration {
         (self.lease_cfg.ttl / 10).clamp(Duration::from_millis(20), Duration::from_secs(1))
-    }
-
-    /// Reconnects within what is left of the lease; resends requests in flight.
-    fn reconnect(&mut self) {
-        let left = self
-            .lease
-            .as_ref()
-            .map(|l| l.deadline().saturating_duration_since(Instant::now()))
-            .unwrap_or(self.cfg.connect_timeout);
-        match self.connect(left) {
-            Ok(inc) => {
-                if !self.check_incarnation(inc) {
-                    return;
-                }
-                let s = self.session;
-                // Notices sent while we were away are lost: read the master caches again.
-                let names: Vec<String> = self.elections.keys().cloned().collect();
-                for election in names {
-                    let r = self.shared.req();
-                    let body = Request::Master { election };
-                    self.pending.insert(r, Pending { body, reply: None });
-                }
-                let names: Vec<String> = self.groups.keys().cloned().collect();
-                for group in names {
-                    let r = self.shared.req();
-                    let body = Request::View { group };
-                    self.pending.insert(r, Pending { body, reply: None });
-                }
-                let reqs: Vec<(u64, Request)> = self
-                    .pending
-                    .iter()
-                    .map(|(k, p)| (*k, p.body.clone()))
-                    .collect();
-                for (req, body) in reqs {
-                    let session = if matches!(body, Request::Status | Request::Revoke { .. }) {
-                        0
-                    } else {
-                        s
-                    };
-                    if !self.write(session, req, body) {
-                        break;
-                    }
-                }
-            }
-            Err(_) => {
-                if let Some(l) = self.lease.as_mut() {
-                    l.on_failure(Instant::now());
-                }
-            }
-        }
     }
 
     /// False when the service's incarnation changed: the state, and our session, are gone.
@@ -756,9 +689,6 @@ impl Driver {
     /// was waiting, and plan a new session.
     fn session_over(&mut self, reason: LostReason, data_lost: Option<(Incarnation, Incarnation)>) {
         self.shared.set_deadline(None);
-        // Heartbeats left for the timer thread belong to the session that ended.
-        self.deferred.clear();
-        self.dial_wanted = false;
         self.shared.generation.fetch_add(1, Ordering::AcqRel);
         for (_, l) in self.locks.drain().collect::<Vec<_>>() {
             if let Some(ev) = l.mark_lost(reason) {
@@ -830,7 +760,8 @@ impl Driver {
     }
 
     fn call(&mut self, req: u64, body: Request, reply: Option<Sender<Answer>>) {
-        if self.lease.is_none() && !matches!(body, Request::Status | Request::Revoke { .. }) {
+        if self.lease.is_none() && !matches!(body, Request::Status { .. } | Request::Revoke { .. })
+        {
             if matches!(body, Request::Release { .. }) {
                 // No session, so nothing is held: the release is done already.
                 if let Some(r) = reply {
@@ -849,7 +780,7 @@ impl Driver {
                 self.locks.remove(name);
             }
         }
-        let session = if matches!(body, Request::Status | Request::Revoke { .. }) {
+        let session = if matches!(body, Request::Status { .. } | Request::Revoke { .. }) {
             0
         } else {
             self.session
@@ -1054,6 +985,20 @@ impl Driver {
         }
         if let Some(pos) = self.opening.iter().position(|(r, _)| *r == req) {
             let (_, sent) = self.opening.remove(pos);
+            if let Some(done) = self.abandoned.take() {
+                // Client::connect gave up on this open: close the session it made, if any.
+                match result {
+                    Ok(Reply::Opened { session, .. }) => {
+                        self.session = session;
+                        self.lease = Some(Lease::new(self.lease_cfg.clone(), sent, self.seed));
+                        self.close(done);
+                    }
+                    _ => {
+                        let _ = done.send(());
+                    }
+                }
+                return;
+            }
             {
                 match result {
                     Ok(Reply::Opened { session, .. }) if self.lease.is_some() => {
@@ -1191,8 +1136,6 @@ impl Driver {
         }
         let had_session = self.lease.take().is_some();
         self.reopen_at = None;
-        self.deferred.clear();
-        self.dial_wanted = false;
         if had_session && self.conn.is_some() {
             let req = self.shared.req();
             let s = self.session;
@@ -1228,8 +1171,7 @@ impl Driver {
     }
 }
 
-/// The timer thread: runs the lease at its deadlines, makes the connections others left to
-/// it, and ends when the client is closed.
+/// The timer thread: runs the lease at its deadlines and ends when the client is closed.
 fn timer_loop(core: &Core, nudged: &Receiver<()>) {
     loop {
         let mut d = core.driver.lock();
@@ -1242,12 +1184,8 @@ fn timer_loop(core: &Core, nudged: &Receiver<()>) {
         if d.exited && d.closing.is_none() {
             return;
         }
-        d.tick(true);
+        d.tick();
         d.drain(&core.rx);
-        if d.dial_wanted && !d.exited {
-            // Work a command's tick left for this thread.
-            d.tick(true);
-        }
         if d.exited && d.closing.is_none() {
             return;
         }

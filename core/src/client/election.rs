@@ -6,7 +6,7 @@ use super::driver::Cmd;
 use super::{Client, Shared};
 use crate::error::{Error, Result};
 use crate::events::{Callback, Event, Master, Sink, Subscription};
-use crate::proto::{self, MasterInfo, Reply, Request};
+use crate::proto::{MasterInfo, Reply, Request, Text};
 use crossbeam_channel::RecvTimeoutError;
 use parking_lot::Mutex;
 use std::fmt;
@@ -296,11 +296,10 @@ impl Client {
     /// Registers this client as a candidate of `election`. When the election has no master,
     /// the service designates one at once (the highest priority that answers its check).
     pub fn campaign(&self, election: &str, c: Candidacy) -> Result<Election> {
-        proto::validate_name(election).map_err(Error::InvalidArgument)?;
-        crate::election::validate_text("candidate id", &c.id, crate::election::MAX_ID_LEN)
-            .map_err(Error::InvalidArgument)?;
+        super::check(Text::ElectionName, election)?;
+        super::check(Text::CandidateId, &c.id)?;
         if let Some(e) = &c.endpoint {
-            crate::election::validate_endpoint(e).map_err(Error::InvalidArgument)?;
+            super::check(Text::Endpoint, e)?;
         }
         let body = Request::Campaign {
             election: election.to_string(),
@@ -318,7 +317,7 @@ impl Client {
 
     /// Observes `election`: its master and every change of it.
     pub fn observe(&self, election: &str) -> Result<Observer> {
-        proto::validate_name(election).map_err(Error::InvalidArgument)?;
+        super::check(Text::ElectionName, election)?;
         let body = Request::Observe {
             election: election.to_string(),
         };
@@ -333,7 +332,7 @@ impl Client {
     /// service designates now (`master: None` when no candidate answers). Waits up to
     /// `timeout`.
     pub fn request_election(&self, election: &str, timeout: Duration) -> Result<MasterState> {
-        proto::validate_name(election).map_err(Error::InvalidArgument)?;
+        super::check(Text::ElectionName, election)?;
         super::check_timeout(timeout)?;
         let body = Request::RequestElection {
             election: election.to_string(),

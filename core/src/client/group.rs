@@ -7,7 +7,7 @@ use super::driver::Cmd;
 use super::{Client, Held};
 use crate::error::{Error, Result};
 use crate::events::{Callback, Event, Member, Sink, Subscription};
-use crate::proto::{self, Reply, Request, ViewInfo};
+use crate::proto::{Reply, Request, Text, ViewInfo};
 use crossbeam_channel::RecvTimeoutError;
 use parking_lot::Mutex;
 use std::fmt;
@@ -326,9 +326,8 @@ impl Client {
     /// it has had a live session with no missed heartbeat for `probation` (and, with
     /// `needs_check`, its application check passed); it is removed when its session ends.
     pub fn join(&self, group: &str, opts: JoinOptions) -> Result<Membership> {
-        proto::validate_name(group).map_err(Error::InvalidArgument)?;
-        crate::election::validate_text("member id", &opts.id, crate::election::MAX_ID_LEN)
-            .map_err(Error::InvalidArgument)?;
+        super::check(Text::GroupName, group)?;
+        super::check(Text::MemberId, &opts.id)?;
         let ms = opts.probation.as_millis();
         if ms > crate::server::state::MAX_TTL_MS as u128 {
             return Err(Error::InvalidArgument(format!(
@@ -351,7 +350,7 @@ impl Client {
 
     /// Watches `group`'s views.
     pub fn watch_group(&self, group: &str) -> Result<GroupWatch> {
-        proto::validate_name(group).map_err(Error::InvalidArgument)?;
+        super::check(Text::GroupName, group)?;
         let body = Request::WatchGroup {
             group: group.to_string(),
         };
@@ -365,7 +364,7 @@ impl Client {
     /// Removes the failed full member `failed` and promotes the probationary member
     /// `probationary` in a single view change; returns the new view.
     pub fn replace(&self, group: &str, failed: &str, probationary: &str) -> Result<View> {
-        proto::validate_name(group).map_err(Error::InvalidArgument)?;
+        super::check(Text::GroupName, group)?;
         let body = Request::Replace {
             group: group.to_string(),
             failed: failed.to_string(),

@@ -15,6 +15,7 @@
 //! their own thread) and wait for its answer on a channel of their own. The rules of the lease (heartbeat schedule, deadline,
 //! retries) are in [`crate::lease`]; this module only acts on what the lease asks.
 
+mod conn;
 mod driver;
 mod election;
 mod group;
@@ -25,7 +26,7 @@ pub use group::{GroupWatch, JoinOptions, Membership, View};
 use crate::error::{Error, Result};
 use crate::events::{Callback, Event, LostReason, Sink, Subscription};
 use crate::lease::LeaseConfig;
-use crate::proto::{self, Incarnation, Reply, Request, SessionId, StatusInfo, Token};
+use crate::proto::{Incarnation, Reply, Request, SessionId, StatusInfo, Text, Token};
 use crate::retry::{InverseExponential, RetryPolicy};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use driver::{Cmd, Driver};
@@ -48,8 +49,11 @@ pub struct ClientConfig {
     pub session_ttl: Duration,
     /// Clock-drift allowance as a fraction of the TTL (default 0.01).
     pub drift_ratio: f64,
-    /// Safety margin taken off the client's deadline (default 0).
-    pub safety_margin: Duration,
+    /// Safety margin taken off the client's deadline besides the drift allowance; `None`
+    /// (the default) takes [`crate::lease::default_safety_margin`] of the TTL: 50 ms, at most
+    /// a tenth of the TTL. It is what lets the lost callback run before the server can grant
+    /// the lock to another client on a loaded machine (see the README's Semantics).
+    pub safety_margin: Option<Duration>,
     /// Retry policy in jeopardy (default inverse exponential).
     pub retry: Arc<dyn RetryPolicy>,
     /// Longest wait for one connection attempt (default 1 s).
@@ -82,7 +86,7 @@ impl ClientConfig {
             endpoints: endpoints.into_iter().map(Into::into).collect(),
             session_ttl: Duration::from_secs(10),
             drift_ratio: 0.01,
-            safety_margin: Duration::ZERO,
+            safety_margin: None,
             retry: Arc::new(InverseExponential::default()),
             connect_timeout: Duration::from_secs(1),
             reopen: true,
@@ -113,7 +117,9 @@ impl ClientConfig {
     fn lease_config(&self) -> LeaseConfig {
         let mut c = LeaseConfig::new(self.session_ttl);
         c.drift_ratio = self.drift_ratio;
-        c.safety_margin = self.safety_margin;
+        if let Some(m) = self.safety_margin {
+            c.safety_margin = m;
+        }
         c.retry = self.retry.clone();
         c
     }
@@ -123,12 +129,9 @@ impl ClientConfig {
             return Err(Error::InvalidArgument("no endpoints given".into()));
         }
         for e in &self.endpoints {
-            if e.is_empty() || e.contains('\0') {
-                return Err(Error::InvalidArgument(format!(
-                    "endpoint {e:?} is not host:port"
-                )));
-            }
+            check(Text::Endpoint, e)?;
         }
+        check(Text::ClientName, &self.client_name)?;
         let ms = self.session_ttl.as_millis();
         let (lo, hi) = (
             crate::server::state::MIN_TTL_MS as u128,
@@ -146,7 +149,10 @@ impl ClientConfig {
                 self.drift_ratio
             )));
         }
-        if self.safety_margin >= self.session_ttl / 2 {
+        if self
+            .safety_margin
+            .is_some_and(|m| m >= self.session_ttl / 2)
+        {
             return Err(Error::InvalidArgument(
                 "safety margin must be under half the TTL".into(),
             ));
@@ -292,6 +298,11 @@ impl fmt::Debug for Client {
     }
 }
 
+/// Checks a string argument (see [`Text::check`]).
+pub(crate) fn check(kind: Text, s: &str) -> Result<()> {
+    kind.check(s).map_err(Error::InvalidArgument)
+}
+
 pub(crate) fn check_timeout(t: Duration) -> Result<()> {
     if t > MAX_TIMEOUT {
         return Err(Error::InvalidArgument(format!(
@@ -425,7 +436,7 @@ impl Client {
     /// Waits up to `timeout` for the lock `name`. Waiters are served in arrival order. Fails
     /// with [`Error::Timeout`] when the time passes; no lock is then held.
     pub fn lock(&self, name: &str, timeout: Duration) -> Result<Lock> {
-        proto::validate_name(name).map_err(Error::InvalidArgument)?;
+        check(Text::LockName, name)?;
         check_timeout(timeout)?;
         let body = Request::Acquire {
             name: name.to_string(),
@@ -455,7 +466,7 @@ impl Client {
 
     /// Takes the lock `name` if it is free; `Ok(None)` when another session holds it.
     pub fn try_lock(&self, name: &str) -> Result<Option<Lock>> {
-        proto::validate_name(name).map_err(Error::InvalidArgument)?;
+        check(Text::LockName, name)?;
         let body = Request::Acquire {
             name: name.to_string(),
             wait: false,
@@ -483,17 +494,35 @@ impl Client {
         }
     }
 
-    /// The service's sessions and locks.
+    /// The service's sessions, locks, elections and groups. Read in pages of at most a frame
+    /// each (a service may hold a million sessions); each page is a consistent snapshot, the
+    /// whole is their concatenation, so a change between two pages may show in one and not
+    /// the other.
     pub fn status(&self) -> Result<StatusInfo> {
-        let (_, _, r) = self.call(Request::Status, self.inner.ttl.max(Duration::from_secs(5)))?;
-        match r {
-            Ok(Ok((Reply::Status(s), _))) => Ok(s),
-            Ok(Ok((r, _))) => Err(Error::Rejected(format!("unexpected reply {r:?}"))),
-            Ok(Err(e)) => Err(e),
-            Err(RecvTimeoutError::Timeout) => {
-                Err(Error::ConnectionFailed("no answer from the service".into()))
+        let mut all = StatusInfo::default();
+        let mut from = None;
+        loop {
+            let body = Request::Status { from: from.take() };
+            let (_, _, r) = self.call(body, self.inner.ttl.max(Duration::from_secs(5)))?;
+            let page = match r {
+                Ok(Ok((Reply::Status(s), _))) => s,
+                Ok(Ok((r, _))) => return Err(Error::Rejected(format!("unexpected reply {r:?}"))),
+                Ok(Err(e)) => return Err(e),
+                Err(RecvTimeoutError::Timeout) => {
+                    return Err(Error::ConnectionFailed("no answer from the service".into()))
+                }
+                Err(RecvTimeoutError::Disconnected) => return Err(Error::Closed),
+            };
+            all.incarnation = page.incarnation;
+            all.revision = page.revision;
+            all.sessions.extend(page.sessions);
+            all.locks.extend(page.locks);
+            all.elections.extend(page.elections);
+            all.groups.extend(page.groups);
+            match page.next {
+                Some(n) => from = Some(n),
+                None => return Ok(all),
             }
-            Err(RecvTimeoutError::Disconnected) => Err(Error::Closed),
         }
     }
 
@@ -519,7 +548,7 @@ impl Client {
     /// Administrative: releases the lock `name` whoever holds it. The holder is told (its
     /// lock is lost with reason `released`) and the next waiter is granted it.
     pub fn revoke(&self, name: &str) -> Result<()> {
-        proto::validate_name(name).map_err(Error::InvalidArgument)?;
+        check(Text::LockName, name)?;
         let body = Request::Revoke {
             name: name.to_string(),
         };

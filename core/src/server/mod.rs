@@ -16,14 +16,14 @@ use crate::error::{Error, Result};
 use crate::membership::Evaluator;
 use crate::proto::{
     self, ClientMsg, ErrorReply, FrameReader, Incarnation, Notice, Reply, Request, ServerMsg,
-    SessionId,
+    SessionId, Text,
 };
 use crossbeam_channel::{Receiver, Sender};
 use liveness::Liveness;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use state::{Command, Output, State};
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
@@ -43,6 +43,14 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     /// Durability of the state. Default [`Durability::Fsync`].
     pub durability: Durability,
+    /// Most connections served at once (default [`DEFAULT_MAX_CONNECTIONS`], and never more
+    /// than the process's descriptor limit allows). A connection past it gets a `Reject`
+    /// naming the limit and is closed.
+    pub max_connections: usize,
+    /// A connection that has carried no session for this long is closed (default
+    /// [`DEFAULT_IDLE_TIMEOUT`]): one that never finished its handshake or never opened a
+    /// session, or whose sessions moved to another connection or ended.
+    pub idle_timeout: Duration,
 }
 
 impl Default for ServerConfig {
@@ -51,19 +59,35 @@ impl Default for ServerConfig {
             listen: "127.0.0.1:7411".into(),
             data_dir: PathBuf::from("tenure-data"),
             durability: Durability::Fsync,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
         }
     }
 }
 
 /// Most sessions bound to one connection.
 pub const MAX_SESSIONS_PER_CONNECTION: usize = 100_000;
-/// Bytes of unsent replies after which a connection that does not read is closed.
-pub const MAX_OUTBUF: usize = 64 << 20;
+/// Default of [`ServerConfig::max_connections`].
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// Default of [`ServerConfig::idle_timeout`].
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bytes of unsent output at which the server stops reading a connection's requests until
+/// the peer has read some: a peer that writes without reading is held back by TCP itself.
+pub const PAUSE_OUTBUF: usize = 1 << 20;
+/// Bytes of unsent output at which a connection is closed: only notices can still grow the
+/// output of a paused connection, and a peer that reads none of them is gone.
+pub const MAX_OUTBUF: usize = 16 << 20;
+/// Bytes read from one connection per loop turn. A connection with more to give is served
+/// again in the next turn, after every other ready connection: one busy peer cannot delay
+/// another's heartbeat by more than a turn.
+pub const READ_PER_TURN: usize = 256 << 10;
 /// How long a candidate's endpoint has to accept a connection in the check before its
 /// designation.
 pub const CHECK_TIMEOUT: Duration = Duration::from_millis(300);
 /// When no candidate of an election answered its check, the next round starts this much later.
 pub const DESIGNATION_RETRY: Duration = Duration::from_millis(500);
+/// Descriptors kept for the server's own files (log, snapshots, checks) beside connections.
+const RESERVED_FDS: usize = 64;
 
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
@@ -95,6 +119,17 @@ impl Server {
             })?;
         let (storage, rec) = Storage::open(&cfg.data_dir, cfg.durability)
             .map_err(|e| Error::Io(format!("data directory {}: {e}", cfg.data_dir.display())))?;
+        if cfg.max_connections == 0 {
+            return Err(Error::InvalidArgument(
+                "max_connections must be at least 1".into(),
+            ));
+        }
+        if cfg.idle_timeout.is_zero() {
+            return Err(Error::InvalidArgument(
+                "idle_timeout must be positive".into(),
+            ));
+        }
+        let max_connections = cfg.max_connections.min(descriptor_room());
         let listener = TcpListener::bind(addr)
             .map_err(|e| Error::Io(format!("cannot listen on {addr}: {e}")))?;
         let addr = listener.local_addr()?;
@@ -110,10 +145,27 @@ impl Server {
             incarnation,
             waker.clone(),
         )?;
+        rt.max_connections = max_connections;
+        rt.idle_timeout = cfg.idle_timeout;
         let stop2 = stop.clone();
         let thread = std::thread::Builder::new()
             .name("tenure-server".into())
-            .spawn(move || rt.run(&stop2))?;
+            .spawn(move || {
+                // A panic here is a bug; the server must not stay half alive (listening,
+                // answering nothing, while every session expires): the thread ends with an
+                // error, which `Server::wait` returns and `tenure serve` exits on.
+                match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rt.run(&stop2))) {
+                    Ok(r) => r,
+                    Err(p) => {
+                        let msg = p
+                            .downcast_ref::<&str>()
+                            .map(|s| s.to_string())
+                            .or_else(|| p.downcast_ref::<String>().cloned())
+                            .unwrap_or_else(|| "unknown panic".into());
+                        Err(io::Error::other(format!("server thread panicked: {msg}")))
+                    }
+                }
+            })?;
         Ok(Server {
             addr,
             incarnation,
@@ -138,6 +190,12 @@ impl Server {
     /// a grace period of its TTL.
     pub fn stop(mut self) -> Result<()> {
         self.shutdown()
+    }
+
+    /// True once the server thread has ended (after [`Server::stop`], a fatal I/O error, or
+    /// a bug); [`Server::wait`] then says why.
+    pub fn is_finished(&self) -> bool {
+        self.thread.as_ref().map_or(true, |t| t.is_finished())
     }
 
     /// Blocks until the server thread ends (it ends on [`Server::stop`] or a fatal I/O error).
@@ -180,6 +238,39 @@ struct Conn {
     sessions: HashSet<SessionId>,
     writable_registered: bool,
     closing: bool,
+    /// Since when the connection carries no session (`None` while it carries one).
+    sessionless_since: Option<Instant>,
+    /// The socket may hold unread bytes (the last read stopped at the turn's budget, or a
+    /// readable event came): mio is edge-triggered, so this must be remembered.
+    more_to_read: bool,
+    /// The peer closed its side; the connection closes once what it sent is handled.
+    eof: bool,
+    /// In [`Runtime::backlog`] already.
+    queued: bool,
+}
+
+impl Conn {
+    fn new(stream: TcpStream, now: Instant) -> Conn {
+        Conn {
+            stream,
+            reader: FrameReader::with_limit(proto::MAX_REQUEST_FRAME),
+            out: Vec::new(),
+            held_from: None,
+            greeted: false,
+            sessions: HashSet::new(),
+            writable_registered: false,
+            closing: false,
+            sessionless_since: Some(now),
+            more_to_read: true,
+            eof: false,
+            queued: false,
+        }
+    }
+
+    /// Too much output waits for the peer: its requests are not read until it reads.
+    fn paused(&self) -> bool {
+        self.out.len() >= PAUSE_OUTBUF
+    }
 }
 
 struct Runtime {
@@ -209,6 +300,18 @@ struct Runtime {
     waker: Arc<Waker>,
     /// Evaluation of probationary group members.
     evaluator: Evaluator,
+    /// Connections to serve in the next turn, in order: they have more to read or parse
+    /// than one turn's budget, or output drained below the pause mark.
+    backlog: VecDeque<usize>,
+    /// See [`ServerConfig::max_connections`] (already capped by the descriptor limit).
+    max_connections: usize,
+    /// See [`ServerConfig::idle_timeout`].
+    idle_timeout: Duration,
+    /// When idle connections are looked for next.
+    next_sweep: Instant,
+    /// A descriptor held in reserve: when accept fails for want of descriptors, it is let go
+    /// to accept and close the waiting connection, so the listener never stalls.
+    spare_fd: Option<std::fs::File>,
 }
 
 impl Runtime {
@@ -263,24 +366,34 @@ impl Runtime {
             checks_rx,
             waker,
             evaluator,
+            backlog: VecDeque::new(),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            next_sweep: now,
+            spare_fd: std::fs::File::open("/dev/null").ok(),
         })
     }
 
     fn run(&mut self, stop: &AtomicBool) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
-        let mut ready = Vec::new();
+        let mut writable = Vec::new();
         loop {
-            let next = self
-                .liveness
-                .next_deadline()
-                .into_iter()
-                .chain(self.retries.iter().map(|r| r.0))
-                .chain(self.evaluator.next_due())
-                .min();
-            let timeout = next.map(|d| {
-                d.saturating_duration_since(Instant::now())
-                    .min(Duration::from_secs(1))
-            });
+            let timeout = if self.backlog.is_empty() {
+                let next = self
+                    .liveness
+                    .next_deadline()
+                    .into_iter()
+                    .chain(self.retries.iter().map(|r| r.0))
+                    .chain(self.evaluator.next_due())
+                    .chain((!self.conns.is_empty()).then_some(self.next_sweep))
+                    .min();
+                next.map(|d| {
+                    d.saturating_duration_since(Instant::now())
+                        .min(Duration::from_secs(1))
+                })
+            } else {
+                Some(Duration::ZERO)
+            };
             match self.poll.poll(&mut events, timeout) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -290,21 +403,38 @@ impl Runtime {
                 self.storage.commit()?;
                 return Ok(());
             }
-            ready.clear();
+            writable.clear();
+            // Connections served this turn: those left over from the last one first, then
+            // those that became readable, each once.
+            let mut work: Vec<usize> = self.backlog.drain(..).collect();
+            for c in &work {
+                if let Some(conn) = self.conns.get_mut(c) {
+                    conn.queued = false;
+                }
+            }
             for ev in events.iter() {
                 match ev.token() {
                     LISTENER => self.accept()?,
                     WAKER => {}
-                    Token(t) => ready.push((
-                        t,
-                        ev.is_readable() || ev.is_read_closed() || ev.is_error(),
-                        ev.is_writable(),
-                    )),
+                    Token(t) => {
+                        if ev.is_writable() {
+                            writable.push(t);
+                        }
+                        if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+                            if let Some(conn) = self.conns.get_mut(&t) {
+                                conn.more_to_read = true;
+                                work.push(t);
+                            }
+                        }
+                    }
                 }
             }
-            for &(t, readable, _) in &ready {
-                if readable {
-                    self.read(t);
+            // Each once, in the order they became ready (requests from several connections
+            // that arrived in one turn are handled in the order the kernel reported them).
+            let mut seen = HashSet::with_capacity(work.len());
+            for c in work {
+                if seen.insert(c) {
+                    self.serve(c);
                 }
             }
             let now = Instant::now();
@@ -313,9 +443,12 @@ impl Runtime {
             }
             self.run_designations(now);
             self.run_promotions(now);
+            if now >= self.next_sweep {
+                self.close_idle(now);
+            }
             // Group commit, then release the replies it covers.
             self.storage.commit()?;
-            let mut dirty: Vec<usize> = ready.iter().filter(|r| r.2).map(|r| r.0).collect();
+            let mut dirty = std::mem::take(&mut writable);
             for c in self.held.drain(..) {
                 if let Some(conn) = self.conns.get_mut(&c) {
                     conn.held_from = None;
@@ -324,9 +457,10 @@ impl Runtime {
             }
             dirty.sort_unstable();
             dirty.dedup();
-            for c in dirty {
+            for &c in &dirty {
                 self.flush(c);
             }
+            writable = dirty;
             if self.storage.wants_snapshot() {
                 self.storage.snapshot(&self.state)?;
             }
@@ -337,81 +471,170 @@ impl Runtime {
         loop {
             match self.listener.accept() {
                 Ok((mut stream, _)) => {
+                    if self.conns.len() >= self.max_connections && !self.evict_idle() {
+                        // Full of connections that carry sessions: say why, and close.
+                        let mut b = Vec::new();
+                        let reject = ServerMsg::Reject {
+                            reason: format!(
+                                "the server has reached its limit of {} connections",
+                                self.max_connections
+                            ),
+                        };
+                        if proto::encode(&reject, &mut b).is_ok() {
+                            let _ = stream.write(&b);
+                        }
+                        continue;
+                    }
                     let _ = stream.set_nodelay(true);
                     let id = self.next_conn;
                     self.next_conn += 1;
                     self.poll
                         .registry()
                         .register(&mut stream, Token(id), Interest::READABLE)?;
-                    self.conns.insert(
-                        id,
-                        Conn {
-                            stream,
-                            reader: FrameReader::new(),
-                            out: Vec::new(),
-                            held_from: None,
-                            greeted: false,
-                            sessions: HashSet::new(),
-                            writable_registered: false,
-                            closing: false,
-                        },
-                    );
+                    self.conns.insert(id, Conn::new(stream, Instant::now()));
+                    // Bytes may have arrived before the registration: serve it this turn.
+                    self.queue(id);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-                // Out of descriptors or a connection reset before accept: try again later.
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE)) => {
+                    // Out of descriptors: make room by closing the oldest connection without
+                    // a session, or else refuse the waiting one (with the spare descriptor),
+                    // so that the listener does not stall with connections queued.
+                    if self.evict_idle() {
+                        continue;
+                    }
+                    match self.spare_fd.take() {
+                        Some(f) => {
+                            drop(f);
+                            if let Ok((s, _)) = self.listener.accept() {
+                                drop(s);
+                            }
+                            self.spare_fd = std::fs::File::open("/dev/null").ok();
+                        }
+                        None => return Ok(()),
+                    }
+                }
+                // A connection reset before accept, or another passing error: go on later.
                 Err(_) => return Ok(()),
             }
         }
     }
 
-    fn read(&mut self, c: usize) {
-        let mut buf = [0u8; 64 * 1024];
-        let mut eof = false;
-        loop {
-            let Some(conn) = self.conns.get_mut(&c) else {
-                return;
-            };
-            match conn.stream.read(&mut buf) {
-                Ok(0) => {
-                    eof = true;
-                    break;
-                }
-                Ok(n) => conn.reader.extend(&buf[..n]),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => {
-                    eof = true;
-                    break;
-                }
+    /// Closes the connection that has carried no session for the longest time, if any.
+    fn evict_idle(&mut self) -> bool {
+        let oldest = self
+            .conns
+            .iter()
+            .filter_map(|(c, x)| x.sessionless_since.map(|t| (t, *c)))
+            .min();
+        match oldest {
+            Some((_, c)) => {
+                self.close(c);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Closes connections that have carried no session for the idle timeout.
+    fn close_idle(&mut self, now: Instant) {
+        let limit = self.idle_timeout;
+        let idle: Vec<usize> = self
+            .conns
+            .iter()
+            .filter(|(_, x)| {
+                x.sessionless_since
+                    .is_some_and(|t| now.saturating_duration_since(t) >= limit)
+            })
+            .map(|(c, _)| *c)
+            .collect();
+        for c in idle {
+            self.close(c);
+        }
+        self.next_sweep =
+            now + (limit / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
+    }
+
+    /// Puts a connection in the next turn's backlog.
+    fn queue(&mut self, c: usize) {
+        if let Some(conn) = self.conns.get_mut(&c) {
+            if !conn.queued {
+                conn.queued = true;
+                self.backlog.push_back(c);
             }
         }
+    }
+
+    /// One turn's service of a connection: handles the requests it has buffered, reads at
+    /// most [`READ_PER_TURN`] more and handles those, unless its output is paused. What is
+    /// left goes to the backlog for the next turn.
+    fn serve(&mut self, c: usize) {
+        self.parse(c);
+        let mut buf = [0u8; 64 * 1024];
+        let mut budget = READ_PER_TURN;
         loop {
             let Some(conn) = self.conns.get_mut(&c) else {
                 return;
             };
-            if conn.closing {
+            if conn.paused() || conn.closing || conn.eof || !conn.more_to_read || budget == 0 {
                 break;
+            }
+            let want = budget.min(buf.len());
+            match conn.stream.read(&mut buf[..want]) {
+                Ok(0) => conn.eof = true,
+                Ok(n) => {
+                    budget -= n;
+                    conn.reader.extend(&buf[..n]);
+                    self.parse(c);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => conn.more_to_read = false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => conn.eof = true,
+            }
+        }
+        let Some(conn) = self.conns.get(&c) else {
+            return;
+        };
+        if conn.eof && !conn.paused() && !conn.closing {
+            // Everything the peer sent before closing has been handled (or is a truncated
+            // frame, which is dropped with the connection).
+            self.close(c);
+            return;
+        }
+        if !conn.paused() && !conn.closing && (conn.more_to_read || conn.reader.has_frame()) {
+            self.queue(c);
+        }
+    }
+
+    /// Handles the complete frames buffered for a connection, while its output is not
+    /// paused. A malformed or oversized frame closes this connection only.
+    fn parse(&mut self, c: usize) {
+        loop {
+            let Some(conn) = self.conns.get_mut(&c) else {
+                return;
+            };
+            if conn.closing || conn.paused() {
+                return;
             }
             let frame = match conn.reader.next_frame() {
                 Ok(Some(f)) => proto::decode::<ClientMsg>(f),
-                Ok(None) => break,
+                Ok(None) => return,
                 Err(e) => Err(e),
             };
             match frame {
                 Ok(msg) => self.handle(c, msg),
                 Err(_) => {
-                    // Malformed or oversized: this connection only.
                     self.close(c);
                     return;
                 }
             }
         }
-        if eof {
-            self.close(c);
-        }
     }
 
-    /// Queues a reply; it is written after this turn's group commit.
+    /// Queues a message; it is written after this turn's group commit. A reply that cannot
+    /// be encoded (a bound was missed) becomes an error reply saying so; any other message
+    /// that cannot closes the connection (the client reconnects and catches up).
     fn send_now(&mut self, c: usize, msg: &ServerMsg) {
         let Some(conn) = self.conns.get_mut(&c) else {
             return;
@@ -420,7 +643,22 @@ impl Runtime {
             conn.held_from = Some(conn.out.len());
             self.held.push(c);
         }
-        proto::encode(msg, &mut conn.out);
+        if let Err(e) = proto::encode(msg, &mut conn.out) {
+            let fallback = match msg {
+                ServerMsg::Reply { session, req, .. } => ServerMsg::Reply {
+                    session: *session,
+                    req: *req,
+                    result: Err(ErrorReply::Limit(format!("the reply is too large: {e}"))),
+                },
+                _ => {
+                    conn.closing = true;
+                    return;
+                }
+            };
+            if proto::encode(&fallback, &mut conn.out).is_err() {
+                conn.closing = true;
+            }
+        }
     }
 
     fn handle(&mut self, c: usize, msg: ClientMsg) {
@@ -474,9 +712,7 @@ impl Runtime {
             if old == c {
                 return true;
             }
-            if let Some(o) = self.conns.get_mut(&old) {
-                o.sessions.remove(&session);
-            }
+            self.unbind(old, session);
         }
         let Some(conn) = self.conns.get_mut(&c) else {
             return false;
@@ -485,8 +721,19 @@ impl Runtime {
             return false;
         }
         conn.sessions.insert(session);
+        conn.sessionless_since = None;
         self.bound.insert(session, c);
         true
+    }
+
+    /// Takes `session` off connection `c` (it moved, or ended).
+    fn unbind(&mut self, c: usize, session: SessionId) {
+        if let Some(conn) = self.conns.get_mut(&c) {
+            conn.sessions.remove(&session);
+            if conn.sessions.is_empty() && conn.sessionless_since.is_none() {
+                conn.sessionless_since = Some(Instant::now());
+            }
+        }
     }
 
     fn request(&mut self, c: usize, session: SessionId, req: u64, body: Request) {
@@ -506,8 +753,12 @@ impl Runtime {
                 }
                 self.execute(Command::Open { req, ttl_ms }, Some(c));
             }
-            Request::Status => {
-                let st = self.state.status(self.incarnation);
+            Request::Status { from } => {
+                let st = self.state.status_page(
+                    self.incarnation,
+                    from.as_ref(),
+                    proto::STATUS_PAGE_BYTES,
+                );
                 self.reply(c, session, req, Ok(Reply::Status(st)));
             }
             Request::Revoke { name } => {
@@ -521,14 +772,14 @@ impl Runtime {
                 }
             }
             Request::View { group } => {
-                let r = match proto::validate_name(&group) {
+                let r = match Text::GroupName.check(&group) {
                     Ok(()) => Ok(Reply::View(self.state.view(&group))),
                     Err(e) => Err(ErrorReply::Invalid(e)),
                 };
                 self.reply(c, session, req, r);
             }
             Request::Master { election } => {
-                let r = match proto::validate_name(&election) {
+                let r = match Text::ElectionName.check(&election) {
                     Ok(()) => Ok(Reply::Master(self.state.master(&election))),
                     Err(e) => Err(ErrorReply::Invalid(e)),
                 };
@@ -640,9 +891,7 @@ impl Runtime {
                 Output::SessionEnded { session } => {
                     self.liveness.forget(session);
                     if let Some(c) = self.bound.remove(&session) {
-                        if let Some(conn) = self.conns.get_mut(&c) {
-                            conn.sessions.remove(&session);
-                        }
+                        self.unbind(c, session);
                     }
                 }
                 Output::Reply {
@@ -697,6 +946,7 @@ impl Runtime {
             self.close(c);
             return;
         }
+        let resume = written > 0 && !conn.paused() && !conn.closing;
         let want_write = !conn.out.is_empty();
         if want_write != conn.writable_registered {
             let interest = if want_write {
@@ -709,6 +959,10 @@ impl Runtime {
                 .registry()
                 .reregister(&mut conn.stream, Token(c), interest);
             conn.writable_registered = want_write;
+        }
+        if resume {
+            // Output drained below the pause mark: its requests are read again.
+            self.queue(c);
         }
     }
 
@@ -880,4 +1134,29 @@ impl Runtime {
             }
         }
     }
+}
+
+/// Descriptors this process may still use for connections: the soft limit of open files is
+/// first raised to the hard limit (as Go's runtime does; the default soft limit of 1,024
+/// would otherwise cap a server far below its memory), less a reserve for the server's own
+/// files.
+fn descriptor_room() -> usize {
+    // SAFETY: getrlimit/setrlimit with a valid, locally owned rlimit struct.
+    let soft = unsafe {
+        let mut r: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) != 0 {
+            return DEFAULT_MAX_CONNECTIONS;
+        }
+        if r.rlim_cur < r.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: r.rlim_max,
+                rlim_max: r.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                r.rlim_cur = r.rlim_max;
+            }
+        }
+        r.rlim_cur
+    };
+    (soft as usize).saturating_sub(RESERVED_FDS).max(1)
 }

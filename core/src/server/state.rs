@@ -15,12 +15,12 @@
 //!   waiting acquire sent again stays one waiter; an id older than the window gets `Stale`.
 //! - Locks: see [`crate::lock`].
 
-use crate::election::{self, Candidate, Election};
+use crate::election::{Candidate, Election};
 use crate::lock::{Acquired, Grant, LockTable};
 use crate::membership::{Change, Group, MemberRec};
 use crate::proto::{
-    validate_name, ElectionInfo, ErrorReply, LockInfo, MasterInfo, Notice, Reply, Request,
-    SessionId, SessionInfo, StatusInfo, ViewInfo,
+    echo, ElectionInfo, ErrorReply, LockInfo, MasterInfo, Notice, Reply, Request, SessionId,
+    SessionInfo, StatusCursor, StatusInfo, Text, ViewInfo,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -329,35 +329,81 @@ impl State {
         })
     }
 
-    /// A status snapshot.
+    /// The whole status in one value (for tests and replay checks; the network serves it in
+    /// pages, see [`State::status_page`]).
     pub fn status(&self, incarnation: u128) -> StatusInfo {
-        StatusInfo {
+        let mut st = self.status_page(incarnation, None, usize::MAX);
+        st.next = None;
+        st
+    }
+
+    /// One page of the status, from `from` (the start when `None`), holding rows while their
+    /// encoded size stays within `budget` bytes; at least one row, so paging always moves on.
+    /// [`StatusInfo::next`] says where the next page begins.
+    pub fn status_page(
+        &self,
+        incarnation: u128,
+        from: Option<&StatusCursor>,
+        budget: usize,
+    ) -> StatusInfo {
+        let mut st = StatusInfo {
             incarnation,
             revision: self.locks.revision(),
-            sessions: self
-                .sessions
-                .iter()
-                .map(|(id, s)| SessionInfo {
+            ..Default::default()
+        };
+        let mut page = Page { used: 0, budget };
+        let section = match from {
+            None | Some(StatusCursor::Sessions(_)) => 0,
+            Some(StatusCursor::Locks(_)) => 1,
+            Some(StatusCursor::Elections(_)) => 2,
+            Some(StatusCursor::Groups(_)) => 3,
+        };
+        if section <= 0 {
+            let start = match from {
+                Some(StatusCursor::Sessions(id)) => *id,
+                _ => 0,
+            };
+            for (id, s) in self.sessions.range(start..) {
+                let row = SessionInfo {
                     id: *id,
                     ttl_ms: s.ttl_ms,
-                })
-                .collect(),
-            locks: self
-                .locks
-                .names()
-                .filter_map(|n| {
-                    self.locks.get(n).map(|(holder, token, waiters)| LockInfo {
-                        name: n.clone(),
-                        holder,
-                        token,
-                        waiters,
-                    })
-                })
-                .collect(),
-            elections: self
-                .elections
-                .iter()
-                .map(|(n, e)| ElectionInfo {
+                };
+                if !page.fits(&row) {
+                    st.next = Some(StatusCursor::Sessions(*id));
+                    return st;
+                }
+                st.sessions.push(row);
+            }
+        }
+        if section <= 1 {
+            let start = match from {
+                Some(StatusCursor::Locks(n)) => n.clone(),
+                _ => String::new(),
+            };
+            for n in self.locks.names_from(&start) {
+                let Some((holder, token, waiters)) = self.locks.get(n) else {
+                    continue;
+                };
+                let row = LockInfo {
+                    name: n.clone(),
+                    holder,
+                    token,
+                    waiters,
+                };
+                if !page.fits(&row) {
+                    st.next = Some(StatusCursor::Locks(n.clone()));
+                    return st;
+                }
+                st.locks.push(row);
+            }
+        }
+        if section <= 2 {
+            let start = match from {
+                Some(StatusCursor::Elections(n)) => n.clone(),
+                _ => String::new(),
+            };
+            for (n, e) in self.elections.range(start..) {
+                let row = ElectionInfo {
                     name: n.clone(),
                     master: master_info(e),
                     candidates: e
@@ -365,14 +411,27 @@ impl State {
                         .iter()
                         .map(|c| (c.id.clone(), c.priority, c.session))
                         .collect(),
-                })
-                .collect(),
-            groups: self
-                .groups
-                .iter()
-                .map(|(n, g)| (n.clone(), view_info(g)))
-                .collect(),
+                };
+                if !page.fits(&row) {
+                    st.next = Some(StatusCursor::Elections(n.clone()));
+                    return st;
+                }
+                st.elections.push(row);
+            }
         }
+        let start = match from {
+            Some(StatusCursor::Groups(n)) => n.clone(),
+            _ => String::new(),
+        };
+        for (n, g) in self.groups.range(start..) {
+            let row = (n.clone(), view_info(g));
+            if !page.fits(&row) {
+                st.next = Some(StatusCursor::Groups(n.clone()));
+                return st;
+            }
+            st.groups.push(row);
+        }
+        st
     }
 
     /// A group by name.
@@ -477,7 +536,7 @@ impl State {
                 }
                 match body {
                     Request::Acquire { name, .. } => {
-                        validate_name(name).map_err(ErrorReply::Invalid)?;
+                        check(Text::LockName, name)?;
                         if s.held.len() + s.waiting().len() >= MAX_LOCKS_PER_SESSION {
                             return Err(ErrorReply::Limit(format!(
                                 "a session may hold or wait for {MAX_LOCKS_PER_SESSION} locks"
@@ -485,9 +544,7 @@ impl State {
                         }
                         Ok(())
                     }
-                    Request::Release { name, .. } => {
-                        validate_name(name).map_err(ErrorReply::Invalid)
-                    }
+                    Request::Release { name, .. } => check(Text::LockName, name),
                     Request::Cancel { .. } | Request::Close => Ok(()),
                     Request::Campaign {
                         election,
@@ -495,11 +552,10 @@ impl State {
                         endpoint,
                         ..
                     } => {
-                        validate_name(election).map_err(ErrorReply::Invalid)?;
-                        election::validate_text("candidate id", id, election::MAX_ID_LEN)
-                            .map_err(ErrorReply::Invalid)?;
+                        check(Text::ElectionName, election)?;
+                        check(Text::CandidateId, id)?;
                         if let Some(e) = endpoint {
-                            election::validate_endpoint(e).map_err(ErrorReply::Invalid)?;
+                            check(Text::Endpoint, e)?;
                         }
                         let taken = self
                             .elections
@@ -508,15 +564,19 @@ impl State {
                             .is_some_and(|c| c.session != *session);
                         if taken {
                             return Err(ErrorReply::Invalid(format!(
-                                "candidate id {id:?} is registered in {election:?} by another session"
+                                "candidate id {} is registered in {} by another session",
+                                echo(id),
+                                echo(election)
                             )));
                         }
                         Ok(())
                     }
-                    Request::Resign { election, .. }
-                    | Request::Observe { election }
-                    | Request::RequestElection { election } => {
-                        validate_name(election).map_err(ErrorReply::Invalid)
+                    Request::Resign { election, id } => {
+                        check(Text::ElectionName, election)?;
+                        check(Text::CandidateId, id)
+                    }
+                    Request::Observe { election } | Request::RequestElection { election } => {
+                        check(Text::ElectionName, election)
                     }
                     Request::Join {
                         group,
@@ -524,9 +584,8 @@ impl State {
                         probation_ms,
                         ..
                     } => {
-                        validate_name(group).map_err(ErrorReply::Invalid)?;
-                        election::validate_text("member id", id, election::MAX_ID_LEN)
-                            .map_err(ErrorReply::Invalid)?;
+                        check(Text::GroupName, group)?;
+                        check(Text::MemberId, id)?;
                         if *probation_ms > MAX_TTL_MS {
                             return Err(ErrorReply::Invalid(format!(
                                 "probation of {probation_ms} ms is longer than {MAX_TTL_MS} ms"
@@ -542,16 +601,19 @@ impl State {
                         failed,
                         probationary,
                     } => {
-                        validate_name(group).map_err(ErrorReply::Invalid)?;
+                        check(Text::GroupName, group)?;
+                        check(Text::MemberId, failed)?;
+                        check(Text::MemberId, probationary)?;
                         match self.groups.get(group) {
                             Some(g) => g
                                 .check_replace(failed, probationary)
                                 .map_err(ErrorReply::Invalid),
-                            None => Err(ErrorReply::Invalid(format!("no group {group:?}"))),
+                            None => Err(ErrorReply::Invalid(format!("no group {}", echo(group)))),
                         }
                     }
                     Request::Leave { group, id } | Request::ReportCheck { group, id, .. } => {
-                        validate_name(group).map_err(ErrorReply::Invalid)?;
+                        check(Text::GroupName, group)?;
+                        check(Text::MemberId, id)?;
                         let theirs = self
                             .groups
                             .get(group)
@@ -559,17 +621,16 @@ impl State {
                             .is_some_and(|m| m.session != *session);
                         if theirs {
                             return Err(ErrorReply::Invalid(format!(
-                                "member {id:?} belongs to another session"
+                                "member {} belongs to another session",
+                                echo(id)
                             )));
                         }
                         Ok(())
                     }
-                    Request::WatchGroup { group } => {
-                        validate_name(group).map_err(ErrorReply::Invalid)
-                    }
+                    Request::WatchGroup { group } => check(Text::GroupName, group),
                     Request::Open { .. }
                     | Request::Heartbeat
-                    | Request::Status
+                    | Request::Status { .. }
                     | Request::Master { .. }
                     | Request::Revoke { .. }
                     | Request::View { .. } => Err(ErrorReply::Invalid(
@@ -603,11 +664,14 @@ impl State {
                 }
             }
             Command::Revoke { name } => {
-                validate_name(name).map_err(ErrorReply::Invalid)?;
+                check(Text::LockName, name)?;
                 if self.locks.get(name).is_some() {
                     Ok(())
                 } else {
-                    Err(ErrorReply::Invalid(format!("no lock {name:?} is held")))
+                    Err(ErrorReply::Invalid(format!(
+                        "no lock {} is held",
+                        echo(name)
+                    )))
                 }
             }
             Command::Promote { group, member } => {
@@ -1136,7 +1200,7 @@ impl State {
             }
             Request::Open { .. }
             | Request::Heartbeat
-            | Request::Status
+            | Request::Status { .. }
             | Request::Master { .. }
             | Request::Revoke { .. }
             | Request::View { .. } => {
@@ -1213,6 +1277,29 @@ impl State {
             }
         }
         out.push(Output::SessionEnded { session });
+    }
+}
+
+/// Checks a string of a request, as an error reply.
+fn check(kind: Text, s: &str) -> Result<(), ErrorReply> {
+    kind.check(s).map_err(ErrorReply::Invalid)
+}
+
+/// The room left in a status page.
+struct Page {
+    used: usize,
+    budget: usize,
+}
+
+impl Page {
+    /// Takes room for `row` if it fits (the first row of a page always does).
+    fn fits<T: Serialize>(&mut self, row: &T) -> bool {
+        let n = crate::proto::encoded_len(row).unwrap_or(usize::MAX);
+        if self.used > 0 && self.used.saturating_add(n) > self.budget {
+            return false;
+        }
+        self.used = self.used.saturating_add(n);
+        true
     }
 }
 
@@ -1474,6 +1561,113 @@ mod tests {
             st2.apply(c);
         }
         assert_eq!(st.status(1), st2.status(1));
+    }
+
+    #[test]
+    fn the_largest_row_of_each_kind_fits_a_status_page_within_a_frame() {
+        use crate::proto::{
+            encoded_len, ServerMsg, MAX_FRAME, MAX_ID_LEN, MAX_NAME_LEN, STATUS_PAGE_BYTES,
+        };
+        let name = "n".repeat(MAX_NAME_LEN);
+        let id = |i: usize| format!("{i:05}{}", "i".repeat(MAX_ID_LEN - 5));
+        let lock = LockInfo {
+            name: name.clone(),
+            holder: u64::MAX,
+            token: u64::MAX,
+            waiters: vec![u64::MAX; crate::lock::MAX_WAITERS],
+        };
+        let election = ElectionInfo {
+            name: name.clone(),
+            master: MasterInfo {
+                epoch: u64::MAX,
+                master: Some((id(0), Some("e".repeat(crate::proto::MAX_ENDPOINT_LEN)))),
+            },
+            candidates: (0..crate::election::MAX_CANDIDATES)
+                .map(|i| (id(i), i64::MIN, u64::MAX))
+                .collect(),
+        };
+        let group = (
+            name.clone(),
+            ViewInfo {
+                view: u64::MAX,
+                members: (0..crate::membership::MAX_MEMBERS)
+                    .map(|i| (id(i), true))
+                    .collect(),
+            },
+        );
+        let rows = [
+            encoded_len(&lock).unwrap(),
+            encoded_len(&election).unwrap(),
+            encoded_len(&group).unwrap(),
+        ];
+        for n in rows {
+            assert!(n <= STATUS_PAGE_BYTES, "a row of {n} bytes");
+        }
+        // A page holding the largest row, with the largest cursor, fits in a frame.
+        for i in 0..3 {
+            let mut st = StatusInfo {
+                incarnation: u128::MAX,
+                revision: u64::MAX,
+                next: Some(StatusCursor::Groups(name.clone())),
+                ..Default::default()
+            };
+            match i {
+                0 => st.locks.push(lock.clone()),
+                1 => st.elections.push(election.clone()),
+                _ => st.groups.push(group.clone()),
+            }
+            let msg = ServerMsg::Reply {
+                session: u64::MAX,
+                req: u64::MAX,
+                result: Ok(Reply::Status(st)),
+            };
+            let mut b = Vec::new();
+            crate::proto::encode(&msg, &mut b).expect("fits in a frame");
+            assert!(b.len() <= MAX_FRAME + 4);
+        }
+        // A view sent whole in a notice fits too.
+        let notice = ServerMsg::Notice {
+            session: u64::MAX,
+            notice: Notice::ViewChanged {
+                group: name,
+                info: group.1,
+            },
+        };
+        assert!(encoded_len(&notice).unwrap() <= MAX_FRAME);
+    }
+
+    #[test]
+    fn status_pages_cover_everything_once_in_order() {
+        let mut st = State::new();
+        let sessions: Vec<_> = (0..3000).map(|i| open(&mut st, i)).collect();
+        for (i, s) in sessions.iter().enumerate().take(500) {
+            let name = format!("{i:04}{}", "x".repeat(1000));
+            st.apply(&acquire(*s, 10_000, &name, false));
+        }
+        let whole = st.status(7);
+        // Small pages (4 KiB): many of them, each within its budget, together the whole.
+        let mut all = StatusInfo::default();
+        let mut from = None;
+        let mut pages = 0;
+        loop {
+            let p = st.status_page(7, from.as_ref(), 4096);
+            pages += 1;
+            let rows = crate::proto::encoded_len(&p.sessions).unwrap()
+                + crate::proto::encoded_len(&p.locks).unwrap();
+            assert!(rows <= 4096 + 16 + 1100, "page of {rows} bytes");
+            all.sessions.extend(p.sessions);
+            all.locks.extend(p.locks);
+            all.elections.extend(p.elections);
+            all.groups.extend(p.groups);
+            match p.next {
+                Some(n) => from = Some(n),
+                None => break,
+            }
+        }
+        assert!(pages > 100, "{pages} pages");
+        all.incarnation = 7;
+        all.revision = whole.revision;
+        assert_eq!(all, whole);
     }
 }
 

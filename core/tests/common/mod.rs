@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tenure::{Client, ClientConfig, Durability, Server, ServerConfig};
@@ -20,6 +21,7 @@ pub fn server(dir: &Path) -> Server {
         listen: "127.0.0.1:0".into(),
         data_dir: dir.to_path_buf(),
         durability: Durability::Fsync,
+        ..Default::default()
     })
     .expect("server starts")
 }
@@ -31,6 +33,7 @@ pub fn server_at(dir: &Path, addr: &str) -> Server {
             listen: addr.into(),
             data_dir: dir.to_path_buf(),
             durability: Durability::Fsync,
+            ..Default::default()
         }) {
             Ok(s) => return s,
             Err(e) => {
@@ -58,5 +61,56 @@ pub fn wait_for(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
             "timed out after {limit:?} waiting for {what}"
         );
         std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// A raw protocol connection, for tests that need control over every frame.
+pub struct Raw {
+    pub s: std::net::TcpStream,
+    pub r: tenure::proto::FrameReader,
+}
+
+impl Raw {
+    pub fn connect(addr: &str) -> Raw {
+        use tenure::proto::*;
+        let s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut raw = Raw {
+            s,
+            r: FrameReader::new(),
+        };
+        raw.send(&ClientMsg::Hello {
+            magic: MAGIC,
+            version: PROTOCOL_VERSION,
+            client_name: "raw".into(),
+        });
+        assert!(matches!(raw.recv(), Some(ServerMsg::Welcome { .. })));
+        raw
+    }
+    pub fn send(&mut self, m: &tenure::proto::ClientMsg) {
+        let mut b = vec![];
+        tenure::proto::encode(m, &mut b).unwrap();
+        self.s.write_all(&b).unwrap();
+    }
+    pub fn req(&mut self, session: u64, req: u64, body: tenure::proto::Request) {
+        self.send(&tenure::proto::ClientMsg::Request { session, req, body });
+    }
+    /// The next message, or None after `timeout` without one.
+    pub fn recv_within(&mut self, timeout: Duration) -> Option<tenure::proto::ServerMsg> {
+        self.s.set_read_timeout(Some(timeout)).unwrap();
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            if let Some(f) = self.r.next_frame().unwrap() {
+                return Some(tenure::proto::decode(f).unwrap());
+            }
+            match self.s.read(&mut buf) {
+                Ok(0) => return None,
+                Ok(n) => self.r.extend(&buf[..n]),
+                Err(_) => return None,
+            }
+        }
+    }
+    pub fn recv(&mut self) -> Option<tenure::proto::ServerMsg> {
+        self.recv_within(Duration::from_secs(5))
     }
 }

@@ -39,7 +39,8 @@ pub fn connect(addr: &str, timeout: Duration) -> Result<TcpStream, String> {
             client_name: format!("bench-{}", std::process::id()),
         },
         &mut b,
-    );
+    )
+    .map_err(|e| e.to_string())?;
     s.write_all(&b).map_err(|e| format!("hello: {e}"))?;
     let mut r = FrameReader::new();
     let mut buf = [0u8; 4096];
@@ -61,9 +62,10 @@ pub fn connect(addr: &str, timeout: Duration) -> Result<TcpStream, String> {
     }
 }
 
-/// Appends one request frame to `out`.
+/// Appends one request frame to `out` (the benchmark's requests are small: they always fit).
 pub fn push(out: &mut Vec<u8>, session: u64, req: u64, body: Request) {
-    proto::encode(&ClientMsg::Request { session, req, body }, out);
+    proto::encode(&ClientMsg::Request { session, req, body }, out)
+        .expect("a benchmark request fits in a frame");
 }
 
 /// Spawns a thread that decodes replies from `stream` into the returned channel.

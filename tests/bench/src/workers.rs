@@ -75,6 +75,7 @@ fn serve(a: &Args) {
         listen: "127.0.0.1:0".into(),
         data_dir: a.str("data").into(),
         durability,
+        ..Default::default()
     })
     .unwrap_or_else(|e| crate::die(&e.to_string()));
     say(&server.local_addr().to_string());
