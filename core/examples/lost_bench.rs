@@ -32,6 +32,8 @@ lost_bench: holder behind a stalling link told before the next grant, on a loade
 --ttls         session TTLs in milliseconds (default 1000,10000)
 --concurrency  trials run at once (default 50)
 --load         busy-looping processes started for the run (default 2 per core; 0 for none)
+--margin       the holders' safety margin in ms (default: the client's default, 50 ms at
+               most a tenth of the TTL)
 ";
 
 /// A TCP proxy that can be frozen: from then on it forwards nothing, and connections made to
@@ -122,16 +124,24 @@ fn pump(mut a: TcpStream, mut b: TcpStream, frozen: &(Mutex<bool>, Condvar)) {
 /// One trial's outcome: the margin in nanoseconds (grant − lost), or why there is none.
 type Outcome = Result<i128, String>;
 
-fn trial(server: &str, ttl: Duration, name: &str, seed: u64) -> Outcome {
+fn trial(server: &str, ttl: Duration, margin: Option<Duration>, name: &str, seed: u64) -> Outcome {
     let proxy = Proxy::start(server.to_string());
-    let r = trial_through(&proxy, server, ttl, name, seed);
+    let r = trial_through(&proxy, server, ttl, margin, name, seed);
     proxy.stop();
     r
 }
 
-fn trial_through(proxy: &Proxy, server: &str, ttl: Duration, name: &str, seed: u64) -> Outcome {
+fn trial_through(
+    proxy: &Proxy,
+    server: &str,
+    ttl: Duration,
+    margin: Option<Duration>,
+    name: &str,
+    seed: u64,
+) -> Outcome {
     let mut cfg = ClientConfig::new([proxy.addr.clone()]).session_ttl(ttl);
     cfg.reopen = false;
+    cfg.safety_margin = margin;
     let holder = Client::connect(cfg).map_err(|e| format!("holder connects: {e}"))?;
     let lock = holder
         .lock(name, Duration::from_secs(30))
@@ -233,6 +243,7 @@ fn main() {
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let (mut trials, mut ttls, mut conc, mut load) =
         (200usize, vec![1000u64, 10_000], 50, 2 * cores);
+    let mut margin: Option<Duration> = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let v = it
@@ -248,6 +259,7 @@ fn main() {
             }
             "--concurrency" => conc = v.parse().expect("--concurrency K"),
             "--load" => load = v.parse().expect("--load P"),
+            "--margin" => margin = Some(Duration::from_millis(v.parse().expect("--margin MS"))),
             _ => panic!("unknown option {a}\n{HELP}"),
         }
     }
@@ -280,8 +292,12 @@ fn main() {
         .ok()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_default();
+    let margin_text = match margin {
+        Some(m) => format!("safety margin {m:?}"),
+        None => "default safety margin".to_string(),
+    };
     println!(
-        "lost_bench: {trials} trials per TTL, {conc} at once, {load} busy processes on {cores} cores, commit {commit}"
+        "lost_bench: {trials} trials per TTL, {conc} at once, {load} busy processes on {cores} cores, {margin_text}, commit {commit}"
     );
     println!();
     println!("| TTL | trials | told before the grant | margin p0 | p1 | p50 | max |");
@@ -302,6 +318,7 @@ fn main() {
                         trial(
                             &addr,
                             ttl,
+                            margin,
                             &format!("bench/{ttl_ms}/{k}"),
                             k as u64 + ttl_ms,
                         )

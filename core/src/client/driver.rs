@@ -31,8 +31,8 @@ use crate::proto::{
     self, ClientMsg, ErrorReply, Incarnation, MasterInfo, Notice, Reply, Request, ServerMsg,
     SessionId, ViewInfo,
 };
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
-use parking_lot::{Mutex, MutexGuard};
+use crossbeam_channel::{Receiver, Sender};
+use parking_lot::{Condvar, Mutex, MutexGuard};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{fence, AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
@@ -101,7 +101,42 @@ struct Closing {
 pub(crate) struct Core {
     driver: Mutex<Driver>,
     rx: Receiver<Cmd>,
-    nudge: Sender<()>,
+    alarm: Alarm,
+}
+
+/// The timer thread's sleep: until an instant, or until nudged because that instant moved
+/// earlier. A parking_lot condvar rather than a channel's timed receive: crossbeam's
+/// `recv_deadline` yields the CPU a few times after its deadline before it returns, and on a
+/// machine whose cores are busy each yield costs a time slice, which made the timer thread,
+/// and so the expiry and the lost callbacks, 10 ms late at the median and 50 ms in the tail
+/// (`examples/lost_bench.rs`); a condvar wakes within the scheduler's latency.
+#[derive(Default)]
+struct Alarm {
+    nudged: Mutex<bool>,
+    wake: Condvar,
+}
+
+impl Alarm {
+    fn nudge(&self) {
+        *self.nudged.lock() = true;
+        self.wake.notify_one();
+    }
+
+    /// Sleeps until `until` (for ever when `None`) or a nudge, whichever comes first.
+    fn sleep(&self, until: Option<Instant>) {
+        let mut n = self.nudged.lock();
+        while !*n {
+            match until {
+                Some(t) => {
+                    if Instant::now() >= t || self.wake.wait_until(&mut n, t).timed_out() {
+                        break;
+                    }
+                }
+                None => self.wake.wait(&mut n),
+            }
+        }
+        *n = false;
+    }
 }
 
 impl Core {
@@ -135,7 +170,7 @@ impl Core {
         let nudge = d.wants_timer();
         drop(d);
         if nudge {
-            let _ = self.nudge.try_send(());
+            self.alarm.nudge();
         }
         fence(Ordering::SeqCst);
         !self.rx.is_empty()
@@ -202,7 +237,6 @@ impl Driver {
         first_sub: Option<Sink>,
     ) -> Result<(Arc<Core>, JoinHandle<()>)> {
         let seed = (std::process::id() as u64) << 32 ^ shared.epoch.elapsed().as_nanos() as u64;
-        let (nudge, nudged) = crossbeam_channel::bounded(1);
         let core = Arc::new_cyclic(|weak| Core {
             driver: Mutex::new(Driver {
                 cfg,
@@ -236,7 +270,7 @@ impl Driver {
                 abandoned: None,
             }),
             rx,
-            nudge,
+            alarm: Alarm::default(),
         });
         // The first session: connect from the caller's thread (nothing else runs yet), then
         // send the open; the reply is taken by the reader thread, which reports it through
@@ -306,7 +340,7 @@ impl Driver {
         let c = core.clone();
         let timer = std::thread::Builder::new()
             .name("tenure-client".into())
-            .spawn(move || timer_loop(&c, &nudged))?;
+            .spawn(move || timer_loop(&c))?;
         Ok((core, timer))
     }
 
@@ -1172,7 +1206,7 @@ impl Driver {
 }
 
 /// The timer thread: runs the lease at its deadlines and ends when the client is closed.
-fn timer_loop(core: &Core, nudged: &Receiver<()>) {
+fn timer_loop(core: &Core) {
     loop {
         let mut d = core.driver.lock();
         if d.closing
@@ -1194,12 +1228,6 @@ fn timer_loop(core: &Core, nudged: &Receiver<()>) {
         if core.let_go(d) {
             core.poke();
         }
-        let r = match wake {
-            Some(w) => nudged.recv_deadline(w),
-            None => nudged.recv().map_err(|_| RecvTimeoutError::Disconnected),
-        };
-        if let Err(RecvTimeoutError::Disconnected) = r {
-            return;
-        }
+        core.alarm.sleep(wake);
     }
 }
