@@ -228,6 +228,19 @@ pub struct Sink {
 }
 
 impl Sink {
+    /// A sink whose events wait in the returned receiver, with no dispatcher thread: for the
+    /// tests of the sans-IO machines and the simulation.
+    #[cfg(test)]
+    pub(crate) fn channel() -> (Sink, Receiver<Event>) {
+        let (tx, rx) = crossbeam_channel::bounded(QUEUE_CAPACITY);
+        let sink = Sink {
+            tx,
+            closed: Arc::new(AtomicBool::new(false)),
+            dropped: Arc::new(AtomicU64::new(0)),
+        };
+        (sink, rx)
+    }
+
     /// Queues an event without blocking. False when the subscription is closed, so the owner
     /// can forget the sink.
     pub fn send(&self, ev: Event) -> bool {

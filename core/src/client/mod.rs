@@ -19,6 +19,7 @@ mod conn;
 mod driver;
 mod election;
 mod group;
+mod session;
 
 pub use election::{Candidacy, Election, MasterState, Observer};
 pub use group::{GroupWatch, JoinOptions, Membership, View};
@@ -194,6 +195,27 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// Shared state of a client that has no session yet.
+    pub(crate) fn new() -> Shared {
+        Shared {
+            epoch: Instant::now(),
+            deadline_ns: AtomicU64::new(0),
+            generation: AtomicU64::new(0),
+            session: AtomicU64::new(0),
+            closed: AtomicBool::new(false),
+            state: Mutex::new(SessionState::Expired),
+            incarnation: Mutex::new(0),
+            next_req: AtomicU64::new(1),
+        }
+    }
+
+    /// The client's deadline, if it has a valid session.
+    #[cfg(test)]
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        let d = self.deadline_ns.load(Ordering::Acquire);
+        (d != 0).then(|| self.epoch + std::time::Duration::from_nanos(d))
+    }
+
     pub(crate) fn set_deadline(&self, d: Option<Instant>) {
         let ns = match d {
             Some(d) => (d.saturating_duration_since(self.epoch).as_nanos() as u64).max(1),
@@ -334,16 +356,7 @@ impl Client {
     /// Fails with [`Error::ConnectionFailed`] when no endpoint answers.
     pub fn connect(cfg: ClientConfig) -> Result<Client> {
         cfg.validate()?;
-        let shared = Arc::new(Shared {
-            epoch: Instant::now(),
-            deadline_ns: AtomicU64::new(0),
-            generation: AtomicU64::new(0),
-            session: AtomicU64::new(0),
-            closed: AtomicBool::new(false),
-            state: Mutex::new(SessionState::Expired),
-            incarnation: Mutex::new(0),
-            next_req: AtomicU64::new(1),
-        });
+        let shared = Arc::new(Shared::new());
         let (tx, rx) = crossbeam_channel::bounded(65_536);
         let ttl = cfg.session_ttl;
         let (config_sub, sink) = match &cfg.on_event {

@@ -1,0 +1,1536 @@
+//! The client's session machine: everything the client decides, with no sockets, threads or
+//! clock reads (SPEC 2.1). The runtime ([`super::driver`]) feeds it what happened, with the
+//! time, and performs what it asks ([`Io`]): dial, send, drop a connection. Timers are its
+//! [`Session::next_wakeup`].
+//!
+//! What lives here: the lease's actions (heartbeats, jeopardy, expiry, through
+//! [`crate::lease::Lease`]), opening and reopening sessions, endpoint rotation and dialling
+//! on retries, resending requests in flight with their ids after a reconnect, reading master
+//! caches and views again after one, ending handles when the session ends (locks reported
+//! lost before anything else), the incarnation check (`data_lost`), closing, and the one
+//! mapping of the server's error replies to [`Error`]s. Handles share records with it
+//! ([`LockShared`], [`ElectionShared`], [`GroupShared`], [`Shared`]) that it updates in
+//! memory; answers and events go out on channels without waiting.
+//!
+//! Inputs take `now`, the runtime's reading of the monotonic clock; the session keeps the
+//! latest one for the rules that need the time.
+
+use super::election::ElectionShared;
+use super::group::{view_events, GroupShared};
+use super::ClientConfig;
+use super::{Answer, Held, LockShared, SessionState, Shared};
+use crate::error::{Error, Result};
+use crate::events::{Event, LostReason, Sink};
+use crate::lease::{Lease, LeaseAction, LeaseConfig, LeaseState};
+use crate::proto::{
+    ClientMsg, ErrorReply, Incarnation, MasterInfo, Notice, Reply, Request, ServerMsg, SessionId,
+    ViewInfo,
+};
+use crossbeam_channel::Sender;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Heartbeats travel with this bit set in their request id, so their replies go to the lease.
+pub(crate) const HEARTBEAT_BIT: u64 = 1 << 63;
+/// Opens remembered while in flight.
+const MAX_OPENING: usize = 8;
+/// How long a close waits for the server's reply.
+const CLOSE_WAIT: Duration = Duration::from_secs(1);
+
+/// What the session asks of the runtime. Connections are named by the number of the dial
+/// that made them.
+#[derive(Debug)]
+pub(crate) enum Io {
+    /// Connect to the endpoints in turn from index `start`, each step (resolving, connecting,
+    /// the handshake) bounded by `step`; report with [`Session::dialed`] under `attempt`,
+    /// which then names the connection.
+    Dial {
+        attempt: u64,
+        start: usize,
+        step: Duration,
+    },
+    /// Write `msg` on connection `conn` without waiting; a failure is reported with
+    /// [`Session::broken`].
+    Send { conn: u64, msg: ClientMsg },
+    /// Close connection `conn`; what it still delivers is ignored.
+    Drop { conn: u64 },
+}
+
+/// What a dial found.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DialInfo {
+    /// The service's incarnation, from the handshake.
+    pub(crate) incarnation: Incarnation,
+    /// Index of the endpoint that answered.
+    pub(crate) endpoint: usize,
+}
+
+struct Pending {
+    body: Request,
+    reply: Option<Sender<Answer>>,
+}
+
+/// A close waiting for the server's reply.
+struct Closing {
+    /// The close request's id.
+    req: u64,
+    /// Told when the close has ended.
+    done: Sender<()>,
+    /// When to stop waiting for the reply.
+    until: Instant,
+}
+
+/// The client's session machine. See the module documentation.
+pub(crate) struct Session {
+    cfg: ClientConfig,
+    lease_cfg: LeaseConfig,
+    shared: Arc<Shared>,
+    /// The latest time an input came with.
+    now: Instant,
+    io: VecDeque<Io>,
+    /// The current connection.
+    conn: Option<u64>,
+    /// The dial in progress, by attempt number (older outcomes are dropped).
+    dialing: Option<u64>,
+    attempts: u64,
+    endpoint_idx: usize,
+    session: SessionId,
+    lease: Option<Lease>,
+    /// Opens in flight (request id, send time), newest last. A late reply to an older one is
+    /// still a session: adopted when we have none, closed when we have one already.
+    opening: Vec<(u64, Instant)>,
+    /// When to try opening a session next, while there is none.
+    reopen_at: Option<Instant>,
+    incarnation: Option<Incarnation>,
+    pending: BTreeMap<u64, Pending>,
+    locks: HashMap<String, Arc<LockShared>>,
+    /// Campaigns and observations, per election.
+    elections: HashMap<String, Vec<Arc<ElectionShared>>>,
+    /// The newest epoch told to subscribers, per election.
+    epochs: HashMap<String, u64>,
+    /// Memberships and watches, per group.
+    groups: HashMap<String, Vec<Arc<GroupShared>>>,
+    /// The newest view told to subscribers, per group.
+    views: HashMap<String, ViewInfo>,
+    subs: Vec<Sink>,
+    seed: u64,
+    /// When the current connection last delivered a frame.
+    last_heard: Instant,
+    /// While the first session is being opened: where its outcome goes.
+    first: Option<Sender<Result<()>>>,
+    /// Closed: nothing more is done, and requests get [`Error::Closed`].
+    exited: bool,
+    /// A close in progress (see [`Session::close`]).
+    closing: Option<Closing>,
+    /// `Client::connect` gave up waiting for the first open: if its reply still comes, the
+    /// session is closed at once (so it does not linger on the server for a TTL), and this
+    /// is told when that is done.
+    abandoned: Option<Sender<()>>,
+}
+
+impl Session {
+    /// A session machine with no connection yet. `seed` seeds the lease's retry jitter.
+    pub(crate) fn new(
+        cfg: ClientConfig,
+        lease_cfg: LeaseConfig,
+        shared: Arc<Shared>,
+        seed: u64,
+        first_sub: Option<Sink>,
+        now: Instant,
+    ) -> Session {
+        Session {
+            cfg,
+            lease_cfg,
+            shared,
+            now,
+            io: VecDeque::new(),
+            conn: None,
+            dialing: None,
+            attempts: 0,
+            endpoint_idx: 0,
+            session: 0,
+            lease: None,
+            opening: Vec::new(),
+            reopen_at: None,
+            incarnation: None,
+            pending: BTreeMap::new(),
+            locks: HashMap::new(),
+            elections: HashMap::new(),
+            epochs: HashMap::new(),
+            groups: HashMap::new(),
+            views: HashMap::new(),
+            subs: first_sub.into_iter().collect(),
+            seed,
+            last_heard: now,
+            first: None,
+            exited: false,
+            closing: None,
+            abandoned: None,
+        }
+    }
+
+    // ---- outputs -------------------------------------------------------------------------
+
+    /// The next thing to do, in order.
+    pub(crate) fn poll_io(&mut self) -> Option<Io> {
+        self.io.pop_front()
+    }
+
+    /// When [`Session::tick`] next has something to do.
+    pub(crate) fn next_wakeup(&self) -> Option<Instant> {
+        if let Some(c) = &self.closing {
+            return Some(c.until);
+        }
+        if self.exited {
+            return None;
+        }
+        match (&self.lease, self.reopen_at) {
+            (Some(l), _) => l.next_wakeup(),
+            (None, r) => r,
+        }
+    }
+
+    /// Closed, and the close has ended: the runtime may stop.
+    pub(crate) fn is_done(&self) -> bool {
+        self.exited && self.closing.is_none()
+    }
+
+    // ---- inputs --------------------------------------------------------------------------
+
+    /// Starts the first session: dials (at once) and opens a session on the connection; the
+    /// outcome goes to `first`, [`Error::ConnectionFailed`] when no endpoint answers.
+    pub(crate) fn begin(&mut self, now: Instant, first: Sender<Result<()>>) {
+        self.now = now;
+        self.first = Some(first);
+        self.want_dial();
+    }
+
+    /// `Client::connect` stopped waiting for the first open. If the open is still in flight
+    /// on a connection, its reply (if any) closes the session it made and `done` is told;
+    /// true then, and the runtime keeps the session running until `done` or a TTL. False
+    /// when nothing is in flight: the session is over.
+    pub(crate) fn abandon(&mut self, now: Instant, done: Sender<()>) -> bool {
+        self.now = now;
+        self.first = None;
+        let in_flight = self.conn.is_some() && !self.opening.is_empty();
+        if in_flight {
+            self.abandoned = Some(done);
+        } else {
+            self.stop();
+        }
+        in_flight
+    }
+
+    /// Stops everything at once (after an abandoned first open).
+    pub(crate) fn stop(&mut self) {
+        self.exited = true;
+        self.closing = None;
+        self.drop_conn();
+    }
+
+    /// A user request; `reply` gets exactly one answer (none for fire-and-forget).
+    pub(crate) fn call(
+        &mut self,
+        now: Instant,
+        req: u64,
+        body: Request,
+        reply: Option<Sender<Answer>>,
+    ) {
+        self.now = now;
+        if self.exited {
+            if let Some(r) = reply {
+                let _ = r.send(Err(Error::Closed));
+            }
+            return;
+        }
+        self.request(req, body, reply);
+    }
+
+    /// The user gave up waiting for acquire `req`.
+    pub(crate) fn cancel(&mut self, now: Instant, req: u64) {
+        self.now = now;
+        if !self.exited {
+            self.withdraw(req);
+        }
+    }
+
+    /// A subscription to every event of the client.
+    pub(crate) fn subscribe(&mut self, sink: Sink) {
+        if !self.exited {
+            self.subs.push(sink);
+        }
+    }
+
+    /// An election handle was dropped: stop updating it.
+    pub(crate) fn forget(&mut self, shared: &Arc<ElectionShared>) {
+        if let Some(v) = self.elections.get_mut(&shared.name) {
+            v.retain(|e| !Arc::ptr_eq(e, shared));
+            if v.is_empty() {
+                self.elections.remove(&shared.name);
+            }
+        }
+    }
+
+    /// A group handle was dropped: stop updating it.
+    pub(crate) fn forget_group(&mut self, shared: &Arc<GroupShared>) {
+        if let Some(v) = self.groups.get_mut(&shared.name) {
+            v.retain(|g| !Arc::ptr_eq(g, shared));
+            if v.is_empty() {
+                self.groups.remove(&shared.name);
+            }
+        }
+    }
+
+    /// A frame read on connection `conn`.
+    pub(crate) fn frame(&mut self, now: Instant, conn: u64, msg: ServerMsg) {
+        self.now = now;
+        if self.conn != Some(conn) {
+            return; // an older connection's
+        }
+        if self.exited {
+            let close_req = self.closing.as_ref().map(|c| c.req);
+            if let ServerMsg::Reply { req, .. } = msg {
+                if Some(req) == close_req {
+                    self.close_end();
+                }
+            }
+            return;
+        }
+        self.last_heard = now;
+        self.on_frame(msg);
+    }
+
+    /// Connection `conn` broke (read end, write failure).
+    pub(crate) fn broken(&mut self, now: Instant, conn: u64) {
+        self.now = now;
+        if self.conn != Some(conn) {
+            return;
+        }
+        if self.exited {
+            self.close_end();
+            return;
+        }
+        self.disconnected();
+        if let Some(f) = self.first.take() {
+            self.exited = true;
+            let _ = f.send(Err(Error::ConnectionFailed(
+                "connection closed while opening the session".into(),
+            )));
+        }
+    }
+
+    /// The outcome of dial `attempt`: on success the connection is named `attempt`.
+    pub(crate) fn dialed(
+        &mut self,
+        now: Instant,
+        attempt: u64,
+        result: std::result::Result<DialInfo, String>,
+    ) {
+        self.now = now;
+        if self.dialing != Some(attempt) {
+            if result.is_ok() {
+                self.io.push_back(Io::Drop { conn: attempt }); // an older attempt's
+            }
+            return;
+        }
+        self.dialing = None;
+        if self.exited {
+            if result.is_ok() {
+                self.io.push_back(Io::Drop { conn: attempt });
+            }
+            return;
+        }
+        match result {
+            Ok(d) => {
+                self.drop_conn();
+                self.conn = Some(attempt);
+                self.endpoint_idx = d.endpoint;
+                self.last_heard = now;
+                // A changed incarnation ends the session (data_lost); the new connection
+                // then serves the next session.
+                self.check_incarnation(d.incarnation);
+                self.connected();
+            }
+            Err(why) => {
+                if let Some(f) = self.first.take() {
+                    self.exited = true;
+                    let _ = f.send(Err(Error::ConnectionFailed(why)));
+                    return;
+                }
+                // Next time, start from the endpoint after the one tried first.
+                self.endpoint_idx = (self.endpoint_idx + 1) % self.cfg.endpoints.len().max(1);
+                self.dial_failed();
+            }
+        }
+    }
+
+    /// Runs the lease (and session reopening, and a close's time limit) up to `now`. Never
+    /// waits on the network: what needs a connection asks for a dial and goes on when its
+    /// outcome comes.
+    pub(crate) fn tick(&mut self, now: Instant) {
+        self.now = now;
+        if self.closing.as_ref().is_some_and(|c| now >= c.until) {
+            self.close_end(); // the server did not answer the close in time
+        }
+        if self.exited {
+            return;
+        }
+        if self.lease.is_some() {
+            let actions = match self.lease.as_mut() {
+                Some(l) => l.poll(now),
+                None => Vec::new(),
+            };
+            for a in actions {
+                match a {
+                    LeaseAction::SendHeartbeat { id, retry } => {
+                        // A retry on a connection that has said nothing for a heartbeat
+                        // timeout (hung server, half-open TCP) goes over a new connection,
+                        // to the next endpoint if this one does not answer.
+                        let silent = now.saturating_duration_since(self.last_heard)
+                            > self.lease_cfg.heartbeat_timeout;
+                        if retry && silent && self.conn.is_some() {
+                            self.drop_conn();
+                            self.endpoint_idx = (self.endpoint_idx + 1) % self.cfg.endpoints.len();
+                        }
+                        if self.conn.is_none() {
+                            // This retry is a connection attempt; once connected, a fresh
+                            // heartbeat goes out at once.
+                            self.want_dial();
+                            continue;
+                        }
+                        let s = self.session;
+                        self.write(s, HEARTBEAT_BIT | id, Request::Heartbeat);
+                    }
+                    LeaseAction::Jeopardy { remaining } => {
+                        self.set_state(SessionState::Jeopardy);
+                        self.emit(Event::SessionJeopardy { remaining });
+                    }
+                    LeaseAction::Recovered => {
+                        self.set_state(SessionState::Connected);
+                        self.emit(Event::SessionRecovered);
+                    }
+                    LeaseAction::Expired => {
+                        self.session_over(LostReason::SessionExpired, None);
+                        return;
+                    }
+                }
+            }
+            if let Some(l) = &self.lease {
+                if l.state() != LeaseState::Expired {
+                    self.shared.set_deadline(Some(l.deadline()));
+                }
+            }
+        } else if self.reopen_at.is_some_and(|t| now >= t) {
+            if self.conn.is_some() {
+                self.send_open();
+                self.reopen_at =
+                    Some(now + self.reopen_gap().max(self.lease_cfg.heartbeat_timeout));
+            } else {
+                // The dial's outcome opens the session, or plans the next try.
+                self.reopen_at = None;
+                self.want_dial();
+            }
+        }
+    }
+
+    /// Closes the client: see [`Session::close_session`]. `done` is told when the close
+    /// has ended (the server answered, the connection broke, or a second passed).
+    pub(crate) fn close(&mut self, now: Instant, done: Sender<()>) {
+        self.now = now;
+        if self.exited {
+            let _ = done.send(());
+            return;
+        }
+        self.close_session(done);
+    }
+
+    // ---- rules ---------------------------------------------------------------------------
+
+    fn emit(&mut self, ev: Event) {
+        self.subs.retain(|s| s.send(ev.clone()));
+    }
+
+    fn set_state(&self, s: SessionState) {
+        *self.shared.state.lock() = s;
+    }
+
+    /// Asks for a dial unless one runs.
+    fn want_dial(&mut self) {
+        if self.dialing.is_some() || self.exited {
+            return;
+        }
+        self.attempts += 1;
+        // Each step has a short bound of its own: within a lease, no longer than a heartbeat
+        // may go unanswered, so a stalled endpoint leaves time for the next.
+        let step = match &self.lease {
+            Some(_) => self
+                .cfg
+                .connect_timeout
+                .min(self.lease_cfg.heartbeat_timeout),
+            None => self.cfg.connect_timeout,
+        };
+        self.dialing = Some(self.attempts);
+        self.io.push_back(Io::Dial {
+            attempt: self.attempts,
+            start: self.endpoint_idx,
+            step,
+        });
+    }
+
+    fn dial_failed(&mut self) {
+        let now = self.now;
+        match self.lease.as_mut() {
+            Some(l) => l.on_failure(now),
+            None => {
+                if self.cfg.reopen && self.reopen_at.is_none() && !self.exited {
+                    self.reopen_at = Some(now + self.reopen_gap());
+                }
+            }
+        }
+    }
+
+    /// Lets go of the current connection.
+    fn drop_conn(&mut self) {
+        if let Some(c) = self.conn.take() {
+            self.io.push_back(Io::Drop { conn: c });
+        }
+    }
+
+    /// A new connection is up: carry the session over to it (a fresh heartbeat, requests
+    /// in flight resent with their ids, master caches and views read again), or open a
+    /// session if one is wanted.
+    fn connected(&mut self) {
+        let now = self.now;
+        if self.lease.is_some() {
+            let s = self.session;
+            // Notices sent while we were away are lost: read the master caches again.
+            let names: Vec<String> = self.elections.keys().cloned().collect();
+            for election in names {
+                let r = self.shared.req();
+                let body = Request::Master { election };
+                self.pending.insert(r, Pending { body, reply: None });
+            }
+            let names: Vec<String> = self.groups.keys().cloned().collect();
+            for group in names {
+                let r = self.shared.req();
+                let body = Request::View { group };
+                self.pending.insert(r, Pending { body, reply: None });
+            }
+            // The heartbeat first: it is what keeps the lease, and its ack is counted (a
+            // heartbeat asked for before the connection broke would not be).
+            let hb = self.lease.as_mut().and_then(|l| l.send_now(now));
+            if let Some(LeaseAction::SendHeartbeat { id, .. }) = hb {
+                self.write(s, HEARTBEAT_BIT | id, Request::Heartbeat);
+            }
+            let reqs: Vec<(u64, Request)> = self
+                .pending
+                .iter()
+                .map(|(k, p)| (*k, p.body.clone()))
+                .collect();
+            for (req, body) in reqs {
+                let session = if sessionless(&body) { 0 } else { s };
+                self.write(session, req, body);
+            }
+        } else if self.first.is_some() || (self.cfg.reopen && !self.exited) {
+            self.send_open();
+            if self.first.is_none() {
+                self.reopen_at =
+                    Some(now + self.reopen_gap().max(self.lease_cfg.heartbeat_timeout));
+            }
+        }
+    }
+
+    /// Asks for `req` to be sent on the current connection; false without one.
+    fn write(&mut self, session: SessionId, req: u64, body: Request) -> bool {
+        let Some(conn) = self.conn else {
+            return false;
+        };
+        self.io.push_back(Io::Send {
+            conn,
+            msg: ClientMsg::Request { session, req, body },
+        });
+        true
+    }
+
+    fn disconnected(&mut self) {
+        self.drop_conn();
+        let now = self.now;
+        if let Some(l) = self.lease.as_mut() {
+            l.on_disconnect(now);
+        }
+    }
+
+    fn send_open(&mut self) {
+        let req = self.shared.req();
+        let ttl_ms = self.lease_cfg.ttl.as_millis() as u64;
+        self.opening.push((req, self.now));
+        if self.opening.len() > MAX_OPENING {
+            self.opening.remove(0);
+        }
+        self.write(0, req, Request::Open { ttl_ms });
+    }
+
+    fn reopen_gap(&self) -> Duration {
+        (self.lease_cfg.ttl / 10).clamp(Duration::from_millis(20), Duration::from_secs(1))
+    }
+
+    /// False when the service's incarnation changed: the state, and our session, are gone.
+    fn check_incarnation(&mut self, inc: Incarnation) -> bool {
+        match self.incarnation {
+            Some(old) if old != inc => {
+                self.incarnation = Some(inc);
+                *self.shared.incarnation.lock() = inc;
+                self.session_over(LostReason::DataLost, Some((old, inc)));
+                false
+            }
+            _ => {
+                self.incarnation = Some(inc);
+                *self.shared.incarnation.lock() = inc;
+                true
+            }
+        }
+    }
+
+    /// The session is over: report every lock lost first, then the session event, fail what
+    /// was waiting, and plan a new session.
+    fn session_over(&mut self, reason: LostReason, data_lost: Option<(Incarnation, Incarnation)>) {
+        self.shared.set_deadline(None);
+        self.shared.generation.fetch_add(1, Ordering::AcqRel);
+        for (_, l) in self.locks.drain().collect::<Vec<_>>() {
+            if let Some(ev) = l.mark_lost(reason) {
+                self.emit(ev);
+            }
+        }
+        // Candidacies end with the session; observers stay and observe again on the next one.
+        for v in self.elections.values_mut() {
+            v.retain(|e| {
+                if e.id.is_some() {
+                    e.end();
+                    false
+                } else {
+                    true
+                }
+            });
+        }
+        self.elections.retain(|_, v| !v.is_empty());
+        // Memberships end with the session (the service removed them); watches carry over.
+        for v in self.groups.values_mut() {
+            v.retain(|g| {
+                if g.id.is_some() {
+                    g.end();
+                    false
+                } else {
+                    true
+                }
+            });
+        }
+        self.groups.retain(|_, v| !v.is_empty());
+        if data_lost.is_some() {
+            self.views.clear();
+            for v in self.groups.values() {
+                for g in v {
+                    g.reset();
+                }
+            }
+            // A new incarnation numbers its epochs anew.
+            self.epochs.clear();
+            for v in self.elections.values() {
+                for e in v {
+                    e.reset();
+                }
+            }
+        }
+        let err = match data_lost {
+            Some((old, new)) => {
+                self.emit(Event::DataLost { old, new });
+                Error::DataLost
+            }
+            None => {
+                self.emit(Event::SessionExpired);
+                Error::SessionExpired
+            }
+        };
+        for (_, p) in std::mem::take(&mut self.pending) {
+            if let Some(r) = p.reply {
+                let _ = r.send(Err(err.clone()));
+            }
+        }
+        self.lease = None;
+        self.session = 0;
+        self.shared.session.store(0, Ordering::Release);
+        self.opening.clear();
+        self.set_state(SessionState::Expired);
+        if self.cfg.reopen && !self.shared.closed.load(Ordering::Acquire) {
+            self.reopen_at = Some(self.now);
+        }
+    }
+
+    fn request(&mut self, req: u64, body: Request, reply: Option<Sender<Answer>>) {
+        if self.lease.is_none() && !sessionless(&body) {
+            if matches!(body, Request::Release { .. }) {
+                // No session, so nothing is held: the release is done already.
+                if let Some(r) = reply {
+                    let _ = r.send(Err(Error::SessionExpired));
+                }
+                return;
+            }
+            if let Some(r) = reply {
+                let _ = r.send(Err(Error::SessionExpired));
+            }
+            return;
+        }
+        if let Request::Release { name, token } = &body {
+            // From now on a loss of this lock is not reported: the user gave it up.
+            if self.locks.get(name).is_some_and(|l| l.token == *token) {
+                self.locks.remove(name);
+            }
+        }
+        let session = if sessionless(&body) { 0 } else { self.session };
+        self.pending.insert(
+            req,
+            Pending {
+                body: body.clone(),
+                reply,
+            },
+        );
+        if self.conn.is_some() {
+            self.write(session, req, body);
+        }
+    }
+
+    fn withdraw(&mut self, req: u64) {
+        if let Some(p) = self.pending.remove(&req) {
+            if let Some(r) = p.reply {
+                let _ = r.send(Err(Error::Timeout));
+            }
+            // Tell the server; it removes the waiter, or gives back a grant that raced us.
+            let c = self.shared.req();
+            self.request(c, Request::Cancel { target: req }, None);
+        }
+    }
+
+    fn on_frame(&mut self, msg: ServerMsg) {
+        if let ServerMsg::Reply {
+            session,
+            req,
+            result,
+        } = msg
+        {
+            let opening = self.opening.iter().any(|(r, _)| *r == req);
+            // Replies name their session: one for another session (or an older one of ours)
+            // is not ours to act on.
+            if !opening && session != self.session && session != 0 {
+                return;
+            }
+            self.on_reply(req, result);
+        } else if let ServerMsg::Notice { session, notice } = msg {
+            if session != self.session {
+                return;
+            }
+            match notice {
+                Notice::MasterChanged { election, info } => self.master_changed(&election, &info),
+                Notice::ViewChanged { group, info } => self.view_changed(&group, &info),
+                Notice::LockRevoked { name, token } => {
+                    if self.locks.get(&name).is_some_and(|l| l.token == token) {
+                        if let Some(l) = self.locks.remove(&name) {
+                            if let Some(ev) = l.mark_lost(LostReason::Released) {
+                                self.emit(ev);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// A newer master cache for `election`: update its handles and tell subscribers, once per
+    /// epoch, in increasing order.
+    fn master_changed(&mut self, election: &str, info: &MasterInfo) {
+        if let Some(v) = self.elections.get(election) {
+            for e in v {
+                e.update(info);
+            }
+        }
+        let last = self.epochs.entry(election.to_string()).or_insert(0);
+        if info.epoch > *last {
+            *last = info.epoch;
+            let st = super::election::to_state(info);
+            self.emit(Event::MasterChanged {
+                election: election.to_string(),
+                epoch: st.epoch,
+                master: st.master,
+            });
+        }
+    }
+
+    /// A newer view of `group`: update its handles and tell subscribers, once per view.
+    fn view_changed(&mut self, group: &str, info: &ViewInfo) {
+        let prev = self.views.get(group).cloned().unwrap_or_default();
+        if info.view <= prev.view {
+            return;
+        }
+        let events = view_events(group, &prev, info);
+        self.views.insert(group.to_string(), info.clone());
+        if let Some(v) = self.groups.get(group) {
+            for g in v {
+                g.update(info, &events);
+            }
+        }
+        for ev in events {
+            self.emit(ev);
+        }
+    }
+
+    /// The reply to a join, watch or view read.
+    fn view_reply(&mut self, body: Request, info: ViewInfo, reply: Option<Sender<Answer>>) {
+        let (group, id) = match &body {
+            Request::Join { group, id, .. } => (group.clone(), Some(id.clone())),
+            Request::WatchGroup { group }
+            | Request::View { group }
+            | Request::Replace { group, .. } => (group.clone(), None),
+            _ => return,
+        };
+        let handle = matches!(body, Request::Join { .. } | Request::WatchGroup { .. });
+        self.view_changed(&group, &info);
+        let Some(reply) = reply else { return };
+        if !handle {
+            let _ = reply.send(Ok((Reply::View(info), Held::None)));
+            return;
+        }
+        let gen = self.shared.generation.load(Ordering::Acquire);
+        let shared = GroupShared::new(group.clone(), id.clone(), gen, info.clone());
+        self.groups
+            .entry(group.clone())
+            .or_default()
+            .push(shared.clone());
+        if reply
+            .send(Ok((Reply::View(info), Held::Group(shared.clone()))))
+            .is_err()
+        {
+            if let Some(v) = self.groups.get_mut(&group) {
+                v.retain(|g| !Arc::ptr_eq(g, &shared));
+            }
+            if let Some(id) = id {
+                let c = self.shared.req();
+                self.request(c, Request::Leave { group, id }, None);
+            }
+        }
+    }
+
+    /// The reply to a campaign, observation, election request or master read.
+    fn master_reply(&mut self, body: Request, info: MasterInfo, reply: Option<Sender<Answer>>) {
+        let (election, id) = match &body {
+            Request::Campaign { election, id, .. } => (election.clone(), Some(id.clone())),
+            Request::Observe { election }
+            | Request::Master { election }
+            | Request::RequestElection { election } => (election.clone(), None),
+            _ => return,
+        };
+        let handle = matches!(body, Request::Campaign { .. } | Request::Observe { .. });
+        let Some(reply) = reply else {
+            // Internal (re-observe, catch-up read): just take the news.
+            self.master_changed(&election, &info);
+            return;
+        };
+        if !handle {
+            self.master_changed(&election, &info);
+            let _ = reply.send(Ok((Reply::Master(info), Held::None)));
+            return;
+        }
+        let gen = self.shared.generation.load(Ordering::Acquire);
+        let shared = ElectionShared::new(election.clone(), id.clone(), gen, MasterInfo::default());
+        shared.update(&info);
+        self.elections
+            .entry(election.clone())
+            .or_default()
+            .push(shared.clone());
+        self.master_changed(&election, &info);
+        if reply
+            .send(Ok((Reply::Master(info), Held::Election(shared.clone()))))
+            .is_err()
+        {
+            // Nobody waits for this handle any more: undo the candidacy.
+            if let Some(v) = self.elections.get_mut(&election) {
+                v.retain(|e| !Arc::ptr_eq(e, &shared));
+            }
+            if let Some(id) = id {
+                let c = self.shared.req();
+                self.request(c, Request::Resign { election, id }, None);
+            }
+        }
+    }
+
+    fn on_reply(&mut self, req: u64, result: Result<Reply, ErrorReply>) {
+        let now = self.now;
+        if req & HEARTBEAT_BIT != 0 {
+            match result {
+                Ok(_) => {
+                    if let Some(l) = self.lease.as_mut() {
+                        l.on_ack(req & !HEARTBEAT_BIT, now);
+                        // Published now, not at the timer's next turn: is_held() reads it.
+                        if l.state() != LeaseState::Expired {
+                            self.shared.set_deadline(Some(l.deadline()));
+                        }
+                    }
+                }
+                Err(ErrorReply::UnknownSession) => {
+                    self.session_over(LostReason::SessionExpired, None)
+                }
+                Err(_) => {
+                    if let Some(l) = self.lease.as_mut() {
+                        l.on_failure(now);
+                    }
+                }
+            }
+            return;
+        }
+        if let Some(pos) = self.opening.iter().position(|(r, _)| *r == req) {
+            let (_, sent) = self.opening.remove(pos);
+            if let Some(done) = self.abandoned.take() {
+                // Client::connect gave up on this open: close the session it made, if any.
+                match result {
+                    Ok(Reply::Opened { session, .. }) => {
+                        self.session = session;
+                        self.lease = Some(Lease::new(self.lease_cfg.clone(), sent, self.seed));
+                        self.close_session(done);
+                    }
+                    _ => {
+                        let _ = done.send(());
+                    }
+                }
+                return;
+            }
+            {
+                match result {
+                    Ok(Reply::Opened { session, .. }) if self.lease.is_some() => {
+                        // A slower, older open also succeeded: that session is surplus.
+                        let r = self.shared.req();
+                        self.write(session, r, Request::Close);
+                    }
+                    Err(e) if self.first.is_some() => {
+                        // The first session was refused: Client::connect fails with why.
+                        self.drop_conn();
+                        if let Some(f) = self.first.take() {
+                            let _ = f.send(Err(error_of(e, &Request::Open { ttl_ms: 0 })));
+                        }
+                    }
+                    Ok(Reply::Opened { session, .. }) => {
+                        self.session = session;
+                        self.shared.session.store(session, Ordering::Release);
+                        self.seed = self.seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+                        let lease = Lease::new(self.lease_cfg.clone(), sent, self.seed);
+                        self.shared.set_deadline(Some(lease.deadline()));
+                        self.lease = Some(lease);
+                        self.reopen_at = None;
+                        self.set_state(SessionState::Connected);
+                        let inc = self.incarnation.unwrap_or(0);
+                        self.emit(Event::SessionConnected {
+                            session,
+                            incarnation: inc,
+                        });
+                        // Client::connect returns now: everything above is visible to it.
+                        if let Some(f) = self.first.take() {
+                            let _ = f.send(Ok(()));
+                        }
+                        // Observers and group watches carry over to the new session.
+                        let names: Vec<String> = self.elections.keys().cloned().collect();
+                        for election in names {
+                            let r = self.shared.req();
+                            self.request(r, Request::Observe { election }, None);
+                        }
+                        let names: Vec<String> = self.groups.keys().cloned().collect();
+                        for group in names {
+                            let r = self.shared.req();
+                            self.request(r, Request::WatchGroup { group }, None);
+                        }
+                    }
+                    _ if self.lease.is_none() && self.opening.is_empty() => {
+                        self.reopen_at = Some(now + self.reopen_gap())
+                    }
+                    _ => {}
+                }
+                return;
+            }
+        }
+        let Some(p) = self.pending.remove(&req) else {
+            return;
+        };
+        let answer: Answer = match result {
+            Ok(Reply::Granted { name, token }) => {
+                let gen = self.shared.generation.load(Ordering::Acquire);
+                let l = LockShared::new(name.clone(), token, gen);
+                self.locks.insert(name.clone(), l.clone());
+                self.emit(Event::LockAcquired {
+                    name: name.clone(),
+                    token,
+                });
+                let answer = Ok((
+                    Reply::Granted {
+                        name: name.clone(),
+                        token,
+                    },
+                    Held::Lock(l),
+                ));
+                match p.reply {
+                    Some(r) if r.send(answer).is_ok() => {}
+                    _ => {
+                        // Nobody waits for this grant any more: give it back.
+                        self.locks.remove(&name);
+                        let c = self.shared.req();
+                        self.request(c, Request::Release { name, token }, None);
+                    }
+                }
+                return;
+            }
+            Ok(Reply::Master(info)) => {
+                self.master_reply(p.body, info, p.reply);
+                return;
+            }
+            Ok(Reply::View(info)) => {
+                self.view_reply(p.body, info, p.reply);
+                return;
+            }
+            Ok(r) => Ok((r, Held::None)),
+            Err(ErrorReply::UnknownSession) => {
+                if let Some(r) = p.reply {
+                    let _ = r.send(Err(Error::SessionExpired));
+                }
+                self.session_over(LostReason::SessionExpired, None);
+                return;
+            }
+            Err(e) => Err(error_of(e, &p.body)),
+        };
+        if let Some(r) = p.reply {
+            let _ = r.send(answer);
+        }
+    }
+
+    /// Starts closing: everything held is reported lost, what waits fails, and the session is
+    /// closed on the server so that its locks go to waiters now, not at expiry. The close
+    /// ends when the server's reply arrives (on whichever thread reads it), the connection
+    /// breaks, or a second has passed (the timer thread); then `done` is told. Not waiting
+    /// here matters: the thread running this may be the reader that would read the reply.
+    fn close_session(&mut self, done: Sender<()>) {
+        self.exited = true;
+        self.set_state(SessionState::Closed);
+        self.shared.set_deadline(None);
+        self.shared.generation.fetch_add(1, Ordering::AcqRel);
+        for (_, l) in self.locks.drain().collect::<Vec<_>>() {
+            if let Some(ev) = l.mark_lost(LostReason::ClientClosed) {
+                self.emit(ev);
+            }
+        }
+        for (_, p) in std::mem::take(&mut self.pending) {
+            if let Some(r) = p.reply {
+                let _ = r.send(Err(Error::Closed));
+            }
+        }
+        let had_session = self.lease.take().is_some();
+        self.reopen_at = None;
+        if had_session && self.conn.is_some() {
+            let req = self.shared.req();
+            let s = self.session;
+            if self.write(s, req, Request::Close) {
+                self.closing = Some(Closing {
+                    req,
+                    done,
+                    until: self.now + CLOSE_WAIT,
+                });
+                return;
+            }
+        }
+        self.closing = Some(Closing {
+            req: 0,
+            done,
+            until: self.now,
+        });
+        self.close_end();
+    }
+
+    /// Ends a close: lets go of the connection and of everything the driver holds for the
+    /// handles (subscriptions end, handle records are freed), and tells whoever waits.
+    fn close_end(&mut self) {
+        self.drop_conn();
+        self.subs.clear();
+        self.elections.clear();
+        self.groups.clear();
+        self.locks.clear();
+        self.pending.clear();
+        if let Some(c) = self.closing.take() {
+            let _ = c.done.send(());
+        }
+    }
+}
+
+/// Requests sent without a session (session id 0).
+fn sessionless(body: &Request) -> bool {
+    matches!(body, Request::Status { .. } | Request::Revoke { .. })
+}
+
+/// The one mapping of the server's error replies to the client's errors, for request
+/// `body`. (`UnknownSession` ends the session before it gets here.)
+fn error_of(e: ErrorReply, body: &Request) -> Error {
+    match e {
+        ErrorReply::Invalid(s) => Error::InvalidArgument(s),
+        ErrorReply::Limit(s) => Error::Limit(s),
+        ErrorReply::AlreadyHeld => Error::AlreadyHeld(match body {
+            Request::Acquire { name, .. } => name.clone(),
+            _ => String::new(),
+        }),
+        ErrorReply::UnknownSession => Error::SessionExpired,
+        e @ (ErrorReply::NotHolder | ErrorReply::Stale) => Error::Rejected(e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::{Clock, ManualClock};
+    use crossbeam_channel::Receiver;
+
+    const INC: Incarnation = 7;
+    const SID: SessionId = 42;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    /// A session driven by hand: a manual clock, the I/O it asks for, the events it emits.
+    struct T {
+        s: Session,
+        clock: ManualClock,
+        events: Receiver<Event>,
+        shared: Arc<Shared>,
+    }
+
+    /// A request the session asked to send: (connection, session, request id, body).
+    type Sent = (u64, SessionId, u64, Request);
+
+    impl T {
+        fn new(ttl_ms: u64, endpoints: usize) -> T {
+            let clock = ManualClock::new();
+            let eps: Vec<String> = (0..endpoints).map(|i| format!("10.0.0.{i}:7411")).collect();
+            let cfg = ClientConfig::new(eps).session_ttl(ms(ttl_ms));
+            let lease_cfg = cfg.lease_config();
+            let shared = Arc::new(Shared::new());
+            let (sink, events) = Sink::channel();
+            let s = Session::new(cfg, lease_cfg, shared.clone(), 1, Some(sink), clock.now());
+            T {
+                s,
+                clock,
+                events,
+                shared,
+            }
+        }
+
+        fn now(&self) -> Instant {
+            self.clock.now()
+        }
+
+        /// Moves time to the session's next wake-up and runs it; returns the new time.
+        fn wake(&mut self) -> Instant {
+            let t = self.s.next_wakeup().expect("a wake-up");
+            self.clock.set(t - self.clock.start());
+            self.s.tick(self.now());
+            self.now()
+        }
+
+        fn io(&mut self) -> Vec<Io> {
+            std::iter::from_fn(|| self.s.poll_io()).collect()
+        }
+
+        fn sent(io: &[Io]) -> Vec<Sent> {
+            io.iter()
+                .filter_map(|i| match i {
+                    Io::Send {
+                        conn,
+                        msg: ClientMsg::Request { session, req, body },
+                    } => Some((*conn, *session, *req, body.clone())),
+                    _ => None,
+                })
+                .collect()
+        }
+
+        fn dials(io: &[Io]) -> Vec<(u64, usize)> {
+            io.iter()
+                .filter_map(|i| match i {
+                    Io::Dial { attempt, start, .. } => Some((*attempt, *start)),
+                    _ => None,
+                })
+                .collect()
+        }
+
+        fn reply(&mut self, conn: u64, session: SessionId, req: u64, r: Result<Reply, ErrorReply>) {
+            let now = self.now();
+            let msg = ServerMsg::Reply {
+                session,
+                req,
+                result: r,
+            };
+            self.s.frame(now, conn, msg);
+        }
+
+        fn events(&self) -> Vec<Event> {
+            self.events.try_iter().collect()
+        }
+
+        /// Opens the first session on endpoint 0: (connection, its open request id).
+        fn open(&mut self) -> u64 {
+            let (tx, rx) = crossbeam_channel::bounded(1);
+            self.s.begin(self.now(), tx);
+            let io = self.io();
+            let [(attempt, 0)] = T::dials(&io)[..] else {
+                panic!("{io:?}")
+            };
+            let info = DialInfo {
+                incarnation: INC,
+                endpoint: 0,
+            };
+            self.s.dialed(self.now(), attempt, Ok(info));
+            let sent = T::sent(&self.io());
+            let [(conn, 0, req, Request::Open { ttl_ms })] = sent[..] else {
+                panic!("{sent:?}")
+            };
+            self.reply(
+                conn,
+                0,
+                req,
+                Ok(Reply::Opened {
+                    session: SID,
+                    ttl_ms,
+                }),
+            );
+            assert!(matches!(rx.try_recv(), Ok(Ok(()))));
+            assert_eq!(
+                self.events(),
+                vec![Event::SessionConnected {
+                    session: SID,
+                    incarnation: INC
+                }]
+            );
+            conn
+        }
+
+        /// Takes lock `name` (granted with `token`): the handle's record.
+        fn lock(&mut self, conn: u64, name: &str, token: u64) -> Arc<LockShared> {
+            let (tx, rx) = crossbeam_channel::bounded(1);
+            let req = self.shared.req();
+            let body = Request::Acquire {
+                name: name.into(),
+                wait: true,
+            };
+            self.s.call(self.now(), req, body, Some(tx));
+            assert_eq!(T::sent(&self.io()).len(), 1);
+            let granted = Reply::Granted {
+                name: name.into(),
+                token,
+            };
+            self.reply(conn, SID, req, Ok(granted));
+            let Ok(Ok((_, Held::Lock(l)))) = rx.try_recv() else {
+                panic!("no grant")
+            };
+            self.events();
+            l
+        }
+    }
+
+    fn lost(l: &LockShared) -> Option<LostReason> {
+        l.inner.lock().lost
+    }
+
+    #[test]
+    fn heartbeats_every_third_of_the_ttl_extend_the_deadline() {
+        let mut t = T::new(3000, 1);
+        let conn = t.open();
+        let opened_at = t.now();
+        let d0 = t.shared.deadline().unwrap();
+        assert!(d0 >= opened_at + ms(2919) && d0 <= opened_at + ms(2920));
+        let at = t.wake();
+        assert_eq!(at, opened_at + ms(1000));
+        let sent = T::sent(&t.io());
+        let [(c, SID, req, Request::Heartbeat)] = sent[..] else {
+            panic!("{sent:?}")
+        };
+        assert_eq!(c, conn);
+        assert!(req & HEARTBEAT_BIT != 0);
+        t.clock.advance(ms(2));
+        t.reply(conn, SID, req, Ok(Reply::Alive));
+        let d1 = t.shared.deadline().unwrap();
+        assert!(
+            d1 > d0 && d1 <= at + ms(2920),
+            "from the heartbeat's send time"
+        );
+    }
+
+    #[test]
+    fn a_stalled_endpoint_cannot_delay_the_expiry_and_locks_are_lost_first() {
+        // The scenario of issue 11: the link freezes; the retries dial an endpoint that
+        // accepts and never answers. The session expires at its deadline all the same.
+        let mut t = T::new(1000, 2);
+        let conn = t.open();
+        let l = t.lock(conn, "jobs/a", 5);
+        t.s.tick(t.now());
+        let deadline = t.shared.deadline().unwrap();
+        let mut dials = vec![];
+        let mut dropped = vec![];
+        let mut heartbeats = 0;
+        loop {
+            let now = t.wake();
+            let io = t.io();
+            heartbeats += T::sent(&io).len();
+            dials.extend(T::dials(&io));
+            dropped.extend(io.iter().filter_map(|i| match i {
+                Io::Drop { conn } => Some(*conn),
+                _ => None,
+            }));
+            let ev = t.events();
+            if ev.iter().any(|e| matches!(e, Event::SessionExpired)) {
+                // At the deadline to within the clock's rounding, never later.
+                assert!(now <= deadline + ms(1) && now + ms(1) >= deadline);
+                let lost_at = ev
+                    .iter()
+                    .position(|e| matches!(e, Event::LockLost { .. }))
+                    .unwrap();
+                let expired_at = ev
+                    .iter()
+                    .position(|e| matches!(e, Event::SessionExpired))
+                    .unwrap();
+                assert!(lost_at < expired_at, "{ev:?}");
+                break;
+            }
+            assert!(now < deadline, "no expiry by the deadline");
+        }
+        assert_eq!(lost(&l), Some(LostReason::SessionExpired));
+        assert_eq!(t.shared.deadline(), None, "is_held() is false");
+        assert!(
+            heartbeats >= 1,
+            "the first heartbeat went on the frozen link"
+        );
+        // The silent connection was given up for the next endpoint, and only one dial was
+        // asked for while it stalled (it never reported back).
+        assert_eq!(dropped, vec![conn]);
+        assert_eq!(dials.len(), 1, "{dials:?}");
+        assert_eq!(dials[0].1, 1, "the next endpoint");
+    }
+
+    #[test]
+    fn a_reconnect_in_jeopardy_sends_a_fresh_heartbeat_then_resends_what_was_in_flight() {
+        let mut t = T::new(3000, 1);
+        let conn = t.open();
+        // A waiting acquire in flight when the connection breaks.
+        let (tx, _rx) = crossbeam_channel::bounded(1);
+        let req = t.shared.req();
+        let body = Request::Acquire {
+            name: "q".into(),
+            wait: true,
+        };
+        t.s.call(t.now(), req, body.clone(), Some(tx));
+        t.io();
+        t.clock.advance(ms(100));
+        t.s.broken(t.now(), conn);
+        t.s.tick(t.now());
+        assert!(matches!(t.events()[..], [Event::SessionJeopardy { .. }]));
+        let io = t.io();
+        assert!(matches!(io[..], [Io::Drop { conn: c }] if c == conn));
+        // The first retry dials.
+        t.wake();
+        let dials = T::dials(&t.io());
+        let [(attempt, 0)] = dials[..] else {
+            panic!("{dials:?}")
+        };
+        let info = DialInfo {
+            incarnation: INC,
+            endpoint: 0,
+        };
+        t.s.dialed(t.now(), attempt, Ok(info));
+        let sent = T::sent(&t.io());
+        let (c0, s0, hb, ref b0) = sent[0];
+        assert_eq!((c0, s0, b0), (attempt, SID, &Request::Heartbeat));
+        assert!(hb & HEARTBEAT_BIT != 0);
+        assert_eq!(sent[1], (attempt, SID, req, body), "resent with its id");
+        // The fresh heartbeat's ack recovers the session.
+        t.clock.advance(ms(1));
+        t.reply(attempt, SID, hb, Ok(Reply::Alive));
+        t.s.tick(t.now());
+        assert_eq!(t.events(), vec![Event::SessionRecovered]);
+        assert_eq!(*t.shared.state.lock(), SessionState::Connected);
+    }
+
+    #[test]
+    fn a_changed_incarnation_loses_every_lock_with_data_lost_and_opens_anew() {
+        let mut t = T::new(3000, 1);
+        let conn = t.open();
+        let l = t.lock(conn, "x", 3);
+        t.s.broken(t.now(), conn);
+        t.s.tick(t.now());
+        t.wake();
+        let dials = T::dials(&t.io());
+        let info = DialInfo {
+            incarnation: INC + 1,
+            endpoint: 0,
+        };
+        t.s.dialed(t.now(), dials[0].0, Ok(info));
+        let ev = t.events();
+        let tail: Vec<_> = ev
+            .iter()
+            .filter(|e| !matches!(e, Event::SessionJeopardy { .. }))
+            .cloned()
+            .collect();
+        assert_eq!(
+            tail,
+            vec![
+                Event::LockLost {
+                    name: "x".into(),
+                    token: 3,
+                    reason: LostReason::DataLost
+                },
+                Event::DataLost {
+                    old: INC,
+                    new: INC + 1
+                }
+            ]
+        );
+        assert_eq!(lost(&l), Some(LostReason::DataLost));
+        let sent = T::sent(&t.io());
+        assert!(
+            matches!(sent[..], [(_, 0, _, Request::Open { .. })]),
+            "{sent:?}"
+        );
+    }
+
+    #[test]
+    fn an_unknown_session_ends_the_session_and_a_new_one_is_opened() {
+        let mut t = T::new(3000, 1);
+        let conn = t.open();
+        let l = t.lock(conn, "y", 4);
+        t.wake();
+        let sent = T::sent(&t.io());
+        let (_, _, hb, _) = sent[0];
+        t.reply(conn, SID, hb, Err(ErrorReply::UnknownSession));
+        assert_eq!(
+            t.events(),
+            vec![
+                Event::LockLost {
+                    name: "y".into(),
+                    token: 4,
+                    reason: LostReason::SessionExpired
+                },
+                Event::SessionExpired
+            ]
+        );
+        assert_eq!(lost(&l), Some(LostReason::SessionExpired));
+        t.wake();
+        let sent = T::sent(&t.io());
+        assert!(matches!(sent[..], [(c, 0, _, Request::Open { .. })] if c == conn));
+    }
+
+    #[test]
+    fn a_first_open_answered_after_connect_gave_up_is_closed() {
+        let mut t = T::new(30_000, 1);
+        let (tx, _rx) = crossbeam_channel::bounded(1);
+        t.s.begin(t.now(), tx);
+        let attempt = T::dials(&t.io())[0].0;
+        let info = DialInfo {
+            incarnation: INC,
+            endpoint: 0,
+        };
+        t.s.dialed(t.now(), attempt, Ok(info));
+        let (_, _, open, _) = T::sent(&t.io())[0].clone();
+        let (done_tx, done_rx) = crossbeam_channel::bounded(1);
+        assert!(t.s.abandon(t.now(), done_tx), "the open is in flight");
+        t.reply(
+            attempt,
+            0,
+            open,
+            Ok(Reply::Opened {
+                session: 9,
+                ttl_ms: 30_000,
+            }),
+        );
+        let sent = T::sent(&t.io());
+        let [(_, 9, close, Request::Close)] = sent[..] else {
+            panic!("{sent:?}")
+        };
+        assert!(t.events().is_empty(), "no connected event for it");
+        t.reply(attempt, 9, close, Ok(Reply::Done));
+        assert!(done_rx.try_recv().is_ok());
+        assert!(t.s.is_done());
+    }
+
+    #[test]
+    fn failed_dials_rotate_the_endpoints() {
+        let mut t = T::new(3000, 3);
+        let conn = t.open();
+        t.s.broken(t.now(), conn);
+        t.s.tick(t.now());
+        let mut starts = vec![];
+        for _ in 0..3 {
+            t.wake();
+            let dials = T::dials(&t.io());
+            let [(attempt, start)] = dials[..] else {
+                panic!("{dials:?}")
+            };
+            starts.push(start);
+            t.s.dialed(t.now(), attempt, Err("refused".into()));
+        }
+        assert_eq!(starts, vec![0, 1, 2]);
+    }
+
+    #[test]
+    fn a_close_ends_with_the_reply_or_after_a_second() {
+        for answered in [true, false] {
+            let mut t = T::new(3000, 1);
+            let conn = t.open();
+            let l = t.lock(conn, "z", 1);
+            let (done_tx, done_rx) = crossbeam_channel::bounded(1);
+            t.s.close(t.now(), done_tx);
+            assert_eq!(lost(&l), Some(LostReason::ClientClosed));
+            let sent = T::sent(&t.io());
+            let [(_, SID, close, Request::Close)] = sent[..] else {
+                panic!("{sent:?}")
+            };
+            if answered {
+                t.reply(conn, SID, close, Ok(Reply::Done));
+            } else {
+                assert!(done_rx.try_recv().is_err());
+                let at = t.wake();
+                assert!(at >= t.clock.start() + ms(1000));
+            }
+            assert!(done_rx.try_recv().is_ok());
+            assert!(t.s.is_done());
+            let (tx, rx) = crossbeam_channel::bounded(1);
+            t.s.call(t.now(), 99, Request::Status { from: None }, Some(tx));
+            assert!(matches!(rx.try_recv(), Ok(Err(Error::Closed))));
+        }
+    }
+
+    #[test]
+    fn error_replies_map_to_errors_in_one_place() {
+        let acquire = Request::Acquire {
+            name: "n".into(),
+            wait: false,
+        };
+        assert_eq!(
+            error_of(ErrorReply::Invalid("bad".into()), &acquire),
+            Error::InvalidArgument("bad".into())
+        );
+        assert_eq!(
+            error_of(ErrorReply::Limit("full".into()), &acquire),
+            Error::Limit("full".into())
+        );
+        assert_eq!(
+            error_of(ErrorReply::AlreadyHeld, &acquire),
+            Error::AlreadyHeld("n".into())
+        );
+        assert_eq!(
+            error_of(ErrorReply::UnknownSession, &acquire),
+            Error::SessionExpired
+        );
+        assert!(matches!(
+            error_of(ErrorReply::Stale, &acquire),
+            Error::Rejected(_)
+        ));
+    }
+}
