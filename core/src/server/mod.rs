@@ -1,29 +1,29 @@
 //! The coordination server: its state machine ([`state`]), expiry decisions ([`liveness`]),
-//! durable storage ([`storage`]), and the network runtime in this file.
+//! durable storage ([`storage`]), the serving node around the state machine (`node`, sans-IO)
+//! and the network runtime in this file.
 //!
-//! The runtime is one thread around a `mio` poll: it reads frames from every connection,
-//! turns requests into commands, logs and applies them, and writes replies. It holds no
-//! protocol rules of its own. One loop turn is one group commit: every command read in the
-//! turn is appended to the log, one `fdatasync` makes them durable, and only then are their
-//! replies written (heartbeat replies wait with them, to keep replies in order).
+//! The runtime is one thread around a `mio` poll: it reads frames from every connection and
+//! hands them to the node, and performs what the node asks (log a command, send a message,
+//! close a connection, check an endpoint). It holds no protocol rules of its own; it does
+//! hold the connection budgets (bytes read per turn, output pause and cap, connection cap,
+//! idle timeout). One loop turn is one group commit: every command of the turn is appended
+//! to the log, one `fdatasync` makes them durable, and only then are their replies written
+//! (heartbeat replies wait with them, to keep replies in order).
 
 pub mod liveness;
+mod node;
 pub mod state;
 pub mod storage;
 
-use crate::election::Step;
 use crate::error::{Error, Result};
-use crate::membership::Evaluator;
-use crate::proto::{
-    self, ClientMsg, ErrorReply, FrameReader, Incarnation, Notice, Reply, Request, ServerMsg,
-    SessionId, Text,
-};
+use crate::proto::{self, ClientMsg, ErrorReply, FrameReader, Incarnation, ServerMsg};
 use crossbeam_channel::{Receiver, Sender};
-use liveness::Liveness;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
-use state::{Command, Output, State};
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use node::{Node, NodeIo};
+pub use node::{DESIGNATION_RETRY, MAX_SESSIONS_PER_CONNECTION};
+use state::State;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
@@ -65,8 +65,6 @@ impl Default for ServerConfig {
     }
 }
 
-/// Most sessions bound to one connection.
-pub const MAX_SESSIONS_PER_CONNECTION: usize = 100_000;
 /// Default of [`ServerConfig::max_connections`].
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 /// Default of [`ServerConfig::idle_timeout`].
@@ -84,8 +82,6 @@ pub const READ_PER_TURN: usize = 256 << 10;
 /// How long a candidate's endpoint has to accept a connection in the check before its
 /// designation.
 pub const CHECK_TIMEOUT: Duration = Duration::from_millis(300);
-/// When no candidate of an election answered its check, the next round starts this much later.
-pub const DESIGNATION_RETRY: Duration = Duration::from_millis(500);
 /// Descriptors kept for the server's own files (log, snapshots, checks) beside connections.
 const RESERVED_FDS: usize = 64;
 
@@ -234,12 +230,9 @@ struct Conn {
     out: Vec<u8>,
     /// Start of the replies in `out` that wait for the group commit.
     held_from: Option<usize>,
-    greeted: bool,
-    sessions: HashSet<SessionId>,
     writable_registered: bool,
+    /// Close once `out` is written (the node asked, or a message could not be encoded).
     closing: bool,
-    /// Since when the connection carries no session (`None` while it carries one).
-    sessionless_since: Option<Instant>,
     /// The socket may hold unread bytes (the last read stopped at the turn's budget, or a
     /// readable event came): mio is edge-triggered, so this must be remembered.
     more_to_read: bool,
@@ -250,17 +243,14 @@ struct Conn {
 }
 
 impl Conn {
-    fn new(stream: TcpStream, now: Instant) -> Conn {
+    fn new(stream: TcpStream) -> Conn {
         Conn {
             stream,
             reader: FrameReader::with_limit(proto::MAX_REQUEST_FRAME),
             out: Vec::new(),
             held_from: None,
-            greeted: false,
-            sessions: HashSet::new(),
             writable_registered: false,
             closing: false,
-            sessionless_since: Some(now),
             more_to_read: true,
             eof: false,
             queued: false,
@@ -273,33 +263,21 @@ impl Conn {
     }
 }
 
+/// The server's I/O loop around its [`Node`]: sockets, the log, the connectivity checks.
 struct Runtime {
     poll: Poll,
     listener: TcpListener,
     storage: Storage,
-    state: State,
-    liveness: Liveness,
-    incarnation: Incarnation,
+    node: Node,
     conns: HashMap<usize, Conn>,
     next_conn: usize,
-    /// Session -> connection it was last heard on.
-    bound: HashMap<SessionId, usize>,
     /// Connections whose output gained replies in this turn; those replies wait for the
     /// group commit before they are written.
     held: Vec<usize>,
-    /// Designations in progress: election -> candidates that failed their check this round,
-    /// and whether a check is running.
-    designations: HashMap<String, (BTreeSet<String>, bool)>,
-    /// Elections whose designation starts again at a given time.
-    retries: Vec<(Instant, String)>,
-    /// Elections where no master may be designated before a given time: after a step-down
-    /// (preemption), or after a restart, until any former master's lease has surely ended.
-    holdoff: HashMap<String, Instant>,
+    /// Outcomes of connectivity checks: (election, candidate, reachable).
     checks_tx: Sender<(String, String, bool)>,
     checks_rx: Receiver<(String, String, bool)>,
     waker: Arc<Waker>,
-    /// Evaluation of probationary group members.
-    evaluator: Evaluator,
     /// Connections to serve in the next turn, in order: they have more to read or parse
     /// than one turn's budget, or output drained below the pause mark.
     backlog: VecDeque<usize>,
@@ -319,53 +297,25 @@ impl Runtime {
         poll: Poll,
         mut listener: TcpListener,
         storage: Storage,
-        mut state: State,
+        state: State,
         incarnation: Incarnation,
         waker: Arc<Waker>,
     ) -> io::Result<Runtime> {
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
-        let mut liveness = Liveness::new();
         let now = Instant::now();
-        // Grace period: every recovered session gets its full TTL from now.
-        for (s, ttl) in state.sessions() {
-            liveness.track(s, Duration::from_millis(ttl), now);
-        }
-        // Designations interrupted by the restart resume, but not before any master that
-        // stepped down just before the crash (whose notice may never have left) has seen its
-        // lease end: hold every election off for the longest TTL of its candidates.
-        state.mark_all_elections();
-        let mut holdoff = HashMap::new();
-        for (name, ttl) in state.longest_candidate_ttls() {
-            if ttl > 0 {
-                holdoff.insert(name, now + Duration::from_millis(ttl));
-            }
-        }
-        // Probation starts over.
-        let mut evaluator = Evaluator::new();
-        for (g, m, session, ms) in state.probationary() {
-            let ttl = Duration::from_millis(state.session_ttl(session).unwrap_or(0));
-            evaluator.start(&g, &m, session, Duration::from_millis(ms), ttl, now);
-        }
         let (checks_tx, checks_rx) = crossbeam_channel::unbounded();
         Ok(Runtime {
             poll,
             listener,
             storage,
-            state,
-            liveness,
-            incarnation,
+            node: Node::new(state, incarnation, now),
             conns: HashMap::new(),
             next_conn: FIRST_CONN,
-            bound: HashMap::new(),
             held: Vec::new(),
-            designations: HashMap::new(),
-            retries: Vec::new(),
-            holdoff,
             checks_tx,
             checks_rx,
             waker,
-            evaluator,
             backlog: VecDeque::new(),
             max_connections: DEFAULT_MAX_CONNECTIONS,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
@@ -380,11 +330,9 @@ impl Runtime {
         loop {
             let timeout = if self.backlog.is_empty() {
                 let next = self
-                    .liveness
-                    .next_deadline()
+                    .node
+                    .next_wakeup()
                     .into_iter()
-                    .chain(self.retries.iter().map(|r| r.0))
-                    .chain(self.evaluator.next_due())
                     .chain((!self.conns.is_empty()).then_some(self.next_sweep))
                     .min();
                 next.map(|d| {
@@ -438,11 +386,12 @@ impl Runtime {
                 }
             }
             let now = Instant::now();
-            for s in self.liveness.expired(now) {
-                self.execute(Command::Expire { session: s }, None);
+            while let Ok((election, candidate, ok)) = self.checks_rx.try_recv() {
+                self.node.checked(now, election, candidate, true, ok);
+                self.perform()?;
             }
-            self.run_designations(now);
-            self.run_promotions(now);
+            self.node.tick(now);
+            self.perform()?;
             if now >= self.next_sweep {
                 self.close_idle(now);
             }
@@ -462,8 +411,57 @@ impl Runtime {
             }
             writable = dirty;
             if self.storage.wants_snapshot() {
-                self.storage.snapshot(&self.state)?;
+                self.storage.snapshot(self.node.state())?;
             }
+        }
+    }
+
+    /// Performs what the node asked for.
+    fn perform(&mut self) -> io::Result<()> {
+        while let Some(io) = self.node.poll_io() {
+            match io {
+                NodeIo::Log(cmd) => self.storage.append(&cmd),
+                NodeIo::Send { conn, msg } => self.send_now(conn, &msg),
+                NodeIo::Close { conn } => {
+                    if let Some(c) = self.conns.get_mut(&conn) {
+                        c.closing = true;
+                        if !self.held.contains(&conn) {
+                            self.held.push(conn);
+                        }
+                    }
+                }
+                NodeIo::Check {
+                    election,
+                    candidate,
+                    endpoint,
+                } => self.check(election, candidate, endpoint),
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks on a thread of its own that `endpoint` accepts a connection.
+    fn check(&mut self, election: String, candidate: String, endpoint: String) {
+        let tx = self.checks_tx.clone();
+        let waker = self.waker.clone();
+        let (e2, c2) = (election.clone(), candidate.clone());
+        let spawned = std::thread::Builder::new()
+            .name("tenure-check".into())
+            .spawn(move || {
+                let ok = endpoint
+                    .to_socket_addrs()
+                    .ok()
+                    .and_then(|mut a| a.next())
+                    .is_some_and(|a| {
+                        std::net::TcpStream::connect_timeout(&a, CHECK_TIMEOUT).is_ok()
+                    });
+                let _ = tx.send((e2, c2, ok));
+                let _ = waker.wake();
+            });
+        if spawned.is_err() {
+            // Out of threads: the node tries this round again later rather than stall.
+            self.node
+                .checked(Instant::now(), election, candidate, false, false);
         }
     }
 
@@ -491,7 +489,8 @@ impl Runtime {
                     self.poll
                         .registry()
                         .register(&mut stream, Token(id), Interest::READABLE)?;
-                    self.conns.insert(id, Conn::new(stream, Instant::now()));
+                    self.conns.insert(id, Conn::new(stream));
+                    self.node.accepted(Instant::now(), id);
                     // Bytes may have arrived before the registration: serve it this turn.
                     self.queue(id);
                 }
@@ -523,13 +522,8 @@ impl Runtime {
 
     /// Closes the connection that has carried no session for the longest time, if any.
     fn evict_idle(&mut self) -> bool {
-        let oldest = self
-            .conns
-            .iter()
-            .filter_map(|(c, x)| x.sessionless_since.map(|t| (t, *c)))
-            .min();
-        match oldest {
-            Some((_, c)) => {
+        match self.node.oldest_idle() {
+            Some(c) => {
                 self.close(c);
                 true
             }
@@ -540,16 +534,7 @@ impl Runtime {
     /// Closes connections that have carried no session for the idle timeout.
     fn close_idle(&mut self, now: Instant) {
         let limit = self.idle_timeout;
-        let idle: Vec<usize> = self
-            .conns
-            .iter()
-            .filter(|(_, x)| {
-                x.sessionless_since
-                    .is_some_and(|t| now.saturating_duration_since(t) >= limit)
-            })
-            .map(|(c, _)| *c)
-            .collect();
-        for c in idle {
+        for c in self.node.idle(now, limit) {
             self.close(c);
         }
         self.next_sweep =
@@ -607,8 +592,8 @@ impl Runtime {
         }
     }
 
-    /// Handles the complete frames buffered for a connection, while its output is not
-    /// paused. A malformed or oversized frame closes this connection only.
+    /// Hands the complete frames buffered for a connection to the node, while its output is
+    /// not paused. A malformed or oversized frame closes this connection only.
     fn parse(&mut self, c: usize) {
         loop {
             let Some(conn) = self.conns.get_mut(&c) else {
@@ -623,7 +608,11 @@ impl Runtime {
                 Err(e) => Err(e),
             };
             match frame {
-                Ok(msg) => self.handle(c, msg),
+                Ok(msg) => {
+                    self.node.frame(Instant::now(), c, msg);
+                    // Logged commands stay in the log's buffer until the turn's commit.
+                    let _ = self.perform();
+                }
                 Err(_) => {
                     self.close(c);
                     return;
@@ -657,261 +646,6 @@ impl Runtime {
             };
             if proto::encode(&fallback, &mut conn.out).is_err() {
                 conn.closing = true;
-            }
-        }
-    }
-
-    fn handle(&mut self, c: usize, msg: ClientMsg) {
-        let greeted = self.conns.get(&c).is_some_and(|x| x.greeted);
-        match msg {
-            ClientMsg::Hello { magic, version, .. } if !greeted => {
-                if magic != proto::MAGIC || version != proto::PROTOCOL_VERSION {
-                    let m = ServerMsg::Reject {
-                        reason: format!(
-                            "protocol version {version} is not supported (this server speaks {})",
-                            proto::PROTOCOL_VERSION
-                        ),
-                    };
-                    self.send_now(c, &m);
-                    if let Some(conn) = self.conns.get_mut(&c) {
-                        conn.closing = true;
-                    }
-                    return;
-                }
-                if let Some(conn) = self.conns.get_mut(&c) {
-                    conn.greeted = true;
-                }
-                self.send_now(
-                    c,
-                    &ServerMsg::Welcome {
-                        version: proto::PROTOCOL_VERSION,
-                        incarnation: self.incarnation,
-                    },
-                );
-            }
-            ClientMsg::Request { session, req, body } if greeted => {
-                self.request(c, session, req, body)
-            }
-            _ => self.close(c), // a request before the handshake, or a second hello
-        }
-    }
-
-    fn reply(&mut self, c: usize, session: SessionId, req: u64, result: Result<Reply, ErrorReply>) {
-        self.send_now(
-            c,
-            &ServerMsg::Reply {
-                session,
-                req,
-                result,
-            },
-        );
-    }
-
-    fn bind(&mut self, c: usize, session: SessionId) -> bool {
-        if let Some(old) = self.bound.get(&session).copied() {
-            if old == c {
-                return true;
-            }
-            self.unbind(old, session);
-        }
-        let Some(conn) = self.conns.get_mut(&c) else {
-            return false;
-        };
-        if conn.sessions.len() >= MAX_SESSIONS_PER_CONNECTION {
-            return false;
-        }
-        conn.sessions.insert(session);
-        conn.sessionless_since = None;
-        self.bound.insert(session, c);
-        true
-    }
-
-    /// Takes `session` off connection `c` (it moved, or ended).
-    fn unbind(&mut self, c: usize, session: SessionId) {
-        if let Some(conn) = self.conns.get_mut(&c) {
-            conn.sessions.remove(&session);
-            if conn.sessions.is_empty() && conn.sessionless_since.is_none() {
-                conn.sessionless_since = Some(Instant::now());
-            }
-        }
-    }
-
-    fn request(&mut self, c: usize, session: SessionId, req: u64, body: Request) {
-        let now = Instant::now();
-        match body {
-            Request::Open { ttl_ms } => {
-                let over = self
-                    .conns
-                    .get(&c)
-                    .is_some_and(|x| x.sessions.len() >= MAX_SESSIONS_PER_CONNECTION);
-                if over {
-                    let e = ErrorReply::Limit(format!(
-                        "a connection may carry {MAX_SESSIONS_PER_CONNECTION} sessions"
-                    ));
-                    self.reply(c, 0, req, Err(e));
-                    return;
-                }
-                self.execute(Command::Open { req, ttl_ms }, Some(c));
-            }
-            Request::Status { from } => {
-                let st = self.state.status_page(
-                    self.incarnation,
-                    from.as_ref(),
-                    proto::STATUS_PAGE_BYTES,
-                );
-                self.reply(c, session, req, Ok(Reply::Status(st)));
-            }
-            Request::Revoke { name } => {
-                let cmd = Command::Revoke { name };
-                match self.state.precheck(&cmd) {
-                    Ok(()) => {
-                        self.execute(cmd, None);
-                        self.reply(c, session, req, Ok(Reply::Done));
-                    }
-                    Err(e) => self.reply(c, session, req, Err(e)),
-                }
-            }
-            Request::View { group } => {
-                let r = match Text::GroupName.check(&group) {
-                    Ok(()) => Ok(Reply::View(self.state.view(&group))),
-                    Err(e) => Err(ErrorReply::Invalid(e)),
-                };
-                self.reply(c, session, req, r);
-            }
-            Request::Master { election } => {
-                let r = match Text::ElectionName.check(&election) {
-                    Ok(()) => Ok(Reply::Master(self.state.master(&election))),
-                    Err(e) => Err(ErrorReply::Invalid(e)),
-                };
-                self.reply(c, session, req, r);
-            }
-            Request::Heartbeat => {
-                if self.liveness.touch(session, now) {
-                    self.evaluator.heard(session, now);
-                    let moved = self.bound.get(&session) != Some(&c);
-                    self.bind(c, session);
-                    if moved {
-                        self.catch_up(c, session);
-                    }
-                    self.reply(c, session, req, Ok(Reply::Alive));
-                } else {
-                    self.reply(c, session, req, Err(ErrorReply::UnknownSession));
-                }
-            }
-            body => {
-                if !self.liveness.touch(session, now) {
-                    self.reply(c, session, req, Err(ErrorReply::UnknownSession));
-                    return;
-                }
-                self.evaluator.heard(session, now);
-                let moved = self.bound.get(&session) != Some(&c);
-                self.bind(c, session);
-                self.execute(Command::Request { session, req, body }, Some(c));
-                if moved {
-                    self.catch_up(c, session);
-                }
-            }
-        }
-    }
-
-    /// A session now heard on another connection than before (a reconnect, or a late request
-    /// on a connection its client gave up) may have missed notices sent while it had none, or
-    /// sent where it no longer reads: tell it the master cache of every election it takes part
-    /// in. After the request's reply, which may be a remembered, older cache. Clients ignore
-    /// epochs they know already.
-    fn catch_up(&mut self, c: usize, session: SessionId) {
-        if self.bound.get(&session) != Some(&c) {
-            return;
-        }
-        for election in self.state.elections_of(session) {
-            if self.state.election(&election).is_none() {
-                continue; // dropped since (nobody was left in it)
-            }
-            let info = self.state.master(&election);
-            let notice = Notice::MasterChanged { election, info };
-            self.send_now(c, &ServerMsg::Notice { session, notice });
-        }
-    }
-
-    /// Logs (unless it is a repeat or refused) and applies a command, routing its outputs.
-    fn execute(&mut self, cmd: Command, origin: Option<usize>) {
-        let repeat = matches!(&cmd, Command::Request { session, req, .. } if self.state.is_repeat(*session, *req));
-        if !repeat {
-            if let Err(e) = self.state.precheck(&cmd) {
-                if let Some(c) = origin {
-                    let (session, req) = match &cmd {
-                        Command::Open { req, .. } => (0, *req),
-                        Command::Request { session, req, .. } => (*session, *req),
-                        Command::Expire { .. }
-                        | Command::Designate { .. }
-                        | Command::Promote { .. }
-                        | Command::StepDown { .. }
-                        | Command::Revoke { .. } => return,
-                    };
-                    self.reply(c, session, req, Err(e));
-                }
-                return;
-            }
-            self.storage.append(&cmd);
-        }
-        let outputs = self.state.apply(&cmd);
-        for o in outputs {
-            match o {
-                Output::SessionOpened { session, ttl_ms } => {
-                    self.liveness
-                        .track(session, Duration::from_millis(ttl_ms), Instant::now());
-                    if let Some(c) = origin {
-                        self.bind(c, session);
-                    }
-                }
-                Output::ProbationStarted {
-                    group,
-                    member,
-                    session,
-                    probation_ms,
-                } => {
-                    let ttl = Duration::from_millis(self.state.session_ttl(session).unwrap_or(0));
-                    let min = Duration::from_millis(probation_ms);
-                    self.evaluator
-                        .start(&group, &member, session, min, ttl, Instant::now());
-                }
-                Output::ProbationEnded { group, member } => self.evaluator.stop(&group, &member),
-                Output::CheckPassed { group, member } => {
-                    if self.evaluator.is_eligible(&group, &member) {
-                        self.execute(Command::Promote { group, member }, None);
-                    }
-                }
-                Output::Notice { session, notice } => {
-                    if let Some(c) = self.bound.get(&session).copied() {
-                        self.send_now(c, &ServerMsg::Notice { session, notice });
-                    }
-                    // A session without a connection reads the master cache when it
-                    // reconnects.
-                }
-                Output::SessionEnded { session } => {
-                    self.liveness.forget(session);
-                    if let Some(c) = self.bound.remove(&session) {
-                        self.unbind(c, session);
-                    }
-                }
-                Output::Reply {
-                    session,
-                    req,
-                    result,
-                } => {
-                    // A reply goes to the connection its own session was last heard on, never
-                    // to the connection whose command caused it (a release that grants the
-                    // lock to another session answers that session on its own connection).
-                    if let Some(c) = self.bound.get(&session).copied() {
-                        self.reply(c, session, req, result);
-                    } else if session == 0 {
-                        if let Some(c) = origin {
-                            self.reply(c, session, req, result);
-                        }
-                    }
-                    // Otherwise the session has no connection now; the client resends the
-                    // request after reconnecting and gets the remembered reply.
-                }
             }
         }
     }
@@ -969,169 +703,7 @@ impl Runtime {
     fn close(&mut self, c: usize) {
         if let Some(mut conn) = self.conns.remove(&c) {
             let _ = self.poll.registry().deregister(&mut conn.stream);
-            for s in conn.sessions {
-                if self.bound.get(&s) == Some(&c) {
-                    self.bound.remove(&s);
-                }
-            }
-        }
-    }
-
-    /// Moves designations forward: results of connectivity checks, elections that changed,
-    /// and rounds due again. The rules of who is next are in [`crate::election`].
-    fn run_designations(&mut self, now: Instant) {
-        while let Ok((name, id, ok)) = self.checks_rx.try_recv() {
-            if ok {
-                self.designations.remove(&name);
-                self.designate(name, id, now);
-            } else {
-                if let Some(d) = self.designations.get_mut(&name) {
-                    d.0.insert(id);
-                    d.1 = false;
-                }
-                self.designation_step(name, now);
-            }
-        }
-        let mut names = self.state.take_designations();
-        let (due, later): (Vec<_>, Vec<_>) = self.retries.drain(..).partition(|r| r.0 <= now);
-        self.retries = later;
-        names.extend(due.into_iter().map(|r| r.1));
-        for name in names {
-            if self.designations.get(&name).is_some_and(|d| d.1) {
-                continue; // a check is running; its result continues the round
-            }
-            self.designation_step(name, now);
-        }
-    }
-
-    /// Designates `id`, unless the election still has a master (a preemption): then the
-    /// master steps down first, and the successor is designated once the old master's TTL has
-    /// passed. The old master stops believing by then: any heartbeat reply that would extend
-    /// its lease reaches it after the step-down notice (same connection, or the catch-up on a
-    /// new one), so its deadline is at most the step-down plus its TTL less drift.
-    fn designate(&mut self, name: String, id: String, now: Instant) {
-        let master = self
-            .state
-            .election(&name)
-            .and_then(|e| e.master())
-            .map(|m| m.session);
-        match master {
-            Some(session) => {
-                let ttl = Duration::from_millis(self.state.session_ttl(session).unwrap_or(0));
-                self.execute(
-                    Command::StepDown {
-                        election: name.clone(),
-                    },
-                    None,
-                );
-                let until = now + ttl;
-                self.holdoff.insert(name.clone(), until);
-                if !self.retries.iter().any(|r| r.1 == name) {
-                    self.retries.push((until, name));
-                }
-            }
-            None => self.execute(
-                Command::Designate {
-                    election: name,
-                    candidate: Some(id),
-                },
-                None,
-            ),
-        }
-    }
-
-    fn designation_step(&mut self, name: String, now: Instant) {
-        if let Some(until) = self.holdoff.get(&name).copied() {
-            if until > now {
-                if !self.retries.iter().any(|r| r.1 == name) {
-                    self.retries.push((until, name));
-                }
-                return;
-            }
-            self.holdoff.remove(&name);
-        }
-        let failed = self
-            .designations
-            .get(&name)
-            .map(|d| d.0.clone())
-            .unwrap_or_default();
-        let step = match self.state.election(&name) {
-            Some(e) => e.next_step(&failed),
-            None => Step::Keep,
-        };
-        match step {
-            Step::Keep => {
-                // With preemption, candidates above the master that failed their check are
-                // checked again later (they may answer then), as after NoneReachable.
-                let failed = self
-                    .designations
-                    .remove(&name)
-                    .is_some_and(|d| !d.0.is_empty());
-                if failed && !self.retries.iter().any(|r| r.1 == name) {
-                    self.retries.push((now + DESIGNATION_RETRY, name));
-                }
-            }
-            Step::Designate(id) => {
-                self.designations.remove(&name);
-                self.designate(name, id, now);
-            }
-            Step::Check { id, endpoint } => {
-                self.designations.entry(name.clone()).or_default().1 = true;
-                let retry_name = name.clone();
-                let tx = self.checks_tx.clone();
-                let waker = self.waker.clone();
-                let spawned = std::thread::Builder::new()
-                    .name("tenure-check".into())
-                    .spawn(move || {
-                        let ok = endpoint
-                            .to_socket_addrs()
-                            .ok()
-                            .and_then(|mut a| a.next())
-                            .is_some_and(|a| {
-                                std::net::TcpStream::connect_timeout(&a, CHECK_TIMEOUT).is_ok()
-                            });
-                        let _ = tx.send((name, id, ok));
-                        let _ = waker.wake();
-                    });
-                if let Err(_e) = spawned {
-                    // Out of threads: try this round again later rather than stall.
-                    if let Some(d) = self.designations.get_mut(&retry_name) {
-                        d.1 = false;
-                    }
-                    self.retries.push((now + DESIGNATION_RETRY, retry_name));
-                }
-            }
-            Step::NoneReachable => {
-                self.designations.remove(&name);
-                self.execute(
-                    Command::Designate {
-                        election: name.clone(),
-                        candidate: None,
-                    },
-                    None,
-                );
-                if !self.retries.iter().any(|r| r.1 == name) {
-                    self.retries.push((now + DESIGNATION_RETRY, name));
-                }
-            }
-        }
-    }
-
-    /// Promotes probationary members whose probation has passed; those that still wait for
-    /// their application's check are marked and promoted when it passes.
-    fn run_promotions(&mut self, now: Instant) {
-        for (group, member) in self.evaluator.due(now) {
-            let waits_for_check = self
-                .state
-                .group(&group)
-                .and_then(|g| g.member(&member))
-                .is_some_and(|m| m.needs_check && !m.check_passed);
-            if waits_for_check {
-                self.evaluator.mark_eligible(&group, &member);
-            } else {
-                self.evaluator.stop(&group, &member);
-                self.execute(Command::Promote { group, member }, None);
-            }
+            self.node.closed(Instant::now(), c);
         }
     }
 }
