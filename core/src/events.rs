@@ -232,7 +232,9 @@ impl Sink {
     /// tests of the sans-IO machines and the simulation.
     #[cfg(test)]
     pub(crate) fn channel() -> (Sink, Receiver<Event>) {
-        let (tx, rx) = crossbeam_channel::bounded(QUEUE_CAPACITY);
+        // Unbounded: a bounded channel allocates all its slots at once, which for thousands
+        // of simulated sessions costs more than the simulation.
+        let (tx, rx) = crossbeam_channel::unbounded();
         let sink = Sink {
             tx,
             closed: Arc::new(AtomicBool::new(false)),

@@ -44,6 +44,8 @@ pub mod membership;
 pub mod proto;
 pub mod retry;
 pub mod server;
+#[cfg(test)]
+mod sim;
 
 pub use client::{Client, ClientConfig, Lock, SessionState};
 pub use clock::{Clock, ManualClock, SystemClock};

@@ -19,7 +19,7 @@ mod conn;
 mod driver;
 mod election;
 mod group;
-mod session;
+pub(crate) mod session;
 
 pub use election::{Candidacy, Election, MasterState, Observer};
 pub use group::{GroupWatch, JoinOptions, Membership, View};
@@ -115,7 +115,7 @@ impl ClientConfig {
         self
     }
 
-    fn lease_config(&self) -> LeaseConfig {
+    pub(crate) fn lease_config(&self) -> LeaseConfig {
         let mut c = LeaseConfig::new(self.session_ttl);
         c.drift_ratio = self.drift_ratio;
         if let Some(m) = self.safety_margin {
@@ -195,10 +195,11 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    /// Shared state of a client that has no session yet.
-    pub(crate) fn new() -> Shared {
+    /// Shared state of a client that has no session yet; deadlines are kept relative to
+    /// `epoch`, which must come before every instant the client's session will see.
+    pub(crate) fn new(epoch: Instant) -> Shared {
         Shared {
-            epoch: Instant::now(),
+            epoch,
             deadline_ns: AtomicU64::new(0),
             generation: AtomicU64::new(0),
             session: AtomicU64::new(0),
@@ -224,10 +225,21 @@ impl Shared {
         self.deadline_ns.store(ns, Ordering::Release);
     }
     fn valid_now(&self) -> bool {
-        let d = self.deadline_ns.load(Ordering::Acquire);
-        d != 0 && (self.epoch.elapsed().as_nanos() as u64) < d
+        self.valid_at(Instant::now())
     }
-    fn req(&self) -> u64 {
+
+    /// The current session's id (0 while there is none).
+    #[cfg(test)]
+    pub(crate) fn session_id(&self) -> SessionId {
+        self.session.load(Ordering::Acquire)
+    }
+
+    /// True while there is a session whose client deadline is after `now`.
+    pub(crate) fn valid_at(&self, now: Instant) -> bool {
+        let d = self.deadline_ns.load(Ordering::Acquire);
+        d != 0 && (now.saturating_duration_since(self.epoch).as_nanos() as u64) < d
+    }
+    pub(crate) fn req(&self) -> u64 {
         self.next_req.fetch_add(1, Ordering::Relaxed)
     }
 }
@@ -260,6 +272,38 @@ impl LockShared {
                 subs: vec![],
             }),
         })
+    }
+
+    /// True while the lock counts as held at `now` (`Lock::is_held`): not released, not
+    /// lost, granted in the current session, and that session's deadline after `now`.
+    pub(crate) fn held_at(&self, shared: &Shared, now: Instant) -> bool {
+        let g = self.inner.lock();
+        !g.released
+            && g.lost.is_none()
+            && shared.generation.load(Ordering::Acquire) == self.generation
+            && shared.valid_at(now)
+    }
+
+    /// Marks the lock released by its user: a loss is not reported any more. False when it
+    /// was lost (or released) already.
+    #[cfg(test)]
+    pub(crate) fn set_released(&self) -> bool {
+        let mut g = self.inner.lock();
+        let was = !g.released && g.lost.is_none();
+        g.released = true;
+        was
+    }
+
+    /// The lock's name.
+    #[cfg(test)]
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The grant's fencing token.
+    #[cfg(test)]
+    pub(crate) fn token(&self) -> Token {
+        self.token
     }
 
     /// Marks the lock lost and queues the lost event for its callbacks. Returns the event, or
@@ -356,7 +400,7 @@ impl Client {
     /// Fails with [`Error::ConnectionFailed`] when no endpoint answers.
     pub fn connect(cfg: ClientConfig) -> Result<Client> {
         cfg.validate()?;
-        let shared = Arc::new(Shared::new());
+        let shared = Arc::new(Shared::new(Instant::now()));
         let (tx, rx) = crossbeam_channel::bounded(65_536);
         let ttl = cfg.session_ttl;
         let (config_sub, sink) = match &cfg.on_event {
@@ -651,11 +695,8 @@ impl Lock {
     /// valid by the client's own deadline. It turns false at the deadline with no message
     /// needed, before the server could grant the lock to anyone else.
     pub fn is_held(&self) -> bool {
-        let g = self.shared.inner.lock();
-        !g.released
-            && g.lost.is_none()
-            && self.client.inner.shared.generation.load(Ordering::Acquire) == self.shared.generation
-            && self.client.inner.shared.valid_now()
+        self.shared
+            .held_at(&self.client.inner.shared, Instant::now())
     }
 
     /// Why the lock was lost, once it was.

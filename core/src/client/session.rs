@@ -1114,7 +1114,7 @@ mod tests {
             let eps: Vec<String> = (0..endpoints).map(|i| format!("10.0.0.{i}:7411")).collect();
             let cfg = ClientConfig::new(eps).session_ttl(ms(ttl_ms));
             let lease_cfg = cfg.lease_config();
-            let shared = Arc::new(Shared::new());
+            let shared = Arc::new(Shared::new(clock.now()));
             let (sink, events) = Sink::channel();
             let s = Session::new(cfg, lease_cfg, shared.clone(), 1, Some(sink), clock.now());
             T {

@@ -11,7 +11,7 @@
 //! (heartbeat replies wait with them, to keep replies in order).
 
 pub mod liveness;
-mod node;
+pub(crate) mod node;
 pub mod state;
 pub mod storage;
 

@@ -1,0 +1,946 @@
+//! Deterministic simulation of the real client session ([`Session`]) and server node
+//! ([`Node`]): the same types `Client` and `Server` run, driven here by a seeded world instead
+//! of threads, sockets and clocks. No sleeps, no real time: every run is a pure function of
+//! its seed (SPEC 2.1, 7).
+//!
+//! # The world
+//!
+//! - **Time.** One simulated real time in nanoseconds; the server reads it through a
+//!   [`ManualClock`]. Every client has a clock of its own, `local = offset + real × (1 +
+//!   skew)`, with the skew within ±0.9 % (the lease allows 1 %); the wake-ups a session asks
+//!   for are converted back to real time exactly.
+//! - **Network.** Connections are ordered streams: each message gets a random delay (0–50 ms,
+//!   sometimes 0.1–1 s) and never overtakes an earlier one on its connection. A message may
+//!   be lost by resetting its connection (it and everything after it are gone; the server
+//!   forgets the connection at once, the client notices a little later). A client's session
+//!   may drop a connection while the server still reads what was sent on it. Dials take a
+//!   delay; they fail at once when the server is down, and after the dial's step timeout
+//!   when the client is cut off (an endpoint that accepts and never answers).
+//! - **Server.** The real [`Node`]; the log is what it asked to append (durable, as with
+//!   fsync). A crash drops every connection and message in flight; after a random downtime a
+//!   new node starts from the state the log replays to.
+//! - **Clients.** The real [`Session`], with a [`Shared`] record and an event sink. Clients
+//!   get paused (GC pause, SIGSTOP): a paused client handles nothing, timers included;
+//!   messages wait for it. Partitions cut a client off for a while.
+//! - **Faults** differ per seed, from calm to stormy.
+//!
+//! The scenarios are in [`locks`] (fenced locks) and, in later steps, elections.
+
+mod locks;
+
+use crate::client::session::{DialInfo, Io, Session};
+use crate::client::{ClientConfig, Shared};
+use crate::clock::{Clock, ManualClock};
+use crate::events::{Event, Sink};
+use crate::proto::{ClientMsg, Incarnation, ServerMsg};
+use crate::server::node::{Node, NodeIo};
+use crate::server::state::{Command, State};
+use crossbeam_channel::Receiver;
+use std::cmp::Ordering;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Nanoseconds in a millisecond.
+pub(crate) const MS: u64 = 1_000_000;
+/// The service's incarnation in every run (the log survives restarts).
+const INC: Incarnation = 0x51;
+
+/// A random duration in `lo..=hi` milliseconds, in nanoseconds.
+pub(crate) fn ms_range(rng: &mut fastrand::Rng, lo: u64, hi: u64) -> u64 {
+    rng.u64(lo * MS..=hi * MS)
+}
+
+/// Fault rates of one run.
+pub(crate) struct Faults {
+    /// Per message: the connection resets and the message is lost.
+    pub(crate) p_reset: f64,
+    /// Per message: a large delay.
+    pub(crate) p_slow: f64,
+}
+
+/// Something that happens at a simulated instant.
+#[derive(Debug)]
+pub(crate) enum Ev {
+    /// A client's timers (and its user's) are due.
+    ClientWake(usize),
+    /// A client process (re)connects: a new session.
+    Connect(usize),
+    /// The server's timers are due.
+    ServerWake,
+    /// A message reaches the server on a connection.
+    ToServer {
+        conn: usize,
+        msg: ClientMsg,
+    },
+    /// A message reaches a client on a connection.
+    ToClient {
+        conn: usize,
+        msg: ServerMsg,
+    },
+    /// The client learns that a connection broke.
+    Broken {
+        conn: usize,
+    },
+    /// A dial's connection reaches the server (it accepts and reads the hello).
+    Accept {
+        conn: usize,
+    },
+    /// A dial gives up (its step timeout passed without a welcome).
+    DialTimeout {
+        conn: usize,
+    },
+    /// A dial fails at once (the server is down).
+    DialRefused {
+        client: usize,
+        session: u64,
+        attempt: u64,
+    },
+    /// The server reads the end of a connection its client dropped.
+    ServerClose {
+        conn: usize,
+    },
+    PauseStart(usize),
+    PauseEnd(usize),
+    PartitionStart(usize),
+    PartitionEnd(usize),
+    Crash,
+    Restart,
+    /// Something of the scenario's own.
+    Scenario(u64),
+}
+
+struct Item {
+    at: u64,
+    seq: u64,
+    ev: Ev,
+}
+
+impl PartialEq for Item {
+    fn eq(&self, o: &Self) -> bool {
+        (self.at, self.seq) == (o.at, o.seq)
+    }
+}
+impl Eq for Item {}
+impl PartialOrd for Item {
+    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Item {
+    /// Reversed, so that the max-heap pops the earliest event first.
+    fn cmp(&self, o: &Self) -> Ordering {
+        (o.at, o.seq).cmp(&(self.at, self.seq))
+    }
+}
+
+/// One connection of the simulated network.
+pub(crate) struct Conn {
+    pub(crate) client: usize,
+    /// The session (by its number in the client) and dial attempt that made it.
+    session: u64,
+    attempt: u64,
+    /// False once reset or closed (the server has forgotten it; messages on it are lost).
+    pub(crate) alive: bool,
+    /// The server has accepted it (the node knows it).
+    accepted: bool,
+    /// The client has its welcome (the dial succeeded).
+    welcomed: bool,
+    /// The client dropped it; the server still reads what was sent before.
+    dropped: bool,
+    last_to_server: u64,
+    last_to_client: u64,
+}
+
+/// A simulated client process: its session, and what the world knows of it.
+pub(crate) struct Client {
+    pub(crate) skew_ppm: i64,
+    pub(crate) offset_ns: u64,
+    pub(crate) cfg: ClientConfig,
+    /// The client's session machine; `None` between a close and the next connect.
+    pub(crate) session: Option<Session>,
+    /// Numbers the client's sessions (a new `Session` after each close or failed connect).
+    pub(crate) generation: u64,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) events: Receiver<Event>,
+    sink: Option<Sink>,
+    /// Where the first open's outcome goes.
+    pub(crate) first: Option<Receiver<crate::error::Result<()>>>,
+    /// Dial attempt -> network connection, for the current session.
+    conns: HashMap<u64, usize>,
+    pub(crate) paused: bool,
+    pub(crate) partitioned: bool,
+    /// Inputs that arrived while paused, in order.
+    inbox: VecDeque<Ev>,
+    wake_at: Option<u64>,
+    lease_seed: u64,
+    /// A [`Ev::Connect`] is on its way.
+    connect_pending: bool,
+}
+
+impl Client {
+    /// The client's clock reading, in ns since the base instant, at real time `real`.
+    pub(crate) fn local_ns(&self, real: u64) -> u64 {
+        let k = (1_000_000 + self.skew_ppm) as i128;
+        self.offset_ns + (real as i128 * k / 1_000_000) as u64
+    }
+
+    /// The first real instant at which the client's clock reads `local` or later.
+    pub(crate) fn real_ns(&self, local: u64) -> u64 {
+        if local <= self.offset_ns {
+            return 0;
+        }
+        let k = (1_000_000 + self.skew_ppm) as i128;
+        let d = (local - self.offset_ns) as i128 * 1_000_000;
+        ((d + k - 1) / k) as u64
+    }
+}
+
+/// The simulated server: the node, its durable log, and a replica that applies only what is
+/// logged.
+pub(crate) struct Server {
+    pub(crate) node: Option<Node>,
+    pub(crate) log: Vec<Command>,
+    /// Applies only what is logged, like a replica following the log.
+    pub(crate) replica: State,
+    wake_at: Option<u64>,
+}
+
+/// What a scenario adds to the world: its users, its checks.
+pub(crate) trait Scenario {
+    /// A client's user acts if due (called after every input of the client); returns when
+    /// it next wants to act, in the client's local time.
+    fn user(&mut self, w: &mut World, c: usize) -> Option<Instant>;
+    /// A command was logged: `outputs` are what the replica's state made of it.
+    fn logged(&mut self, w: &mut World, cmd: &Command, outputs: &[crate::server::state::Output]);
+    /// Checks the invariants after every event.
+    fn check(&mut self, w: &mut World);
+    /// Client `c` starts a new session object (a process connecting anew): whatever its
+    /// user held belongs to the old one.
+    fn session_started(&mut self, w: &mut World, c: usize);
+    /// An event of the scenario's own.
+    fn scenario_event(&mut self, w: &mut World, id: u64);
+}
+
+/// A violated invariant.
+#[derive(Debug, Clone)]
+pub(crate) struct Violation {
+    pub(crate) kind: &'static str,
+    pub(crate) at_ns: u64,
+    pub(crate) msg: String,
+}
+
+impl std::fmt::Display for Violation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} at {:.3} ms: {}",
+            self.kind,
+            self.at_ns as f64 / MS as f64,
+            self.msg
+        )
+    }
+}
+
+/// Counts of what a run exercised.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct WorldStats {
+    pub(crate) events: u64,
+    pub(crate) resets: u64,
+    pub(crate) dropped: u64,
+    pub(crate) partitions: u64,
+    pub(crate) pauses: u64,
+    pub(crate) long_pauses: u64,
+    pub(crate) restarts: u64,
+    pub(crate) dials: u64,
+    pub(crate) dials_failed: u64,
+}
+
+/// The simulated world: time, network, server, clients.
+pub(crate) struct World {
+    pub(crate) rng: fastrand::Rng,
+    clock: ManualClock,
+    pub(crate) base: Instant,
+    /// Simulated real time, ns since `base`.
+    pub(crate) now: u64,
+    seq: u64,
+    queue: BinaryHeap<Item>,
+    pub(crate) faults: Faults,
+    pub(crate) clients: Vec<Client>,
+    pub(crate) conns: Vec<Conn>,
+    pub(crate) server: Server,
+    pub(crate) stats: WorldStats,
+    pub(crate) violation: Option<Violation>,
+    pub(crate) trace: bool,
+}
+
+/// A run that takes more events than this is stuck.
+const MAX_EVENTS: u64 = 2_000_000;
+
+impl World {
+    /// A world with a fresh server and no clients.
+    pub(crate) fn new(seed: u64, rng: fastrand::Rng, faults: Faults, trace: bool) -> World {
+        let clock = ManualClock::new();
+        let base = clock.start();
+        let _ = seed;
+        World {
+            rng,
+            clock,
+            base,
+            now: 0,
+            seq: 0,
+            queue: BinaryHeap::new(),
+            faults,
+            clients: Vec::new(),
+            conns: Vec::new(),
+            server: Server {
+                node: Some(Node::new(State::new(), INC, base)),
+                log: Vec::new(),
+                replica: State::new(),
+                wake_at: None,
+            },
+            stats: WorldStats::default(),
+            violation: None,
+            trace,
+        }
+    }
+
+    pub(crate) fn push(&mut self, at: u64, ev: Ev) {
+        self.seq += 1;
+        self.queue.push(Item {
+            at,
+            seq: self.seq,
+            ev,
+        });
+    }
+
+    pub(crate) fn trace(&self, f: impl FnOnce() -> String) {
+        if self.trace {
+            eprintln!("{:>10.3} ms  {}", self.now as f64 / MS as f64, f());
+        }
+    }
+
+    pub(crate) fn fail(&mut self, kind: &'static str, msg: String) {
+        if self.violation.is_none() {
+            self.violation = Some(Violation {
+                kind,
+                at_ns: self.now,
+                msg,
+            });
+        }
+    }
+
+    /// Adds a client whose process starts (connects) at real time `start`.
+    pub(crate) fn add_client(
+        &mut self,
+        cfg: ClientConfig,
+        skew_ppm: i64,
+        offset_ns: u64,
+        start: u64,
+    ) -> usize {
+        let (sink, events) = Sink::channel();
+        let lease_seed = self.rng.u64(..);
+        self.clients.push(Client {
+            skew_ppm,
+            offset_ns,
+            cfg,
+            session: None,
+            generation: 0,
+            shared: Arc::new(Shared::new(self.base)),
+            events,
+            sink: Some(sink),
+            first: None,
+            conns: HashMap::new(),
+            paused: false,
+            partitioned: false,
+            inbox: VecDeque::new(),
+            wake_at: None,
+            lease_seed,
+            connect_pending: false,
+        });
+        let c = self.clients.len() - 1;
+        self.connect_at(c, start);
+        c
+    }
+
+    /// Client `c` (re)connects at real time `at`, unless a connect is on its way already.
+    pub(crate) fn connect_at(&mut self, c: usize, at: u64) {
+        if !self.clients[c].connect_pending {
+            self.clients[c].connect_pending = true;
+            self.push(at, Ev::Connect(c));
+        }
+    }
+
+    /// Closes client `c` (`Client::close`): its session closes (the close request goes out on
+    /// its connection if it has one) and the process lets go of it; it connects again at real
+    /// time `again`.
+    pub(crate) fn close_client(&mut self, c: usize, again: u64) {
+        let (done, _) = crossbeam_channel::bounded(1);
+        self.with_session(c, |s, now| s.close(now, done));
+        self.clients[c].first = None;
+        self.end_session(c);
+        self.connect_at(c, again);
+    }
+
+    /// The client's clock reading now.
+    pub(crate) fn local_now(&self, c: usize) -> Instant {
+        self.base + Duration::from_nanos(self.clients[c].local_ns(self.now))
+    }
+
+    // ---- the run -------------------------------------------------------------------------
+
+    /// Runs events until `end_ns` of real time, checking after each.
+    pub(crate) fn run(&mut self, sc: &mut dyn Scenario, end_ns: u64) -> Result<(), Violation> {
+        while let Some(item) = self.queue.pop() {
+            if item.at > end_ns {
+                break;
+            }
+            assert!(item.at >= self.now, "time goes forward");
+            self.now = item.at;
+            self.clock.set(Duration::from_nanos(self.now));
+            self.stats.events += 1;
+            if self.stats.events > MAX_EVENTS {
+                self.fail("stuck", format!("more than {MAX_EVENTS} events"));
+            } else {
+                self.handle(sc, item.ev);
+                sc.check(self);
+            }
+            if let Some(v) = self.violation.take() {
+                return Err(v);
+            }
+        }
+        self.check_replay("the end of the run");
+        match self.violation.take() {
+            Some(v) => Err(v),
+            None => Ok(()),
+        }
+    }
+
+    fn handle(&mut self, sc: &mut dyn Scenario, ev: Ev) {
+        match ev {
+            Ev::ClientWake(c) => {
+                if self.clients[c].wake_at == Some(self.now) {
+                    self.clients[c].wake_at = None;
+                    if !self.clients[c].paused {
+                        self.client_run(sc, c);
+                    }
+                }
+            }
+            Ev::ServerWake => {
+                if self.server.wake_at == Some(self.now) {
+                    self.server.wake_at = None;
+                    let now = self.clock.now();
+                    if let Some(n) = self.server.node.as_mut() {
+                        n.tick(now);
+                    }
+                    self.server_io(sc);
+                }
+            }
+            Ev::Connect(c) => self.client_input(sc, c, ev),
+            Ev::Accept { conn } => {
+                let now = self.clock.now();
+                if self.conns[conn].alive {
+                    match self.server.node.as_mut() {
+                        Some(n) => {
+                            self.conns[conn].accepted = true;
+                            n.accepted(now, conn);
+                            let hello = ClientMsg::Hello {
+                                magic: crate::proto::MAGIC,
+                                version: crate::proto::PROTOCOL_VERSION,
+                                client_name: format!("sim-{}", self.conns[conn].client),
+                            };
+                            n.frame(now, conn, hello);
+                            self.server_io(sc);
+                        }
+                        None => self.reset(conn),
+                    }
+                }
+            }
+            Ev::ToServer { conn, msg } => {
+                let now = self.clock.now();
+                if self.conns[conn].alive && self.conns[conn].accepted {
+                    if let Some(n) = self.server.node.as_mut() {
+                        n.frame(now, conn, msg);
+                        self.server_io(sc);
+                    }
+                }
+            }
+            Ev::ServerClose { conn } => {
+                self.server_close(conn);
+                self.server_io(sc);
+            }
+            Ev::ToClient { conn, .. } | Ev::Broken { conn } | Ev::DialTimeout { conn } => {
+                let c = self.conns[conn].client;
+                self.client_input(sc, c, ev);
+            }
+            Ev::DialRefused { client, .. } => self.client_input(sc, client, ev),
+            Ev::PauseStart(c) => {
+                self.trace(|| format!("client {c} paused"));
+                self.stats.pauses += 1;
+                self.clients[c].paused = true;
+            }
+            Ev::PauseEnd(c) => {
+                self.trace(|| format!("client {c} resumes"));
+                self.clients[c].paused = false;
+                while let Some(ev) = self.clients[c].inbox.pop_front() {
+                    self.client_apply(sc, c, ev);
+                }
+                self.client_run(sc, c);
+            }
+            Ev::PartitionStart(c) => {
+                self.trace(|| format!("client {c} partitioned"));
+                self.stats.partitions += 1;
+                self.clients[c].partitioned = true;
+                let mine: Vec<usize> = self.clients[c].conns.values().copied().collect();
+                for conn in mine {
+                    self.reset(conn);
+                }
+            }
+            Ev::PartitionEnd(c) => {
+                self.trace(|| format!("client {c} partition heals"));
+                self.clients[c].partitioned = false;
+            }
+            Ev::Crash => {
+                if self.server.node.is_none() {
+                    return;
+                }
+                self.trace(|| "server crashes".into());
+                self.server.node = None;
+                self.server.wake_at = None;
+                for conn in 0..self.conns.len() {
+                    self.reset(conn);
+                }
+                let down = if self.rng.bool() {
+                    ms_range(&mut self.rng, 10, 200)
+                } else {
+                    ms_range(&mut self.rng, 200, 1500)
+                };
+                self.push(self.now + down, Ev::Restart);
+            }
+            Ev::Restart => {
+                self.stats.restarts += 1;
+                // The state is what the log replays to (fsync durability); the node starts
+                // over, giving every session a grace period of its TTL.
+                let state = self.replay();
+                if state.status(0) != self.server.replica.status(0) {
+                    self.fail(
+                        "replay",
+                        "the log does not replay to the replica's state".into(),
+                    );
+                }
+                self.server.node = Some(Node::new(state, INC, self.clock.now()));
+                self.trace(|| "server restarted".into());
+                self.schedule_server();
+            }
+            Ev::Scenario(id) => sc.scenario_event(self, id),
+        }
+    }
+
+    // ---- the network ---------------------------------------------------------------------
+
+    fn delay(&mut self) -> u64 {
+        if self.rng.f64() < self.faults.p_slow {
+            ms_range(&mut self.rng, 100, 1000)
+        } else {
+            self.rng.u64(0..=50 * MS)
+        }
+    }
+
+    fn notice_delay(&mut self) -> u64 {
+        if self.rng.u8(0..10) == 0 {
+            ms_range(&mut self.rng, 20, 300)
+        } else {
+            self.rng.u64(0..=20 * MS)
+        }
+    }
+
+    /// The connection resets: the server forgets it now, the client notices a little later.
+    fn reset(&mut self, conn: usize) {
+        if !self.conns[conn].alive {
+            return;
+        }
+        self.stats.resets += 1;
+        self.server_close(conn);
+        if !self.conns[conn].dropped {
+            let d = self.notice_delay();
+            self.push(self.now + d, Ev::Broken { conn });
+        }
+    }
+
+    /// The server closes a connection: the node forgets it.
+    fn server_close(&mut self, conn: usize) {
+        if self.conns[conn].alive {
+            self.conns[conn].alive = false;
+            if self.conns[conn].accepted {
+                let now = self.clock.now();
+                if let Some(n) = self.server.node.as_mut() {
+                    n.closed(now, conn);
+                }
+            }
+        }
+    }
+
+    fn send_to_server(&mut self, conn: usize, msg: ClientMsg) {
+        if !self.conns[conn].alive {
+            return;
+        }
+        if self.rng.f64() < self.faults.p_reset {
+            self.trace(|| format!("conn {conn} resets, losing {msg:?}"));
+            self.reset(conn);
+            return;
+        }
+        let at = (self.now + self.delay()).max(self.conns[conn].last_to_server);
+        self.conns[conn].last_to_server = at;
+        self.push(at, Ev::ToServer { conn, msg });
+    }
+
+    fn send_to_client(&mut self, conn: usize, msg: ServerMsg) {
+        if !self.conns[conn].alive {
+            return;
+        }
+        if self.rng.f64() < self.faults.p_reset {
+            self.trace(|| format!("conn {conn} resets, losing {msg:?}"));
+            self.reset(conn);
+            return;
+        }
+        let at = (self.now + self.delay()).max(self.conns[conn].last_to_client);
+        self.conns[conn].last_to_client = at;
+        self.push(at, Ev::ToClient { conn, msg });
+    }
+
+    // ---- the server ----------------------------------------------------------------------
+
+    /// Performs what the node asked for.
+    fn server_io(&mut self, sc: &mut dyn Scenario) {
+        let mut logged = None;
+        while let Some(io) = self.server.node.as_mut().and_then(|n| n.poll_io()) {
+            match io {
+                NodeIo::Log(cmd) => {
+                    let outputs = self.server.replica.apply(&cmd);
+                    self.server.log.push(cmd.clone());
+                    sc.logged(self, &cmd, &outputs);
+                    logged = Some(cmd);
+                }
+                NodeIo::Send { conn, msg } => {
+                    self.trace(|| format!("server -> conn {conn}: {msg:?}"));
+                    self.send_to_client(conn, msg);
+                }
+                NodeIo::Close { conn } => self.reset(conn),
+                NodeIo::Check {
+                    election,
+                    candidate,
+                    ..
+                } => {
+                    let now = self.clock.now();
+                    if let Some(n) = self.server.node.as_mut() {
+                        n.checked(now, election, candidate, true, true);
+                    }
+                }
+            }
+        }
+        // The node applied every command it logged: it and a replica of the log agree.
+        if let Some(cmd) = logged {
+            let live = self.server.node.as_ref().map(|n| n.state().status(0));
+            if live.is_some_and(|l| l != self.server.replica.status(0)) {
+                let msg = format!("after {cmd:?} the live state differs from the log's");
+                self.fail("replay", msg);
+            }
+        }
+        self.schedule_server();
+    }
+
+    fn schedule_server(&mut self) {
+        let Some(d) = self.server.node.as_ref().and_then(|n| n.next_wakeup()) else {
+            return;
+        };
+        let real = (d.saturating_duration_since(self.base).as_nanos() as u64).max(self.now);
+        if self.server.wake_at != Some(real) {
+            self.server.wake_at = Some(real);
+            self.push(real, Ev::ServerWake);
+        }
+    }
+
+    fn replay(&self) -> State {
+        let mut fresh = State::new();
+        for cmd in &self.server.log {
+            fresh.apply(cmd);
+        }
+        fresh
+    }
+
+    /// Replaying the whole log gives the live state.
+    pub(crate) fn check_replay(&mut self, when: &str) {
+        let fresh = self.replay();
+        let live = match &self.server.node {
+            Some(n) => n.state().status(0),
+            None => self.server.replica.status(0),
+        };
+        if fresh.status(0) != live {
+            let msg = format!(
+                "at {when}, replaying {} logged commands does not give the live state",
+                self.server.log.len()
+            );
+            self.fail("replay", msg);
+        }
+    }
+
+    // ---- the clients ---------------------------------------------------------------------
+
+    /// An input for client `c`: applied now, or kept until it resumes when paused.
+    fn client_input(&mut self, sc: &mut dyn Scenario, c: usize, ev: Ev) {
+        if self.clients[c].paused {
+            self.clients[c].inbox.push_back(ev);
+            return;
+        }
+        self.client_apply(sc, c, ev);
+        self.client_run(sc, c);
+    }
+
+    /// Applies one input to the client's session, after a tick (as the driver does).
+    fn client_apply(&mut self, sc: &mut dyn Scenario, c: usize, ev: Ev) {
+        let now = self.local_now(c);
+        if let Ev::Connect(_) = ev {
+            self.clients[c].connect_pending = false;
+            self.start_session(c);
+            sc.session_started(self, c);
+            return;
+        }
+        let generation = self.clients[c].generation;
+        // Which dial attempt of the current session a connection is, if it is one.
+        let attempt_of = |w: &World, conn: usize| -> Option<u64> {
+            let k = &w.conns[conn];
+            (k.client == c && k.session == generation).then_some(k.attempt)
+        };
+        let Some(mut s) = self.clients[c].session.take() else {
+            return;
+        };
+        s.tick(now);
+        match ev {
+            Ev::ToClient { conn, msg } => {
+                if let Some(attempt) = attempt_of(self, conn) {
+                    match msg {
+                        ServerMsg::Welcome { incarnation, .. } => {
+                            if !self.conns[conn].welcomed {
+                                self.conns[conn].welcomed = true;
+                                let info = DialInfo {
+                                    incarnation,
+                                    endpoint: 0,
+                                };
+                                s.dialed(now, attempt, Ok(info));
+                            }
+                        }
+                        msg => s.frame(now, attempt, msg),
+                    }
+                }
+            }
+            Ev::Broken { conn } => {
+                if let Some(attempt) = attempt_of(self, conn) {
+                    if self.conns[conn].welcomed {
+                        s.broken(now, attempt);
+                    } else {
+                        self.conns[conn].welcomed = true; // settled: failed
+                        self.stats.dials_failed += 1;
+                        s.dialed(now, attempt, Err("reset during the handshake".into()));
+                    }
+                }
+            }
+            Ev::DialTimeout { conn } => {
+                if let Some(attempt) = attempt_of(self, conn) {
+                    if !self.conns[conn].welcomed {
+                        self.conns[conn].welcomed = true;
+                        self.stats.dials_failed += 1;
+                        self.conns[conn].dropped = true;
+                        self.server_close(conn);
+                        s.dialed(now, attempt, Err("handshake timed out".into()));
+                    }
+                }
+            }
+            Ev::DialRefused {
+                session, attempt, ..
+            } if session == generation => {
+                self.stats.dials_failed += 1;
+                s.dialed(now, attempt, Err("connection refused".into()));
+            }
+            _ => {}
+        }
+        self.clients[c].session = Some(s);
+        self.client_io(c);
+    }
+
+    /// Runs the client: its session's due timers, then its user, then plans its next wake.
+    fn client_run(&mut self, sc: &mut dyn Scenario, c: usize) {
+        let now = self.local_now(c);
+        if let Some(mut s) = self.clients[c].session.take() {
+            s.tick(now);
+            self.clients[c].session = Some(s);
+            self.client_io(c);
+        }
+        self.check_first(c);
+        let user_next = sc.user(self, c);
+        self.schedule_client(c, user_next);
+    }
+
+    /// A failed connect (the first open's outcome) makes the client start over later.
+    fn check_first(&mut self, c: usize) {
+        let outcome = self.clients[c]
+            .first
+            .as_ref()
+            .and_then(|r| r.try_recv().ok());
+        match outcome {
+            Some(Ok(())) => self.clients[c].first = None,
+            Some(Err(e)) => {
+                self.trace(|| format!("client {c} failed to connect: {e}"));
+                self.clients[c].first = None;
+                self.end_session(c);
+                let d = ms_range(&mut self.rng, 20, 300);
+                self.connect_at(c, self.now + d);
+            }
+            None => {}
+        }
+    }
+
+    /// Lets go of the client's session (after a close or a failed connect): its connections
+    /// are dropped.
+    pub(crate) fn end_session(&mut self, c: usize) {
+        self.clients[c].session = None;
+        let conns: Vec<usize> = self.clients[c].conns.drain().map(|(_, k)| k).collect();
+        for conn in conns {
+            self.drop_conn(conn);
+        }
+    }
+
+    /// Starts a new session (a process connecting): the previous one, if any, is gone.
+    fn start_session(&mut self, c: usize) {
+        self.end_session(c);
+        let now = self.local_now(c);
+        let cl = &mut self.clients[c];
+        cl.generation += 1;
+        cl.shared = Arc::new(Shared::new(self.base));
+        let (sink, events) = Sink::channel();
+        cl.events = events;
+        cl.sink = Some(sink.clone());
+        cl.lease_seed = cl.lease_seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let lease_cfg = cl.cfg.lease_config();
+        let mut s = Session::new(
+            cl.cfg.clone(),
+            lease_cfg,
+            cl.shared.clone(),
+            cl.lease_seed,
+            Some(sink),
+            now,
+        );
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        s.begin(now, tx);
+        cl.first = Some(rx);
+        cl.session = Some(s);
+        self.trace(|| {
+            format!(
+                "client {c} connects (session object {})",
+                self.clients[c].generation
+            )
+        });
+        self.client_io(c);
+    }
+
+    /// Runs `f` on the client's session at its local time, then performs its I/O.
+    pub(crate) fn with_session<T>(
+        &mut self,
+        c: usize,
+        f: impl FnOnce(&mut Session, Instant) -> T,
+    ) -> Option<T> {
+        let now = self.local_now(c);
+        let mut s = self.clients[c].session.take()?;
+        let out = f(&mut s, now);
+        self.clients[c].session = Some(s);
+        self.client_io(c);
+        Some(out)
+    }
+
+    /// Performs what the client's session asked for.
+    fn client_io(&mut self, c: usize) {
+        loop {
+            let Some(io) = self.clients[c].session.as_mut().and_then(|s| s.poll_io()) else {
+                return;
+            };
+            let generation = self.clients[c].generation;
+            match io {
+                Io::Dial { attempt, step, .. } => {
+                    self.stats.dials += 1;
+                    self.trace(|| format!("client {c} dials (attempt {attempt})"));
+                    if self.server.node.is_none() {
+                        let d = self.rng.u64(0..=2 * MS);
+                        let ev = Ev::DialRefused {
+                            client: c,
+                            session: generation,
+                            attempt,
+                        };
+                        self.push(self.now + d, ev);
+                        continue;
+                    }
+                    self.conns.push(Conn {
+                        client: c,
+                        session: generation,
+                        attempt,
+                        alive: true,
+                        accepted: false,
+                        welcomed: false,
+                        dropped: false,
+                        last_to_server: 0,
+                        last_to_client: 0,
+                    });
+                    let conn = self.conns.len() - 1;
+                    self.clients[c].conns.insert(attempt, conn);
+                    // A step of the client's time, in real time (the skew is tiny).
+                    let timeout = self.now + step.as_nanos() as u64;
+                    self.push(timeout, Ev::DialTimeout { conn });
+                    if !self.clients[c].partitioned {
+                        let d = self.delay();
+                        self.push(self.now + d, Ev::Accept { conn });
+                    }
+                }
+                Io::Send { conn, msg } => {
+                    if let Some(&k) = self.clients[c].conns.get(&conn) {
+                        self.trace(|| format!("client {c} -> conn {k}: {msg:?}"));
+                        self.send_to_server(k, msg);
+                    }
+                }
+                Io::Drop { conn } => {
+                    if let Some(k) = self.clients[c].conns.remove(&conn) {
+                        self.drop_conn(k);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The client drops a connection; the server reads what was sent on it, then closes it.
+    fn drop_conn(&mut self, conn: usize) {
+        if !self.conns[conn].alive || self.conns[conn].dropped {
+            return;
+        }
+        self.stats.dropped += 1;
+        self.conns[conn].dropped = true;
+        let end = self.conns[conn].last_to_server.max(self.now) + self.rng.u64(0..=50 * MS);
+        self.push(end, Ev::ServerClose { conn });
+    }
+
+    /// Plans the client's next wake: its session's, or its user's, whichever comes first.
+    fn schedule_client(&mut self, c: usize, user_next: Option<Instant>) {
+        let cl = &self.clients[c];
+        if cl.paused {
+            return;
+        }
+        let session = cl.session.as_ref().and_then(|s| s.next_wakeup());
+        let next = match (session, user_next) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let Some(next) = next else { return };
+        let local = next.saturating_duration_since(self.base).as_nanos() as u64;
+        let real = cl.real_ns(local).max(self.now);
+        if cl.wake_at.map_or(true, |w| real < w || w < self.now) {
+            self.clients[c].wake_at = Some(real);
+            self.push(real, Ev::ClientWake(c));
+        }
+    }
+}
