@@ -180,16 +180,17 @@ impl Lease {
     }
 
     /// Heartbeat `id`, sent at the time `poll` returned it, was answered normally at `now`.
-    pub fn on_ack(&mut self, id: u64, now: Instant) {
+    /// Returns when the acknowledged heartbeat was sent (for the runtime's round-trip
+    /// estimate), `None` when the ack is for no heartbeat in flight.
+    pub fn on_ack(&mut self, id: u64, now: Instant) -> Option<Instant> {
         if self.state == LeaseState::Expired {
-            return;
+            return None;
         }
-        let Some(sent) = self.outstanding.remove(&id) else {
-            return;
-        };
+        let sent = self.outstanding.remove(&id)?;
         // Older heartbeats cannot extend the lease any further than this one.
         self.outstanding.retain(|k, _| *k > id);
         self.on_acked_send(sent, now);
+        Some(sent)
     }
 
     /// A request sent at `sent` that the server treats as a heartbeat (open, resume) was

@@ -122,6 +122,23 @@ impl ElectionShared {
     pub(crate) fn end(&self) {
         self.inner.lock().ended = true;
     }
+
+    /// The epoch at which this candidacy is master at `now` (`Election::is_master`): the last
+    /// master it was told is itself, the candidacy has not ended, it belongs to the current
+    /// session, and that session's deadline is after `now`.
+    pub(crate) fn master_at(&self, shared: &Shared, now: std::time::Instant) -> Option<u64> {
+        let g = self.inner.lock();
+        let me = g.info.master.as_ref().map(|m| &m.0) == self.id.as_ref();
+        let current = shared.generation.load(Ordering::Acquire) == self.generation;
+        (!g.ended && me && current && shared.valid_at(now)).then_some(g.info.epoch)
+    }
+
+    /// The master cache this handle holds, and whether the candidacy ended.
+    #[cfg(test)]
+    pub(crate) fn seen(&self) -> (MasterInfo, bool) {
+        let g = self.inner.lock();
+        (g.info.clone(), g.ended)
+    }
 }
 
 fn subscribe(shared: &ElectionShared, callback: Callback) {
@@ -170,11 +187,9 @@ impl Election {
     /// lease valid by the client's own deadline (false from the deadline on, with no message
     /// needed, before the service could designate another master).
     pub fn is_master(&self) -> bool {
-        let g = self.shared.inner.lock();
-        !g.ended
-            && g.info.master.as_ref().map(|m| &m.0) == self.shared.id.as_ref()
-            && self.client.inner.shared.generation.load(Ordering::Acquire) == self.shared.generation
-            && self.client.inner.shared.valid_now()
+        self.shared
+            .master_at(&self.client.inner.shared, std::time::Instant::now())
+            .is_some()
     }
 
     /// The epoch at which this candidate became master, while it is master: use it as a

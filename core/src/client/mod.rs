@@ -17,7 +17,7 @@
 
 mod conn;
 mod driver;
-mod election;
+pub(crate) mod election;
 mod group;
 pub(crate) mod session;
 

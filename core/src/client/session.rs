@@ -118,6 +118,10 @@ pub(crate) struct Session {
     seed: u64,
     /// When the current connection last delivered a frame.
     last_heard: Instant,
+    /// Smoothed round trip of acknowledged heartbeats and its variation (as TCP's RFC 6298
+    /// estimate), to tell a slow connection from a silent one.
+    srtt: Option<Duration>,
+    rttvar: Duration,
     /// While the first session is being opened: where its outcome goes.
     first: Option<Sender<Result<()>>>,
     /// Closed: nothing more is done, and requests get [`Error::Closed`].
@@ -164,6 +168,8 @@ impl Session {
             subs: first_sub.into_iter().collect(),
             seed,
             last_heard: now,
+            srtt: None,
+            rttvar: Duration::ZERO,
             first: None,
             exited: false,
             closing: None,
@@ -388,8 +394,8 @@ impl Session {
                         // A retry on a connection that has said nothing for a heartbeat
                         // timeout (hung server, half-open TCP) goes over a new connection,
                         // to the next endpoint if this one does not answer.
-                        let silent = now.saturating_duration_since(self.last_heard)
-                            > self.lease_cfg.heartbeat_timeout;
+                        let silent =
+                            now.saturating_duration_since(self.last_heard) > self.silent_after();
                         if retry && silent && self.conn.is_some() {
                             self.drop_conn();
                             self.endpoint_idx = (self.endpoint_idx + 1) % self.cfg.endpoints.len();
@@ -570,6 +576,32 @@ impl Session {
             self.opening.remove(0);
         }
         self.write(0, req, Request::Open { ttl_ms });
+    }
+
+    /// How long a connection may say nothing before a retry gives it up for a new one: a
+    /// heartbeat timeout, or more on a connection whose round trips are long (its acks are on
+    /// their way, and a new connection would cost a round trip more).
+    fn silent_after(&self) -> Duration {
+        let t = self.lease_cfg.heartbeat_timeout;
+        match self.srtt {
+            Some(s) => t.max(s + 4 * self.rttvar),
+            None => t,
+        }
+    }
+
+    /// Takes a round-trip sample of an acknowledged heartbeat.
+    fn rtt_sample(&mut self, r: Duration) {
+        match self.srtt {
+            None => {
+                self.srtt = Some(r);
+                self.rttvar = r / 2;
+            }
+            Some(s) => {
+                let diff = if s > r { s - r } else { r - s };
+                self.rttvar = self.rttvar * 3 / 4 + diff / 4;
+                self.srtt = Some(s * 7 / 8 + r / 8);
+            }
+        }
     }
 
     fn reopen_gap(&self) -> Duration {
@@ -867,12 +899,18 @@ impl Session {
         if req & HEARTBEAT_BIT != 0 {
             match result {
                 Ok(_) => {
+                    let mut sample = None;
                     if let Some(l) = self.lease.as_mut() {
-                        l.on_ack(req & !HEARTBEAT_BIT, now);
+                        if let Some(sent) = l.on_ack(req & !HEARTBEAT_BIT, now) {
+                            sample = Some(now.saturating_duration_since(sent));
+                        }
                         // Published now, not at the timer's next turn: is_held() reads it.
                         if l.state() != LeaseState::Expired {
                             self.shared.set_deadline(Some(l.deadline()));
                         }
+                    }
+                    if let Some(r) = sample {
+                        self.rtt_sample(r);
                     }
                 }
                 Err(ErrorReply::UnknownSession) => {
@@ -1504,6 +1542,32 @@ mod tests {
             t.s.call(t.now(), 99, Request::Status { from: None }, Some(tx));
             assert!(matches!(rx.try_recv(), Ok(Err(Error::Closed))));
         }
+    }
+
+    #[test]
+    fn a_connection_with_long_round_trips_is_given_more_time_before_it_counts_as_silent() {
+        let mut t = T::new(1000, 1);
+        assert_eq!(
+            t.s.silent_after(),
+            ms(250),
+            "a heartbeat timeout, with no estimate"
+        );
+        for _ in 0..8 {
+            t.s.rtt_sample(ms(200));
+        }
+        let s = t.s.silent_after();
+        assert!(s >= ms(250) && s < ms(400), "{s:?}");
+        t.s.rtt_sample(ms(600));
+        assert!(t.s.silent_after() > ms(400), "a slow ack widens it");
+        let mut fast = T::new(1000, 1);
+        for _ in 0..8 {
+            fast.s.rtt_sample(ms(1));
+        }
+        assert_eq!(
+            fast.s.silent_after(),
+            ms(250),
+            "never below the heartbeat timeout"
+        );
     }
 
     #[test]

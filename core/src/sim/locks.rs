@@ -166,6 +166,8 @@ fn setup(seed: u64, p: &Params) -> (World, Locks) {
     let faults = Faults {
         p_reset: rng.f64() * 0.01 * storm,
         p_slow: rng.f64() * 0.03 * storm,
+        p_abandon: rng.f64() * 0.005 * storm,
+        max_delay_ms: 50,
     };
     let p_late_write = rng.f64() * 0.2;
     let p_close = rng.f64() * 0.05;
@@ -765,6 +767,8 @@ fn client_clock_conversion_is_exact() {
         Faults {
             p_reset: 0.0,
             p_slow: 0.0,
+            p_abandon: 0.0,
+            max_delay_ms: 50,
         },
         false,
     );

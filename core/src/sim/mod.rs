@@ -26,6 +26,7 @@
 //!
 //! The scenarios are in [`locks`] (fenced locks) and, in later steps, elections.
 
+mod elections;
 mod locks;
 
 use crate::client::session::{DialInfo, Io, Session};
@@ -57,6 +58,12 @@ pub(crate) struct Faults {
     pub(crate) p_reset: f64,
     /// Per message: a large delay.
     pub(crate) p_slow: f64,
+    /// Per message from a client: its connection fails on the client's side after it (a
+    /// writer that timed out), while the server goes on reading what was sent on it.
+    pub(crate) p_abandon: f64,
+    /// Longest ordinary delay of a message, in milliseconds (50 while faults run; a healed
+    /// network is a LAN's, 5).
+    pub(crate) max_delay_ms: u64,
 }
 
 /// Something that happens at a simulated instant.
@@ -99,6 +106,13 @@ pub(crate) enum Ev {
     /// The server reads the end of a connection its client dropped.
     ServerClose {
         conn: usize,
+    },
+    /// A connectivity check the node asked for ends (for the node of generation `gen`).
+    CheckDone {
+        gen: u64,
+        election: String,
+        candidate: String,
+        ok: bool,
     },
     PauseStart(usize),
     PauseEnd(usize),
@@ -176,6 +190,8 @@ pub(crate) struct Client {
     lease_seed: u64,
     /// A [`Ev::Connect`] is on its way.
     connect_pending: bool,
+    /// The process runs (false once killed, until it is started again).
+    pub(crate) alive: bool,
 }
 
 impl Client {
@@ -204,6 +220,9 @@ pub(crate) struct Server {
     /// Applies only what is logged, like a replica following the log.
     pub(crate) replica: State,
     wake_at: Option<u64>,
+    /// Numbers the nodes (a crash ends one): results of checks a dead node asked for are
+    /// dropped.
+    gen: u64,
 }
 
 /// What a scenario adds to the world: its users, its checks.
@@ -220,6 +239,12 @@ pub(crate) trait Scenario {
     fn session_started(&mut self, w: &mut World, c: usize);
     /// An event of the scenario's own.
     fn scenario_event(&mut self, w: &mut World, id: u64);
+    /// Whether a connectivity check of `endpoint` succeeds: `Some(true)` it accepts,
+    /// `Some(false)` it refuses at once (nobody listens), `None` it times out (cut off).
+    fn reachable(&self, w: &World, endpoint: &str) -> Option<bool> {
+        let _ = (w, endpoint);
+        Some(true)
+    }
 }
 
 /// A violated invariant.
@@ -254,6 +279,9 @@ pub(crate) struct WorldStats {
     pub(crate) restarts: u64,
     pub(crate) dials: u64,
     pub(crate) dials_failed: u64,
+    pub(crate) kills: u64,
+    pub(crate) checks_ok: u64,
+    pub(crate) checks_failed: u64,
 }
 
 /// The simulated world: time, network, server, clients.
@@ -272,6 +300,8 @@ pub(crate) struct World {
     pub(crate) stats: WorldStats,
     pub(crate) violation: Option<Violation>,
     pub(crate) trace: bool,
+    /// Faults have stopped: no more pauses, partitions or crashes start.
+    pub(crate) healed: bool,
 }
 
 /// A run that takes more events than this is stuck.
@@ -298,10 +328,12 @@ impl World {
                 log: Vec::new(),
                 replica: State::new(),
                 wake_at: None,
+                gen: 0,
             },
             stats: WorldStats::default(),
             violation: None,
             trace,
+            healed: false,
         }
     }
 
@@ -357,6 +389,7 @@ impl World {
             wake_at: None,
             lease_seed,
             connect_pending: false,
+            alive: true,
         });
         let c = self.clients.len() - 1;
         self.connect_at(c, start);
@@ -421,7 +454,7 @@ impl World {
             Ev::ClientWake(c) => {
                 if self.clients[c].wake_at == Some(self.now) {
                     self.clients[c].wake_at = None;
-                    if !self.clients[c].paused {
+                    if !self.clients[c].paused && self.clients[c].alive {
                         self.client_run(sc, c);
                     }
                 }
@@ -436,7 +469,29 @@ impl World {
                     self.server_io(sc);
                 }
             }
-            Ev::Connect(c) => self.client_input(sc, c, ev),
+            Ev::Connect(c) => {
+                self.clients[c].alive = true;
+                self.client_input(sc, c, ev)
+            }
+            Ev::CheckDone {
+                gen,
+                election,
+                candidate,
+                ok,
+            } => {
+                let now = self.clock.now();
+                if gen == self.server.gen {
+                    if let Some(n) = self.server.node.as_mut() {
+                        if ok {
+                            self.stats.checks_ok += 1;
+                        } else {
+                            self.stats.checks_failed += 1;
+                        }
+                        n.checked(now, election, candidate, true, ok);
+                        self.server_io(sc);
+                    }
+                }
+            }
             Ev::Accept { conn } => {
                 let now = self.clock.now();
                 if self.conns[conn].alive {
@@ -474,6 +529,7 @@ impl World {
                 self.client_input(sc, c, ev);
             }
             Ev::DialRefused { client, .. } => self.client_input(sc, client, ev),
+            Ev::PauseStart(_) | Ev::PartitionStart(_) | Ev::Crash if self.healed => {}
             Ev::PauseStart(c) => {
                 self.trace(|| format!("client {c} paused"));
                 self.stats.pauses += 1;
@@ -506,6 +562,7 @@ impl World {
                 }
                 self.trace(|| "server crashes".into());
                 self.server.node = None;
+                self.server.gen += 1;
                 self.server.wake_at = None;
                 for conn in 0..self.conns.len() {
                     self.reset(conn);
@@ -518,6 +575,9 @@ impl World {
                 self.push(self.now + down, Ev::Restart);
             }
             Ev::Restart => {
+                if self.server.node.is_some() {
+                    return;
+                }
                 self.stats.restarts += 1;
                 // The state is what the log replays to (fsync durability); the node starts
                 // over, giving every session a grace period of its TTL.
@@ -542,7 +602,7 @@ impl World {
         if self.rng.f64() < self.faults.p_slow {
             ms_range(&mut self.rng, 100, 1000)
         } else {
-            self.rng.u64(0..=50 * MS)
+            self.rng.u64(0..=self.faults.max_delay_ms * MS)
         }
     }
 
@@ -592,6 +652,23 @@ impl World {
         let at = (self.now + self.delay()).max(self.conns[conn].last_to_server);
         self.conns[conn].last_to_server = at;
         self.push(at, Ev::ToServer { conn, msg });
+        if self.rng.f64() < self.faults.p_abandon {
+            self.abandon(conn);
+        }
+    }
+
+    /// The client's side of a connection fails (its writer timed out, say) while the server
+    /// goes on reading what was sent on it, then reads its end.
+    fn abandon(&mut self, conn: usize) {
+        if !self.conns[conn].alive || self.conns[conn].dropped {
+            return;
+        }
+        self.stats.dropped += 1;
+        self.conns[conn].dropped = true;
+        let d = self.notice_delay();
+        self.push(self.now + d, Ev::Broken { conn });
+        let end = self.conns[conn].last_to_server.max(self.now + d) + self.rng.u64(0..=50 * MS);
+        self.push(end, Ev::ServerClose { conn });
     }
 
     fn send_to_client(&mut self, conn: usize, msg: ServerMsg) {
@@ -629,12 +706,23 @@ impl World {
                 NodeIo::Check {
                     election,
                     candidate,
-                    ..
+                    endpoint,
                 } => {
-                    let now = self.clock.now();
-                    if let Some(n) = self.server.node.as_mut() {
-                        n.checked(now, election, candidate, true, true);
-                    }
+                    // A connect to the endpoint: accepted, refused at once, or timed out
+                    // (the runtime's CHECK_TIMEOUT).
+                    let (ok, d) = match sc.reachable(self, &endpoint) {
+                        Some(true) => (true, self.rng.u64(0..=5 * MS)),
+                        Some(false) => (false, self.rng.u64(0..=2 * MS)),
+                        None => (false, crate::server::CHECK_TIMEOUT.as_nanos() as u64),
+                    };
+                    let gen = self.server.gen;
+                    let ev = Ev::CheckDone {
+                        gen,
+                        election,
+                        candidate,
+                        ok,
+                    };
+                    self.push(self.now + d, ev);
                 }
             }
         }
@@ -686,8 +774,57 @@ impl World {
 
     // ---- the clients ---------------------------------------------------------------------
 
+    /// `kill -9` of client `c`'s process: it stops at once; the kernel closes its
+    /// connections (the server reads what was already sent, or the connection resets). It
+    /// starts again (a new process, a new session) at real time `again`, if given.
+    pub(crate) fn kill(&mut self, c: usize, again: Option<u64>) {
+        if !self.clients[c].alive {
+            return;
+        }
+        self.trace(|| format!("client {c} killed"));
+        self.stats.kills += 1;
+        let cl = &mut self.clients[c];
+        cl.alive = false;
+        cl.paused = false;
+        cl.inbox.clear();
+        cl.wake_at = None;
+        cl.first = None;
+        cl.session = None;
+        let conns: Vec<usize> = cl.conns.drain().map(|(_, k)| k).collect();
+        for conn in conns {
+            if self.rng.bool() {
+                self.reset(conn);
+            } else {
+                self.drop_conn(conn);
+            }
+        }
+        if let Some(t) = again {
+            self.connect_at(c, t);
+        }
+    }
+
+    /// Faults stop: the server is up, partitions and pauses end, no more message faults.
+    pub(crate) fn heal(&mut self, sc: &mut dyn Scenario) {
+        self.trace(|| "faults heal".into());
+        self.healed = true;
+        self.faults.p_reset = 0.0;
+        self.faults.p_slow = 0.0;
+        self.faults.p_abandon = 0.0;
+        self.faults.max_delay_ms = 5;
+        self.handle(sc, Ev::Restart);
+        for c in 0..self.clients.len() {
+            self.clients[c].partitioned = false;
+            if self.clients[c].paused {
+                self.handle(sc, Ev::PauseEnd(c));
+            }
+        }
+    }
+
     /// An input for client `c`: applied now, or kept until it resumes when paused.
     fn client_input(&mut self, sc: &mut dyn Scenario, c: usize, ev: Ev) {
+        if !self.clients[c].alive {
+            return;
+        }
         if self.clients[c].paused {
             self.clients[c].inbox.push_back(ev);
             return;
@@ -898,13 +1035,15 @@ impl World {
                         self.push(self.now + d, Ev::Accept { conn });
                     }
                 }
-                Io::Send { conn, msg } => {
-                    if let Some(&k) = self.clients[c].conns.get(&conn) {
+                Io::Send { conn, msg } => match self.clients[c].conns.get(&conn) {
+                    Some(&k) => {
                         self.trace(|| format!("client {c} -> conn {k}: {msg:?}"));
                         self.send_to_server(k, msg);
                     }
-                }
+                    None => self.trace(|| format!("client {c} -> gone attempt {conn}: {msg:?}")),
+                },
                 Io::Drop { conn } => {
+                    self.trace(|| format!("client {c} drops attempt {conn}"));
                     if let Some(k) = self.clients[c].conns.remove(&conn) {
                         self.drop_conn(k);
                     }
