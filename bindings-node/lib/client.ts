@@ -174,7 +174,7 @@ function clientOptions(options: unknown): NativeClientOptions {
   if (ct !== undefined) out.connectTimeoutMs = ct;
   const reopen = v.opt(o.reopen, (x) => v.bool('options.reopen', x));
   if (reopen !== undefined) out.reopen = reopen;
-  const name = v.opt(o.clientName, (x) => v.id('options.clientName', x));
+  const name = v.opt(o.clientName, (x) => v.string('options.clientName', x, v.MAX_CLIENT_NAME_BYTES));
   if (name !== undefined) out.clientName = name;
   const retry = v.opt(o.retry, (x) => v.oneOf('options.retry', x, ['inverseExponential', 'exponential', 'fixed'] as const));
   if (retry !== undefined) out.retry = retry;

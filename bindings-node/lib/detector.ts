@@ -20,7 +20,7 @@ import { Router } from './router';
 import * as v from './validate';
 
 /** Longest process, peer or network name, in bytes (it must fit a heartbeat datagram). */
-const MAX_DETECTOR_NAME = 255;
+const MAX_DETECTOR_NAME = v.MAX_DETECTOR_NAME_BYTES;
 
 /** A peer and its address on one network. */
 export interface PeerAddress {

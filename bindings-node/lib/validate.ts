@@ -1,20 +1,30 @@
 // Argument checks shared by the public classes. A value of the wrong type is a `TypeError`
 // (code ERR_INVALID_ARG_TYPE); a value of the right type that is out of range or malformed is
 // a `RangeError` (ERR_OUT_OF_RANGE for numbers, ERR_INVALID_ARG_VALUE otherwise). The limits
-// are the core's: names of locks, elections and groups 1..=1024 bytes, ids 1..=256 bytes,
-// no NUL, valid Unicode (no lone surrogate); durations from 0 to a year.
+// are the core's, read from the native addon (defined once, in the core): names of locks,
+// elections and groups 1..=1024 bytes, ids and client names up to 256 bytes, endpoints up
+// to 256 bytes, no NUL, valid Unicode (no lone surrogate); durations from 0 to a year.
 
 import { invalidType, invalidValue, outOfRange } from './errors';
+import { native } from './native';
+
+const limits = native.limits();
 
 /** Longest lock, election or group name, in UTF-8 bytes. */
-export const MAX_NAME_BYTES = 1024;
+export const MAX_NAME_BYTES = limits.maxNameBytes;
 /** Longest candidate or member id, in UTF-8 bytes. */
-export const MAX_ID_BYTES = 256;
+export const MAX_ID_BYTES = limits.maxIdBytes;
+/** Longest endpoint (`host:port`), in UTF-8 bytes. */
+export const MAX_ENDPOINT_BYTES = limits.maxEndpointBytes;
+/** Longest client name, in UTF-8 bytes. */
+export const MAX_CLIENT_NAME_BYTES = limits.maxClientNameBytes;
+/** Longest failure-detector process, peer or network name, in UTF-8 bytes. */
+export const MAX_DETECTOR_NAME_BYTES = limits.maxDetectorNameBytes;
 /** Longest duration accepted, in milliseconds (a year). */
-export const MAX_MS = 365 * 24 * 3600 * 1000;
+export const MAX_MS = limits.maxTimeoutMs;
 /** Shortest and longest session TTL, in milliseconds. */
-export const MIN_TTL_MS = 50;
-export const MAX_TTL_MS = 86_400_000;
+export const MIN_TTL_MS = limits.minTtlMs;
+export const MAX_TTL_MS = limits.maxTtlMs;
 
 /** A UTF-16 code unit that is half of a surrogate pair without its other half. */
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
@@ -45,7 +55,7 @@ export function id(what: string, v: unknown): string {
 
 /** `host:port`. */
 export function endpoint(what: string, v: unknown): string {
-  const s = string(what, v, 1024);
+  const s = string(what, v, MAX_ENDPOINT_BYTES);
   if (!/^.+:\d+$/.test(s)) throw invalidValue(what, `must be host:port; received ${JSON.stringify(s)}`);
   return s;
 }

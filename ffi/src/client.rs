@@ -308,12 +308,9 @@ pub unsafe extern "C" fn tenure_client_builder_set_client_name(
     status(|| {
         // SAFETY: the caller's contract.
         let n = unsafe { cstr(name, "name") }?;
-        if n.len() > 256 {
-            return Err(fail(
-                tenure_status::InvalidArgument,
-                "client name is longer than 256 bytes",
-            ));
-        }
+        tenure::proto::Text::ClientName
+            .check(n)
+            .map_err(|m| fail(tenure_status::InvalidArgument, m))?;
         builder_with(builder, |c| {
             c.client_name = n.to_string();
             Ok(())
