@@ -2,7 +2,7 @@
 //! and restarted. Every wait is bounded.
 
 mod common;
-use common::tmpdir;
+use common::{first_line, tmpdir, Proc};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
@@ -12,14 +12,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tenure");
-
-struct Proc(Child);
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn signal(c: &Child, sig: i32) {
     // SAFETY: signalling a child we own.
@@ -37,16 +29,9 @@ fn serve(dir: &Path, listen: &str) -> (Proc, String) {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let out = c.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut l = String::new();
-            let _ = BufReader::new(out).read_line(&mut l);
-            let _ = tx.send(l);
-        });
-        match rx.recv_timeout(Duration::from_secs(10)) {
-            Ok(l) if !l.trim().is_empty() => return (Proc(c), l.trim().to_string()),
-            _ => {
+        match first_line(&mut c, Duration::from_secs(10)) {
+            Some(l) => return (Proc(c), l),
+            None => {
                 // The port may still be held by the previous server: retry.
                 let _ = c.kill();
                 let _ = c.wait();

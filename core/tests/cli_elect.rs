@@ -2,7 +2,7 @@
 //! paused. Every wait is bounded.
 
 mod common;
-use common::tmpdir;
+use common::{tmpdir, Proc};
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -10,14 +10,6 @@ use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tenure");
-
-struct Proc(Child);
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn signal(pid: i32, sig: i32) {
     // SAFETY: signalling a process we started.

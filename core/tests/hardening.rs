@@ -5,10 +5,10 @@
 
 mod common;
 use common::*;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -19,14 +19,6 @@ use tenure::proto::{
 use tenure::{Client, ClientConfig, Durability, Error, Event, Server, ServerConfig};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tenure");
-
-struct Proc(Child);
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// `tenure serve` with extra arguments (through `sh -c` with `prefix`, e.g. a ulimit), and
 /// its address.
@@ -45,17 +37,8 @@ fn serve_proc(dir: &Path, extra: &[&str], prefix: &str) -> (Proc, String) {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let out = c.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut l = String::new();
-        let _ = BufReader::new(out).read_line(&mut l);
-        let _ = tx.send(l);
-    });
-    let l = rx
-        .recv_timeout(Duration::from_secs(20))
-        .expect("tenure serve prints its address");
-    (Proc(c), l.trim().to_string())
+    let l = first_line(&mut c, Duration::from_secs(20)).expect("tenure serve prints its address");
+    (Proc(c), l)
 }
 
 /// Resident memory of a process, in bytes.

@@ -227,18 +227,19 @@ fn supervise(
         // reaped before `Exited` arrives, so the group id cannot be reused meanwhile.
         unsafe { libc::kill(-pid, sig) };
     };
-    // (why it must end, when SIGKILL is due) once the command is being stopped.
-    let mut stopping: Option<(Option<i32>, String, Instant)> = None;
+    // Once the command is being stopped: (the signal passed on, or `None` when what it runs
+    // under ended; when SIGKILL is due).
+    let mut stopping: Option<(Option<i32>, Instant)> = None;
     loop {
         if stopping.is_none() {
             if let Some(why) = held() {
                 told(&why);
                 kill(libc::SIGTERM);
-                stopping = Some((None, why, Instant::now() + STOP_GRACE));
+                stopping = Some((None, Instant::now() + STOP_GRACE));
             }
         }
         let wait = match &stopping {
-            Some((_, _, at)) => at.saturating_duration_since(Instant::now()),
+            Some((_, at)) => at.saturating_duration_since(Instant::now()),
             None => Duration::from_millis(20),
         };
         match rx.recv_timeout(wait) {
@@ -249,16 +250,16 @@ fn supervise(
                 }
                 return match stopping {
                     None => Ended::Exited(st),
-                    Some((Some(sig), _, _)) => Ended::Signalled(sig, st),
-                    Some((None, _, _)) => Ended::Lost,
+                    Some((Some(sig), _)) => Ended::Signalled(sig, st),
+                    Some((None, _)) => Ended::Lost,
                 };
             }
             Ok(Ev::Lost(why)) => {
                 if stopping.is_none() {
                     told(&why);
                     kill(libc::SIGTERM);
-                    stopping = Some((None, why, Instant::now() + STOP_GRACE));
-                } else if let Some((_, _, at)) = stopping.as_mut() {
+                    stopping = Some((None, Instant::now() + STOP_GRACE));
+                } else if let Some((_, at)) = stopping.as_mut() {
                     // Lost while stopping on a signal: no more than the lost grace.
                     *at = (*at).min(Instant::now() + STOP_GRACE);
                 }
@@ -270,7 +271,7 @@ fn supervise(
                         signal_name(sig)
                     );
                     kill(sig);
-                    stopping = Some((Some(sig), String::new(), Instant::now() + grace));
+                    stopping = Some((Some(sig), Instant::now() + grace));
                 }
                 Some(_) => {
                     eprintln!("tenure: {} again; SIGKILL", signal_name(sig));
@@ -279,13 +280,11 @@ fn supervise(
             },
             Ok(Ev::Changed) => {}
             Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
-                if let Some((_, _, at)) = &stopping {
+                if let Some((_, at)) = stopping.as_mut() {
                     if Instant::now() >= *at {
                         kill(libc::SIGKILL);
                         // Wait for the exit (the waiter reports it) without killing again.
-                        if let Some(s) = stopping.as_mut() {
-                            s.2 = Instant::now() + Duration::from_secs(3600);
-                        }
+                        *at = Instant::now() + Duration::from_secs(3600);
                     }
                 }
             }

@@ -608,20 +608,13 @@ impl Session {
         (self.lease_cfg.ttl / 10).clamp(Duration::from_millis(20), Duration::from_secs(1))
     }
 
-    /// False when the service's incarnation changed: the state, and our session, are gone.
-    fn check_incarnation(&mut self, inc: Incarnation) -> bool {
-        match self.incarnation {
-            Some(old) if old != inc => {
-                self.incarnation = Some(inc);
-                *self.shared.incarnation.lock() = inc;
-                self.session_over(LostReason::DataLost, Some((old, inc)));
-                false
-            }
-            _ => {
-                self.incarnation = Some(inc);
-                *self.shared.incarnation.lock() = inc;
-                true
-            }
+    /// Takes the service's incarnation from a handshake; a changed one means the state, and
+    /// our session, are gone (`data_lost`).
+    fn check_incarnation(&mut self, inc: Incarnation) {
+        let old = self.incarnation.replace(inc);
+        *self.shared.incarnation.lock() = inc;
+        if let Some(old) = old.filter(|o| *o != inc) {
+            self.session_over(LostReason::DataLost, Some((old, inc)));
         }
     }
 

@@ -388,10 +388,10 @@ impl Runtime {
             let now = Instant::now();
             while let Ok((election, candidate, ok)) = self.checks_rx.try_recv() {
                 self.node.checked(now, election, candidate, true, ok);
-                self.perform()?;
+                self.perform();
             }
             self.node.tick(now);
-            self.perform()?;
+            self.perform();
             if now >= self.next_sweep {
                 self.close_idle(now);
             }
@@ -417,15 +417,18 @@ impl Runtime {
     }
 
     /// Performs what the node asked for.
-    fn perform(&mut self) -> io::Result<()> {
+    fn perform(&mut self) {
         while let Some(io) = self.node.poll_io() {
             match io {
                 NodeIo::Log(cmd) => self.storage.append(&cmd),
                 NodeIo::Send { conn, msg } => self.send_now(conn, &msg),
                 NodeIo::Close { conn } => {
+                    // Closed once what is queued for it is written after the commit (a
+                    // connection is in `held` exactly while its `held_from` is set).
                     if let Some(c) = self.conns.get_mut(&conn) {
                         c.closing = true;
-                        if !self.held.contains(&conn) {
+                        if c.held_from.is_none() {
+                            c.held_from = Some(c.out.len());
                             self.held.push(conn);
                         }
                     }
@@ -437,7 +440,6 @@ impl Runtime {
                 } => self.check(election, candidate, endpoint),
             }
         }
-        Ok(())
     }
 
     /// Checks on a thread of its own that `endpoint` accepts a connection.
@@ -611,7 +613,7 @@ impl Runtime {
                 Ok(msg) => {
                     self.node.frame(Instant::now(), c, msg);
                     // Logged commands stay in the log's buffer until the turn's commit.
-                    let _ = self.perform();
+                    self.perform();
                 }
                 Err(_) => {
                     self.close(c);

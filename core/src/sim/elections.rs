@@ -42,10 +42,9 @@
 
 use super::{ms_range, Ev, Faults, Scenario, Violation, World, MS};
 use crate::client::election::ElectionShared;
-use crate::client::{Answer, ClientConfig, Held};
+use crate::client::{Answer, Held};
 use crate::events::Event;
 use crate::proto::{MasterInfo, Notice, Reply, Request, SessionId};
-use crate::retry::{Exponential, Fixed, InverseExponential, RetryPolicy};
 use crate::server::state::{Command, Output};
 use crossbeam_channel::Receiver;
 use std::collections::{BTreeMap, HashSet};
@@ -185,12 +184,7 @@ fn setup(seed: u64, p: &Params) -> (World, Elections, u64, u64) {
     let mut rng = fastrand::Rng::with_seed(seed);
     let fault_end = p.fault_ms * MS;
     let storm = [0.1, 0.5, 1.0, 2.0][rng.usize(..4)];
-    let faults = Faults {
-        p_reset: rng.f64() * 0.01 * storm,
-        p_slow: rng.f64() * 0.03 * storm,
-        p_abandon: rng.f64() * 0.005 * storm,
-        max_delay_ms: 50,
-    };
+    let faults = Faults::draw(&mut rng, storm);
     let p_resign = rng.f64() * 0.02;
     let p_ask = rng.f64() * 0.3;
     let preempt_seed = p.preempt.unwrap_or_else(|| rng.u8(0..3) == 0);
@@ -223,26 +217,7 @@ fn setup(seed: u64, p: &Params) -> (World, Elections, u64, u64) {
     for role in roles {
         let ttl_ms = w.rng.u64(300..=1000);
         max_ttl = max_ttl.max(ttl_ms);
-        let mut cfg = ClientConfig::new(["sim:7411"]).session_ttl(Duration::from_millis(ttl_ms));
-        cfg.drift_ratio = p.drift_ratio;
-        // No scheduling delays in the simulation: the drift allowance alone must hold.
-        cfg.safety_margin = Some(Duration::ZERO);
-        cfg.connect_timeout = Duration::from_millis(w.rng.u64(100..=1000));
-        cfg.retry = match w.rng.u8(0..10) {
-            0 => Arc::new(Exponential {
-                initial: Duration::from_millis(w.rng.u64(10..=100)),
-                ..Default::default()
-            }) as Arc<dyn RetryPolicy>,
-            1 => Arc::new(Fixed {
-                gap: Duration::from_millis(w.rng.u64(10..=100)),
-                ..Default::default()
-            }),
-            _ => Arc::new(InverseExponential::default()),
-        };
-        let skew = p.skew_ppm.unwrap_or_else(|| w.rng.i64(-9000..=9000));
-        let offset = w.rng.u64(0..10_000 * MS);
-        let start = w.rng.u64(0..100 * MS);
-        w.add_client(cfg, skew, offset, start);
+        w.draw_client(ttl_ms, p.drift_ratio, p.skew_ppm);
         procs.push(Proc {
             role,
             handle: None,
@@ -260,28 +235,7 @@ fn setup(seed: u64, p: &Params) -> (World, Elections, u64, u64) {
     let n = procs.len();
     let p_kill = w.rng.f64() * 0.6;
     for (c, proc_) in procs.iter().enumerate().take(n) {
-        let ttl_ms = w.clients[c].cfg.session_ttl.as_millis() as u64;
-        let gap = (w.rng.u64(800..4000) as f64 / storm) as u64;
-        let mut t = ms_range(&mut w.rng, 0, gap);
-        while t < fault_end {
-            let d = ms_range(&mut w.rng, 20, 2 * ttl_ms);
-            w.push(t, Ev::PartitionStart(c));
-            w.push(t + d, Ev::PartitionEnd(c));
-            t += d + ms_range(&mut w.rng, gap / 2, gap * 2);
-        }
-        let gap = (w.rng.u64(500..3000) as f64 / storm) as u64;
-        let mut t = ms_range(&mut w.rng, 0, gap);
-        while t < fault_end {
-            let d = if w.rng.u8(0..4) == 0 {
-                w.stats.long_pauses += 1;
-                ms_range(&mut w.rng, ttl_ms * 3 / 10, 2 * ttl_ms)
-            } else {
-                ms_range(&mut w.rng, 1, 80)
-            };
-            w.push(t, Ev::PauseStart(c));
-            w.push(t + d, Ev::PauseEnd(c));
-            t += d + ms_range(&mut w.rng, gap / 2, gap * 2);
-        }
+        w.schedule_faults(c, fault_end, storm);
         if matches!(proc_.role, Role::Candidate { .. }) && w.rng.f64() < p_kill {
             let t = ms_range(&mut w.rng, 300, p.fault_ms.saturating_sub(200).max(300));
             w.push(t, Ev::Scenario(KILL + c as u64));
@@ -820,19 +774,11 @@ impl Scenario for Elections {
     }
 }
 
-fn env_u64(name: &str) -> Option<u64> {
-    std::env::var(name).ok().and_then(|v| v.trim().parse().ok())
-}
-
 #[test]
 fn elections_hold_under_faults() {
-    let single = env_u64("SIM_SEED");
-    let seeds: Vec<u64> = match single {
-        Some(s) => vec![s],
-        None => (0..env_u64("SIM_SEEDS").unwrap_or(DEFAULT_SEEDS)).collect(),
-    };
+    let (seeds, trace) = super::seeds_from_env(DEFAULT_SEEDS);
     let p = Params {
-        trace: single.is_some() && std::env::var_os("SIM_TRACE").is_some(),
+        trace,
         ..Params::default()
     };
     let start = std::time::Instant::now();
@@ -842,13 +788,7 @@ fn elections_hold_under_faults() {
         match run(seed, &p) {
             Ok((s, w)) => {
                 t.add(&s);
-                ws.events += w.events;
-                ws.kills += w.kills;
-                ws.restarts += w.restarts;
-                ws.checks_ok += w.checks_ok;
-                ws.checks_failed += w.checks_failed;
-                ws.partitions += w.partitions;
-                ws.pauses += w.pauses;
+                ws.add(&w);
             }
             Err(v) => panic!(
                 "seed {seed}: {v}\nreplay: SIM_SEED={seed} SIM_TRACE=1 cargo test -p tenure \

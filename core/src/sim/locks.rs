@@ -33,7 +33,6 @@ use super::{ms_range, Ev, Faults, Scenario, Violation, World, MS};
 use crate::client::{Answer, ClientConfig, Held, LockShared};
 use crate::events::{Event, LostReason};
 use crate::proto::{Reply, Request, SessionId, Token};
-use crate::retry::{Exponential, Fixed, InverseExponential, RetryPolicy};
 use crate::server::state::{Command, Output};
 use crossbeam_channel::Receiver;
 use std::collections::{BTreeMap, HashMap};
@@ -163,12 +162,7 @@ struct Locks {
 fn setup(seed: u64, p: &Params) -> (World, Locks) {
     let mut rng = fastrand::Rng::with_seed(seed);
     let storm = [0.1, 0.5, 1.0, 2.0][rng.usize(..4)];
-    let faults = Faults {
-        p_reset: rng.f64() * 0.01 * storm,
-        p_slow: rng.f64() * 0.03 * storm,
-        p_abandon: rng.f64() * 0.005 * storm,
-        max_delay_ms: 50,
-    };
+    let faults = Faults::draw(&mut rng, storm);
     let p_late_write = rng.f64() * 0.2;
     let p_close = rng.f64() * 0.05;
     let n_clients = rng.usize(2..=5);
@@ -177,27 +171,8 @@ fn setup(seed: u64, p: &Params) -> (World, Locks) {
     let mut w = World::new(seed, rng, faults, p.trace);
     let mut users = Vec::new();
     for _ in 0..n_clients {
-        let ttl = Duration::from_millis(w.rng.u64(300..=1000));
-        let mut cfg = ClientConfig::new(["sim:7411"]).session_ttl(ttl);
-        cfg.drift_ratio = p.drift_ratio;
-        // No scheduling delays in the simulation: the drift allowance alone must hold.
-        cfg.safety_margin = Some(Duration::ZERO);
-        cfg.connect_timeout = Duration::from_millis(w.rng.u64(100..=1000));
-        cfg.retry = match w.rng.u8(0..10) {
-            0 => Arc::new(Exponential {
-                initial: Duration::from_millis(w.rng.u64(10..=100)),
-                ..Default::default()
-            }) as Arc<dyn RetryPolicy>,
-            1 => Arc::new(Fixed {
-                gap: Duration::from_millis(w.rng.u64(10..=100)),
-                ..Default::default()
-            }),
-            _ => Arc::new(InverseExponential::default()),
-        };
-        let skew = p.skew_ppm.unwrap_or_else(|| w.rng.i64(-9000..=9000));
-        let offset = w.rng.u64(0..10_000 * MS);
-        let start = w.rng.u64(0..100 * MS);
-        w.add_client(cfg, skew, offset, start);
+        let ttl_ms = w.rng.u64(300..=1000);
+        w.draw_client(ttl_ms, p.drift_ratio, p.skew_ppm);
         users.push(UserState {
             user: User::Connecting,
             next: None,
@@ -205,28 +180,7 @@ fn setup(seed: u64, p: &Params) -> (World, Locks) {
     }
     // Fault schedules: partitions and pauses per client, server crashes.
     for c in 0..n_clients {
-        let ttl_ms = w.clients[c].cfg.session_ttl.as_millis() as u64;
-        let gap = (w.rng.u64(800..4000) as f64 / storm) as u64;
-        let mut t = ms_range(&mut w.rng, 0, gap);
-        while t < end {
-            let d = ms_range(&mut w.rng, 20, 2 * ttl_ms);
-            w.push(t, Ev::PartitionStart(c));
-            w.push(t + d, Ev::PartitionEnd(c));
-            t += d + ms_range(&mut w.rng, gap / 2, gap * 2);
-        }
-        let gap = (w.rng.u64(500..3000) as f64 / storm) as u64;
-        let mut t = ms_range(&mut w.rng, 0, gap);
-        while t < end {
-            let d = if w.rng.u8(0..4) == 0 {
-                w.stats.long_pauses += 1;
-                ms_range(&mut w.rng, ttl_ms * 3 / 10, 2 * ttl_ms)
-            } else {
-                ms_range(&mut w.rng, 1, 80)
-            };
-            w.push(t, Ev::PauseStart(c));
-            w.push(t + d, Ev::PauseEnd(c));
-            t += d + ms_range(&mut w.rng, gap / 2, gap * 2);
-        }
+        w.schedule_faults(c, end, storm);
     }
     for _ in 0..w.rng.u64(0..=p.sim_ms / 3000) {
         let t = ms_range(&mut w.rng, 300, p.sim_ms);
@@ -610,19 +564,11 @@ impl Scenario for Locks {
     }
 }
 
-fn env_u64(name: &str) -> Option<u64> {
-    std::env::var(name).ok().and_then(|v| v.trim().parse().ok())
-}
-
 #[test]
 fn mutual_exclusion_and_fencing_hold_under_faults() {
-    let single = env_u64("SIM_SEED");
-    let seeds: Vec<u64> = match single {
-        Some(s) => vec![s],
-        None => (0..env_u64("SIM_SEEDS").unwrap_or(DEFAULT_SEEDS)).collect(),
-    };
+    let (seeds, trace) = super::seeds_from_env(DEFAULT_SEEDS);
     let p = Params {
-        trace: single.is_some() && std::env::var_os("SIM_TRACE").is_some(),
+        trace,
         ..Params::default()
     };
     let start = std::time::Instant::now();
@@ -632,15 +578,7 @@ fn mutual_exclusion_and_fencing_hold_under_faults() {
         match run(seed, &p) {
             Ok((s, w)) => {
                 t.add(&s);
-                ws.events += w.events;
-                ws.resets += w.resets;
-                ws.dropped += w.dropped;
-                ws.partitions += w.partitions;
-                ws.pauses += w.pauses;
-                ws.long_pauses += w.long_pauses;
-                ws.restarts += w.restarts;
-                ws.dials += w.dials;
-                ws.dials_failed += w.dials_failed;
+                ws.add(&w);
             }
             Err(v) => panic!(
                 "seed {seed}: {v}\nreplay: SIM_SEED={seed} SIM_TRACE=1 cargo test -p tenure \

@@ -34,6 +34,7 @@ use crate::client::{ClientConfig, Shared};
 use crate::clock::{Clock, ManualClock};
 use crate::events::{Event, Sink};
 use crate::proto::{ClientMsg, Incarnation, ServerMsg};
+use crate::retry::{Exponential, Fixed, InverseExponential, RetryPolicy};
 use crate::server::node::{Node, NodeIo};
 use crate::server::state::{Command, State};
 use crossbeam_channel::Receiver;
@@ -46,6 +47,18 @@ use std::time::{Duration, Instant};
 pub(crate) const MS: u64 = 1_000_000;
 /// The service's incarnation in every run (the log survives restarts).
 const INC: Incarnation = 0x51;
+
+/// The seeds a scenario's test runs: `SIM_SEED=n` alone (traced when `SIM_TRACE` is set),
+/// else `0..SIM_SEEDS`, else `0..default`. Returns the seeds and whether to trace.
+pub(crate) fn seeds_from_env(default: u64) -> (Vec<u64>, bool) {
+    let num = |name: &str| -> Option<u64> {
+        std::env::var(name).ok().and_then(|v| v.trim().parse().ok())
+    };
+    match num("SIM_SEED") {
+        Some(s) => (vec![s], std::env::var_os("SIM_TRACE").is_some()),
+        None => ((0..num("SIM_SEEDS").unwrap_or(default)).collect(), false),
+    }
+}
 
 /// A random duration in `lo..=hi` milliseconds, in nanoseconds.
 pub(crate) fn ms_range(rng: &mut fastrand::Rng, lo: u64, hi: u64) -> u64 {
@@ -64,6 +77,18 @@ pub(crate) struct Faults {
     /// Longest ordinary delay of a message, in milliseconds (50 while faults run; a healed
     /// network is a LAN's, 5).
     pub(crate) max_delay_ms: u64,
+}
+
+impl Faults {
+    /// Message faults for a run, scaled by `storm` (0.1 calm … 2 stormy).
+    pub(crate) fn draw(rng: &mut fastrand::Rng, storm: f64) -> Faults {
+        Faults {
+            p_reset: rng.f64() * 0.01 * storm,
+            p_slow: rng.f64() * 0.03 * storm,
+            p_abandon: rng.f64() * 0.005 * storm,
+            max_delay_ms: 50,
+        }
+    }
 }
 
 /// Something that happens at a simulated instant.
@@ -284,6 +309,23 @@ pub(crate) struct WorldStats {
     pub(crate) checks_failed: u64,
 }
 
+impl WorldStats {
+    pub(crate) fn add(&mut self, o: &WorldStats) {
+        self.events += o.events;
+        self.resets += o.resets;
+        self.dropped += o.dropped;
+        self.partitions += o.partitions;
+        self.pauses += o.pauses;
+        self.long_pauses += o.long_pauses;
+        self.restarts += o.restarts;
+        self.dials += o.dials;
+        self.dials_failed += o.dials_failed;
+        self.kills += o.kills;
+        self.checks_ok += o.checks_ok;
+        self.checks_failed += o.checks_failed;
+    }
+}
+
 /// The simulated world: time, network, server, clients.
 pub(crate) struct World {
     pub(crate) rng: fastrand::Rng,
@@ -394,6 +436,65 @@ impl World {
         let c = self.clients.len() - 1;
         self.connect_at(c, start);
         c
+    }
+
+    /// Adds a client as the scenarios draw them: TTL `ttl_ms`, the drift allowance given and no
+    /// safety margin (no scheduling delays here: the drift allowance alone must hold), a
+    /// connect timeout of 0.1–1 s, mostly the inverse exponential retry policy (sometimes
+    /// exponential or fixed), a clock skewed by `skew_ppm` (drawn within ±0.9 % when `None`),
+    /// starting within the first 100 ms.
+    pub(crate) fn draw_client(
+        &mut self,
+        ttl_ms: u64,
+        drift_ratio: f64,
+        skew_ppm: Option<i64>,
+    ) -> usize {
+        let mut cfg = ClientConfig::new(["sim:7411"]).session_ttl(Duration::from_millis(ttl_ms));
+        cfg.drift_ratio = drift_ratio;
+        cfg.safety_margin = Some(Duration::ZERO);
+        cfg.connect_timeout = Duration::from_millis(self.rng.u64(100..=1000));
+        cfg.retry = match self.rng.u8(0..10) {
+            0 => Arc::new(Exponential {
+                initial: Duration::from_millis(self.rng.u64(10..=100)),
+                ..Default::default()
+            }) as Arc<dyn RetryPolicy>,
+            1 => Arc::new(Fixed {
+                gap: Duration::from_millis(self.rng.u64(10..=100)),
+                ..Default::default()
+            }),
+            _ => Arc::new(InverseExponential::default()),
+        };
+        let skew = skew_ppm.unwrap_or_else(|| self.rng.i64(-9000..=9000));
+        let offset = self.rng.u64(0..10_000 * MS);
+        let start = self.rng.u64(0..100 * MS);
+        self.add_client(cfg, skew, offset, start)
+    }
+
+    /// Schedules client `c`'s partitions and pauses (a quarter of them long, up to twice its
+    /// TTL) until real time `end`, more often the stormier the run.
+    pub(crate) fn schedule_faults(&mut self, c: usize, end: u64, storm: f64) {
+        let ttl_ms = self.clients[c].cfg.session_ttl.as_millis() as u64;
+        let gap = (self.rng.u64(800..4000) as f64 / storm) as u64;
+        let mut t = ms_range(&mut self.rng, 0, gap);
+        while t < end {
+            let d = ms_range(&mut self.rng, 20, 2 * ttl_ms);
+            self.push(t, Ev::PartitionStart(c));
+            self.push(t + d, Ev::PartitionEnd(c));
+            t += d + ms_range(&mut self.rng, gap / 2, gap * 2);
+        }
+        let gap = (self.rng.u64(500..3000) as f64 / storm) as u64;
+        let mut t = ms_range(&mut self.rng, 0, gap);
+        while t < end {
+            let d = if self.rng.u8(0..4) == 0 {
+                self.stats.long_pauses += 1;
+                ms_range(&mut self.rng, ttl_ms * 3 / 10, 2 * ttl_ms)
+            } else {
+                ms_range(&mut self.rng, 1, 80)
+            };
+            self.push(t, Ev::PauseStart(c));
+            self.push(t + d, Ev::PauseEnd(c));
+            t += d + ms_range(&mut self.rng, gap / 2, gap * 2);
+        }
     }
 
     /// Client `c` (re)connects at real time `at`, unless a connect is on its way already.
@@ -640,19 +741,34 @@ impl World {
         }
     }
 
-    fn send_to_server(&mut self, conn: usize, msg: ClientMsg) {
+    /// Puts a message on a connection, behind the earlier ones of its direction (`ev` is its
+    /// arrival); a reset loses it and everything after it. False when it did not go out.
+    fn transmit(&mut self, conn: usize, to_server: bool, ev: Ev) -> bool {
         if !self.conns[conn].alive {
-            return;
+            return false;
         }
         if self.rng.f64() < self.faults.p_reset {
-            self.trace(|| format!("conn {conn} resets, losing {msg:?}"));
+            self.trace(|| format!("conn {conn} resets, losing {ev:?}"));
             self.reset(conn);
-            return;
+            return false;
         }
-        let at = (self.now + self.delay()).max(self.conns[conn].last_to_server);
-        self.conns[conn].last_to_server = at;
-        self.push(at, Ev::ToServer { conn, msg });
-        if self.rng.f64() < self.faults.p_abandon {
+        let d = self.delay();
+        let k = &mut self.conns[conn];
+        let last = if to_server {
+            &mut k.last_to_server
+        } else {
+            &mut k.last_to_client
+        };
+        let at = (self.now + d).max(*last);
+        *last = at;
+        self.push(at, ev);
+        true
+    }
+
+    fn send_to_server(&mut self, conn: usize, msg: ClientMsg) {
+        if self.transmit(conn, true, Ev::ToServer { conn, msg })
+            && self.rng.f64() < self.faults.p_abandon
+        {
             self.abandon(conn);
         }
     }
@@ -672,17 +788,7 @@ impl World {
     }
 
     fn send_to_client(&mut self, conn: usize, msg: ServerMsg) {
-        if !self.conns[conn].alive {
-            return;
-        }
-        if self.rng.f64() < self.faults.p_reset {
-            self.trace(|| format!("conn {conn} resets, losing {msg:?}"));
-            self.reset(conn);
-            return;
-        }
-        let at = (self.now + self.delay()).max(self.conns[conn].last_to_client);
-        self.conns[conn].last_to_client = at;
-        self.push(at, Ev::ToClient { conn, msg });
+        self.transmit(conn, false, Ev::ToClient { conn, msg });
     }
 
     // ---- the server ----------------------------------------------------------------------

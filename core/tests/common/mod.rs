@@ -1,8 +1,9 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
+use std::process::Child;
 use std::time::{Duration, Instant};
 use tenure::{Client, ClientConfig, Durability, Server, ServerConfig};
 
@@ -113,4 +114,30 @@ impl Raw {
     pub fn recv(&mut self) -> Option<tenure::proto::ServerMsg> {
         self.recv_within(Duration::from_secs(5))
     }
+}
+
+/// A child process that is killed and reaped when dropped (a test that fails leaves none).
+pub struct Proc(pub Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The first line a child prints on its stdout (taken from it), trimmed; `None` when none
+/// comes within `limit`.
+pub fn first_line(c: &mut Child, limit: Duration) -> Option<String> {
+    let out = c.stdout.take()?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut l = String::new();
+        let _ = BufReader::new(out).read_line(&mut l);
+        let _ = tx.send(l);
+    });
+    rx.recv_timeout(limit)
+        .ok()
+        .map(|l| l.trim().to_string())
+        .filter(|l| !l.is_empty())
 }
