@@ -345,14 +345,8 @@ impl Node {
                 self.reply(c, session, req, Ok(Reply::Status(st)));
             }
             Request::Revoke { name } => {
-                let cmd = Command::Revoke { name };
-                match self.state.precheck(&cmd) {
-                    Ok(()) => {
-                        self.execute(cmd, None);
-                        self.reply(c, session, req, Ok(Reply::Done));
-                    }
-                    Err(e) => self.reply(c, session, req, Err(e)),
-                }
+                let r = self.try_execute(Command::Revoke { name }, None);
+                self.reply(c, session, req, r.map(|()| Reply::Done));
             }
             Request::View { group } => {
                 let r = match Text::GroupName.check(&group) {
@@ -416,28 +410,29 @@ impl Node {
         }
     }
 
-    /// Logs (unless it is a repeat or refused) and applies a command, routing its outputs.
+    /// [`Node::try_execute`] for a command whose refusal needs nothing more: it is answered on
+    /// `origin`, or it is the node's own decision gone stale (an expiry racing a close).
     fn execute(&mut self, cmd: Command, origin: Option<usize>) {
-        let repeat = matches!(&cmd, Command::Request { session, req, .. } if self.state.is_repeat(*session, *req));
-        if !repeat {
-            if let Err(e) = self.state.precheck(&cmd) {
-                if let Some(c) = origin {
-                    let (session, req) = match &cmd {
-                        Command::Open { req, .. } => (0, *req),
-                        Command::Request { session, req, .. } => (*session, *req),
-                        Command::Expire { .. }
-                        | Command::Designate { .. }
-                        | Command::Promote { .. }
-                        | Command::StepDown { .. }
-                        | Command::Revoke { .. } => return,
-                    };
-                    self.reply(c, session, req, Err(e));
+        let _refused = self.try_execute(cmd, origin);
+    }
+
+    /// Checks and applies a command, logs it unless it is a repeat, and routes its outputs. A
+    /// refused command changes nothing and is not logged: its error goes to the connection it
+    /// came from (`origin`), if a client asked for it, and is returned.
+    fn try_execute(&mut self, cmd: Command, origin: Option<usize>) -> Result<(), ErrorReply> {
+        let applied = match self.state.execute(&cmd) {
+            Ok(a) => a,
+            Err(e) => {
+                if let (Some(c), Some((session, req))) = (origin, cmd.asker()) {
+                    self.reply(c, session, req, Err(e.clone()));
                 }
-                return;
+                return Err(e);
             }
-            self.io.push_back(NodeIo::Log(cmd.clone()));
+        };
+        if !applied.repeat {
+            self.io.push_back(NodeIo::Log(cmd));
         }
-        let outputs = self.state.apply(&cmd);
+        let outputs = applied.outputs;
         for o in outputs {
             match o {
                 Output::SessionOpened { session, ttl_ms } => {
@@ -497,6 +492,7 @@ impl Node {
                 }
             }
         }
+        Ok(())
     }
 
     fn run_designations(&mut self, now: Instant) {

@@ -1,0 +1,519 @@
+//! The server's network runtime: one thread around a `mio` poll that reads frames from every
+//! connection and hands them to the [`Node`], and performs what the node asks (log a command,
+//! send a message, close a connection, check an endpoint). It holds no protocol rules of its
+//! own; it does hold the connection budgets ([`READ_PER_TURN`], [`PAUSE_OUTBUF`],
+//! [`MAX_OUTBUF`], the connection cap and the idle timeout). One loop turn is one group
+//! commit: every command of the turn is appended to the log, one `fdatasync` makes them
+//! durable, and only then are their replies written (heartbeat replies wait with them, to keep
+//! replies in order).
+
+use super::node::{Node, NodeIo};
+use super::state::State;
+use super::storage::Storage;
+use super::{CHECK_TIMEOUT, MAX_OUTBUF, PAUSE_OUTBUF, READ_PER_TURN};
+use crate::proto::{self, ClientMsg, ErrorReply, FrameReader, Incarnation, ServerMsg};
+use crossbeam_channel::{Receiver, Sender};
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token, Waker};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::io::{self, Read, Write};
+use std::net::ToSocketAddrs;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const LISTENER: Token = Token(0);
+/// The token of the waker that [`super::Server::stop`] and finished checks use.
+pub(super) const WAKER: Token = Token(1);
+const FIRST_CONN: usize = 2;
+
+struct Conn {
+    stream: TcpStream,
+    reader: FrameReader,
+    out: Vec<u8>,
+    /// Start of the replies in `out` that wait for the group commit.
+    held_from: Option<usize>,
+    writable_registered: bool,
+    /// Close once `out` is written (the node asked, or a message could not be encoded).
+    closing: bool,
+    /// The socket may hold unread bytes (the last read stopped at the turn's budget, or a
+    /// readable event came): mio is edge-triggered, so this must be remembered.
+    more_to_read: bool,
+    /// The peer closed its side; the connection closes once what it sent is handled.
+    eof: bool,
+    /// In [`Runtime::backlog`] already.
+    queued: bool,
+}
+
+impl Conn {
+    fn new(stream: TcpStream) -> Conn {
+        Conn {
+            stream,
+            reader: FrameReader::with_limit(proto::MAX_REQUEST_FRAME),
+            out: Vec::new(),
+            held_from: None,
+            writable_registered: false,
+            closing: false,
+            more_to_read: true,
+            eof: false,
+            queued: false,
+        }
+    }
+
+    /// Too much output waits for the peer: its requests are not read until it reads.
+    fn paused(&self) -> bool {
+        self.out.len() >= PAUSE_OUTBUF
+    }
+}
+
+/// The server's I/O loop around its [`Node`]: sockets, the log, the connectivity checks.
+pub(super) struct Runtime {
+    poll: Poll,
+    listener: TcpListener,
+    storage: Storage,
+    node: Node,
+    conns: HashMap<usize, Conn>,
+    next_conn: usize,
+    /// Connections whose output gained replies in this turn; those replies wait for the
+    /// group commit before they are written.
+    held: Vec<usize>,
+    /// Outcomes of connectivity checks: (election, candidate, reachable).
+    checks_tx: Sender<(String, String, bool)>,
+    checks_rx: Receiver<(String, String, bool)>,
+    waker: Arc<Waker>,
+    /// Connections to serve in the next turn, in order: they have more to read or parse
+    /// than one turn's budget, or output drained below the pause mark.
+    backlog: VecDeque<usize>,
+    /// See [`ServerConfig::max_connections`] (already capped by the descriptor limit).
+    max_connections: usize,
+    /// See [`ServerConfig::idle_timeout`].
+    idle_timeout: Duration,
+    /// When idle connections are looked for next.
+    next_sweep: Instant,
+    /// A descriptor held in reserve: when accept fails for want of descriptors, it is let go
+    /// to accept and close the waiting connection, so the listener never stalls.
+    spare_fd: Option<std::fs::File>,
+}
+
+impl Runtime {
+    /// A runtime serving `listener`, its node recovered from `state`.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn new(
+        poll: Poll,
+        mut listener: TcpListener,
+        storage: Storage,
+        state: State,
+        incarnation: Incarnation,
+        waker: Arc<Waker>,
+        max_connections: usize,
+        idle_timeout: Duration,
+    ) -> io::Result<Runtime> {
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let now = Instant::now();
+        let (checks_tx, checks_rx) = crossbeam_channel::unbounded();
+        Ok(Runtime {
+            poll,
+            listener,
+            storage,
+            node: Node::new(state, incarnation, now),
+            conns: HashMap::new(),
+            next_conn: FIRST_CONN,
+            held: Vec::new(),
+            checks_tx,
+            checks_rx,
+            waker,
+            backlog: VecDeque::new(),
+            max_connections,
+            idle_timeout,
+            next_sweep: now,
+            spare_fd: std::fs::File::open("/dev/null").ok(),
+        })
+    }
+
+    /// Serves until `stop` is set (and the waker woken) or an I/O error ends the loop.
+    pub(super) fn run(&mut self, stop: &AtomicBool) -> io::Result<()> {
+        let mut events = Events::with_capacity(1024);
+        let mut writable = Vec::new();
+        loop {
+            let timeout = if self.backlog.is_empty() {
+                let next = self
+                    .node
+                    .next_wakeup()
+                    .into_iter()
+                    .chain((!self.conns.is_empty()).then_some(self.next_sweep))
+                    .min();
+                next.map(|d| {
+                    d.saturating_duration_since(Instant::now())
+                        .min(Duration::from_secs(1))
+                })
+            } else {
+                Some(Duration::ZERO)
+            };
+            match self.poll.poll(&mut events, timeout) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+            if stop.load(Ordering::Acquire) {
+                self.storage.commit()?;
+                return Ok(());
+            }
+            writable.clear();
+            // Connections served this turn: those left over from the last one first, then
+            // those that became readable, each once.
+            let mut work: Vec<usize> = self.backlog.drain(..).collect();
+            for c in &work {
+                if let Some(conn) = self.conns.get_mut(c) {
+                    conn.queued = false;
+                }
+            }
+            for ev in events.iter() {
+                match ev.token() {
+                    LISTENER => self.accept()?,
+                    WAKER => {}
+                    Token(t) => {
+                        if ev.is_writable() {
+                            writable.push(t);
+                        }
+                        if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+                            if let Some(conn) = self.conns.get_mut(&t) {
+                                conn.more_to_read = true;
+                                work.push(t);
+                            }
+                        }
+                    }
+                }
+            }
+            // Each once, in the order they became ready (requests from several connections
+            // that arrived in one turn are handled in the order the kernel reported them).
+            let mut seen = HashSet::with_capacity(work.len());
+            for c in work {
+                if seen.insert(c) {
+                    self.serve(c);
+                }
+            }
+            let now = Instant::now();
+            while let Ok((election, candidate, ok)) = self.checks_rx.try_recv() {
+                self.node.checked(now, election, candidate, true, ok);
+                self.perform();
+            }
+            self.node.tick(now);
+            self.perform();
+            if now >= self.next_sweep {
+                self.close_idle(now);
+            }
+            // Group commit, then release the replies it covers.
+            self.storage.commit()?;
+            let mut dirty = std::mem::take(&mut writable);
+            for c in self.held.drain(..) {
+                if let Some(conn) = self.conns.get_mut(&c) {
+                    conn.held_from = None;
+                    dirty.push(c);
+                }
+            }
+            dirty.sort_unstable();
+            dirty.dedup();
+            for &c in &dirty {
+                self.flush(c);
+            }
+            writable = dirty;
+            if self.storage.wants_snapshot() {
+                self.storage.snapshot(self.node.state())?;
+            }
+        }
+    }
+
+    /// Performs what the node asked for.
+    fn perform(&mut self) {
+        while let Some(io) = self.node.poll_io() {
+            match io {
+                NodeIo::Log(cmd) => self.storage.append(&cmd),
+                NodeIo::Send { conn, msg } => self.send_now(conn, &msg),
+                NodeIo::Close { conn } => {
+                    // Closed once what is queued for it is written after the commit (a
+                    // connection is in `held` exactly while its `held_from` is set).
+                    if let Some(c) = self.conns.get_mut(&conn) {
+                        c.closing = true;
+                        if c.held_from.is_none() {
+                            c.held_from = Some(c.out.len());
+                            self.held.push(conn);
+                        }
+                    }
+                }
+                NodeIo::Check {
+                    election,
+                    candidate,
+                    endpoint,
+                } => self.check(election, candidate, endpoint),
+            }
+        }
+    }
+
+    /// Checks on a thread of its own that `endpoint` accepts a connection.
+    fn check(&mut self, election: String, candidate: String, endpoint: String) {
+        let tx = self.checks_tx.clone();
+        let waker = self.waker.clone();
+        let (e2, c2) = (election.clone(), candidate.clone());
+        let spawned = std::thread::Builder::new()
+            .name("tenure-check".into())
+            .spawn(move || {
+                let ok = endpoint
+                    .to_socket_addrs()
+                    .ok()
+                    .and_then(|mut a| a.next())
+                    .is_some_and(|a| {
+                        std::net::TcpStream::connect_timeout(&a, CHECK_TIMEOUT).is_ok()
+                    });
+                let _ = tx.send((e2, c2, ok));
+                let _ = waker.wake();
+            });
+        if spawned.is_err() {
+            // Out of threads: the node tries this round again later rather than stall.
+            self.node
+                .checked(Instant::now(), election, candidate, false, false);
+        }
+    }
+
+    fn accept(&mut self) -> io::Result<()> {
+        loop {
+            match self.listener.accept() {
+                Ok((mut stream, _)) => {
+                    if self.conns.len() >= self.max_connections && !self.evict_idle() {
+                        // Full of connections that carry sessions: say why, and close.
+                        let mut b = Vec::new();
+                        let reject = ServerMsg::Reject {
+                            reason: format!(
+                                "the server has reached its limit of {} connections",
+                                self.max_connections
+                            ),
+                        };
+                        if proto::encode(&reject, &mut b).is_ok() {
+                            let _ = stream.write(&b);
+                        }
+                        continue;
+                    }
+                    let _ = stream.set_nodelay(true);
+                    let id = self.next_conn;
+                    self.next_conn += 1;
+                    self.poll
+                        .registry()
+                        .register(&mut stream, Token(id), Interest::READABLE)?;
+                    self.conns.insert(id, Conn::new(stream));
+                    self.node.accepted(Instant::now(), id);
+                    // Bytes may have arrived before the registration: serve it this turn.
+                    self.queue(id);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE)) => {
+                    // Out of descriptors: make room by closing the oldest connection without
+                    // a session, or else refuse the waiting one (with the spare descriptor),
+                    // so that the listener does not stall with connections queued.
+                    if self.evict_idle() {
+                        continue;
+                    }
+                    match self.spare_fd.take() {
+                        Some(f) => {
+                            drop(f);
+                            if let Ok((s, _)) = self.listener.accept() {
+                                drop(s);
+                            }
+                            self.spare_fd = std::fs::File::open("/dev/null").ok();
+                        }
+                        None => return Ok(()),
+                    }
+                }
+                // A connection reset before accept, or another passing error: go on later.
+                Err(_) => return Ok(()),
+            }
+        }
+    }
+
+    /// Closes the connection that has carried no session for the longest time, if any.
+    fn evict_idle(&mut self) -> bool {
+        match self.node.oldest_idle() {
+            Some(c) => {
+                self.close(c);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Closes connections that have carried no session for the idle timeout.
+    fn close_idle(&mut self, now: Instant) {
+        let limit = self.idle_timeout;
+        for c in self.node.idle(now, limit) {
+            self.close(c);
+        }
+        self.next_sweep =
+            now + (limit / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
+    }
+
+    /// Puts a connection in the next turn's backlog.
+    fn queue(&mut self, c: usize) {
+        if let Some(conn) = self.conns.get_mut(&c) {
+            if !conn.queued {
+                conn.queued = true;
+                self.backlog.push_back(c);
+            }
+        }
+    }
+
+    /// One turn's service of a connection: handles the requests it has buffered, reads at
+    /// most [`READ_PER_TURN`] more and handles those, unless its output is paused. What is
+    /// left goes to the backlog for the next turn.
+    fn serve(&mut self, c: usize) {
+        self.parse(c);
+        let mut buf = [0u8; 64 * 1024];
+        let mut budget = READ_PER_TURN;
+        loop {
+            let Some(conn) = self.conns.get_mut(&c) else {
+                return;
+            };
+            if conn.paused() || conn.closing || conn.eof || !conn.more_to_read || budget == 0 {
+                break;
+            }
+            let want = budget.min(buf.len());
+            match conn.stream.read(&mut buf[..want]) {
+                Ok(0) => conn.eof = true,
+                Ok(n) => {
+                    budget -= n;
+                    conn.reader.extend(&buf[..n]);
+                    self.parse(c);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => conn.more_to_read = false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => conn.eof = true,
+            }
+        }
+        let Some(conn) = self.conns.get(&c) else {
+            return;
+        };
+        if conn.eof && !conn.paused() && !conn.closing {
+            // Everything the peer sent before closing has been handled (or is a truncated
+            // frame, which is dropped with the connection).
+            self.close(c);
+            return;
+        }
+        if !conn.paused() && !conn.closing && (conn.more_to_read || conn.reader.has_frame()) {
+            self.queue(c);
+        }
+    }
+
+    /// Hands the complete frames buffered for a connection to the node, while its output is
+    /// not paused. A malformed or oversized frame closes this connection only.
+    fn parse(&mut self, c: usize) {
+        loop {
+            let Some(conn) = self.conns.get_mut(&c) else {
+                return;
+            };
+            if conn.closing || conn.paused() {
+                return;
+            }
+            let frame = match conn.reader.next_frame() {
+                Ok(Some(f)) => proto::decode::<ClientMsg>(f),
+                Ok(None) => return,
+                Err(e) => Err(e),
+            };
+            match frame {
+                Ok(msg) => {
+                    self.node.frame(Instant::now(), c, msg);
+                    // Logged commands stay in the log's buffer until the turn's commit.
+                    self.perform();
+                }
+                Err(_) => {
+                    self.close(c);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Queues a message; it is written after this turn's group commit. A reply that cannot
+    /// be encoded (a bound was missed) becomes an error reply saying so; any other message
+    /// that cannot closes the connection (the client reconnects and catches up).
+    fn send_now(&mut self, c: usize, msg: &ServerMsg) {
+        let Some(conn) = self.conns.get_mut(&c) else {
+            return;
+        };
+        if conn.held_from.is_none() {
+            conn.held_from = Some(conn.out.len());
+            self.held.push(c);
+        }
+        if let Err(e) = proto::encode(msg, &mut conn.out) {
+            let fallback = match msg {
+                ServerMsg::Reply { session, req, .. } => ServerMsg::Reply {
+                    session: *session,
+                    req: *req,
+                    result: Err(ErrorReply::Limit(format!("the reply is too large: {e}"))),
+                },
+                _ => {
+                    conn.closing = true;
+                    return;
+                }
+            };
+            if proto::encode(&fallback, &mut conn.out).is_err() {
+                conn.closing = true;
+            }
+        }
+    }
+
+    fn flush(&mut self, c: usize) {
+        let Some(conn) = self.conns.get_mut(&c) else {
+            return;
+        };
+        let mut written = 0;
+        let mut failed = false;
+        let end = conn.held_from.unwrap_or(conn.out.len());
+        while written < end {
+            match conn.stream.write(&conn.out[written..end]) {
+                Ok(0) => {
+                    failed = true;
+                    break;
+                }
+                Ok(n) => written += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    failed = true;
+                    break;
+                }
+            }
+        }
+        conn.out.drain(..written);
+        if let Some(h) = conn.held_from.as_mut() {
+            *h -= written;
+        }
+        if failed || conn.out.len() > MAX_OUTBUF || (conn.closing && conn.out.is_empty()) {
+            self.close(c);
+            return;
+        }
+        let resume = written > 0 && !conn.paused() && !conn.closing;
+        let want_write = !conn.out.is_empty();
+        if want_write != conn.writable_registered {
+            let interest = if want_write {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            let _ = self
+                .poll
+                .registry()
+                .reregister(&mut conn.stream, Token(c), interest);
+            conn.writable_registered = want_write;
+        }
+        if resume {
+            // Output drained below the pause mark: its requests are read again.
+            self.queue(c);
+        }
+    }
+
+    fn close(&mut self, c: usize) {
+        if let Some(mut conn) = self.conns.remove(&c) {
+            let _ = self.poll.registry().deregister(&mut conn.stream);
+            self.node.closed(Instant::now(), c);
+        }
+    }
+}
