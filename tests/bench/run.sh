@@ -6,6 +6,9 @@
 #                                      # marked as a quick run; add --out FILE to keep it apart)
 #   bash tests/bench/run.sh --smoke    # tiny counts: checks that every phase works (what CI
 #                                      # runs); writes target/bench-smoke/, not BENCHMARKS.md
+#   bash tests/bench/run.sh --compare DIR  # this build against another build's `tenure` and
+#                                      # `tenure-bench` in DIR, alternately; writes
+#                                      # target/release/bench-compare.md, not BENCHMARKS.md
 #
 # BENCHMARKS.md is rewritten up to its `---` line; the hand-maintained part after it is kept.
 # Plots (SVG) go to tests/bench/plots/.

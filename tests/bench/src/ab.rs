@@ -11,6 +11,7 @@ use crate::child::{self, Child};
 use crate::etcd;
 use crate::util::{fmt_ns, parse_samples, Scale};
 use std::fmt::Write as _;
+use std::path::Path;
 use std::time::Duration;
 use tenure::Durability;
 
@@ -170,7 +171,9 @@ pub fn run(ctx: &mut Ctx) -> AbOut {
                         SYS[sys]
                     );
                     let tag = format!("ab/{name}/{round}");
-                    let m = measure(q, sys, &ends[sys], pids[sys], c.kind, client_cpu, &tag);
+                    let m = measure(
+                        q, sys, &ends[sys], pids[sys], c.kind, client_cpu, &tag, None,
+                    );
                     c.rounds[sys].push(m);
                 }
             }
@@ -185,7 +188,9 @@ pub fn run(ctx: &mut Ctx) -> AbOut {
     out
 }
 
-/// One measurement of system `sys` (0 = tenure, 1 = etcd) at `end` (address or endpoint).
+/// One measurement of system `sys` (0 = tenure, 1 = etcd) at `end` (address or endpoint), its
+/// clients run by `exe` (another build's `tenure-bench`) when given, else by this program.
+#[allow(clippy::too_many_arguments)]
 fn measure(
     q: Scale,
     sys: usize,
@@ -194,7 +199,9 @@ fn measure(
     kind: Kind,
     cpu: Option<usize>,
     tag: &str,
+    exe: Option<&Path>,
 ) -> Result<Meas, String> {
+    let owned = exe.map(Path::to_path_buf);
     let (pre, flag) = if sys == 0 {
         ("tenure", "--addr")
     } else {
@@ -208,7 +215,7 @@ fn measure(
             let args = strs(&[
                 &w, flag, end, "--warmup", warm, "--iters", "100000", "--secs", &secs,
             ]);
-            let c = Child::worker_on(&w, &args, cpu)?;
+            let c = Child::worker_of(exe, &w, &args, cpu)?;
             let l = c.line_starting("samples", Duration::from_secs(60))?;
             let mut s = parse_samples("samples", &l)?;
             c.finish(Duration::from_secs(10))?;
@@ -234,7 +241,7 @@ fn measure(
             let spawn = move |role: &str| {
                 let mut args = strs(&[&w, "--role", role, &flag, &end, "--prefix", &prefix]);
                 args.extend(plan.to_args());
-                Child::worker_on(&format!("{w}-{role}"), &args, cpu)
+                Child::worker_of(owned.as_deref(), &format!("{w}-{role}"), &args, cpu)
             };
             let h = handover(&spawn, plan)?;
             if h.violations > 0 {
@@ -270,7 +277,7 @@ fn measure(
                 if contended {
                     args.extend(strs(&["--name", &name]));
                 }
-                Child::worker_on(&w, &args, cpu)
+                Child::worker_of(owned.as_deref(), &w, &args, cpu)
             };
             let t = throughput(&spawn, k, secs, server_pid)?;
             if t.ops <= 0.0 {
@@ -490,4 +497,119 @@ pub fn report(ab: &AbOut, r: &mut String, targets: &mut Vec<(String, String, boo
         }
         let _ = writeln!(r);
     }
+}
+
+/// `--compare DIR`: this build against another build of tenure (DIR holds its `tenure` and
+/// `tenure-bench`, for example `target/release` of a checkout of an older commit), each with
+/// its own `tenure serve --durability fsync` and its own clients, alternately (this, other,
+/// other, this, ...) for several rounds on the idle machine. For "no regression" claims: the
+/// report gives, per comparison, the median of the round medians and of the round p99s, and
+/// the spread of the round values so that a difference can be told from noise.
+pub fn compare(ctx: &mut Ctx, other: &Path, rounds: Option<usize>) -> String {
+    let q = ctx.opts.quick;
+    let n_rounds = rounds.unwrap_or(q.pick(6, 4, 1)).max(1);
+    let kinds = [
+        Kind::Lat,
+        Kind::Ho(1),
+        Kind::Ho(1000),
+        Kind::Tput {
+            k: 16,
+            contended: false,
+        },
+        Kind::Tput {
+            k: 16,
+            contended: true,
+        },
+    ];
+    let mut r = String::new();
+    let this = match ctx.start_server(Durability::Fsync) {
+        Ok(s) => s,
+        Err(e) => return format!("this build's server did not start: {e}\n"),
+    };
+    let that = match ctx.start_server_of(&other.join("tenure"), Durability::Fsync) {
+        Ok(s) => s,
+        Err(e) => return format!("the other build's server did not start: {e}\n"),
+    };
+    let exe = other.join("tenure-bench");
+    let sides: [(&str, Option<&Path>); 2] = [(&this.addr, None), (&that.addr, Some(&exe))];
+    let pids = [this.child.pid(), that.child.pid()];
+    let mut res: Vec<[Vec<Result<Meas, String>>; 2]> =
+        kinds.iter().map(|_| [vec![], vec![]]).collect();
+    for round in 0..n_rounds {
+        let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+        for (i, kind) in kinds.iter().enumerate() {
+            for side in order {
+                eprintln!(
+                    "[compare] round {}/{n_rounds}: {} — {}",
+                    round + 1,
+                    kind.label(),
+                    ["this build", "other build"][side]
+                );
+                let tag = format!("cmp/{round}/{side}");
+                let (end, exe) = sides[side];
+                let m = measure(q, 0, end, pids[side], *kind, None, &tag, exe);
+                if let Err(e) = &m {
+                    eprintln!("  failed: {e}");
+                }
+                res[i][side].push(m);
+            }
+        }
+    }
+    let _ = writeln!(
+        r,
+        "| comparison | measure | this build | other build | other ÷ this | rounds ok | this build, rounds (min–max) | other build, rounds (min–max) |\n|---|---|---|---|---|---|---|---|"
+    );
+    let spread =
+        |rs: &[Result<Meas, String>], f: &dyn Fn(&Meas) -> f64, fmt: &dyn Fn(f64) -> String| {
+            let v: Vec<f64> = rs.iter().flatten().map(f).collect();
+            let lo = v.iter().cloned().fold(f64::INFINITY, f64::min);
+            let hi = v.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            if v.is_empty() {
+                "–".to_string()
+            } else {
+                format!("{}–{}", fmt(lo), fmt(hi))
+            }
+        };
+    for (i, kind) in kinds.iter().enumerate() {
+        let [a, b] = &res[i];
+        let ok = format!(
+            "{} / {}",
+            a.iter().filter(|x| x.is_ok()).count(),
+            b.iter().filter(|x| x.is_ok()).count()
+        );
+        let stats: &[&str] = match kind {
+            Kind::Tput { .. } => &["ops/s"],
+            _ => &["p50", "p99"],
+        };
+        for &name in stats {
+            let f = |m: &Meas| match name {
+                "p50" => m.pct(50.0) as f64,
+                "p99" => m.pct(99.0) as f64,
+                _ => m.ops.unwrap_or(0.0),
+            };
+            let fmt = |v: f64| match name {
+                "ops/s" => format!("{v:.0}"),
+                _ => fmt_ns(v as u64),
+            };
+            let (x, _) = med_of(a, f);
+            let (y, _) = med_of(b, f);
+            let ratio = match (x, y) {
+                (Some(x), Some(y)) if x > 0.0 => format!("{:.2}", y / x),
+                _ => "?".into(),
+            };
+            let show = |v: Option<f64>| v.map_or("failed".to_string(), &fmt);
+            let _ = writeln!(
+                r,
+                "| {} | {name} | {} | {} | {ratio} | {ok} | {} | {} |",
+                kind.label(),
+                show(x),
+                show(y),
+                spread(a, &f, &fmt),
+                spread(b, &f, &fmt)
+            );
+        }
+    }
+    drop(that);
+    drop(this);
+    r
 }

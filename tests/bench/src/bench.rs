@@ -107,6 +107,18 @@ impl Ctx {
         }
     }
 
+    /// Starts another build's `tenure serve` (for `--compare`).
+    pub(crate) fn start_server_of(
+        &mut self,
+        tenure: &Path,
+        d: Durability,
+    ) -> Result<ServerProc, String> {
+        let kind = std::mem::replace(&mut self.kind, ServerKind::Cli(tenure.to_path_buf()));
+        let r = self.start_server(d);
+        self.kind = kind;
+        r
+    }
+
     pub(crate) fn start_server(&mut self, d: Durability) -> Result<ServerProc, String> {
         let dir = self.dir("server");
         let child = self.spawn_server(d, &dir)?;
@@ -972,6 +984,30 @@ pub fn main(a: &Args) -> i32 {
     }
     eprintln!("server: {}", ctx.kind_note);
     let q = ctx.opts.quick;
+    if a.has("compare") {
+        let other = PathBuf::from(a.get_or("compare", ""));
+        let out = if a.has("out") {
+            ctx.opts.out.clone()
+        } else {
+            exe_dir.join("bench-compare.md")
+        };
+        let rounds = a.get_or("rounds", "").parse().ok();
+        let table = crate::ab::compare(&mut ctx, &other, rounds);
+        let mut head = format!("# This build ({source}) against {}\n\n", other.display());
+        for (k, v) in &mach {
+            head.push_str(&format!("- {k}: {v}\n"));
+        }
+        head.push('\n');
+        let text = format!("{head}{table}");
+        print!("{text}");
+        if let Err(e) = std::fs::write(&out, &text) {
+            eprintln!("cannot write {}: {e}", out.display());
+            return 1;
+        }
+        eprintln!("written to {}", out.display());
+        let _ = std::fs::remove_dir_all(&tmp);
+        return 0;
+    }
 
     let mut blocks: Vec<(&str, (Duration, Option<f64>))> = vec![];
     eprintln!("[baseline] loopback RTT and fdatasync");

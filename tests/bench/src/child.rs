@@ -32,18 +32,28 @@ impl Child {
     }
 
     /// Like [`Child::worker`]; with `cpu = Some(c)` the worker is started by
-    /// `taskset -c c` (util-linux), so it and every thread it makes run on CPU `c` only.
-    pub fn worker_on(name: &str, args: &[String], cpu: Option<usize>) -> Result<Child, String> {
-        let Some(c) = cpu else {
-            return Child::worker(name, args);
+    /// `taskset -c c` (util-linux), so it and every thread it makes run on CPU `c` only; with
+    /// `exe`, the worker is another build's `tenure-bench` (how `--compare` runs the other
+    /// build's clients).
+    pub fn worker_of(
+        exe: Option<&Path>,
+        name: &str,
+        args: &[String],
+        cpu: Option<usize>,
+    ) -> Result<Child, String> {
+        let exe = match exe {
+            Some(e) => e.to_path_buf(),
+            None => std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?,
         };
-        let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
-        let mut cmd = Command::new("taskset");
-        cmd.arg("-c")
-            .arg(c.to_string())
-            .arg(exe)
-            .arg("worker")
-            .args(args);
+        let mut cmd = match cpu {
+            Some(c) => {
+                let mut cmd = Command::new("taskset");
+                cmd.arg("-c").arg(c.to_string()).arg(exe);
+                cmd
+            }
+            None => Command::new(exe),
+        };
+        cmd.arg("worker").args(args);
         Child::spawn(name, cmd, None)
     }
 

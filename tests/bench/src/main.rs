@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo run --release -p tenure-bench [-- --quick | --smoke] [--out FILE] [--no-etcd]
-//!                                      [--tenure PATH] [--time-limit SECS]
+//!                                      [--tenure PATH] [--time-limit SECS] [--compare DIR [--rounds N]]
 //! ```
 //!
 //! The program is an orchestrator: it starts the servers (`tenure serve`, or an embedded
@@ -43,11 +43,13 @@ fn main() {
     }
     if args.iter().any(|a| a == "-h" || a == "--help") {
         println!(
-            "usage: tenure-bench [--quick | --smoke] [--out FILE] [--no-etcd] [--tenure PATH] [--time-limit SECS]\n\
+            "usage: tenure-bench [--quick | --smoke] [--out FILE] [--no-etcd] [--tenure PATH] [--time-limit SECS] [--compare DIR [--rounds N]]\n\
              Measures tenure (and etcd) on this machine and writes BENCHMARKS.md (keeping its part\n\
              after the `---` line) and the plots in tests/bench/plots. --smoke: tiny counts,\n\
              checks that every phase works, writes target/bench-smoke/ and prints\n\
-             `bench-smoke: N passed, N failed` (exit status 1 if any failed)."
+             `bench-smoke: N passed, N failed` (exit status 1 if any failed). --compare DIR: this\n\
+             build against the `tenure` and `tenure-bench` of another build in DIR, alternately;\n\
+             writes bench-compare.md beside this program (or --out FILE)."
         );
         return;
     }
