@@ -6,6 +6,7 @@
 
 pub mod liveness;
 pub(crate) mod node;
+pub mod replica;
 mod runtime;
 pub mod state;
 pub mod storage;
