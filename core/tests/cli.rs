@@ -45,7 +45,11 @@ fn serve(dir: &Path, listen: &str) -> (Proc, String) {
     }
 }
 
+/// `tenure lock` started as a background job of a script would be (`tenure lock ... &` in a
+/// non-interactive shell: SIGINT ignored), with SIGHUP at its default whatever this test
+/// inherited (CI may run under `nohup`): signals sent to it must still reach its command.
 fn lock_cmd(addr: &str, extra: &[&str], name: &str, cmd: &[&str]) -> Command {
+    use std::os::unix::process::CommandExt;
     let mut c = Command::new(BIN);
     c.arg("lock")
         .args(["--endpoints", addr])
@@ -53,6 +57,14 @@ fn lock_cmd(addr: &str, extra: &[&str], name: &str, cmd: &[&str]) -> Command {
         .arg(name)
         .arg("--")
         .args(cmd);
+    // SAFETY: only async-signal-safe calls (signal) between fork and exec.
+    unsafe {
+        c.pre_exec(|| {
+            libc::signal(libc::SIGINT, libc::SIG_IGN);
+            libc::signal(libc::SIGHUP, libc::SIG_DFL);
+            Ok(())
+        });
+    }
     c
 }
 

@@ -140,14 +140,27 @@ fn connect_error(e: Error) -> (u8, String) {
 /// Blocks SIGINT, SIGTERM and SIGHUP in this thread (and threads it starts later), so that
 /// they can be taken synchronously ([`wait_signal`], [`signal_thread`]). The mask is
 /// inherited across exec: commands are started with an empty one ([`spawn_command`]).
+///
+/// An ignored signal is discarded by the kernel even while blocked, so inherited
+/// dispositions matter: SIGINT and SIGTERM are set back to the default first (a
+/// non-interactive shell starts `tenure lock ... &` with SIGINT ignored, and a signal sent to
+/// tenure must still reach its command, as with GNU `timeout`); an ignored SIGHUP is left
+/// ignored, for tenure and its command (`nohup` asked for exactly that).
 fn block_signals() -> libc::sigset_t {
-    // SAFETY: plain libc calls on a locally owned signal set.
+    // SAFETY: plain libc calls on locally owned signal sets and sigaction structs.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGINT);
-        libc::sigaddset(&mut set, libc::SIGTERM);
-        libc::sigaddset(&mut set, libc::SIGHUP);
+        for sig in [libc::SIGINT, libc::SIGTERM] {
+            libc::signal(sig, libc::SIG_DFL);
+            libc::sigaddset(&mut set, sig);
+        }
+        let mut hup: libc::sigaction = std::mem::zeroed();
+        let ignored = libc::sigaction(libc::SIGHUP, std::ptr::null(), &mut hup) == 0
+            && hup.sa_sigaction == libc::SIG_IGN;
+        if !ignored {
+            libc::sigaddset(&mut set, libc::SIGHUP);
+        }
         libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
         set
     }
