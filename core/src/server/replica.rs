@@ -496,6 +496,15 @@ mod tests {
             }
         }
 
+        /// Members crashed and not restarted.
+        fn down(&self) -> Vec<MemberId> {
+            self.members
+                .iter()
+                .filter(|(_, r)| r.is_none())
+                .map(|(id, _)| *id)
+                .collect()
+        }
+
         fn leaders(&self) -> Vec<MemberId> {
             self.members
                 .iter()
@@ -642,19 +651,12 @@ mod tests {
                 match rng.u8(0..10) {
                     0 => {
                         let id = rng.u64(1..=n);
-                        let down = g.members.values().filter(|r| r.is_none()).count() as u64;
-                        if down < (n - 1) / 2 {
+                        if (g.down().len() as u64) < (n - 1) / 2 {
                             g.crash(id);
                         }
                     }
                     1 => {
-                        let down: Vec<u64> = g
-                            .members
-                            .iter()
-                            .filter(|(_, r)| r.is_none())
-                            .map(|(id, _)| *id)
-                            .collect();
-                        if let Some(id) = down.first() {
+                        if let Some(id) = g.down().first() {
                             g.start(*id);
                         }
                     }
@@ -679,13 +681,7 @@ mod tests {
             // Faults stop: everyone up, connected, no loss.
             g.cut.clear();
             g.loss = 0.0;
-            let down: Vec<u64> = g
-                .members
-                .iter()
-                .filter(|(_, r)| r.is_none())
-                .map(|(id, _)| *id)
-                .collect();
-            for id in down {
+            for id in g.down() {
                 g.start(id);
             }
             g.run(Duration::from_secs(2));

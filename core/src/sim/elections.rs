@@ -782,20 +782,7 @@ fn elections_hold_under_faults() {
         ..Params::default()
     };
     let start = std::time::Instant::now();
-    let mut t = Stats::default();
-    let mut ws = super::WorldStats::default();
-    for &seed in &seeds {
-        match run(seed, &p) {
-            Ok((s, w)) => {
-                t.add(&s);
-                ws.add(&w);
-            }
-            Err(v) => panic!(
-                "seed {seed}: {v}\nreplay: SIM_SEED={seed} SIM_TRACE=1 cargo test -p tenure \
-                 --lib sim::elections -- --nocapture"
-            ),
-        }
-    }
+    let (t, ws) = super::run_seeds(&seeds, "sim::elections", |seed| run(seed, &p), Stats::add);
     eprintln!(
         "simulation (elections, real session and node): {} seeds in {:.2?} ({} events)\n  \
          preempt seeds {}, master changes {} ({} designations, {} to no master), campaigns \

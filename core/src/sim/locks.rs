@@ -572,20 +572,7 @@ fn mutual_exclusion_and_fencing_hold_under_faults() {
         ..Params::default()
     };
     let start = std::time::Instant::now();
-    let mut t = Stats::default();
-    let mut ws = super::WorldStats::default();
-    for &seed in &seeds {
-        match run(seed, &p) {
-            Ok((s, w)) => {
-                t.add(&s);
-                ws.add(&w);
-            }
-            Err(v) => panic!(
-                "seed {seed}: {v}\nreplay: SIM_SEED={seed} SIM_TRACE=1 cargo test -p tenure \
-                 --lib sim::locks -- --nocapture"
-            ),
-        }
-    }
+    let (t, ws) = super::run_seeds(&seeds, "sim::locks", |seed| run(seed, &p), Stats::add);
     eprintln!(
         "simulation (locks, real session and node): {} seeds, {:.1} s simulated each, in \
          {:.2?} ({} events)\n  grants {}, hand-overs {} ({} after a server expiry), sessions \

@@ -309,6 +309,32 @@ pub(crate) struct WorldStats {
     pub(crate) checks_failed: u64,
 }
 
+/// Runs every seed, summing each run's scenario statistics (`add`) and world statistics. A
+/// failing seed panics with what was violated and the command that replays it with a trace
+/// (`module`: the scenario's test path, for example `sim::locks`).
+pub(crate) fn run_seeds<S: Default>(
+    seeds: &[u64],
+    module: &str,
+    run: impl Fn(u64) -> Result<(S, WorldStats), Violation>,
+    add: impl Fn(&mut S, &S),
+) -> (S, WorldStats) {
+    let mut total = S::default();
+    let mut ws = WorldStats::default();
+    for &seed in seeds {
+        match run(seed) {
+            Ok((s, w)) => {
+                add(&mut total, &s);
+                ws.add(&w);
+            }
+            Err(v) => panic!(
+                "seed {seed}: {v}\nreplay: SIM_SEED={seed} SIM_TRACE=1 cargo test -p tenure \
+                 --lib {module} -- --nocapture"
+            ),
+        }
+    }
+    (total, ws)
+}
+
 impl WorldStats {
     pub(crate) fn add(&mut self, o: &WorldStats) {
         self.events += o.events;
