@@ -311,6 +311,12 @@ pub enum ErrorReply {
     Stale,
     /// The session asked for a lock it already holds (added in protocol version 2).
     AlreadyHeld,
+    /// This member of a replicated group does not lead it: the request was not taken. The
+    /// leader's client address, when known; otherwise an election is under way.
+    NotLeader {
+        /// Where the leader listens.
+        leader: Option<String>,
+    },
 }
 
 impl fmt::Display for ErrorReply {
@@ -322,6 +328,15 @@ impl fmt::Display for ErrorReply {
             ErrorReply::Limit(s) => write!(f, "limit reached: {s}"),
             ErrorReply::Stale => write!(f, "request id too old to be answered"),
             ErrorReply::AlreadyHeld => write!(f, "the session already holds this lock"),
+            ErrorReply::NotLeader { leader: Some(l) } => {
+                write!(f, "this server does not lead its group; the leader is {l}")
+            }
+            ErrorReply::NotLeader { leader: None } => {
+                write!(
+                    f,
+                    "this server does not lead its group, and no leader is known now"
+                )
+            }
         }
     }
 }

@@ -38,6 +38,11 @@ pub(crate) const HEARTBEAT_BIT: u64 = 1 << 63;
 const MAX_OPENING: usize = 8;
 /// How long a close waits for the server's reply.
 const CLOSE_WAIT: Duration = Duration::from_secs(1);
+/// The pause before trying the next member when the one reached named no leader (an
+/// election under way, which takes a few hundred milliseconds): short enough to find the
+/// new leader soon after it is elected, long enough that a group of clients does not spin
+/// on the members meanwhile.
+pub const REDIRECT_PAUSE: Duration = Duration::from_millis(50);
 
 /// What the session asks of the runtime. Connections are named by the number of the dial
 /// that made them.
@@ -103,6 +108,9 @@ pub(crate) struct Session {
     opening: Vec<(u64, Instant)>,
     /// When to try opening a session next, while there is none.
     reopen_at: Option<Instant>,
+    /// When to dial again after a member said it does not lead and named no leader (an
+    /// election under way): see [`REDIRECT_PAUSE`].
+    redial_at: Option<Instant>,
     incarnation: Option<Incarnation>,
     pending: BTreeMap<u64, Pending>,
     locks: HashMap<String, Arc<LockShared>>,
@@ -158,6 +166,7 @@ impl Session {
             lease: None,
             opening: Vec::new(),
             reopen_at: None,
+            redial_at: None,
             incarnation: None,
             pending: BTreeMap::new(),
             locks: HashMap::new(),
@@ -192,10 +201,11 @@ impl Session {
         if self.exited {
             return None;
         }
-        match (&self.lease, self.reopen_at) {
+        let own = match (&self.lease, self.reopen_at) {
             (Some(l), _) => l.next_wakeup(),
             (None, r) => r,
-        }
+        };
+        own.into_iter().chain(self.redial_at).min()
     }
 
     /// Closed, and the close has ended: the runtime may stop.
@@ -383,6 +393,12 @@ impl Session {
         if self.exited {
             return;
         }
+        if self.redial_at.is_some_and(|t| now >= t) {
+            self.redial_at = None;
+            if self.conn.is_none() {
+                self.want_dial();
+            }
+        }
         if self.lease.is_some() {
             let actions = match self.lease.as_mut() {
                 Some(l) => l.poll(now),
@@ -558,6 +574,27 @@ impl Session {
             msg: ClientMsg::Request { session, req, body },
         });
         true
+    }
+
+    /// The member this connection reaches does not lead its group: go to the leader it
+    /// named, if it is one of the endpoints; otherwise (no leader known: an election under
+    /// way) to the next endpoint after [`REDIRECT_PAUSE`]. Requests in flight are resent
+    /// there with their ids (the server's reply window makes that safe); the lease counts
+    /// the lost heartbeat as a failure, so a failover longer than it can bear shows as
+    /// jeopardy, never as silence.
+    fn redirect(&mut self, leader: Option<String>) {
+        self.disconnected();
+        let n = self.cfg.endpoints.len().max(1);
+        match leader.and_then(|l| self.cfg.endpoints.iter().position(|e| *e == l)) {
+            Some(i) => {
+                self.endpoint_idx = i;
+                self.want_dial();
+            }
+            None => {
+                self.endpoint_idx = (self.endpoint_idx + 1) % n;
+                self.redial_at = Some(self.now + REDIRECT_PAUSE);
+            }
+        }
     }
 
     fn disconnected(&mut self) {
@@ -889,6 +926,12 @@ impl Session {
 
     fn on_reply(&mut self, req: u64, result: Result<Reply, ErrorReply>) {
         let now = self.now;
+        if let Err(ErrorReply::NotLeader { leader }) = &result {
+            // Nothing was done; whatever waits on this connection is resent on the next.
+            self.opening.retain(|(r, _)| *r != req);
+            self.redirect(leader.clone());
+            return;
+        }
         if req & HEARTBEAT_BIT != 0 {
             match result {
                 Ok(_) => {
@@ -1112,6 +1155,7 @@ fn error_of(e: ErrorReply, body: &Request) -> Error {
         }),
         ErrorReply::UnknownSession => Error::SessionExpired,
         e @ (ErrorReply::NotHolder | ErrorReply::Stale) => Error::Rejected(e.to_string()),
+        e @ ErrorReply::NotLeader { .. } => Error::ConnectionFailed(e.to_string()),
     }
 }
 
@@ -1488,6 +1532,77 @@ mod tests {
         t.reply(attempt, 9, close, Ok(Reply::Done));
         assert!(done_rx.try_recv().is_ok());
         assert!(t.s.is_done());
+    }
+
+    #[test]
+    fn a_member_that_does_not_lead_sends_the_session_to_the_leader_with_its_requests() {
+        let mut t = T::new(3000, 3);
+        let conn = t.open();
+        let l = t.lock(conn, "held", 5);
+        // A request in flight when the leader changes: the member says it no longer leads.
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let req = t.shared.req();
+        let body = Request::Acquire {
+            name: "next".into(),
+            wait: true,
+        };
+        t.s.call(t.now(), req, body.clone(), Some(tx));
+        t.io();
+        let not_leader = |leader: Option<&str>| {
+            Err(ErrorReply::NotLeader {
+                leader: leader.map(String::from),
+            })
+        };
+        t.reply(conn, SID, req, not_leader(Some("10.0.0.2:7411")));
+        // Straight to the named leader, endpoint 2.
+        let io = t.io();
+        assert!(io
+            .iter()
+            .any(|i| matches!(i, Io::Drop { conn: c } if *c == conn)));
+        let [(attempt, 2)] = T::dials(&io)[..] else {
+            panic!("{io:?}")
+        };
+        let info = DialInfo {
+            incarnation: INC,
+            endpoint: 2,
+        };
+        t.s.dialed(t.now(), attempt, Ok(info));
+        let sent = T::sent(&t.io());
+        assert!(
+            matches!(sent[0], (c, SID, hb, Request::Heartbeat) if c == attempt && hb & HEARTBEAT_BIT != 0)
+        );
+        assert!(
+            sent.contains(&(attempt, SID, req, body)),
+            "the request is resent with its id: {sent:?}"
+        );
+        t.reply(
+            attempt,
+            SID,
+            req,
+            Ok(Reply::Granted {
+                name: "next".into(),
+                token: 9,
+            }),
+        );
+        assert!(matches!(rx.try_recv(), Ok(Ok(_))));
+        // No leader known (an election): the next endpoint, after a pause.
+        t.reply(attempt, SID, sent[0].2, not_leader(None));
+        let io = t.io();
+        assert!(T::dials(&io).is_empty(), "{io:?}");
+        let at = t.now();
+        let mut dials = vec![];
+        while dials.is_empty() {
+            t.wake();
+            dials = T::dials(&t.io());
+        }
+        assert!(t.now() - at <= REDIRECT_PAUSE, "redialled after the pause");
+        assert_eq!(dials[0].1, 0, "the endpoint after 2");
+        // The session and its lock were kept throughout, and nothing was reported lost.
+        assert_eq!(lost(&l), None);
+        assert!(!t
+            .events()
+            .iter()
+            .any(|e| matches!(e, Event::SessionExpired | Event::LockLost { .. })),);
     }
 
     #[test]

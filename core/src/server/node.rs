@@ -1,24 +1,37 @@
-//! The server node: everything a serving tenure node decides around its state machine, with
-//! no sockets, threads, disk or clock reads (SPEC 2.1). The runtime ([`super`]) feeds it
-//! what happened, with the time, and performs what it asks ([`NodeIo`]): append a command to
-//! the log, send a message on a connection (after the turn's group commit), close a
-//! connection, check a candidate's endpoint. Timers are its [`Node::next_wakeup`].
+//! The server node: everything a serving tenure member decides around its state machine,
+//! with no sockets, threads, disk or clock reads (SPEC 2.1). The runtime ([`super`]) feeds it
+//! what happened, with the time, and performs what it asks ([`NodeIo`]): persist what the
+//! replica asks (then report it durable), send a message to another member or on a client
+//! connection, close a connection, check a candidate's endpoint. Timers are its
+//! [`Node::next_wakeup`].
 //!
-//! What lives here: the handshake; binding each session to the connection it was last heard
-//! on, and routing replies and notices there; catching a session up on master caches when
-//! it moves to another connection; turning requests into commands (logged unless repeated
-//! or refused, then applied to the [`State`]); expiry ([`Liveness`], decided here and logged
-//! as [`Command::Expire`]); designations (connectivity checks, retries, the hold-off after a
-//! step-down or a restart); promotions of probationary members; which connections carry no
-//! session.
+//! Every change goes through the log ([`Replica`], raft-rs): the leader turns requests into
+//! commands and proposes them; every member applies what commits, in order, through one
+//! function ([`State::execute`]: a command's checks run at application, so a refused or
+//! repeated request changes nothing, deterministically everywhere). Outputs are routed where
+//! their sessions are bound (on the leader, in practice); the proposer remembers which
+//! connection asked (by term and index). Reads are confirmed by a majority after they arrive
+//! and answered once everything proposed before them is applied ([`ReadBatch`]). A member
+//! that does not lead answers [`ErrorReply::NotLeader`] with the leader's address.
+//!
+//! What lives here besides: the handshake; binding each session to the connection it was
+//! last heard on, and routing replies and notices there; catching a session up on master
+//! caches when it moves to another connection; expiry ([`Liveness`], decided by the leader
+//! and logged as [`Command::Expire`]); designations (connectivity checks, retries, the
+//! hold-off after a step-down or a change of leader); promotions of probationary members;
+//! which connections carry no session. The leader's timers start only once it has applied
+//! every entry committed before its term, with a grace of a full TTL for every session.
 
 use super::liveness::Liveness;
+use super::replica::{Durable, MemberId, NotLeader, Replica, ReplicaConfig, ReplicaIo};
 use super::state::{Command, Output, State};
 use crate::election::Step;
 use crate::membership::Evaluator;
 use crate::proto::{
-    self, ClientMsg, ErrorReply, Incarnation, Notice, Reply, Request, ServerMsg, SessionId, Text,
+    self, ClientMsg, ErrorReply, Incarnation, Notice, Reply, Request, ServerMsg, SessionId,
+    StatusCursor, Text,
 };
+use raft::eraftpb::{Entry, HardState, Message, Snapshot, SnapshotMetadata};
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
@@ -30,9 +43,17 @@ pub const DESIGNATION_RETRY: Duration = Duration::from_millis(500);
 /// What the node asks of the runtime, in order.
 #[derive(Debug, PartialEq)]
 pub(crate) enum NodeIo {
-    /// Append this command to the log; it is durable after the turn's group commit.
-    Log(Command),
-    /// Send `msg` on connection `conn`, after the turn's group commit.
+    /// Make these durable (see [`ReplicaIo::Persist`]), then call [`Node::persisted`] with
+    /// `number`. Batches may be combined: one fsync, then `persisted` with the last number.
+    Persist {
+        number: u64,
+        snapshot: Option<Snapshot>,
+        entries: Vec<Entry>,
+        hard_state: Option<HardState>,
+    },
+    /// Send a message to another member of the group.
+    Peer { to: MemberId, msg: Message },
+    /// Send `msg` on connection `conn`.
     Send { conn: usize, msg: ServerMsg },
     /// Close connection `conn` once what was queued for it is written. The node has
     /// forgotten it already.
@@ -53,9 +74,60 @@ struct ConnState {
     sessionless_since: Option<Instant>,
 }
 
+/// Who is answered when a proposed command is applied.
+struct Origin {
+    conn: usize,
+    /// The request that asked for it (for commands that do not carry their asker).
+    session: SessionId,
+    req: u64,
+}
+
+/// A request answered from the state without a log entry: only once a majority has
+/// confirmed this member's leadership after it arrived, and the state has caught up.
+enum ReadKind {
+    Heartbeat,
+    Status(Option<StatusCursor>),
+    View(String),
+    Master(String),
+}
+
+struct Read {
+    conn: usize,
+    session: SessionId,
+    req: u64,
+    kind: ReadKind,
+}
+
+/// A batch of reads asked of the replica, with the last entry proposed before it: its
+/// answers wait until that entry is applied too, so that they follow the answers and
+/// notices of every earlier request (a heartbeat reply never overtakes a step-down notice).
+struct ReadBatch {
+    ctx: u64,
+    after: u64,
+    /// The index to be applied before answering, once confirmed.
+    ready_at: Option<u64>,
+    reads: Vec<Read>,
+}
+
 /// A serving node. See the module documentation.
 pub(crate) struct Node {
     state: State,
+    replica: Replica,
+    /// Every member's client address (for telling clients where the leader is).
+    addresses: HashMap<MemberId, String>,
+    /// The last log entry applied to `state`.
+    applied: u64,
+    /// Proposals whose asker waits on a connection: (term, index) -> origin.
+    origins: HashMap<(u64, u64), Origin>,
+    /// Reads not yet asked of the replica (one batch is asked at a time).
+    reads_waiting: Vec<Read>,
+    /// Batches asked, oldest first.
+    batches: VecDeque<ReadBatch>,
+    next_ctx: u64,
+    /// This member leads, has applied everything committed before its term, and has set up
+    /// the leader's timers (the term it did so in). From its election until then it takes
+    /// proposals and reads, but decides nothing on its own.
+    leading: Option<u64>,
     liveness: Liveness,
     incarnation: Incarnation,
     /// The latest time an input came with.
@@ -67,57 +139,110 @@ pub(crate) struct Node {
     /// Designations in progress: election -> candidates that failed their check this round,
     /// and whether a check is running.
     designations: HashMap<String, (BTreeSet<String>, bool)>,
+    /// Designation commands proposed and not yet applied, by (term, index): the election
+    /// is not looked at again until they are.
+    deciding: HashMap<(u64, u64), String>,
     /// Elections whose designation starts again at a given time.
     retries: Vec<(Instant, String)>,
     /// Elections where no master may be designated before a given time: after a step-down
-    /// (preemption), or after a restart, until any former master's lease has surely ended.
+    /// (preemption), or after this member became leader, until any master's lease under
+    /// an earlier leader has surely ended.
     holdoff: HashMap<String, Instant>,
     /// Evaluation of probationary group members.
     evaluator: Evaluator,
 }
 
 impl Node {
-    /// A node serving `state` (recovered from storage, or new) from `now`: every session gets
-    /// its full TTL from now (the grace period after a restart), interrupted designations
-    /// resume after the hold-off, probation starts over.
-    pub(crate) fn new(mut state: State, incarnation: Incarnation, now: Instant) -> Node {
-        let mut liveness = Liveness::new();
-        for (s, ttl) in state.sessions() {
-            liveness.track(s, Duration::from_millis(ttl), now);
-        }
-        // Designations interrupted by the restart resume, but not before any master that
-        // stepped down just before the crash (whose notice may never have left) has seen its
-        // lease end: hold every election off for the longest TTL of its candidates.
-        state.mark_all_elections();
-        let mut holdoff = HashMap::new();
-        for (name, ttl) in state.longest_candidate_ttls() {
-            if ttl > 0 {
-                holdoff.insert(name, now + Duration::from_millis(ttl));
-            }
-        }
-        let mut evaluator = Evaluator::new();
-        for (g, m, session, ms) in state.probationary() {
-            let ttl = Duration::from_millis(state.session_ttl(session).unwrap_or(0));
-            evaluator.start(&g, &m, session, Duration::from_millis(ms), ttl, now);
-        }
-        Node {
+    /// A node serving `state` (the snapshot's, or new), replicating with `cfg` from what
+    /// was durable, starting at `now`. `addresses` gives every member's client address.
+    /// A group of one leads at once; its committed entries are applied then.
+    pub(crate) fn new(
+        state: State,
+        incarnation: Incarnation,
+        cfg: ReplicaConfig,
+        durable: Durable,
+        addresses: HashMap<MemberId, String>,
+        now: Instant,
+    ) -> Result<Node, String> {
+        let applied = durable
+            .snapshot
+            .as_ref()
+            .and_then(|s| s.metadata.as_ref())
+            .map_or(0, |m| m.index);
+        let replica = Replica::new(cfg, durable, now)?;
+        let mut n = Node {
             state,
-            liveness,
+            replica,
+            addresses,
+            applied,
+            origins: HashMap::new(),
+            reads_waiting: Vec::new(),
+            batches: VecDeque::new(),
+            next_ctx: 1,
+            leading: None,
+            liveness: Liveness::new(),
             incarnation,
             now,
             io: VecDeque::new(),
             conns: HashMap::new(),
             bound: HashMap::new(),
             designations: HashMap::new(),
+            deciding: HashMap::new(),
             retries: Vec::new(),
-            holdoff,
-            evaluator,
-        }
+            holdoff: HashMap::new(),
+            evaluator: Evaluator::new(),
+        };
+        n.pump();
+        Ok(n)
     }
 
-    /// The state machine (for snapshots and status).
+    /// A single server (a group of one, member 1) serving `state` from scratch: for tests.
+    #[cfg(test)]
+    pub(crate) fn alone(state: State, incarnation: Incarnation, now: Instant) -> Node {
+        let cfg = ReplicaConfig::new(1, vec![1], 1);
+        let snapshot = Snapshot {
+            data: bincode::serialize(&state).expect("state serializes"),
+            metadata: Some(raft::eraftpb::SnapshotMetadata {
+                conf_state: Some((vec![1], vec![]).into()),
+                index: 1,
+                term: 1,
+            }),
+        };
+        let durable = Durable {
+            snapshot: Some(snapshot),
+            ..Durable::default()
+        };
+        Node::new(state, incarnation, cfg, durable, HashMap::new(), now).expect("a valid node")
+    }
+
+    /// The state machine (for the tests and the simulation's checks).
+    #[cfg(test)]
     pub(crate) fn state(&self) -> &State {
         &self.state
+    }
+
+    /// Whether this member leads its group (and has taken up the leader's duties).
+    #[cfg(test)]
+    pub(crate) fn is_leader(&self) -> bool {
+        self.leading.is_some()
+    }
+
+    /// What a compaction needs: the snapshot's metadata and the state's bytes at the last
+    /// applied entry, the entries after it and the hard state.
+    pub(crate) fn snapshot(&self) -> (SnapshotMetadata, Vec<u8>, Vec<Entry>, HardState) {
+        let meta = SnapshotMetadata {
+            conf_state: Some(self.replica.conf_state()),
+            index: self.applied,
+            term: self.replica.term_of(self.applied).unwrap_or(0),
+        };
+        let data = bincode::serialize(&self.state).expect("state serializes");
+        let rest = self.replica.entries_after(self.applied);
+        (meta, data, rest, self.replica.hard_state())
+    }
+
+    /// The snapshot from [`Node::snapshot`] is durable: the log before it is dropped.
+    pub(crate) fn compacted(&mut self, index: u64, data: Vec<u8>) {
+        self.replica.compact(index, data);
     }
 
     // ---- outputs -------------------------------------------------------------------------
@@ -129,11 +254,16 @@ impl Node {
 
     /// When [`Node::tick`] next has something to do.
     pub(crate) fn next_wakeup(&self) -> Option<Instant> {
-        self.liveness
-            .next_deadline()
-            .into_iter()
-            .chain(self.retries.iter().map(|r| r.0))
-            .chain(self.evaluator.next_due())
+        let leader = self.leading.is_some().then(|| {
+            self.liveness
+                .next_deadline()
+                .into_iter()
+                .chain(self.retries.iter().map(|r| r.0))
+                .chain(self.evaluator.next_due())
+                .min()
+        });
+        std::iter::once(self.replica.next_wakeup())
+            .chain(leader.flatten())
             .min()
     }
 
@@ -181,6 +311,13 @@ impl Node {
         }
     }
 
+    /// The persist batches up to `number` are durable.
+    pub(crate) fn persisted(&mut self, now: Instant, number: u64) {
+        self.now = now;
+        self.replica.persisted(number);
+        self.pump();
+    }
+
     /// Connection `conn` is gone (closed by its peer or by the runtime). Its sessions stay;
     /// they are heard again on another connection or expire.
     pub(crate) fn closed(&mut self, now: Instant, conn: usize) {
@@ -205,6 +342,10 @@ impl Node {
         ok: bool,
     ) {
         self.now = now;
+        let running = self.designations.get(&election).is_some_and(|d| d.1);
+        if self.leading.is_none() || !running {
+            return; // asked by this member in an earlier leadership: moot
+        }
         if !ran {
             if let Some(d) = self.designations.get_mut(&election) {
                 d.1 = false;
@@ -224,14 +365,268 @@ impl Node {
         }
     }
 
-    /// Acts on what is due at `now`: expiries, designations, promotions.
+    /// Acts on what is due at `now`: the replica's ticks; on the leader, expiries,
+    /// designations and promotions.
     pub(crate) fn tick(&mut self, now: Instant) {
         self.now = now;
+        self.replica.tick(now);
+        self.pump();
+        if self.leading.is_none() {
+            return;
+        }
         for s in self.liveness.expired(now) {
-            self.execute(Command::Expire { session: s }, None);
+            // Decided: no heartbeat is acknowledged from here on, whatever the log says
+            // when the expiry is applied.
+            self.liveness.forget(s);
+            self.propose(Command::Expire { session: s }, None);
         }
         self.run_designations(now);
         self.run_promotions(now);
+    }
+
+    // ---- replication ---------------------------------------------------------------------
+
+    /// Performs what the replica asked for.
+    fn pump(&mut self) {
+        while let Some(io) = self.replica.poll_io() {
+            match io {
+                ReplicaIo::Persist {
+                    number,
+                    snapshot,
+                    entries,
+                    hard_state,
+                } => self.io.push_back(NodeIo::Persist {
+                    number,
+                    snapshot,
+                    entries,
+                    hard_state,
+                }),
+                ReplicaIo::Send { to, msg } => self.io.push_back(NodeIo::Peer { to, msg }),
+                ReplicaIo::Apply { index, term, cmd } => self.apply(index, term, cmd),
+                ReplicaIo::AppliedTo { index } => self.applied = self.applied.max(index),
+                ReplicaIo::Restore { index, data } => {
+                    // From the leader's own snapshot: bytes that do not decode are corruption.
+                    self.state = bincode::deserialize(&data)
+                        .unwrap_or_else(|e| panic!("snapshot at {index} does not decode: {e}"));
+                    self.applied = index;
+                }
+                ReplicaIo::ReadReady { ctx, index } => {
+                    if let Some(b) = self.batches.iter_mut().find(|b| b.ctx == ctx) {
+                        b.ready_at = Some(index.max(b.after));
+                    }
+                    self.ask_reads();
+                }
+                ReplicaIo::Leader { leader, term } => {
+                    if leader == Some(self.replica.id()) {
+                        if self.leading != Some(term) {
+                            self.lead(term);
+                        }
+                    } else {
+                        self.follow();
+                    }
+                }
+            }
+            self.answer_reads();
+        }
+    }
+
+    /// This member became leader: every session gets its full TTL from now (the grace
+    /// period: a deposed leader acknowledged no heartbeat after a majority had moved on, so
+    /// no client's deadline lies beyond now + TTL), designations resume after the hold-off,
+    /// probation starts over.
+    fn lead(&mut self, term: u64) {
+        let now = self.now;
+        self.leading = Some(term);
+        self.liveness = Liveness::new();
+        for (s, ttl) in self.state.sessions() {
+            self.liveness.track(s, Duration::from_millis(ttl), now);
+        }
+        // Designations resume, but not before any master that stepped down under an earlier
+        // leader (whose notice may never have left) has seen its lease end: hold every
+        // election off for the longest TTL of its candidates.
+        self.state.mark_all_elections();
+        self.holdoff.clear();
+        for (name, ttl) in self.state.longest_candidate_ttls() {
+            if ttl > 0 {
+                self.holdoff.insert(name, now + Duration::from_millis(ttl));
+            }
+        }
+        self.designations.clear();
+        self.deciding.clear();
+        self.retries.clear();
+        self.evaluator = Evaluator::new();
+        for (g, m, session, ms) in self.state.probationary() {
+            let ttl = Duration::from_millis(self.state.session_ttl(session).unwrap_or(0));
+            self.evaluator
+                .start(&g, &m, session, Duration::from_millis(ms), ttl, now);
+        }
+        // Reads that arrived since the election are asked now.
+        self.ask_reads();
+    }
+
+    /// This member no longer leads: what waits for it is told where to go.
+    fn follow(&mut self) {
+        self.leading = None;
+        self.origins.clear();
+        let waiting = std::mem::take(&mut self.reads_waiting);
+        let asked: Vec<Read> = self.batches.drain(..).flat_map(|b| b.reads).collect();
+        for r in waiting.into_iter().chain(asked) {
+            let e = self.not_leader();
+            self.reply(r.conn, r.session, r.req, Err(e));
+        }
+    }
+
+    /// The error telling a client to go to the leader.
+    fn not_leader(&self) -> ErrorReply {
+        let leader = match self.replica.not_leader() {
+            NotLeader::Elsewhere(id) => self.addresses.get(&id).cloned(),
+            NotLeader::Unknown => None,
+        };
+        ErrorReply::NotLeader { leader }
+    }
+
+    /// Proposes a command; when applied, its answer goes to `origin`'s connection. False
+    /// (and the asker told) when this member does not lead.
+    fn propose(&mut self, cmd: Command, origin: Option<Origin>) -> bool {
+        match self.replica.propose(&cmd) {
+            Ok(at) => {
+                if let Some(o) = origin {
+                    self.origins.insert(at, o);
+                }
+                if let Command::Designate { election, .. } | Command::StepDown { election } = &cmd {
+                    self.deciding.insert(at, election.clone());
+                }
+                self.pump();
+                true
+            }
+            Err(_) => {
+                if let Some(o) = origin {
+                    let e = self.not_leader();
+                    self.reply(o.conn, o.session, o.req, Err(e));
+                }
+                false
+            }
+        }
+    }
+
+    /// A read arrived: it is asked of the replica with the next batch.
+    fn read(&mut self, conn: usize, session: SessionId, req: u64, kind: ReadKind) {
+        if !self.replica.is_leader() {
+            let e = self.not_leader();
+            self.reply(conn, session, req, Err(e));
+            return;
+        }
+        self.reads_waiting.push(Read {
+            conn,
+            session,
+            req,
+            kind,
+        });
+        self.ask_reads();
+        self.pump();
+    }
+
+    /// Asks the replica to confirm the waiting reads, unless a batch is being confirmed
+    /// (its confirmation asks for the next).
+    fn ask_reads(&mut self) {
+        let asking = self.batches.iter().any(|b| b.ready_at.is_none());
+        // Not before this leader has committed an entry of its term: raft-rs drops a read
+        // asked earlier (and the reads wait in the meantime).
+        if asking || self.reads_waiting.is_empty() || self.leading.is_none() {
+            return;
+        }
+        let ctx = self.next_ctx;
+        self.next_ctx += 1;
+        self.batches.push_back(ReadBatch {
+            ctx,
+            after: self.replica.last_index(),
+            ready_at: None,
+            reads: std::mem::take(&mut self.reads_waiting),
+        });
+        if self.replica.read(ctx).is_err() {
+            self.follow();
+        }
+    }
+
+    /// Answers the confirmed batches whose entries are applied, in order.
+    fn answer_reads(&mut self) {
+        while self
+            .batches
+            .front()
+            .is_some_and(|b| b.ready_at.is_some_and(|i| i <= self.applied))
+        {
+            let b = self.batches.pop_front().expect("checked");
+            for r in b.reads {
+                self.answer(r);
+            }
+        }
+    }
+
+    fn answer(&mut self, r: Read) {
+        let Read {
+            conn: c,
+            session,
+            req,
+            kind,
+        } = r;
+        let result = match kind {
+            ReadKind::Heartbeat => {
+                if !self.liveness.touch(session, self.now) {
+                    self.reply(c, session, req, Err(ErrorReply::UnknownSession));
+                    return;
+                }
+                self.evaluator.heard(session, self.now);
+                let moved = self.bound.get(&session) != Some(&c);
+                self.bind(c, session);
+                // The catch-up goes first: the reply extends the client's lease, and must
+                // not reach it before a step-down it missed.
+                if moved {
+                    self.catch_up(c, session);
+                }
+                self.reply(c, session, req, Ok(Reply::Alive));
+                return;
+            }
+            ReadKind::Status(from) => Reply::Status(self.state.status_page(
+                self.incarnation,
+                from.as_ref(),
+                proto::STATUS_PAGE_BYTES,
+            )),
+            ReadKind::View(group) => Reply::View(self.state.view(&group)),
+            ReadKind::Master(election) => Reply::Master(self.state.master(&election)),
+        };
+        self.reply(c, session, req, Ok(result));
+    }
+
+    /// A committed command, in log order: applied, and its outputs routed.
+    fn apply(&mut self, index: u64, term: u64, cmd: Command) {
+        self.applied = index;
+        let origin = self.origins.remove(&(term, index));
+        if let Some(election) = self.deciding.remove(&(term, index)) {
+            // Decided: the election is looked at again from the state it left.
+            self.retries.push((self.now, election));
+        }
+        let outputs = match self.state.execute(&cmd) {
+            Ok(a) => {
+                if let (Command::Revoke { .. }, Some(o)) = (&cmd, &origin) {
+                    self.reply(o.conn, o.session, o.req, Ok(Reply::Done));
+                }
+                a.outputs
+            }
+            Err(e) => match (cmd.asker(), &origin) {
+                (Some((session, req)), _) => vec![Output::Reply {
+                    session,
+                    req,
+                    result: Err(e),
+                }],
+                (None, Some(o)) => {
+                    self.reply(o.conn, o.session, o.req, Err(e));
+                    vec![]
+                }
+                // The leader's own decision gone stale (an expiry racing a close).
+                (None, None) => vec![],
+            },
+        };
+        self.route(outputs, origin.map(|o| o.conn), cmd.asker());
     }
 
     // ---- rules ---------------------------------------------------------------------------
@@ -321,6 +716,16 @@ impl Node {
 
     fn request(&mut self, c: usize, session: SessionId, req: u64, body: Request) {
         let now = self.now;
+        if !self.replica.is_leader() {
+            let e = self.not_leader();
+            self.reply(c, session, req, Err(e));
+            return;
+        }
+        let origin = Origin {
+            conn: c,
+            session,
+            req,
+        };
         match body {
             Request::Open { ttl_ms } => {
                 let over = self
@@ -334,56 +739,31 @@ impl Node {
                     self.reply(c, 0, req, Err(e));
                     return;
                 }
-                self.execute(Command::Open { req, ttl_ms }, Some(c));
+                self.propose(Command::Open { req, ttl_ms }, Some(origin));
             }
-            Request::Status { from } => {
-                let st = self.state.status_page(
-                    self.incarnation,
-                    from.as_ref(),
-                    proto::STATUS_PAGE_BYTES,
-                );
-                self.reply(c, session, req, Ok(Reply::Status(st)));
-            }
+            Request::Status { from } => self.read(c, session, req, ReadKind::Status(from)),
             Request::Revoke { name } => {
-                let r = self.try_execute(Command::Revoke { name }, None);
-                self.reply(c, session, req, r.map(|()| Reply::Done));
+                self.propose(Command::Revoke { name }, Some(origin));
             }
-            Request::View { group } => {
-                let r = match Text::GroupName.check(&group) {
-                    Ok(()) => Ok(Reply::View(self.state.view(&group))),
-                    Err(e) => Err(ErrorReply::Invalid(e)),
-                };
-                self.reply(c, session, req, r);
-            }
-            Request::Master { election } => {
-                let r = match Text::ElectionName.check(&election) {
-                    Ok(()) => Ok(Reply::Master(self.state.master(&election))),
-                    Err(e) => Err(ErrorReply::Invalid(e)),
-                };
-                self.reply(c, session, req, r);
-            }
-            Request::Heartbeat => {
-                if self.liveness.touch(session, now) {
-                    self.evaluator.heard(session, now);
-                    let moved = self.bound.get(&session) != Some(&c);
-                    self.bind(c, session);
-                    if moved {
-                        self.catch_up(c, session);
-                    }
-                    self.reply(c, session, req, Ok(Reply::Alive));
-                } else {
-                    self.reply(c, session, req, Err(ErrorReply::UnknownSession));
-                }
-            }
+            Request::View { group } => match Text::GroupName.check(&group) {
+                Ok(()) => self.read(c, session, req, ReadKind::View(group)),
+                Err(e) => self.reply(c, session, req, Err(ErrorReply::Invalid(e))),
+            },
+            Request::Master { election } => match Text::ElectionName.check(&election) {
+                Ok(()) => self.read(c, session, req, ReadKind::Master(election)),
+                Err(e) => self.reply(c, session, req, Err(ErrorReply::Invalid(e))),
+            },
+            Request::Heartbeat => self.read(c, session, req, ReadKind::Heartbeat),
             body => {
-                if !self.liveness.touch(session, now) {
-                    self.reply(c, session, req, Err(ErrorReply::UnknownSession));
-                    return;
+                // A request proves its session alive as a heartbeat does (its check, at
+                // apply, says whether the session exists).
+                let known = self.liveness.touch(session, now);
+                let moved = known && self.bound.get(&session) != Some(&c);
+                if known {
+                    self.evaluator.heard(session, now);
+                    self.bind(c, session);
                 }
-                self.evaluator.heard(session, now);
-                let moved = self.bound.get(&session) != Some(&c);
-                self.bind(c, session);
-                self.execute(Command::Request { session, req, body }, Some(c));
+                self.propose(Command::Request { session, req, body }, Some(origin));
                 if moved {
                     self.catch_up(c, session);
                 }
@@ -410,29 +790,14 @@ impl Node {
         }
     }
 
-    /// [`Node::try_execute`] for a command whose refusal needs nothing more: it is answered on
-    /// `origin`, or it is the node's own decision gone stale (an expiry racing a close).
-    fn execute(&mut self, cmd: Command, origin: Option<usize>) {
-        let _refused = self.try_execute(cmd, origin);
-    }
-
-    /// Checks and applies a command, logs it unless it is a repeat, and routes its outputs. A
-    /// refused command changes nothing and is not logged: its error goes to the connection it
-    /// came from (`origin`), if a client asked for it, and is returned.
-    fn try_execute(&mut self, cmd: Command, origin: Option<usize>) -> Result<(), ErrorReply> {
-        let applied = match self.state.execute(&cmd) {
-            Ok(a) => a,
-            Err(e) => {
-                if let (Some(c), Some((session, req))) = (origin, cmd.asker()) {
-                    self.reply(c, session, req, Err(e.clone()));
-                }
-                return Err(e);
-            }
-        };
-        if !applied.repeat {
-            self.io.push_back(NodeIo::Log(cmd));
-        }
-        let outputs = applied.outputs;
+    /// Routes what applying a command produced. `origin` is the connection its asker
+    /// (`asker`) sent it on, on the member that proposed it.
+    fn route(
+        &mut self,
+        outputs: Vec<Output>,
+        origin: Option<usize>,
+        asker: Option<(SessionId, u64)>,
+    ) {
         for o in outputs {
             match o {
                 Output::SessionOpened { session, ttl_ms } => {
@@ -455,8 +820,8 @@ impl Node {
                 }
                 Output::ProbationEnded { group, member } => self.evaluator.stop(&group, &member),
                 Output::CheckPassed { group, member } => {
-                    if self.evaluator.is_eligible(&group, &member) {
-                        self.execute(Command::Promote { group, member }, None);
+                    if self.leading.is_some() && self.evaluator.is_eligible(&group, &member) {
+                        self.propose(Command::Promote { group, member }, None);
                     }
                 }
                 Output::Notice { session, notice } => {
@@ -479,10 +844,12 @@ impl Node {
                 } => {
                     // A reply goes to the connection its own session was last heard on, never
                     // to the connection whose command caused it (a release that grants the
-                    // lock to another session answers that session on its own connection).
+                    // lock to another session answers that session on its own connection);
+                    // the command's own asker, if not bound (a new or unknown session), is
+                    // answered where it asked.
                     if let Some(c) = self.bound.get(&session).copied() {
                         self.reply(c, session, req, result);
-                    } else if session == 0 {
+                    } else if asker == Some((session, req)) {
                         if let Some(c) = origin {
                             self.reply(c, session, req, result);
                         }
@@ -492,7 +859,6 @@ impl Node {
                 }
             }
         }
-        Ok(())
     }
 
     fn run_designations(&mut self, now: Instant) {
@@ -503,6 +869,9 @@ impl Node {
         for name in names {
             if self.designations.get(&name).is_some_and(|d| d.1) {
                 continue; // a check is running; its result continues the round
+            }
+            if self.deciding.values().any(|e| *e == name) {
+                continue; // a decision is in the log; its application looks again
             }
             self.designation_step(name, now);
         }
@@ -522,7 +891,7 @@ impl Node {
         match master {
             Some(session) => {
                 let ttl = Duration::from_millis(self.state.session_ttl(session).unwrap_or(0));
-                self.execute(
+                self.propose(
                     Command::StepDown {
                         election: name.clone(),
                     },
@@ -534,13 +903,15 @@ impl Node {
                     self.retries.push((until, name));
                 }
             }
-            None => self.execute(
-                Command::Designate {
-                    election: name,
-                    candidate: Some(id),
-                },
-                None,
-            ),
+            None => {
+                self.propose(
+                    Command::Designate {
+                        election: name,
+                        candidate: Some(id),
+                    },
+                    None,
+                );
+            }
         }
     }
 
@@ -589,7 +960,7 @@ impl Node {
             }
             Step::NoneReachable => {
                 self.designations.remove(&name);
-                self.execute(
+                self.propose(
                     Command::Designate {
                         election: name.clone(),
                         candidate: None,
@@ -616,7 +987,7 @@ impl Node {
                 self.evaluator.mark_eligible(&group, &member);
             } else {
                 self.evaluator.stop(&group, &member);
-                self.execute(Command::Promote { group, member }, None);
+                self.propose(Command::Promote { group, member }, None);
             }
         }
     }
@@ -634,10 +1005,12 @@ mod tests {
         Duration::from_millis(n)
     }
 
-    /// A node driven by hand against a manual clock.
+    /// A node driven by hand against a manual clock; what it persists is durable at once
+    /// (and its commands kept in `logged`).
     struct T {
         n: Node,
         clock: ManualClock,
+        logged: Vec<Command>,
     }
 
     impl T {
@@ -647,8 +1020,16 @@ mod tests {
 
         fn with_state(state: State) -> T {
             let clock = ManualClock::new();
-            let n = Node::new(state, INC, clock.now());
-            T { n, clock }
+            let n = Node::alone(state, INC, clock.now());
+            let mut t = T {
+                n,
+                clock,
+                logged: vec![],
+            };
+            assert!(t.io().is_empty());
+            assert!(t.n.is_leader(), "a group of one leads at once");
+            t.logged.clear();
+            t
         }
 
         fn now(&self) -> Instant {
@@ -656,7 +1037,26 @@ mod tests {
         }
 
         fn io(&mut self) -> Vec<NodeIo> {
-            std::iter::from_fn(|| self.n.poll_io()).collect()
+            let mut out = vec![];
+            while let Some(io) = self.n.poll_io() {
+                match io {
+                    NodeIo::Persist {
+                        number, entries, ..
+                    } => {
+                        for e in entries.iter().filter(|e| !e.data.is_empty()) {
+                            self.logged.push(bincode::deserialize(&e.data).unwrap());
+                        }
+                        self.n.persisted(self.now(), number);
+                    }
+                    io => out.push(io),
+                }
+            }
+            out
+        }
+
+        /// The commands logged since the last call.
+        fn logged(&mut self) -> Vec<Command> {
+            std::mem::take(&mut self.logged)
         }
 
         /// A greeted connection.
@@ -685,8 +1085,9 @@ mod tests {
 
         fn open(&mut self, c: usize, req: u64, ttl_ms: u64) -> SessionId {
             let io = self.req(c, 0, req, Request::Open { ttl_ms });
+            assert!(matches!(self.logged()[..], [Command::Open { .. }]));
             match &io[..] {
-                [NodeIo::Log(Command::Open { .. }), NodeIo::Send {
+                [NodeIo::Send {
                     conn,
                     msg:
                         ServerMsg::Reply {
@@ -751,8 +1152,7 @@ mod tests {
                 if reason.contains("protocol version 1")
         ));
         t.conn(3);
-        let io = t.req(3, 0, 1, Request::Open { ttl_ms: 1000 });
-        assert!(matches!(io[0], NodeIo::Log(Command::Open { .. })));
+        t.open(3, 1, 1000);
     }
 
     #[test]
@@ -763,30 +1163,35 @@ mod tests {
         let a = t.open(1, 1, 1000);
         let b = t.open(2, 1, 10_000);
         let io = t.req(1, a, 2, acquire("l"));
-        assert!(matches!(io[0], NodeIo::Log(_)));
+        assert_eq!(t.logged().len(), 1);
         assert!(matches!(
             replies(&io)[..],
             [(1, _, Ok(Reply::Granted { .. }))]
         ));
         let io = t.req(2, b, 2, acquire("l"));
         assert!(replies(&io).is_empty(), "the waiter waits");
+        assert_eq!(t.logged().len(), 1);
         // Heartbeats keep a alive, and are not logged.
         for _ in 0..5 {
             assert!(t.advance(ms(300)).is_empty());
             let io = t.req(1, a, 1 << 63 | 3, Request::Heartbeat);
-            assert!(!io.iter().any(|i| matches!(i, NodeIo::Log(_))));
+            assert!(t.logged().is_empty());
             assert!(matches!(replies(&io)[..], [(1, _, Ok(Reply::Alive))]));
         }
         // Silence: expired TTL after the last receipt, not before.
         assert!(t.advance(ms(999)).is_empty());
         let io = t.advance(ms(1));
-        assert!(matches!(io[0], NodeIo::Log(Command::Expire { session }) if session == a));
+        assert!(matches!(t.logged()[..], [Command::Expire { session }] if session == a));
         // The grant goes to the waiter, on its own connection.
         assert!(matches!(
             replies(&io)[..],
             [(2, s, Ok(Reply::Granted { .. }))] if s == b
         ));
-        assert_eq!(t.n.next_wakeup(), Some(t.now() + ms(10_000) - ms(2500)));
+        // b's TTL runs from its last request, 2.5 s ago.
+        t.advance(ms(7499));
+        assert!(t.logged().is_empty());
+        t.advance(ms(1));
+        assert!(matches!(t.logged()[..], [Command::Expire { session }] if session == b));
     }
 
     #[test]
@@ -803,10 +1208,11 @@ mod tests {
         };
         t.req(1, a, 2, campaign);
         t.n.tick(t.now());
-        let io = t.io();
-        assert!(io
+        t.io();
+        assert!(t
+            .logged()
             .iter()
-            .any(|i| matches!(i, NodeIo::Log(Command::Designate { .. }))));
+            .any(|c| matches!(c, Command::Designate { .. })));
         // The client reconnects: a heartbeat on connection 7 moves the session there.
         t.n.closed(t.now(), 1);
         t.conn(7);
@@ -866,11 +1272,12 @@ mod tests {
         t.n.checked(t.now(), "e".into(), "high".into(), true, false);
         let io = t.io();
         assert!(matches!(&io[..], [NodeIo::Check { candidate, .. }] if candidate == "low"));
+        t.logged();
         t.n.checked(t.now(), "e".into(), "low".into(), true, true);
-        let io = t.io();
+        t.io();
         assert!(matches!(
-            &io[0],
-            NodeIo::Log(Command::Designate { candidate: Some(c), .. }) if c == "low"
+            &t.logged()[..],
+            [Command::Designate { candidate: Some(c), .. }] if c == "low"
         ));
         assert_eq!(
             t.n.state().master("e").master.map(|m| m.0),
@@ -925,8 +1332,8 @@ mod tests {
         let state = t.n.state().clone();
         let mut r = T::with_state(state);
         r.conn(5);
-        let io = r.req(5, a, 9, Request::Close);
-        assert!(io.iter().any(|i| matches!(i, NodeIo::Log(_))));
+        r.req(5, a, 9, Request::Close);
+        assert_eq!(r.logged().len(), 1);
         r.n.tick(r.now());
         let no_master = |r: &T| {
             r.n.state().master("e")

@@ -3,15 +3,15 @@
 //! send a message, close a connection, check an endpoint). It holds no protocol rules of its
 //! own; it does hold the connection budgets ([`READ_PER_TURN`], [`PAUSE_OUTBUF`],
 //! [`MAX_OUTBUF`], the connection cap and the idle timeout). One loop turn is one group
-//! commit: every command of the turn is appended to the log, one `fdatasync` makes them
-//! durable, and only then are their replies written (heartbeat replies wait with them, to keep
-//! replies in order).
+//! commit: everything the node asked to persist in the turn is written, one `fdatasync`
+//! makes it durable, and only then is the node told ([`Node::persisted`]): the commands
+//! commit, are applied, and their replies written.
 
 use super::node::{Node, NodeIo};
-use super::state::State;
-use super::storage::Storage;
+use super::replica::ReplicaConfig;
+use super::storage::{Recovered, Storage};
 use super::{CHECK_TIMEOUT, MAX_OUTBUF, PAUSE_OUTBUF, READ_PER_TURN};
-use crate::proto::{self, ClientMsg, ErrorReply, FrameReader, Incarnation, ServerMsg};
+use crate::proto::{self, ClientMsg, ErrorReply, FrameReader, ServerMsg};
 use crossbeam_channel::{Receiver, Sender};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -72,6 +72,10 @@ pub(super) struct Runtime {
     listener: TcpListener,
     storage: Storage,
     node: Node,
+    /// The last persist batch handed to storage and not yet reported durable.
+    persist_upto: Option<u64>,
+    /// A storage failure met where it cannot be returned at once: it ends the loop.
+    failed: Option<io::Error>,
     conns: HashMap<usize, Conn>,
     next_conn: usize,
     /// Connections whose output gained replies in this turn; those replies wait for the
@@ -96,14 +100,13 @@ pub(super) struct Runtime {
 }
 
 impl Runtime {
-    /// A runtime serving `listener`, its node recovered from `state`.
-    #[allow(clippy::too_many_arguments)]
+    /// A runtime serving `listener`, its node recovered from `rec`: a single server (a
+    /// group of one).
     pub(super) fn new(
         poll: Poll,
         mut listener: TcpListener,
         storage: Storage,
-        state: State,
-        incarnation: Incarnation,
+        rec: Recovered,
         waker: Arc<Waker>,
         max_connections: usize,
         idle_timeout: Duration,
@@ -112,11 +115,23 @@ impl Runtime {
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let now = Instant::now();
         let (checks_tx, checks_rx) = crossbeam_channel::unbounded();
-        Ok(Runtime {
+        let cfg = ReplicaConfig::new(1, vec![1], fastrand::u64(..));
+        let node = Node::new(
+            rec.state,
+            rec.incarnation,
+            cfg,
+            rec.durable,
+            HashMap::new(),
+            now,
+        )
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        let mut rt = Runtime {
             poll,
             listener,
             storage,
-            node: Node::new(state, incarnation, now),
+            node,
+            persist_upto: None,
+            failed: None,
             conns: HashMap::new(),
             next_conn: FIRST_CONN,
             held: Vec::new(),
@@ -128,7 +143,10 @@ impl Runtime {
             idle_timeout,
             next_sweep: now,
             spare_fd: std::fs::File::open("/dev/null").ok(),
-        })
+        };
+        // The replica's start (a group of one elects itself) asks for its first persist.
+        rt.perform()?;
+        Ok(rt)
     }
 
     /// Serves until `stop` is set (and the waker woken) or an I/O error ends the loop.
@@ -136,7 +154,7 @@ impl Runtime {
         let mut events = Events::with_capacity(1024);
         let mut writable = Vec::new();
         loop {
-            let timeout = if self.backlog.is_empty() {
+            let timeout = if self.backlog.is_empty() && self.persist_upto.is_none() {
                 let next = self
                     .node
                     .next_wakeup()
@@ -193,18 +211,25 @@ impl Runtime {
                     self.serve(c);
                 }
             }
+            if let Some(e) = self.failed.take() {
+                return Err(e);
+            }
             let now = Instant::now();
             while let Ok((election, candidate, ok)) = self.checks_rx.try_recv() {
                 self.node.checked(now, election, candidate, true, ok);
-                self.perform();
+                self.perform()?;
             }
             self.node.tick(now);
-            self.perform();
+            self.perform()?;
             if now >= self.next_sweep {
                 self.close_idle(now);
             }
-            // Group commit, then release the replies it covers.
+            // Group commit; what it made durable commits and is answered.
             self.storage.commit()?;
+            if let Some(n) = self.persist_upto.take() {
+                self.node.persisted(Instant::now(), n);
+                self.perform()?;
+            }
             let mut dirty = std::mem::take(&mut writable);
             for c in self.held.drain(..) {
                 if let Some(conn) = self.conns.get_mut(&c) {
@@ -219,16 +244,29 @@ impl Runtime {
             }
             writable = dirty;
             if self.storage.wants_snapshot() {
-                self.storage.snapshot(self.node.state())?;
+                let (meta, data, rest, hs) = self.node.snapshot();
+                self.storage.compact(&meta, &data, &rest, &hs)?;
+                self.node.compacted(meta.index, data);
             }
         }
     }
 
-    /// Performs what the node asked for.
-    fn perform(&mut self) {
+    /// Performs what the node asked for. Fails only when storage does.
+    fn perform(&mut self) -> io::Result<()> {
         while let Some(io) = self.node.poll_io() {
             match io {
-                NodeIo::Log(cmd) => self.storage.append(&cmd),
+                NodeIo::Persist {
+                    number,
+                    snapshot,
+                    entries,
+                    hard_state,
+                } => {
+                    self.storage
+                        .persist(snapshot.as_ref(), &entries, hard_state.as_ref())?;
+                    self.persist_upto = Some(number);
+                }
+                // A single server has no peers.
+                NodeIo::Peer { .. } => {}
                 NodeIo::Send { conn, msg } => self.send_now(conn, &msg),
                 NodeIo::Close { conn } => {
                     // Closed once what is queued for it is written after the commit (a
@@ -248,6 +286,7 @@ impl Runtime {
                 } => self.check(election, candidate, endpoint),
             }
         }
+        Ok(())
     }
 
     /// Checks on a thread of its own that `endpoint` accepts a connection.
@@ -420,8 +459,11 @@ impl Runtime {
             match frame {
                 Ok(msg) => {
                     self.node.frame(Instant::now(), c, msg);
-                    // Logged commands stay in the log's buffer until the turn's commit.
-                    self.perform();
+                    // What is to be persisted waits in the log's buffer for the turn's
+                    // commit. A storage failure is fatal; it surfaces there.
+                    if let Err(e) = self.perform() {
+                        self.failed.get_or_insert(e);
+                    }
                 }
                 Err(_) => {
                     self.close(c);

@@ -36,6 +36,7 @@ use crate::events::{Event, Sink};
 use crate::proto::{ClientMsg, Incarnation, ServerMsg};
 use crate::retry::{Exponential, Fixed, InverseExponential, RetryPolicy};
 use crate::server::node::{Node, NodeIo};
+use crate::server::replica::{Durable, ReplicaConfig};
 use crate::server::state::{Command, State};
 use crossbeam_channel::Receiver;
 use std::cmp::Ordering;
@@ -237,10 +238,14 @@ impl Client {
     }
 }
 
-/// The simulated server: the node, its durable log, and a replica that applies only what is
-/// logged.
+/// The simulated server: the node (a group of one), what it made durable, the commands of
+/// its log, and a replica that applies only what is logged.
 pub(crate) struct Server {
     pub(crate) node: Option<Node>,
+    /// What the node persisted (durable at once, as with fsync).
+    durable: Durable,
+    /// The commands of the durable log, in order; in a group of one each commits as soon as
+    /// it is durable.
     pub(crate) log: Vec<Command>,
     /// Applies only what is logged, like a replica following the log.
     pub(crate) replica: State,
@@ -354,6 +359,8 @@ impl WorldStats {
 
 /// The simulated world: time, network, server, clients.
 pub(crate) struct World {
+    /// The run's seed (the replica's elections are seeded from it).
+    seed: u64,
     pub(crate) rng: fastrand::Rng,
     clock: ManualClock,
     pub(crate) base: Instant,
@@ -380,8 +387,8 @@ impl World {
     pub(crate) fn new(seed: u64, rng: fastrand::Rng, faults: Faults, trace: bool) -> World {
         let clock = ManualClock::new();
         let base = clock.start();
-        let _ = seed;
         World {
+            seed,
             rng,
             clock,
             base,
@@ -392,7 +399,8 @@ impl World {
             clients: Vec::new(),
             conns: Vec::new(),
             server: Server {
-                node: Some(Node::new(State::new(), INC, base)),
+                node: Some(Self::start_node(seed, Durable::default(), base)),
+                durable: Durable::default(),
                 log: Vec::new(),
                 replica: State::new(),
                 wake_at: None,
@@ -403,6 +411,12 @@ impl World {
             trace,
             healed: false,
         }
+    }
+
+    /// The real node as a group of one, from what it made durable.
+    fn start_node(seed: u64, durable: Durable, now: Instant) -> Node {
+        let cfg = ReplicaConfig::new(1, vec![1], seed);
+        Node::new(State::new(), INC, cfg, durable, HashMap::new(), now).expect("a valid node")
     }
 
     pub(crate) fn push(&mut self, at: u64, ev: Ev) {
@@ -706,8 +720,9 @@ impl World {
                     return;
                 }
                 self.stats.restarts += 1;
-                // The state is what the log replays to (fsync durability); the node starts
-                // over, giving every session a grace period of its TTL.
+                // The node starts from what it made durable (fsync durability) and applies
+                // its log again; leading at once, it gives every session a grace period of
+                // its TTL.
                 let state = self.replay();
                 if state.status(0) != self.server.replica.status(0) {
                     self.fail(
@@ -715,9 +730,11 @@ impl World {
                         "the log does not replay to the replica's state".into(),
                     );
                 }
-                self.server.node = Some(Node::new(state, INC, self.clock.now()));
+                let node =
+                    Self::start_node(self.seed, self.server.durable.clone(), self.clock.now());
+                self.server.node = Some(node);
                 self.trace(|| "server restarted".into());
-                self.schedule_server();
+                self.server_io(sc);
             }
             Ev::Scenario(id) => sc.scenario_event(self, id),
         }
@@ -824,12 +841,43 @@ impl World {
         let mut logged = None;
         while let Some(io) = self.server.node.as_mut().and_then(|n| n.poll_io()) {
             match io {
-                NodeIo::Log(cmd) => {
-                    let outputs = self.server.replica.apply(&cmd);
-                    self.server.log.push(cmd.clone());
-                    sc.logged(self, &cmd, &outputs);
-                    logged = Some(cmd);
+                NodeIo::Persist {
+                    number,
+                    snapshot,
+                    entries,
+                    hard_state,
+                } => {
+                    assert!(snapshot.is_none(), "a group of one receives no snapshot");
+                    for e in entries {
+                        let d = &mut self.server.durable.entries;
+                        assert!(
+                            d.last().map_or(true, |l| l.index + 1 == e.index),
+                            "a group of one never replaces an entry"
+                        );
+                        let data = e.data.clone();
+                        d.push(e);
+                        if data.is_empty() {
+                            continue; // a new leader's empty entry
+                        }
+                        let cmd: Command = bincode::deserialize(&data).expect("a command");
+                        // What the log applies to: a repeat or a refusal changes nothing.
+                        if let Ok(a) = self.server.replica.execute(&cmd) {
+                            if !a.repeat {
+                                sc.logged(self, &cmd, &a.outputs);
+                            }
+                        }
+                        self.server.log.push(cmd.clone());
+                        logged = Some(cmd);
+                    }
+                    if let Some(hs) = hard_state {
+                        self.server.durable.hard_state = hs;
+                    }
+                    let now = self.clock.now();
+                    if let Some(n) = self.server.node.as_mut() {
+                        n.persisted(now, number);
+                    }
                 }
+                NodeIo::Peer { .. } => unreachable!("a group of one has no peers"),
                 NodeIo::Send { conn, msg } => {
                     self.trace(|| format!("server -> conn {conn}: {msg:?}"));
                     self.send_to_client(conn, msg);

@@ -23,12 +23,14 @@
 //!   leader each of its ticks is stretched by one factor drawn in [1, 2) per timeout, so its
 //!   election timeout is uniform in [T, 2T) as in the Raft paper.
 
+mod store;
+
 use super::state::Command;
-use raft::eraftpb::{ConfState, Entry, EntryType, HardState, Message};
-use raft::storage::MemStorage;
+use raft::eraftpb::{ConfState, Entry, EntryType, HardState, Message, Snapshot};
 use raft::{Config, RawNode, StateRole};
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
+use store::LogStore;
 
 /// A member's id in its group (1, 2, 3, ... as given by `--cluster`; 0 is "none").
 pub type MemberId = u64;
@@ -68,20 +70,26 @@ impl ReplicaConfig {
 /// What a member had made durable before it stopped.
 #[derive(Debug, Clone, Default)]
 pub struct Durable {
+    /// The last snapshot (the state machine's bytes at its index), if any.
+    pub snapshot: Option<Snapshot>,
     /// The last hard state persisted (term, vote, commit).
     pub hard_state: HardState,
-    /// Every entry persisted, in order (later entries at an index replace earlier ones).
+    /// Every entry persisted after the snapshot, in order (later entries at an index
+    /// replace earlier ones).
     pub entries: Vec<Entry>,
 }
 
 /// What the replica asks for, to be performed in order.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ReplicaIo {
-    /// Make these durable (append the entries, replacing any at the same indexes and after,
-    /// and store the hard state), then call [`Replica::persisted`] with `number`.
+    /// Make these durable (the snapshot first, replacing the whole log; then the entries,
+    /// replacing any at the same indexes and after; then the hard state), then call
+    /// [`Replica::persisted`] with `number`.
     Persist {
         /// Which batch, for [`Replica::persisted`].
         number: u64,
+        /// A snapshot received from the leader (announced by [`ReplicaIo::Restore`] first).
+        snapshot: Option<Snapshot>,
         /// Entries to append.
         entries: Vec<Entry>,
         /// The new hard state, when it changed.
@@ -98,10 +106,40 @@ pub enum ReplicaIo {
     Apply {
         /// Its index in the log.
         index: u64,
+        /// The term of the leader that proposed it (with `index`, what
+        /// [`Replica::propose`] returned to that leader).
+        term: u64,
         /// The command.
         cmd: Command,
     },
-    /// The leader this member knows of changed (`None`: no leader known).
+    /// Every entry up to `index` is applied (those that carry no command included: a new
+    /// leader's empty entry). Follows the [`ReplicaIo::Apply`]s of the batch.
+    AppliedTo {
+        /// The last entry applied.
+        index: u64,
+    },
+    /// The state machine is replaced by a snapshot the leader sent (this member was too far
+    /// behind for entries): `data` is the state at `index`. Applies that follow continue
+    /// from there.
+    Restore {
+        /// The last entry the snapshot covers.
+        index: u64,
+        /// The state machine's bytes.
+        data: Vec<u8>,
+    },
+    /// Leadership was confirmed by a majority after [`Replica::read`] was called with `ctx`
+    /// (this member was leader in a term nobody had left when each of them answered); reads
+    /// may be answered once everything up to `index` is applied.
+    ReadReady {
+        /// What was passed to [`Replica::read`].
+        ctx: u64,
+        /// The commit index when the read was asked.
+        index: u64,
+    },
+    /// The leader this member knows of changed (`None`: no leader known). This member's own
+    /// leadership is announced only once it has applied the first entry of its term, so
+    /// that its state machine holds every committed command first; it takes proposals and
+    /// reads from its election on ([`Replica::is_leader`]).
     Leader {
         /// The leader.
         leader: Option<MemberId>,
@@ -121,7 +159,7 @@ pub enum NotLeader {
 
 /// One member's replication machine.
 pub struct Replica {
-    raw: RawNode<MemStorage>,
+    raw: RawNode<LogStore>,
     cfg: ReplicaConfig,
     rng: fastrand::Rng,
     /// When the next raft tick is due.
@@ -132,6 +170,10 @@ pub struct Replica {
     elapsed_seen: usize,
     /// Messages that may leave only once batch `.0` is durable.
     held: VecDeque<(u64, Vec<Message>)>,
+    /// Snapshots being persisted: (batch, index), applied once the batch is durable.
+    restoring: VecDeque<(u64, u64)>,
+    /// This member leads in term `.0`; it says so once entry `.1` is applied.
+    announce: Option<(u64, u64)>,
     leader: Option<MemberId>,
     io: VecDeque<ReplicaIo>,
 }
@@ -139,15 +181,19 @@ pub struct Replica {
 impl Replica {
     /// A member starting at `now` from what it had made durable (`Durable::default()` for a
     /// new member). The group's voters are `cfg.voters` (configuration changes come later).
+    /// A group of one elects itself at once.
     pub fn new(cfg: ReplicaConfig, durable: Durable, now: Instant) -> Result<Replica, String> {
-        let storage =
-            MemStorage::new_with_conf_state(ConfState::from((cfg.voters.clone(), vec![])));
-        {
-            let mut w = storage.wl();
-            w.append(&durable.entries)
-                .map_err(|e| format!("log: {e}"))?;
-            w.set_hardstate(durable.hard_state.clone());
-        }
+        let applied = durable
+            .snapshot
+            .as_ref()
+            .and_then(|s| s.metadata.as_ref())
+            .map_or(0, |m| m.index);
+        let store = LogStore::new(
+            ConfState::from((cfg.voters.clone(), vec![])),
+            durable.snapshot,
+            &durable.entries,
+            durable.hard_state,
+        )?;
         let rc = Config {
             id: cfg.id,
             election_tick: cfg.election_ticks,
@@ -158,27 +204,35 @@ impl Replica {
             check_quorum: true,
             max_size_per_msg: 1 << 20,
             max_inflight_msgs: 256,
-            applied: 0,
+            applied,
             ..Default::default()
         };
         rc.validate()
             .map_err(|e| format!("raft configuration: {e}"))?;
-        let raw = RawNode::with_default_logger(&rc, storage).map_err(|e| format!("raft: {e}"))?;
+        let raw = RawNode::with_default_logger(&rc, store).map_err(|e| format!("raft: {e}"))?;
         let mut rng =
             fastrand::Rng::with_seed(cfg.seed ^ cfg.id.wrapping_mul(0x9e37_79b9_7f4a_7c15));
         let stretch = 1.0 + rng.f64();
+        let alone = cfg.voters == [cfg.id];
         let mut r = Replica {
             raw,
             next_tick: now,
             stretch,
             elapsed_seen: 0,
             held: VecDeque::new(),
+            restoring: VecDeque::new(),
+            announce: None,
             leader: None,
             io: VecDeque::new(),
             rng,
             cfg,
         };
         r.next_tick = now + r.tick_interval();
+        if alone {
+            // Nobody else could lead: no election timeout to wait for.
+            let _ = r.raw.campaign();
+        }
+        r.drain();
         Ok(r)
     }
 
@@ -203,20 +257,75 @@ impl Replica {
     }
 
     /// Proposes a command (leader only). It is applied, here and on every member, once a
-    /// majority has it durably.
-    pub fn propose(&mut self, cmd: &Command) -> Result<(), NotLeader> {
+    /// majority has it durably; returns the (term, index) its [`ReplicaIo::Apply`] will carry
+    /// (another command may take that index if this leader is deposed first).
+    pub fn propose(&mut self, cmd: &Command) -> Result<(u64, u64), NotLeader> {
         if !self.is_leader() {
-            return Err(match self.leader {
-                Some(l) => NotLeader::Elsewhere(l),
-                None => NotLeader::Unknown,
-            });
+            return Err(self.not_leader());
         }
         let data = bincode::serialize(cmd).expect("commands serialize");
+        let before = self.raw.raft.raft_log.last_index();
         self.raw
             .propose(vec![], data)
             .map_err(|_| NotLeader::Unknown)?;
+        let index = self.raw.raft.raft_log.last_index();
+        if index == before {
+            return Err(NotLeader::Unknown); // dropped (a leadership transfer under way)
+        }
+        let term = self.raw.raft.term;
+        self.drain();
+        Ok((term, index))
+    }
+
+    /// Asks a majority to confirm this member's leadership; [`ReplicaIo::ReadReady`] with
+    /// `ctx` follows if they do. Nothing follows if leadership is lost first.
+    pub fn read(&mut self, ctx: u64) -> Result<(), NotLeader> {
+        if !self.is_leader() {
+            return Err(self.not_leader());
+        }
+        self.raw.read_index(ctx.to_le_bytes().to_vec());
         self.drain();
         Ok(())
+    }
+
+    /// Why this member takes no proposals.
+    pub fn not_leader(&self) -> NotLeader {
+        match self.leader {
+            Some(l) if l != self.cfg.id => NotLeader::Elsewhere(l),
+            _ => NotLeader::Unknown,
+        }
+    }
+
+    /// The index of the last entry in this member's log.
+    pub fn last_index(&self) -> u64 {
+        self.raw.raft.raft_log.last_index()
+    }
+
+    /// The state machine at `index` (applied here) is `data`: entries up to it are dropped
+    /// from memory, and lagging members are sent this snapshot. Call only once `data` is
+    /// durable.
+    pub fn compact(&mut self, index: u64, data: Vec<u8>) {
+        self.raw.mut_store().compact(index, data);
+    }
+
+    /// The entries after `index` this member holds (to rewrite its log after a compaction).
+    pub fn entries_after(&self, index: u64) -> Vec<Entry> {
+        self.raw.store().entries_after(index)
+    }
+
+    /// The hard state (term, vote, commit) as last handed over for persistence.
+    pub fn hard_state(&self) -> HardState {
+        self.raw.store().hard_state().clone()
+    }
+
+    /// The term of entry `index`, if this member has it.
+    pub fn term_of(&self, index: u64) -> Option<u64> {
+        raft::Storage::term(self.raw.store(), index).ok()
+    }
+
+    /// The configuration in force (voters and learners).
+    pub fn conf_state(&self) -> ConfState {
+        self.raw.store().conf_state().clone()
     }
 
     /// A message from another member.
@@ -248,6 +357,10 @@ impl Replica {
             self.send_all(msgs);
         }
         self.raw.on_persist_ready(number);
+        while self.restoring.front().is_some_and(|(n, _)| *n <= number) {
+            let (_, index) = self.restoring.pop_front().expect("checked");
+            self.raw.advance_apply_to(index);
+        }
         self.drain();
     }
 
@@ -284,34 +397,61 @@ impl Replica {
                 if leader != self.leader {
                     self.leader = leader;
                     let term = self.raw.raft.term;
-                    self.io.push_back(ReplicaIo::Leader { leader, term });
+                    if leader == Some(self.cfg.id) {
+                        // Announced once the first entry of its term (appended on election)
+                        // is applied: its state machine then holds everything committed.
+                        self.announce = Some((term, self.raw.raft.raft_log.last_index()));
+                    } else {
+                        self.announce = None;
+                        self.io.push_back(ReplicaIo::Leader { leader, term });
+                    }
                 }
             }
             // A leader's messages may leave before its own copy is durable (Raft allows it:
             // it counts itself only once persisted).
             let msgs = rd.take_messages();
             self.send_all(msgs);
-            assert!(
-                rd.snapshot().data.is_empty(),
-                "snapshots come with compaction"
-            );
+            let snapshot = rd.snapshot().clone();
+            let snapshot = (snapshot.metadata.as_ref().is_some_and(|m| m.index > 0)
+                || !snapshot.data.is_empty())
+            .then_some(snapshot);
+            if let Some(snap) = &snapshot {
+                let index = snap.metadata.as_ref().map_or(0, |m| m.index);
+                self.raw.mut_store().apply_snapshot(snap.clone());
+                self.io.push_back(ReplicaIo::Restore {
+                    index,
+                    data: snap.data.clone(),
+                });
+                self.restoring.push_back((rd.number(), index));
+            }
+            for rs in rd.take_read_states() {
+                let mut b = [0u8; 8];
+                if rs.request_ctx.len() == 8 {
+                    b.copy_from_slice(&rs.request_ctx);
+                    self.io.push_back(ReplicaIo::ReadReady {
+                        ctx: u64::from_le_bytes(b),
+                        index: rs.index,
+                    });
+                }
+            }
             let committed = rd.take_committed_entries();
             self.apply(committed);
             let entries = rd.take_entries();
             let hard_state = rd.hs().cloned();
             {
-                let mut w = self.raw.mut_store().wl();
-                w.append(&entries).expect("entries follow the log");
+                let store = self.raw.mut_store();
+                store.append(&entries);
                 if let Some(hs) = &hard_state {
-                    w.set_hardstate(hs.clone());
+                    store.set_hard_state(hs.clone());
                 }
             }
             let number = rd.number();
             let persisted_msgs = rd.take_persisted_messages();
-            let must = !entries.is_empty() || hard_state.is_some();
+            let must = !entries.is_empty() || hard_state.is_some() || snapshot.is_some();
             if must {
                 self.io.push_back(ReplicaIo::Persist {
                     number,
+                    snapshot,
                     entries,
                     hard_state,
                 });
@@ -339,6 +479,7 @@ impl Replica {
             match bincode::deserialize::<Command>(&e.data) {
                 Ok(cmd) => self.io.push_back(ReplicaIo::Apply {
                     index: e.index,
+                    term: e.term,
                     cmd,
                 }),
                 // Written by this program's proposals only: a command that does not decode
@@ -347,6 +488,14 @@ impl Replica {
             }
         }
         self.raw.advance_apply_to(last);
+        self.io.push_back(ReplicaIo::AppliedTo { index: last });
+        if let Some((term, index)) = self.announce {
+            if last >= index && self.is_leader() && self.raw.raft.term == term {
+                self.announce = None;
+                let leader = Some(self.cfg.id);
+                self.io.push_back(ReplicaIo::Leader { leader, term });
+            }
+        }
     }
 }
 
@@ -368,14 +517,27 @@ mod tests {
         seed: u64,
         /// Persists not yet durable: made durable at the next step (a group commit), lost in
         /// a crash.
-        pending: Vec<(MemberId, u64, Vec<Entry>, Option<HardState>)>,
+        pending: Vec<PendingPersist>,
         /// Share of messages lost on the wire.
         loss: f64,
         rng: fastrand::Rng,
         step: u64,
+        /// Reads confirmed: (member, ctx).
+        reads: Vec<(MemberId, u64)>,
+        /// Snapshots received.
+        restores: u64,
     }
 
     const DELAY: Duration = Duration::from_millis(1);
+
+    /// A member's persist not yet durable: (member, batch, snapshot, entries, hard state).
+    type PendingPersist = (
+        MemberId,
+        u64,
+        Option<Snapshot>,
+        Vec<Entry>,
+        Option<HardState>,
+    );
 
     impl Group {
         fn new(n: u64, seed: u64) -> Group {
@@ -393,6 +555,8 @@ mod tests {
                 loss: 0.0,
                 rng: fastrand::Rng::with_seed(seed),
                 step: 0,
+                reads: vec![],
+                restores: 0,
             };
             for id in &ids {
                 g.durable.insert(*id, Durable::default());
@@ -406,10 +570,39 @@ mod tests {
         fn start(&mut self, id: MemberId) {
             let ids: Vec<u64> = self.durable.keys().copied().collect();
             let cfg = ReplicaConfig::new(id, ids, self.seed);
-            let r = Replica::new(cfg, self.durable[&id].clone(), self.now).unwrap();
+            let d = self.durable[&id].clone();
+            // The state machine is the snapshot's, then the committed entries replayed.
+            let base = d
+                .snapshot
+                .as_ref()
+                .map_or(vec![], |s| bincode::deserialize(&s.data).unwrap());
+            self.applied.insert(id, base);
+            let r = Replica::new(cfg, d, self.now).unwrap();
             self.members.insert(id, Some(r));
-            // The state machine is rebuilt from the log by replaying what is committed.
-            self.applied.insert(id, vec![]);
+            self.perform(id);
+        }
+
+        /// Member `id` snapshots what it applied (made durable at once) and compacts.
+        fn compact(&mut self, id: MemberId) {
+            let applied = self.applied[&id].clone();
+            let Some(&(index, _)) = applied.last() else {
+                return;
+            };
+            let data = bincode::serialize(&applied).unwrap();
+            let r = self.members.get_mut(&id).unwrap().as_mut().unwrap();
+            let term = r.term_of(index).unwrap();
+            r.compact(index, data.clone());
+            let rest = r.entries_after(index);
+            let d = self.durable.get_mut(&id).unwrap();
+            d.snapshot = Some(Snapshot {
+                data,
+                metadata: Some(raft::eraftpb::SnapshotMetadata {
+                    conf_state: Some(r.conf_state()),
+                    index,
+                    term,
+                }),
+            });
+            d.entries = rest;
         }
 
         fn crash(&mut self, id: MemberId) {
@@ -419,8 +612,12 @@ mod tests {
 
         /// The group commit: what was handed over becomes durable, and each member is told.
         fn sync(&mut self) {
-            for (id, number, entries, hard_state) in std::mem::take(&mut self.pending) {
+            for (id, number, snapshot, entries, hard_state) in std::mem::take(&mut self.pending) {
                 let d = self.durable.get_mut(&id).unwrap();
+                if let Some(snap) = snapshot {
+                    d.snapshot = Some(snap);
+                    d.entries.clear();
+                }
                 if let Some(first) = entries.first() {
                     d.entries.retain(|e| e.index < first.index);
                     d.entries.extend(entries);
@@ -446,18 +643,28 @@ mod tests {
                 match io {
                     ReplicaIo::Persist {
                         number,
+                        snapshot,
                         entries,
                         hard_state,
-                    } => self.pending.push((id, number, entries, hard_state)),
+                    } => self
+                        .pending
+                        .push((id, number, snapshot, entries, hard_state)),
                     ReplicaIo::Send { msg, .. } => {
                         let lost = self.loss > 0.0 && self.rng.f64() < self.loss;
                         if !lost && !self.cut.contains(&id) && !self.cut.contains(&msg.to) {
                             self.wire.push((self.now + DELAY, msg));
                         }
                     }
-                    ReplicaIo::Apply { index, cmd } => {
+                    ReplicaIo::Apply { index, cmd, .. } => {
                         self.applied.get_mut(&id).unwrap().push((index, cmd))
                     }
+                    ReplicaIo::Restore { data, .. } => {
+                        self.restores += 1;
+                        let state = bincode::deserialize(&data).unwrap();
+                        self.applied.insert(id, state);
+                    }
+                    ReplicaIo::ReadReady { ctx, .. } => self.reads.push((id, ctx)),
+                    ReplicaIo::AppliedTo { .. } => {}
                     ReplicaIo::Leader { .. } => {}
                 }
             }
@@ -513,7 +720,7 @@ mod tests {
                 .collect()
         }
 
-        fn propose(&mut self, cmd: &Command) -> Result<(), NotLeader> {
+        fn propose(&mut self, cmd: &Command) -> Result<(u64, u64), NotLeader> {
             let l = *self.leaders().first().ok_or(NotLeader::Unknown)?;
             let r = self.members.get_mut(&l).unwrap().as_mut().unwrap();
             let res = r.propose(cmd);
@@ -620,6 +827,60 @@ mod tests {
             .applied
             .values()
             .all(|v| v.iter().all(|(_, c)| *c != cmd(999))));
+    }
+
+    #[test]
+    fn a_member_behind_the_compacted_log_gets_a_snapshot() {
+        let mut g = Group::new(3, 11);
+        g.run(Duration::from_secs(2));
+        let leader = g.leaders()[0];
+        let behind = (1..=3).find(|i| *i != leader).unwrap();
+        g.crash(behind);
+        for i in 0..30 {
+            g.propose(&cmd(i)).unwrap();
+        }
+        g.run(Duration::from_millis(100));
+        for id in 1..=3 {
+            if id != behind {
+                g.compact(id);
+            }
+        }
+        g.start(behind);
+        g.run(Duration::from_millis(500));
+        for i in 30..35 {
+            g.propose(&cmd(i)).unwrap();
+        }
+        g.run(Duration::from_millis(100));
+        assert_eq!(one_history(&g), 35);
+        assert_eq!(g.applied[&behind].len(), 35, "caught up");
+        assert_eq!(g.restores, 1, "from the snapshot");
+        // And it restarts from its own durable snapshot.
+        g.crash(behind);
+        g.start(behind);
+        g.run(Duration::from_millis(500));
+        assert_eq!(g.applied[&behind].len(), 35);
+    }
+
+    #[test]
+    fn a_read_is_confirmed_only_by_a_majority() {
+        let mut g = Group::new(3, 5);
+        g.run(Duration::from_secs(2));
+        let leader = g.leaders()[0];
+        let read = |g: &mut Group, ctx: u64| {
+            let r = g.members.get_mut(&leader).unwrap().as_mut().unwrap();
+            r.read(ctx).unwrap();
+            g.perform(leader);
+        };
+        read(&mut g, 7);
+        g.run(Duration::from_millis(20));
+        assert_eq!(g.reads, vec![(leader, 7)]);
+        // Cut off from both followers, the leader's read never comes back (and it steps
+        // down at its check-quorum).
+        g.cut = (1..=3).filter(|i| *i != leader).collect();
+        read(&mut g, 8);
+        g.run(Duration::from_millis(1500));
+        assert_eq!(g.reads, vec![(leader, 7)], "no majority, no confirmation");
+        assert!(!g.leaders().contains(&leader));
     }
 
     #[test]
