@@ -17,7 +17,7 @@ use std::fmt;
 /// Magic bytes at the start of every handshake.
 pub const MAGIC: [u8; 4] = *b"TNRE";
 /// Protocol version spoken by this build.
-pub const PROTOCOL_VERSION: u16 = 3;
+pub const PROTOCOL_VERSION: u16 = 4;
 /// Largest frame payload, in bytes: what a client accepts from a server, and the most any
 /// message may encode to.
 pub const MAX_FRAME: usize = 1 << 20;
@@ -26,6 +26,9 @@ pub const MAX_FRAME: usize = 1 << 20;
 /// than [`MAX_FRAME`] keeps what a connection can make the server buffer small (1,000
 /// connections each sending an unfinished frame hold at most 64 MiB).
 pub const MAX_REQUEST_FRAME: usize = 64 << 10;
+/// Largest frame between members, in bytes: a raft message carries up to 1 MiB of entries,
+/// or a snapshot of the whole state.
+pub const MAX_PEER_FRAME: usize = 256 << 20;
 /// Longest lock name, in bytes.
 pub const MAX_NAME_LEN: usize = 1024;
 
@@ -47,6 +50,24 @@ pub enum ClientMsg {
         version: u16,
         /// A name for logs and `tenure status`.
         client_name: String,
+    },
+    /// First frame of a connection from another member of the group: after it, every frame
+    /// on the connection is a raft message (protobuf, as raft-rs encodes it), of up to
+    /// [`MAX_PEER_FRAME`] bytes.
+    PeerHello {
+        /// Must be [`MAGIC`].
+        magic: [u8; 4],
+        /// The member's protocol version.
+        version: u16,
+        /// The member's id in the group.
+        from: u64,
+        /// Its incarnation token, if it has one (a new or wiped member has none).
+        incarnation: Option<Incarnation>,
+        /// It began this incarnation for a new group (`--bootstrap`) and has applied
+        /// nothing yet: members started with `--bootstrap` may take its token.
+        fresh: bool,
+        /// It was started with `--bootstrap` (consent to a new incarnation).
+        bootstrap: bool,
     },
     /// A request under a session (`session` is 0 for `Open` and `Status`).
     Request {
@@ -380,6 +401,23 @@ pub struct StatusInfo {
     pub groups: Vec<(String, ViewInfo)>,
     /// Where the next page begins; `None` on the last page (and in a whole status).
     pub next: Option<StatusCursor>,
+    /// The leader of the servers' group, as the member that answered knows it (`None`
+    /// while there is none); a single server is its own leader.
+    pub leader: Option<MemberInfo>,
+    /// The members of the servers' group.
+    pub members: Vec<MemberInfo>,
+}
+
+/// A member of the servers' group in a [`StatusInfo`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberInfo {
+    /// Its id (as given by `--cluster`; 1 for a single server).
+    pub id: u64,
+    /// Where clients and the other members reach it.
+    pub address: String,
+    /// `leader`, `follower` (a voter), or `learner`; as the leader sees it, `unreachable`
+    /// for a member it has not heard from within an election timeout.
+    pub role: String,
 }
 
 /// One election in a [`StatusInfo`].
@@ -607,6 +645,18 @@ impl FrameReader {
             start: 0,
             limit,
         }
+    }
+
+    /// Accepts frames of up to `limit` bytes from now on (a connection that turned out to be
+    /// another member's).
+    pub fn set_limit(&mut self, limit: usize) {
+        self.limit = limit;
+    }
+
+    /// Writes one frame of raw `payload` bytes (a length prefix, then the bytes).
+    pub fn frame_raw(payload: &[u8], out: &mut Vec<u8>) {
+        out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+        out.extend_from_slice(payload);
     }
 
     /// True when a complete frame (or an oversized length prefix) is buffered.

@@ -24,9 +24,10 @@ tenure: leases, fenced locks and the coordination server
 USAGE:
   tenure serve  [--listen ADDR] [--data DIR] [--durability fsync|none]
                 [--max-connections N] [--idle-timeout SECS]
+                [--id N --cluster ID=ADDR,ID=ADDR,... [--bootstrap]]
   tenure lock   [--endpoints A,B] [--ttl SECS] [--timeout SECS] [--grace SECS]
                 NAME -- CMD [ARGS...]
-  tenure status [--endpoints A,B]
+  tenure status [--endpoints A,B] [--json]
   tenure revoke [--endpoints A,B] NAME
   tenure elect  [--endpoints A,B] [--ttl SECS] --id ID --priority P [--endpoint ADDR]
                 [--preempt] [--grace SECS] NAME -- CMD [ARGS...]
@@ -38,6 +39,11 @@ serve   Runs a server (default 127.0.0.1:7411, data in ./tenure-data, durability
         SIGHUP. At most --max-connections (default 10000) connections; a connection
         without a session is closed after --idle-timeout (default 10 s). Exits 70 if the
         server fails (a supervisor should restart it).
+        With --cluster, member --id of a replicated group (client and member traffic on
+        the one --listen address; each member's ADDR is where the others and clients
+        reach it). A member whose data directory has no incarnation token takes its
+        group's; the first start of a group (or after every member lost its data) needs
+        --bootstrap on every member: a new incarnation, and data_lost for old clients.
 lock    Takes the lock NAME, runs CMD with TENURE_LOCK_NAME and TENURE_FENCING_TOKEN set,
         releases it when CMD exits and exits with CMD's status. If the lock is lost while
         CMD runs, CMD gets SIGTERM (SIGKILL 2 s later) and tenure exits 75.
@@ -48,7 +54,8 @@ lock    Takes the lock NAME, runs CMD with TENURE_LOCK_NAME and TENURE_FENCING_T
         Exit 3: --timeout passed without the lock. Exit 69: no server reachable.
         --endpoints defaults to $TENURE_ENDPOINTS, then 127.0.0.1:7411; --ttl to 10 s;
         --timeout to waiting without limit.
-status  Prints the incarnation, sessions and locks with holders and fencing tokens.
+status  Prints the incarnation, the servers' group (leader, members and roles), sessions
+        and locks with holders and fencing tokens; --json prints one JSON object.
 revoke  Administrative: releases lock NAME whoever holds it; the holder is told (reason
         `released`) and the next waiter is granted it. Exit 1 when NAME is not held.
 elect   Campaigns in election NAME and runs CMD while this process is master, with
@@ -363,8 +370,22 @@ fn serve(args: Vec<OsString>) -> CliResult {
                     .filter(|d| !d.is_zero())
                     .ok_or_else(|| usage("--idle-timeout must be a positive number of seconds"))?;
             }
+            Long("id") => {
+                let v = value(&mut p)?;
+                cfg.id =
+                    v.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                        usage(format!("--id must be a positive integer, not {v:?}"))
+                    })?;
+            }
+            Long("cluster") => cfg.cluster = parse_cluster(&value(&mut p)?)?,
+            Long("bootstrap") => cfg.bootstrap = true,
             other => return Err(usage(other.unexpected())),
         }
+    }
+    if cfg.bootstrap && cfg.cluster.is_empty() {
+        return Err(usage(
+            "--bootstrap is for a member of a group: give --cluster",
+        ));
     }
     let set = block_signals();
     let started = Instant::now();
@@ -397,13 +418,84 @@ fn serve(args: Vec<OsString>) -> CliResult {
     }
 }
 
+/// `tenure status --json`: one object, the shape the README documents (and scripts rely
+/// on): incarnation (hex), revision, leader (`{"id", "address"}` or null), members (`{"id",
+/// "address", "role"}`), sessions, locks, elections, groups. `own` (the asking session) is
+/// left out of the sessions.
+fn status_json(st: &tenure::proto::StatusInfo, own: u64) -> String {
+    use serde_json::json;
+    let member = |m: &tenure::proto::MemberInfo| json!({"id": m.id, "address": m.address});
+    let v = json!({
+        "incarnation": format!("{:032x}", st.incarnation),
+        "revision": st.revision,
+        "leader": st.leader.as_ref().map(member),
+        "members": st.members.iter().map(|m| json!({
+            "id": m.id, "address": m.address, "role": m.role,
+        })).collect::<Vec<_>>(),
+        "sessions": st.sessions.iter().filter(|s| s.id != own).map(|s| json!({
+            "id": s.id, "ttl_ms": s.ttl_ms,
+        })).collect::<Vec<_>>(),
+        "locks": st.locks.iter().map(|l| json!({
+            "name": l.name, "holder": l.holder, "token": l.token, "waiters": l.waiters,
+        })).collect::<Vec<_>>(),
+        "elections": st.elections.iter().map(|e| json!({
+            "name": e.name,
+            "epoch": e.master.epoch,
+            "master": e.master.master.as_ref().map(|(id, ep)| json!({"id": id, "endpoint": ep})),
+            "candidates": e.candidates.iter().map(|(id, p, s)| json!({
+                "id": id, "priority": p, "session": s,
+            })).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+        "groups": st.groups.iter().map(|(name, v)| json!({
+            "name": name,
+            "view": v.view,
+            "members": v.members.iter().map(|(id, full)| json!({
+                "id": id, "probationary": !full,
+            })).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+    });
+    v.to_string()
+}
+
+/// `1=host:port,2=host:port,...`
+fn parse_cluster(v: &str) -> Result<Vec<(u64, String)>, (u8, String)> {
+    let mut out = Vec::new();
+    for part in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (id, addr) = part.split_once('=').ok_or_else(|| {
+            usage(format!(
+                "--cluster takes ID=ADDR pairs separated by commas, not {part:?}"
+            ))
+        })?;
+        let id = id
+            .trim()
+            .parse::<u64>()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| {
+                usage(format!(
+                    "--cluster: member id {id:?} is not a positive integer"
+                ))
+            })?;
+        if addr.trim().is_empty() {
+            return Err(usage(format!("--cluster: member {id} has no address")));
+        }
+        out.push((id, addr.trim().to_string()));
+    }
+    if out.is_empty() {
+        return Err(usage("--cluster names no member"));
+    }
+    Ok(out)
+}
+
 fn status(args: Vec<OsString>) -> CliResult {
     let mut endpoints = default_endpoints();
+    let mut json = false;
     let mut p = lexopt::Parser::from_args(args);
     while let Some(arg) = p.next().map_err(usage)? {
         use lexopt::prelude::*;
         match arg {
             Long("endpoints") => endpoints = split_endpoints(&value(&mut p)?),
+            Long("json") => json = true,
             other => return Err(usage(other.unexpected())),
         }
     }
@@ -411,7 +503,19 @@ fn status(args: Vec<OsString>) -> CliResult {
     cfg.reopen = false;
     let c = Client::connect(cfg).map_err(connect_error)?;
     let st = c.status().map_err(|e| (EXIT_UNAVAILABLE, e.to_string()))?;
+    if json {
+        println!("{}", status_json(&st, c.session_id()));
+        return Ok(0);
+    }
     println!("incarnation {:032x}", st.incarnation);
+    match &st.leader {
+        Some(l) => println!("leader      {} at {}", l.id, l.address),
+        None => println!("leader      none (an election is under way)"),
+    }
+    println!("members     {}", st.members.len());
+    for m in &st.members {
+        println!("  {} at {} {}", m.id, m.address, m.role);
+    }
     println!("revision    {}", st.revision);
     // Our own session is not worth listing.
     let own = c.session_id();

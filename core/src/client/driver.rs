@@ -159,7 +159,6 @@ impl Core {
 pub(crate) struct Driver {
     session: Session,
     conns: HashMap<u64, Connection>,
-    endpoints: Vec<String>,
     client_name: String,
     /// A connection whose peer takes no bytes for this long is broken.
     write_timeout: Duration,
@@ -187,7 +186,6 @@ impl Driver {
         let now = Instant::now();
         let core = Arc::new_cyclic(|weak| Core {
             driver: Mutex::new(Driver {
-                endpoints: cfg.endpoints.clone(),
                 client_name: cfg.client_name.clone(),
                 write_timeout: lease_cfg.heartbeat_timeout,
                 session: Session::new(cfg, lease_cfg, shared, seed, first_sub, now),
@@ -321,7 +319,9 @@ impl Driver {
                         attempt,
                         start,
                         step,
-                    } => self.dial(attempt, start, step),
+                        endpoints,
+                        after,
+                    } => self.dial(attempt, start, step, endpoints, after),
                 }
             }
             if broken.is_empty() {
@@ -334,13 +334,20 @@ impl Driver {
     }
 
     /// Starts a dial thread; its outcome comes back as [`Cmd::Dialed`].
-    fn dial(&mut self, attempt: u64, start: usize, step: Duration) {
-        let endpoints = self.endpoints.clone();
+    fn dial(
+        &mut self,
+        attempt: u64,
+        start: usize,
+        step: Duration,
+        endpoints: Vec<String>,
+        after: Duration,
+    ) {
         let name = self.client_name.clone();
         let (tx, core) = (self.tx.clone(), self.core.clone());
         let spawned = std::thread::Builder::new()
             .name("tenure-client-dial".into())
             .spawn(move || {
+                std::thread::sleep(after);
                 let result = dial(&endpoints, start, step, &name);
                 let poke = || match core.upgrade() {
                     Some(c) => {

@@ -576,6 +576,8 @@ impl Client {
             all.locks.extend(page.locks);
             all.elections.extend(page.elections);
             all.groups.extend(page.groups);
+            all.leader = page.leader;
+            all.members = page.members;
             match page.next {
                 Some(n) => from = Some(n),
                 None => return Ok(all),

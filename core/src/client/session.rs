@@ -38,6 +38,10 @@ pub(crate) const HEARTBEAT_BIT: u64 = 1 << 63;
 const MAX_OPENING: usize = 8;
 /// How long a close waits for the server's reply.
 const CLOSE_WAIT: Duration = Duration::from_secs(1);
+/// A broken connection is followed by a dial at once at most this often.
+pub const QUICK_REDIAL_EVERY: Duration = Duration::from_secs(1);
+/// Most endpoints a session tries: those configured, and leaders learnt from redirects.
+pub const MAX_ENDPOINTS: usize = 64;
 /// The pause before trying the next member when the one reached named no leader (an
 /// election under way, which takes a few hundred milliseconds): short enough to find the
 /// new leader soon after it is elected, long enough that a group of clients does not spin
@@ -55,6 +59,11 @@ pub(crate) enum Io {
         attempt: u64,
         start: usize,
         step: Duration,
+        /// The endpoints to try in turn from `start`: the configured ones, and leaders
+        /// that members named which were not among them.
+        endpoints: Vec<String>,
+        /// Wait this long before the first step (after a member said no leader is known).
+        after: Duration,
     },
     /// Write `msg` on connection `conn` without waiting; a failure is reported with
     /// [`Session::broken`].
@@ -108,9 +117,11 @@ pub(crate) struct Session {
     opening: Vec<(u64, Instant)>,
     /// When to try opening a session next, while there is none.
     reopen_at: Option<Instant>,
-    /// When to dial again after a member said it does not lead and named no leader (an
-    /// election under way): see [`REDIRECT_PAUSE`].
-    redial_at: Option<Instant>,
+    /// The pause before the next dial (a member said no leader is known: an election is
+    /// under way): see [`REDIRECT_PAUSE`].
+    dial_pause: Duration,
+    /// When a broken connection was last followed by a dial at once.
+    quick_redial: Option<Instant>,
     incarnation: Option<Incarnation>,
     pending: BTreeMap<u64, Pending>,
     locks: HashMap<String, Arc<LockShared>>,
@@ -166,7 +177,8 @@ impl Session {
             lease: None,
             opening: Vec::new(),
             reopen_at: None,
-            redial_at: None,
+            dial_pause: Duration::ZERO,
+            quick_redial: None,
             incarnation: None,
             pending: BTreeMap::new(),
             locks: HashMap::new(),
@@ -201,11 +213,10 @@ impl Session {
         if self.exited {
             return None;
         }
-        let own = match (&self.lease, self.reopen_at) {
+        match (&self.lease, self.reopen_at) {
             (Some(l), _) => l.next_wakeup(),
             (None, r) => r,
-        };
-        own.into_iter().chain(self.redial_at).min()
+        }
     }
 
     /// Closed, and the close has ended: the runtime may stop.
@@ -334,6 +345,18 @@ impl Session {
             let _ = f.send(Err(Error::ConnectionFailed(
                 "connection closed while opening the session".into(),
             )));
+            return;
+        }
+        // The connection broke (its server died, or a member of a group went away): look
+        // for another at once, without waiting for the lease's next retry; that is what
+        // makes a failover take about an election. At most once per [`QUICK_REDIAL_EVERY`]:
+        // against a server that closes every connection, the retry schedule rules.
+        let quick = self.quick_redial.map_or(true, |t| {
+            now.saturating_duration_since(t) >= QUICK_REDIAL_EVERY
+        });
+        if self.lease.is_some() && quick {
+            self.quick_redial = Some(now);
+            self.want_dial();
         }
     }
 
@@ -392,12 +415,6 @@ impl Session {
         }
         if self.exited {
             return;
-        }
-        if self.redial_at.is_some_and(|t| now >= t) {
-            self.redial_at = None;
-            if self.conn.is_none() {
-                self.want_dial();
-            }
         }
         if self.lease.is_some() {
             let actions = match self.lease.as_mut() {
@@ -498,6 +515,8 @@ impl Session {
             attempt: self.attempts,
             start: self.endpoint_idx,
             step,
+            endpoints: self.cfg.endpoints.clone(),
+            after: std::mem::take(&mut self.dial_pause),
         });
     }
 
@@ -577,13 +596,21 @@ impl Session {
     }
 
     /// The member this connection reaches does not lead its group: go to the leader it
-    /// named, if it is one of the endpoints; otherwise (no leader known: an election under
+    /// named (added to the endpoints if it was not one); otherwise (no leader known: an election under
     /// way) to the next endpoint after [`REDIRECT_PAUSE`]. Requests in flight are resent
     /// there with their ids (the server's reply window makes that safe); the lease counts
     /// the lost heartbeat as a failure, so a failover longer than it can bear shows as
     /// jeopardy, never as silence.
     fn redirect(&mut self, leader: Option<String>) {
         self.disconnected();
+        if let Some(l) = &leader {
+            // A leader the user did not list (they gave one member's address, or another
+            // spelling of it): learnt, up to a bound, so that one address is enough.
+            let known = self.cfg.endpoints.iter().any(|e| e == l);
+            if !known && self.cfg.endpoints.len() < MAX_ENDPOINTS {
+                self.cfg.endpoints.push(l.clone());
+            }
+        }
         let n = self.cfg.endpoints.len().max(1);
         match leader.and_then(|l| self.cfg.endpoints.iter().position(|e| *e == l)) {
             Some(i) => {
@@ -592,7 +619,8 @@ impl Session {
             }
             None => {
                 self.endpoint_idx = (self.endpoint_idx + 1) % n;
-                self.redial_at = Some(self.now + REDIRECT_PAUSE);
+                self.dial_pause = REDIRECT_PAUSE;
+                self.want_dial();
             }
         }
     }
@@ -1407,11 +1435,10 @@ mod tests {
         t.s.broken(t.now(), conn);
         t.s.tick(t.now());
         assert!(matches!(t.events()[..], [Event::SessionJeopardy { .. }]));
+        // The broken connection is let go, and another looked for at once.
         let io = t.io();
-        assert!(matches!(io[..], [Io::Drop { conn: c }] if c == conn));
-        // The first retry dials.
-        t.wake();
-        let dials = T::dials(&t.io());
+        assert!(matches!(io[0], Io::Drop { conn: c } if c == conn));
+        let dials = T::dials(&io);
         let [(attempt, 0)] = dials[..] else {
             panic!("{dials:?}")
         };
@@ -1431,6 +1458,10 @@ mod tests {
         t.s.tick(t.now());
         assert_eq!(t.events(), vec![Event::SessionRecovered]);
         assert_eq!(*t.shared.state.lock(), SessionState::Connected);
+        // Broken again within a second: the retry schedule decides when to dial.
+        t.s.broken(t.now(), attempt);
+        let io = t.io();
+        assert!(T::dials(&io).is_empty(), "{io:?}");
     }
 
     #[test]
@@ -1588,15 +1619,36 @@ mod tests {
         // No leader known (an election): the next endpoint, after a pause.
         t.reply(attempt, SID, sent[0].2, not_leader(None));
         let io = t.io();
-        assert!(T::dials(&io).is_empty(), "{io:?}");
-        let at = t.now();
-        let mut dials = vec![];
-        while dials.is_empty() {
-            t.wake();
-            dials = T::dials(&t.io());
-        }
-        assert!(t.now() - at <= REDIRECT_PAUSE, "redialled after the pause");
+        let pause = io.iter().find_map(|i| match i {
+            Io::Dial { after, .. } => Some(*after),
+            _ => None,
+        });
+        assert_eq!(pause, Some(REDIRECT_PAUSE), "redialled after the pause");
+        let dials = T::dials(&io);
         assert_eq!(dials[0].1, 0, "the endpoint after 2");
+        let info = DialInfo {
+            incarnation: INC,
+            endpoint: 0,
+        };
+        t.s.dialed(t.now(), dials[0].0, Ok(info));
+        let sent = T::sent(&t.io());
+        // A leader that is not among the endpoints is learnt and dialled.
+        t.reply(
+            dials[0].0,
+            SID,
+            sent[0].2,
+            not_leader(Some("10.9.9.9:7411")),
+        );
+        let io = t.io();
+        let dial = io.iter().find_map(|i| match i {
+            Io::Dial {
+                start, endpoints, ..
+            } => Some((*start, endpoints.clone())),
+            _ => None,
+        });
+        let (start, endpoints) = dial.expect("a dial");
+        assert_eq!(endpoints[start], "10.9.9.9:7411");
+        assert_eq!(endpoints.len(), 4);
         // The session and its lock were kept throughout, and nothing was reported lost.
         assert_eq!(lost(&l), None);
         assert!(!t

@@ -4,6 +4,7 @@
 //! `mio` loop with the connection budgets). This file holds the configuration, the limits of
 //! the runtime and the handle of an embedded server.
 
+mod join;
 pub mod liveness;
 pub(crate) mod node;
 pub mod replica;
@@ -44,6 +45,15 @@ pub struct ServerConfig {
     /// [`DEFAULT_IDLE_TIMEOUT`]): one that never finished its handshake or never opened a
     /// session, or whose sessions moved to another connection or ended.
     pub idle_timeout: Duration,
+    /// This member's id in its group (default 1; ids are positive).
+    pub id: u64,
+    /// Every member of the group as `(id, address)`, this one included: the address clients
+    /// and the other members reach it at. Empty (the default): a single server.
+    pub cluster: Vec<(u64, String)>,
+    /// Consent to begin a new incarnation when this member's directory has no token and a
+    /// majority of the group has none either (`--bootstrap`; see the README). Needed for
+    /// the first start of a group, and after every member lost its data.
+    pub bootstrap: bool,
 }
 
 impl Default for ServerConfig {
@@ -54,6 +64,9 @@ impl Default for ServerConfig {
             durability: Durability::Fsync,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            id: 1,
+            cluster: Vec::new(),
+            bootstrap: false,
         }
     }
 }
@@ -82,7 +95,7 @@ const RESERVED_FDS: usize = 64;
 #[derive(Debug)]
 pub struct Server {
     addr: SocketAddr,
-    incarnation: Incarnation,
+    incarnation: Arc<parking_lot::Mutex<Incarnation>>,
     stop: Arc<AtomicBool>,
     waker: Arc<Waker>,
     thread: Option<JoinHandle<io::Result<()>>>,
@@ -102,7 +115,9 @@ impl Server {
                     cfg.listen
                 ))
             })?;
-        let (storage, rec) = Storage::open(&cfg.data_dir, cfg.durability)
+        check_cluster(&cfg)?;
+        let alone = cfg.cluster.is_empty();
+        let (storage, rec) = Storage::open(&cfg.data_dir, cfg.durability, alone)
             .map_err(|e| Error::Io(format!("data directory {}: {e}", cfg.data_dir.display())))?;
         if cfg.max_connections == 0 {
             return Err(Error::InvalidArgument(
@@ -121,15 +136,16 @@ impl Server {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let stop = Arc::new(AtomicBool::new(false));
-        let incarnation = rec.incarnation;
+        let incarnation = Arc::new(parking_lot::Mutex::new(rec.incarnation.unwrap_or(0)));
         let mut rt = Runtime::new(
             poll,
             listener,
             storage,
             rec,
             waker.clone(),
+            &cfg,
             max_connections,
-            cfg.idle_timeout,
+            incarnation.clone(),
         )?;
         let stop2 = stop.clone();
         let thread = std::thread::Builder::new()
@@ -164,9 +180,10 @@ impl Server {
         self.addr
     }
 
-    /// The incarnation token of the service.
+    /// The incarnation token of the service (0 while a member of a group is still looking
+    /// for its group's).
     pub fn incarnation(&self) -> Incarnation {
-        self.incarnation
+        *self.incarnation.lock()
     }
 
     /// Stops serving: commits what was applied, closes every connection and returns. Clients
@@ -210,6 +227,40 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.shutdown();
     }
+}
+
+/// Checks a group's configuration: positive, distinct ids, this member among them, every
+/// address given.
+fn check_cluster(cfg: &ServerConfig) -> Result<()> {
+    let bad = |m: String| Err(Error::InvalidArgument(m));
+    if cfg.id == 0 {
+        return bad("member ids are positive; 0 means none".into());
+    }
+    if cfg.cluster.is_empty() {
+        return Ok(());
+    }
+    let mut ids: Vec<u64> = cfg.cluster.iter().map(|m| m.0).collect();
+    ids.sort_unstable();
+    if ids.windows(2).any(|w| w[0] == w[1]) {
+        return bad("a member id appears twice in the cluster".into());
+    }
+    if ids.first() == Some(&0) {
+        return bad("member ids are positive; 0 means none".into());
+    }
+    if let Some((id, _)) = cfg.cluster.iter().find(|m| m.1.trim().is_empty()) {
+        return bad(format!("member {id} has no address"));
+    }
+    if !ids.contains(&cfg.id) {
+        return bad(format!(
+            "this member's id {} is not in the cluster ({})",
+            cfg.id,
+            ids.iter()
+                .map(u64::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    Ok(())
 }
 
 /// Descriptors this process may still use for connections: the soft limit of open files is

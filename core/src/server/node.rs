@@ -22,16 +22,17 @@
 //! which connections carry no session. The leader's timers start only once it has applied
 //! every entry committed before its term, with a grace of a full TTL for every session.
 
+use super::join::{Decision, Heard, Join};
 use super::liveness::Liveness;
 use super::replica::{Durable, MemberId, NotLeader, Replica, ReplicaConfig, ReplicaIo};
 use super::state::{Command, Output, State};
 use crate::election::Step;
 use crate::membership::Evaluator;
 use crate::proto::{
-    self, ClientMsg, ErrorReply, Incarnation, Notice, Reply, Request, ServerMsg, SessionId,
-    StatusCursor, Text,
+    self, ClientMsg, ErrorReply, Incarnation, MemberInfo, Notice, Reply, Request, ServerMsg,
+    SessionId, StatusCursor, Text,
 };
-use raft::eraftpb::{Entry, HardState, Message, Snapshot, SnapshotMetadata};
+use raft::eraftpb::{Entry, HardState, Message, MessageType, Snapshot, SnapshotMetadata};
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
@@ -64,11 +65,19 @@ pub(crate) enum NodeIo {
         candidate: String,
         endpoint: String,
     },
+    /// Connection `conn` is another member's: its frames from now on are raft messages (up
+    /// to [`proto::MAX_PEER_FRAME`] bytes), for [`Node::peer_frame`]; it is never idle.
+    Upgrade { conn: usize },
+    /// This member found its incarnation: store the token (durably) before anything else,
+    /// and say hello to the other members again with it ([`Node::hello`]).
+    Incarnation { token: Incarnation },
 }
 
 /// What the node knows of a connection.
 struct ConnState {
     greeted: bool,
+    /// Another member's connection (after its hello).
+    peer: Option<MemberId>,
     sessions: HashSet<SessionId>,
     /// Since when the connection carries no session (`None` while it carries one).
     sessionless_since: Option<Instant>,
@@ -115,6 +124,17 @@ pub(crate) struct Node {
     replica: Replica,
     /// Every member's client address (for telling clients where the leader is).
     addresses: HashMap<MemberId, String>,
+    /// Looking for this member's incarnation (no token in its directory): it serves nothing
+    /// and takes no part in replication meanwhile.
+    join: Option<Join>,
+    bootstrap: bool,
+    new_token: Incarnation,
+    /// This member drew the incarnation's token (`--bootstrap`).
+    drew: bool,
+    /// This member took the group's token without its data: it neither votes nor campaigns
+    /// until it has applied everything the leader had committed when it first heard from it
+    /// (`Some((heard, commit))`: `heard` once a leader's append has come, with its commit).
+    behind: Option<(bool, u64)>,
     /// The last log entry applied to `state`.
     applied: u64,
     /// Proposals whose asker waits on a connection: (term, index) -> origin.
@@ -152,16 +172,43 @@ pub(crate) struct Node {
     evaluator: Evaluator,
 }
 
+/// How a node serves: its replication, its group, its incarnation.
+pub(crate) struct NodeConfig {
+    /// Replication (this member's id, the voters, timing).
+    pub(crate) replica: ReplicaConfig,
+    /// Every member's client address, this one's included (empty for a single server).
+    pub(crate) addresses: HashMap<MemberId, String>,
+    /// The incarnation token from the data directory; `None` for a member of a group whose
+    /// directory has none (new or wiped): it looks for one ([`Join`]) before it serves.
+    pub(crate) incarnation: Option<Incarnation>,
+    /// Started with `--bootstrap`: consents to a new incarnation.
+    pub(crate) bootstrap: bool,
+    /// The token to begin a new incarnation with, if this member is the one to (drawn by
+    /// the runtime: the node draws nothing itself).
+    pub(crate) new_token: Incarnation,
+}
+
+impl NodeConfig {
+    /// A single server: a group of one, member 1, with its token.
+    pub(crate) fn alone(incarnation: Incarnation, seed: u64) -> NodeConfig {
+        NodeConfig {
+            replica: ReplicaConfig::new(1, vec![1], seed),
+            addresses: HashMap::new(),
+            incarnation: Some(incarnation),
+            bootstrap: false,
+            new_token: incarnation,
+        }
+    }
+}
+
 impl Node {
-    /// A node serving `state` (the snapshot's, or new), replicating with `cfg` from what
-    /// was durable, starting at `now`. `addresses` gives every member's client address.
-    /// A group of one leads at once; its committed entries are applied then.
+    /// A node serving `state` (the snapshot's, or new), replicating from what was durable,
+    /// starting at `now`. A group of one leads at once; its committed entries are applied
+    /// then.
     pub(crate) fn new(
         state: State,
-        incarnation: Incarnation,
-        cfg: ReplicaConfig,
+        cfg: NodeConfig,
         durable: Durable,
-        addresses: HashMap<MemberId, String>,
         now: Instant,
     ) -> Result<Node, String> {
         let applied = durable
@@ -169,11 +216,22 @@ impl Node {
             .as_ref()
             .and_then(|s| s.metadata.as_ref())
             .map_or(0, |m| m.index);
-        let replica = Replica::new(cfg, durable, now)?;
+        let members = cfg.replica.voters.clone();
+        let me = cfg.replica.id;
+        let replica = Replica::new(cfg.replica, durable, now)?;
+        let join = cfg
+            .incarnation
+            .is_none()
+            .then(|| Join::new(me, members, cfg.bootstrap));
         let mut n = Node {
             state,
             replica,
-            addresses,
+            addresses: cfg.addresses,
+            join,
+            bootstrap: cfg.bootstrap,
+            new_token: cfg.new_token,
+            drew: false,
+            behind: None,
             applied,
             origins: HashMap::new(),
             reads_waiting: Vec::new(),
@@ -181,7 +239,7 @@ impl Node {
             next_ctx: 1,
             leading: None,
             liveness: Liveness::new(),
-            incarnation,
+            incarnation: cfg.incarnation.unwrap_or(0),
             now,
             io: VecDeque::new(),
             conns: HashMap::new(),
@@ -212,7 +270,11 @@ impl Node {
             snapshot: Some(snapshot),
             ..Durable::default()
         };
-        Node::new(state, incarnation, cfg, durable, HashMap::new(), now).expect("a valid node")
+        let cfg = NodeConfig {
+            replica: cfg,
+            ..NodeConfig::alone(incarnation, 1)
+        };
+        Node::new(state, cfg, durable, now).expect("a valid node")
     }
 
     /// The state machine (for the tests and the simulation's checks).
@@ -262,9 +324,8 @@ impl Node {
                 .chain(self.evaluator.next_due())
                 .min()
         });
-        std::iter::once(self.replica.next_wakeup())
-            .chain(leader.flatten())
-            .min()
+        let replica = self.replicating().then(|| self.replica.next_wakeup());
+        replica.into_iter().chain(leader.flatten()).min()
     }
 
     /// Connections that have carried no session for `limit` or longer.
@@ -297,6 +358,7 @@ impl Node {
             conn,
             ConnState {
                 greeted: false,
+                peer: None,
                 sessions: HashSet::new(),
                 sessionless_since: Some(now),
             },
@@ -309,6 +371,90 @@ impl Node {
         if self.conns.contains_key(&conn) {
             self.handle(conn, msg);
         }
+    }
+
+    /// A frame from another member on connection `conn` (upgraded by [`NodeIo::Upgrade`]).
+    /// A frame that does not decode, or that claims to come from another member than the
+    /// connection's, closes the connection.
+    pub(crate) fn peer_frame(&mut self, now: Instant, conn: usize, bytes: &[u8]) {
+        self.now = now;
+        let Some(from) = self.conns.get(&conn).and_then(|c| c.peer) else {
+            return;
+        };
+        let msg = match <Message as prost::Message>::decode(bytes) {
+            Ok(m) if m.from == from && m.to == self.replica.id() => m,
+            _ => return self.close(conn),
+        };
+        self.peer(msg);
+    }
+
+    /// A raft message from another member.
+    pub(crate) fn peer(&mut self, msg: Message) {
+        if self.join.is_some() {
+            return; // no part in replication before the incarnation is known
+        }
+        if let Some((heard, commit)) = self.behind.as_mut() {
+            match msg.get_msg_type() {
+                // What the leader had committed when this member first heard from it.
+                MessageType::MsgAppend if !*heard => {
+                    *heard = true;
+                    *commit = msg.commit;
+                }
+                MessageType::MsgSnapshot if !*heard => {
+                    *heard = true;
+                    *commit = msg
+                        .snapshot
+                        .as_ref()
+                        .and_then(|s| s.metadata.as_ref())
+                        .map_or(0, |m| m.index);
+                }
+                // No vote from a member that may have forgotten its log and its votes.
+                MessageType::MsgRequestVote | MessageType::MsgRequestPreVote => return,
+                _ => {}
+            }
+        }
+        self.replica.step(msg);
+        self.pump();
+    }
+
+    /// The group's members as this member sees them.
+    fn members(&self) -> Vec<MemberInfo> {
+        self.replica
+            .roles()
+            .into_iter()
+            .map(|(id, role)| MemberInfo {
+                id,
+                address: self.addresses.get(&id).cloned().unwrap_or_default(),
+                role: role.into(),
+            })
+            .collect()
+    }
+
+    /// The connection to member `id` broke, or a message for it could not be sent.
+    pub(crate) fn unreachable(&mut self, now: Instant, id: MemberId) {
+        self.now = now;
+        if self.join.is_none() {
+            self.replica.unreachable(id);
+            self.pump();
+        }
+    }
+
+    /// The hello this member sends first on its connections to the others.
+    pub(crate) fn hello(&self) -> ClientMsg {
+        ClientMsg::PeerHello {
+            magic: proto::MAGIC,
+            version: proto::PROTOCOL_VERSION,
+            from: self.replica.id(),
+            incarnation: self.join.is_none().then_some(self.incarnation),
+            fresh: self.drew && self.applied == 0,
+            bootstrap: self.bootstrap,
+        }
+    }
+
+    /// Whether the replica runs its timers: not while the incarnation is sought, nor while
+    /// catching up after taking it.
+    fn replicating(&self) -> bool {
+        self.join.is_none() && self.behind.is_none()
     }
 
     /// The persist batches up to `number` are durable.
@@ -369,8 +515,10 @@ impl Node {
     /// designations and promotions.
     pub(crate) fn tick(&mut self, now: Instant) {
         self.now = now;
-        self.replica.tick(now);
-        self.pump();
+        if self.replicating() {
+            self.replica.tick(now);
+            self.pump();
+        }
         if self.leading.is_none() {
             return;
         }
@@ -427,6 +575,14 @@ impl Node {
                 }
             }
             self.answer_reads();
+        }
+        if let Some((true, commit)) = self.behind {
+            if self.applied >= commit {
+                // Caught up: this member's log holds everything committed before it came
+                // back; it may vote and campaign again.
+                self.behind = None;
+                self.replica.resume(self.now);
+            }
         }
     }
 
@@ -586,11 +742,16 @@ impl Node {
                 self.reply(c, session, req, Ok(Reply::Alive));
                 return;
             }
-            ReadKind::Status(from) => Reply::Status(self.state.status_page(
-                self.incarnation,
-                from.as_ref(),
-                proto::STATUS_PAGE_BYTES,
-            )),
+            ReadKind::Status(from) => {
+                let mut st = self.state.status_page(
+                    self.incarnation,
+                    from.as_ref(),
+                    proto::STATUS_PAGE_BYTES,
+                );
+                st.members = self.members();
+                st.leader = st.members.iter().find(|m| m.role == "leader").cloned();
+                Reply::Status(st)
+            }
             ReadKind::View(group) => Reply::View(self.state.view(&group)),
             ReadKind::Master(election) => Reply::Master(self.state.master(&election)),
         };
@@ -644,6 +805,66 @@ impl Node {
     fn handle(&mut self, c: usize, msg: ClientMsg) {
         let greeted = self.conns.get(&c).is_some_and(|x| x.greeted);
         match msg {
+            ClientMsg::PeerHello {
+                magic,
+                version,
+                from,
+                incarnation,
+                fresh,
+                bootstrap,
+            } if !greeted => {
+                let known = from != self.replica.id() && self.addresses.contains_key(&from);
+                let ours =
+                    self.join.is_some() || incarnation.map_or(true, |t| t == self.incarnation);
+                let refusal = if magic != proto::MAGIC || version != proto::PROTOCOL_VERSION {
+                    Some(format!(
+                        "protocol version {version} is not supported (this member speaks {})",
+                        proto::PROTOCOL_VERSION
+                    ))
+                } else if !known {
+                    Some(format!(
+                        "member {from} is not in this group's configuration"
+                    ))
+                } else if !ours {
+                    Some(format!(
+                        "member {from} holds another incarnation than this member ({:032x})",
+                        self.incarnation
+                    ))
+                } else {
+                    None
+                };
+                if let Some(reason) = refusal {
+                    self.send(c, ServerMsg::Reject { reason });
+                    self.close(c);
+                    return;
+                }
+                if let Some(conn) = self.conns.get_mut(&c) {
+                    conn.greeted = true;
+                    conn.peer = Some(from);
+                    conn.sessionless_since = None;
+                }
+                self.io.push_back(NodeIo::Upgrade { conn: c });
+                if incarnation.is_none() && self.join.is_none() {
+                    // It came back without its data: whatever it acknowledged is gone.
+                    self.replica.unreachable(from);
+                    self.pump();
+                }
+                let heard = Heard {
+                    incarnation,
+                    fresh,
+                    bootstrap,
+                };
+                self.heard(from, heard);
+            }
+            ClientMsg::Hello { .. } if !greeted && self.join.is_some() => {
+                let why = match self.join.as_ref().map(|j| j.decide()) {
+                    Some(Decision::Wait(why)) => why,
+                    _ => "it is joining its group".into(),
+                };
+                let reason = format!("this member does not serve yet: {why}");
+                self.send(c, ServerMsg::Reject { reason });
+                self.close(c);
+            }
             ClientMsg::Hello { magic, version, .. } if !greeted => {
                 if magic != proto::MAGIC || version != proto::PROTOCOL_VERSION {
                     let m = ServerMsg::Reject {
@@ -671,6 +892,32 @@ impl Node {
                 self.request(c, session, req, body)
             }
             _ => self.close(c), // a request before the handshake, or a second hello
+        }
+    }
+
+    /// Another member's hello, while this member looks for its incarnation.
+    fn heard(&mut self, from: MemberId, h: Heard) {
+        let Some(join) = self.join.as_mut() else {
+            return;
+        };
+        join.heard(from, h);
+        let (token, behind) = match join.decide() {
+            Decision::Wait(_) => return,
+            Decision::Take {
+                incarnation,
+                behind,
+            } => (incarnation, behind),
+            Decision::Draw => {
+                self.drew = true;
+                (self.new_token, false)
+            }
+        };
+        self.join = None;
+        self.incarnation = token;
+        self.behind = behind.then_some((false, 0));
+        self.io.push_back(NodeIo::Incarnation { token });
+        if self.replicating() {
+            self.replica.resume(self.now);
         }
     }
 

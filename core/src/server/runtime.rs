@@ -7,10 +7,10 @@
 //! makes it durable, and only then is the node told ([`Node::persisted`]): the commands
 //! commit, are applied, and their replies written.
 
-use super::node::{Node, NodeIo};
-use super::replica::ReplicaConfig;
+use super::node::{Node, NodeConfig, NodeIo};
+use super::replica::{MemberId, ReplicaConfig};
 use super::storage::{Recovered, Storage};
-use super::{CHECK_TIMEOUT, MAX_OUTBUF, PAUSE_OUTBUF, READ_PER_TURN};
+use super::{ServerConfig, CHECK_TIMEOUT, MAX_OUTBUF, PAUSE_OUTBUF, READ_PER_TURN};
 use crate::proto::{self, ClientMsg, ErrorReply, FrameReader, ServerMsg};
 use crossbeam_channel::{Receiver, Sender};
 use mio::net::{TcpListener, TcpStream};
@@ -26,6 +26,27 @@ const LISTENER: Token = Token(0);
 /// The token of the waker that [`super::Server::stop`] and finished checks use.
 pub(super) const WAKER: Token = Token(1);
 const FIRST_CONN: usize = 2;
+/// Tokens of the connections to the other members: this plus the member's id.
+const LINK_BASE: usize = 1 << 40;
+/// How long after a failed dial (or a broken connection) another member is dialled again.
+pub const LINK_RETRY: Duration = Duration::from_millis(100);
+/// Bytes of raft messages waiting for another member at which further ones are dropped
+/// (raft sends again what is lost).
+pub const LINK_OUTBUF: usize = 64 << 20;
+
+/// This member's connection to another one: its raft messages go out on it, after a hello;
+/// nothing comes back but a refusal or the close. Dialled at start and again after every
+/// failure, so that hellos flow even when raft has nothing to say (a group looking for its
+/// incarnation).
+struct Link {
+    id: MemberId,
+    addr: String,
+    stream: Option<TcpStream>,
+    /// The connect has completed (the first writable event).
+    up: bool,
+    out: Vec<u8>,
+    next_dial: Instant,
+}
 
 struct Conn {
     stream: TcpStream,
@@ -43,6 +64,8 @@ struct Conn {
     eof: bool,
     /// In [`Runtime::backlog`] already.
     queued: bool,
+    /// Another member's connection: its frames are raft messages.
+    peer: bool,
 }
 
 impl Conn {
@@ -57,6 +80,7 @@ impl Conn {
             more_to_read: true,
             eof: false,
             queued: false,
+            peer: false,
         }
     }
 
@@ -97,34 +121,61 @@ pub(super) struct Runtime {
     /// A descriptor held in reserve: when accept fails for want of descriptors, it is let go
     /// to accept and close the waiting connection, so the listener never stalls.
     spare_fd: Option<std::fs::File>,
+    /// Connections to the other members.
+    links: Vec<Link>,
+    /// The token in force, shared with the [`super::Server`] handle.
+    incarnation: Arc<parking_lot::Mutex<crate::proto::Incarnation>>,
 }
 
 impl Runtime {
-    /// A runtime serving `listener`, its node recovered from `rec`: a single server (a
-    /// group of one).
+    /// A runtime serving `listener`, its node recovered from `rec`, in the group `cfg`
+    /// describes (a group of one without a cluster).
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn new(
         poll: Poll,
         mut listener: TcpListener,
         storage: Storage,
         rec: Recovered,
         waker: Arc<Waker>,
+        cfg: &ServerConfig,
         max_connections: usize,
-        idle_timeout: Duration,
+        incarnation: Arc<parking_lot::Mutex<crate::proto::Incarnation>>,
     ) -> io::Result<Runtime> {
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let now = Instant::now();
         let (checks_tx, checks_rx) = crossbeam_channel::unbounded();
-        let cfg = ReplicaConfig::new(1, vec![1], fastrand::u64(..));
-        let node = Node::new(
-            rec.state,
-            rec.incarnation,
-            cfg,
-            rec.durable,
-            HashMap::new(),
-            now,
-        )
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        let seed = fastrand::u64(..);
+        let node_cfg = if cfg.cluster.is_empty() {
+            let mut c = NodeConfig::alone(rec.incarnation.unwrap_or(0), seed);
+            c.addresses.insert(1, listener.local_addr()?.to_string());
+            c
+        } else {
+            let voters = cfg.cluster.iter().map(|m| m.0).collect();
+            NodeConfig {
+                replica: ReplicaConfig::new(cfg.id, voters, seed),
+                addresses: cfg.cluster.iter().cloned().collect(),
+                incarnation: rec.incarnation,
+                bootstrap: cfg.bootstrap,
+                new_token: super::storage::random_token()?,
+            }
+        };
+        let links = cfg
+            .cluster
+            .iter()
+            .filter(|m| m.0 != cfg.id)
+            .map(|(id, addr)| Link {
+                id: *id,
+                addr: addr.clone(),
+                stream: None,
+                up: false,
+                out: Vec::new(),
+                next_dial: now,
+            })
+            .collect();
+        let node = Node::new(rec.state, node_cfg, rec.durable, now)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        let idle_timeout = cfg.idle_timeout;
         let mut rt = Runtime {
             poll,
             listener,
@@ -143,6 +194,8 @@ impl Runtime {
             idle_timeout,
             next_sweep: now,
             spare_fd: std::fs::File::open("/dev/null").ok(),
+            links,
+            incarnation,
         };
         // The replica's start (a group of one elects itself) asks for its first persist.
         rt.perform()?;
@@ -155,11 +208,17 @@ impl Runtime {
         let mut writable = Vec::new();
         loop {
             let timeout = if self.backlog.is_empty() && self.persist_upto.is_none() {
+                let redial = self
+                    .links
+                    .iter()
+                    .filter(|l| l.stream.is_none())
+                    .map(|l| l.next_dial);
                 let next = self
                     .node
                     .next_wakeup()
                     .into_iter()
                     .chain((!self.conns.is_empty()).then_some(self.next_sweep))
+                    .chain(redial)
                     .min();
                 next.map(|d| {
                     d.saturating_duration_since(Instant::now())
@@ -190,6 +249,7 @@ impl Runtime {
                 match ev.token() {
                     LISTENER => self.accept()?,
                     WAKER => {}
+                    Token(t) if t >= LINK_BASE => self.link_event(t - LINK_BASE, ev),
                     Token(t) => {
                         if ev.is_writable() {
                             writable.push(t);
@@ -221,6 +281,7 @@ impl Runtime {
             }
             self.node.tick(now);
             self.perform()?;
+            self.dial_links(now);
             if now >= self.next_sweep {
                 self.close_idle(now);
             }
@@ -241,6 +302,9 @@ impl Runtime {
             dirty.dedup();
             for &c in &dirty {
                 self.flush(c);
+            }
+            for i in 0..self.links.len() {
+                self.flush_link(i);
             }
             writable = dirty;
             if self.storage.wants_snapshot() {
@@ -265,8 +329,22 @@ impl Runtime {
                         .persist(snapshot.as_ref(), &entries, hard_state.as_ref())?;
                     self.persist_upto = Some(number);
                 }
-                // A single server has no peers.
-                NodeIo::Peer { .. } => {}
+                NodeIo::Peer { to, msg } => self.send_peer(to, &msg),
+                NodeIo::Upgrade { conn } => {
+                    if let Some(c) = self.conns.get_mut(&conn) {
+                        c.peer = true;
+                        c.reader.set_limit(proto::MAX_PEER_FRAME);
+                    }
+                }
+                NodeIo::Incarnation { token } => {
+                    self.storage.store_token(token)?;
+                    *self.incarnation.lock() = token;
+                    // Hello again, with the token.
+                    let now = Instant::now();
+                    for i in 0..self.links.len() {
+                        self.reset_link(i, now);
+                    }
+                }
                 NodeIo::Send { conn, msg } => self.send_now(conn, &msg),
                 NodeIo::Close { conn } => {
                     // Closed once what is queued for it is written after the commit (a
@@ -451,6 +529,23 @@ impl Runtime {
             if conn.closing || conn.paused() {
                 return;
             }
+            if conn.peer {
+                match conn.reader.next_frame() {
+                    Ok(Some(f)) => {
+                        let f = f.to_vec();
+                        self.node.peer_frame(Instant::now(), c, &f);
+                        if let Err(e) = self.perform() {
+                            self.failed.get_or_insert(e);
+                        }
+                        continue;
+                    }
+                    Ok(None) => return,
+                    Err(_) => {
+                        self.close(c);
+                        return;
+                    }
+                }
+            }
             let frame = match conn.reader.next_frame() {
                 Ok(Some(f)) => proto::decode::<ClientMsg>(f),
                 Ok(None) => return,
@@ -549,6 +644,144 @@ impl Runtime {
         if resume {
             // Output drained below the pause mark: its requests are read again.
             self.queue(c);
+        }
+    }
+
+    /// Dials the other members whose connection is down and due.
+    fn dial_links(&mut self, now: Instant) {
+        for i in 0..self.links.len() {
+            let l = &self.links[i];
+            if l.stream.is_some() || now < l.next_dial {
+                continue;
+            }
+            let addr = l.addr.to_socket_addrs().ok().and_then(|mut a| a.next());
+            let stream = addr.and_then(|a| TcpStream::connect(a).ok());
+            let Some(mut stream) = stream else {
+                self.links[i].next_dial = now + LINK_RETRY;
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            let token = Token(LINK_BASE + self.links[i].id as usize);
+            let interest = Interest::READABLE | Interest::WRITABLE;
+            if self
+                .poll
+                .registry()
+                .register(&mut stream, token, interest)
+                .is_err()
+            {
+                self.links[i].next_dial = now + LINK_RETRY;
+                continue;
+            }
+            let mut out = Vec::new();
+            if proto::encode(&self.node.hello(), &mut out).is_err() {
+                continue; // cannot happen: a hello is small
+            }
+            let l = &mut self.links[i];
+            l.out = out;
+            l.stream = Some(stream);
+            l.up = false;
+        }
+    }
+
+    /// Drops the connection to another member; it is dialled again after [`LINK_RETRY`]
+    /// (at once when `now` says so).
+    fn reset_link(&mut self, i: usize, next_dial: Instant) {
+        let l = &mut self.links[i];
+        if let Some(mut s) = l.stream.take() {
+            let _ = self.poll.registry().deregister(&mut s);
+            let (id, now) = (l.id, Instant::now());
+            if now < next_dial {
+                // A failure (not a fresh hello): the leader probes it when it is back.
+                self.node.unreachable(now, id);
+            }
+        }
+        let l = &mut self.links[i];
+        l.up = false;
+        l.out.clear();
+        l.next_dial = next_dial;
+    }
+
+    /// A raft message for another member: framed behind what waits for it. Dropped when its
+    /// connection is down or too far behind (raft sends again).
+    fn send_peer(&mut self, to: MemberId, msg: &raft::eraftpb::Message) {
+        let Some(l) = self.links.iter_mut().find(|l| l.id == to) else {
+            return;
+        };
+        if l.stream.is_none() || l.out.len() >= LINK_OUTBUF {
+            return;
+        }
+        let bytes = prost::Message::encode_to_vec(msg);
+        if bytes.len() > proto::MAX_PEER_FRAME {
+            return;
+        }
+        FrameReader::frame_raw(&bytes, &mut l.out);
+    }
+
+    fn link_event(&mut self, id: usize, ev: &mio::event::Event) {
+        let Some(i) = self.links.iter().position(|l| l.id as usize == id) else {
+            return;
+        };
+        if ev.is_error() || ev.is_read_closed() || ev.is_write_closed() {
+            self.reset_link(i, Instant::now() + LINK_RETRY);
+            return;
+        }
+        if ev.is_readable() {
+            // Nothing is expected but a refusal (another incarnation, an unknown member):
+            // read it away; the close follows.
+            let mut buf = [0u8; 4096];
+            if let Some(s) = self.links[i].stream.as_mut() {
+                loop {
+                    match s.read(&mut buf) {
+                        Ok(0) => {
+                            self.reset_link(i, Instant::now() + LINK_RETRY);
+                            return;
+                        }
+                        Ok(_) => continue,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(_) => {
+                            self.reset_link(i, Instant::now() + LINK_RETRY);
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+        if ev.is_writable() {
+            self.links[i].up = true;
+            self.flush_link(i);
+        }
+    }
+
+    /// Writes what waits for another member, as far as its socket takes it.
+    fn flush_link(&mut self, i: usize) {
+        let l = &mut self.links[i];
+        if !l.up || l.out.is_empty() {
+            return;
+        }
+        let Some(s) = l.stream.as_mut() else {
+            return;
+        };
+        let mut written = 0;
+        let mut failed = false;
+        while written < l.out.len() {
+            match s.write(&l.out[written..]) {
+                Ok(0) => {
+                    failed = true;
+                    break;
+                }
+                Ok(n) => written += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    failed = true;
+                    break;
+                }
+            }
+        }
+        l.out.drain(..written);
+        if failed {
+            self.reset_link(i, Instant::now() + LINK_RETRY);
         }
     }
 

@@ -65,9 +65,10 @@ pub struct Recovered {
     pub state: State,
     /// The raft log and hard state, for the replica.
     pub durable: Durable,
-    /// The incarnation token in force.
-    pub incarnation: Incarnation,
-    /// True when the directory had no token: a new incarnation began.
+    /// The incarnation token in force; `None` when the directory had none and none was to
+    /// be drawn (a member of a group looks for its group's: see `server::join`).
+    pub incarnation: Option<Incarnation>,
+    /// True when the directory had no token: a new incarnation began (or is sought).
     pub new_incarnation: bool,
 }
 
@@ -139,7 +140,8 @@ fn crc(b: &[u8]) -> u32 {
     crc32fast::hash(b)
 }
 
-fn random_token() -> io::Result<Incarnation> {
+/// A new incarnation token, from the kernel's random source (never 0).
+pub(crate) fn random_token() -> io::Result<Incarnation> {
     let mut b = [0u8; 16];
     File::open("/dev/urandom")?.read_exact(&mut b)?;
     Ok(u128::from_le_bytes(b) | 1)
@@ -203,8 +205,14 @@ fn read_opt(path: &Path) -> io::Result<Option<Vec<u8>>> {
 }
 
 impl Storage {
-    /// Opens (creating if needed) the data directory and reads back what it holds.
-    pub fn open(dir: &Path, durability: Durability) -> io::Result<(Storage, Recovered)> {
+    /// Opens (creating if needed) the data directory and reads back what it holds. A
+    /// directory without a token begins a new incarnation when `draw` is set (a single
+    /// server); otherwise its token is left to be found ([`Storage::store_token`]).
+    pub fn open(
+        dir: &Path,
+        durability: Durability,
+        draw: bool,
+    ) -> io::Result<(Storage, Recovered)> {
         let mut s = Storage {
             dir: dir.to_path_buf(),
             durability,
@@ -217,7 +225,7 @@ impl Storage {
             let rec = Recovered {
                 state: State::new(),
                 durable: Durable::default(),
-                incarnation: random_token()?,
+                incarnation: if draw { Some(random_token()?) } else { None },
                 new_incarnation: true,
             };
             return Ok((s, rec));
@@ -239,7 +247,7 @@ impl Storage {
                         token_path.display()
                     ))
                 })?;
-                (v, false)
+                (Some(v), false)
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 // No token: whatever else is here cannot be trusted to be this service's state.
@@ -253,9 +261,13 @@ impl Storage {
                         let _ = fs::remove_file(dir.join(&*name));
                     }
                 }
-                let t = random_token()?;
-                write_atomic(dir, "incarnation", format!("{t:032x}\n").as_bytes())?;
-                (t, true)
+                if draw {
+                    let t = random_token()?;
+                    write_atomic(dir, "incarnation", format!("{t:032x}\n").as_bytes())?;
+                    (Some(t), true)
+                } else {
+                    (None, true)
+                }
             }
             Err(e) => return Err(e),
         };
@@ -328,6 +340,14 @@ impl Storage {
             new_incarnation,
         };
         Ok((s, rec))
+    }
+
+    /// Stores the incarnation token this member found (durably, before it serves).
+    pub fn store_token(&mut self, t: Incarnation) -> io::Result<()> {
+        if self.durability == Durability::None {
+            return Ok(());
+        }
+        write_atomic(&self.dir, "incarnation", format!("{t:032x}\n").as_bytes())
     }
 
     fn snapshot_path(&self, generation: u64) -> PathBuf {
@@ -482,7 +502,7 @@ mod tests {
     #[test]
     fn log_and_snapshot_survive_reopen_and_torn_tails_are_cut() {
         let d = tmpdir("a");
-        let (mut s, r) = Storage::open(&d, Durability::Fsync).unwrap();
+        let (mut s, r) = Storage::open(&d, Durability::Fsync, true).unwrap();
         assert!(r.new_incarnation);
         let inc = r.incarnation;
         s.persist(None, &[e(1, 1), e(2, 1), e(3, 1)], Some(&hs(1, 2)))
@@ -499,7 +519,7 @@ mod tests {
             .unwrap();
         f.write_all(&[9, 0, 0, 0, 1, 2]).unwrap();
         drop(f);
-        let (mut s, r) = Storage::open(&d, Durability::Fsync).unwrap();
+        let (mut s, r) = Storage::open(&d, Durability::Fsync, true).unwrap();
         assert!(!r.new_incarnation);
         assert_eq!(r.incarnation, inc);
         let idx: Vec<_> = r
@@ -527,7 +547,7 @@ mod tests {
         s.commit().unwrap();
         drop(s);
         assert!(!d.join("log.0").exists() && !d.join("snapshot.0").exists());
-        let (_, r) = Storage::open(&d, Durability::Fsync).unwrap();
+        let (_, r) = Storage::open(&d, Durability::Fsync, true).unwrap();
         assert!(r.state.has_session(1));
         let snap = r.durable.snapshot.as_ref().unwrap();
         assert_eq!(snap.metadata.as_ref().unwrap().index, 2);
@@ -535,18 +555,18 @@ mod tests {
         assert_eq!(idx, vec![3, 4]);
         // A half-written next generation (no switch of `current`) is ignored.
         fs::write(d.join("snapshot.2"), b"garbage").unwrap();
-        let (_, r) = Storage::open(&d, Durability::Fsync).unwrap();
+        let (_, r) = Storage::open(&d, Durability::Fsync, true).unwrap();
         assert_eq!(r.durable.entries.len(), 2);
         // A wiped token is a new incarnation and drops the old state.
         fs::remove_file(d.join("incarnation")).unwrap();
-        let (_, r) = Storage::open(&d, Durability::Fsync).unwrap();
+        let (_, r) = Storage::open(&d, Durability::Fsync, true).unwrap();
         assert!(r.new_incarnation);
         assert_ne!(r.incarnation, inc);
         assert_eq!(r.state.session_count(), 0);
         assert!(r.durable.entries.is_empty() && r.durable.snapshot.is_none());
         // A directory from before replication is refused, saying why.
         fs::write(d.join("wal"), b"").unwrap();
-        let err = Storage::open(&d, Durability::Fsync).unwrap_err();
+        let err = Storage::open(&d, Durability::Fsync, true).unwrap_err();
         assert!(err.to_string().contains("before replication"), "{err}");
         fs::remove_dir_all(&d).unwrap();
     }

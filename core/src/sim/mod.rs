@@ -35,8 +35,8 @@ use crate::clock::{Clock, ManualClock};
 use crate::events::{Event, Sink};
 use crate::proto::{ClientMsg, Incarnation, ServerMsg};
 use crate::retry::{Exponential, Fixed, InverseExponential, RetryPolicy};
-use crate::server::node::{Node, NodeIo};
-use crate::server::replica::{Durable, ReplicaConfig};
+use crate::server::node::{Node, NodeConfig, NodeIo};
+use crate::server::replica::Durable;
 use crate::server::state::{Command, State};
 use crossbeam_channel::Receiver;
 use std::cmp::Ordering;
@@ -415,8 +415,8 @@ impl World {
 
     /// The real node as a group of one, from what it made durable.
     fn start_node(seed: u64, durable: Durable, now: Instant) -> Node {
-        let cfg = ReplicaConfig::new(1, vec![1], seed);
-        Node::new(State::new(), INC, cfg, durable, HashMap::new(), now).expect("a valid node")
+        let cfg = NodeConfig::alone(INC, seed);
+        Node::new(State::new(), cfg, durable, now).expect("a valid node")
     }
 
     pub(crate) fn push(&mut self, at: u64, ev: Ev) {
@@ -877,7 +877,9 @@ impl World {
                         n.persisted(now, number);
                     }
                 }
-                NodeIo::Peer { .. } => unreachable!("a group of one has no peers"),
+                NodeIo::Peer { .. } | NodeIo::Upgrade { .. } | NodeIo::Incarnation { .. } => {
+                    unreachable!("a group of one has no peers")
+                }
                 NodeIo::Send { conn, msg } => {
                     self.trace(|| format!("server -> conn {conn}: {msg:?}"));
                     self.send_to_client(conn, msg);

@@ -88,6 +88,23 @@ impl Raw {
         assert!(matches!(raw.recv(), Some(ServerMsg::Welcome { .. })));
         raw
     }
+    /// Says hello and returns the server's first answer (a welcome or a rejection).
+    pub fn hello(addr: &str) -> Option<tenure::proto::ServerMsg> {
+        use tenure::proto::*;
+        let s = std::net::TcpStream::connect(addr).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut raw = Raw {
+            s,
+            r: FrameReader::new(),
+        };
+        raw.send(&ClientMsg::Hello {
+            magic: MAGIC,
+            version: PROTOCOL_VERSION,
+            client_name: "raw".into(),
+        });
+        raw.recv()
+    }
+
     pub fn send(&mut self, m: &tenure::proto::ClientMsg) {
         let mut b = vec![];
         tenure::proto::encode(m, &mut b).unwrap();

@@ -296,6 +296,33 @@ impl Replica {
         }
     }
 
+    /// The members and their roles as this member sees them: `(id, role)` with role
+    /// `leader`, `follower`, `learner`, or (on the leader) `unreachable` for a member whose
+    /// progress is not recently active.
+    pub fn roles(&self) -> Vec<(MemberId, &'static str)> {
+        let cs = self.raw.store().conf_state();
+        let leading = self.is_leader();
+        let mut out = Vec::new();
+        for (ids, voter) in [(&cs.voters, true), (&cs.learners, false)] {
+            for &id in ids {
+                let active = !leading
+                    || id == self.cfg.id
+                    || self.raw.raft.prs().get(id).is_some_and(|p| p.recent_active);
+                let role = if Some(id) == self.leader {
+                    "leader"
+                } else if !active {
+                    "unreachable"
+                } else if voter {
+                    "follower"
+                } else {
+                    "learner"
+                };
+                out.push((id, role));
+            }
+        }
+        out
+    }
+
     /// The index of the last entry in this member's log.
     pub fn last_index(&self) -> u64 {
         self.raw.raft.raft_log.last_index()
@@ -328,8 +355,21 @@ impl Replica {
         self.raw.store().conf_state().clone()
     }
 
+    /// Another member could not be reached (its connection broke, a send failed, or it came
+    /// back without its log): the leader stops assuming it has what it had, and probes it.
+    pub fn unreachable(&mut self, id: MemberId) {
+        self.raw.report_unreachable(id);
+        self.drain();
+    }
+
     /// A message from another member.
-    pub fn step(&mut self, msg: Message) {
+    pub fn step(&mut self, mut msg: Message) {
+        if msg.get_msg_type() == raft::eraftpb::MessageType::MsgHeartbeat {
+            // A leader's heartbeat carries the commit index up to what it believes this
+            // member holds; a member that lost its log (wiped disk) holds less, and raft-rs
+            // would panic. Committing stops at what is here; the appends bring the rest.
+            msg.commit = msg.commit.min(self.raw.raft.raft_log.last_index());
+        }
         // Errors are messages for another group or from a removed member: dropped.
         let _ = self.raw.step(msg);
         self.drain();
@@ -348,6 +388,12 @@ impl Replica {
             self.next_tick += self.tick_interval();
         }
         self.drain();
+    }
+
+    /// Takes up ticking again at `now` after a time without (the node held its ticks while
+    /// this member could not take part in elections): the ticks missed are not run.
+    pub fn resume(&mut self, now: Instant) {
+        self.next_tick = now + self.tick_interval();
     }
 
     /// The batch `number` (and every one before it) is durable.

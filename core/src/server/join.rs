@@ -1,0 +1,199 @@
+//! How a member without an incarnation token (a new or wiped data directory) finds the one
+//! to take (SPEC 3.7, seed 004). Sans-IO: the node feeds it the hellos of the other members
+//! (each says whether that member has a token, and which) and asks it what to do.
+//!
+//! The rules:
+//! - **A majority holds the same token**: take it. The group went on without this member's
+//!   data; the member is behind and catches up from the leader before it votes or campaigns
+//!   (the node's catch-up gate), which closes Raft's wiped-disk hazard (a member that forgot
+//!   its log and its vote and grants votes as if empty).
+//! - **Fewer than a majority hold one**: the group's state may be lost, and only an operator
+//!   may begin a new incarnation (every client then gets `data_lost`). The operator's word
+//!   is `--bootstrap`: the lowest-numbered member, started with it and without a token,
+//!   draws a new token once a majority of members (itself included) answered that they have
+//!   none and were started with `--bootstrap` too; the others started with `--bootstrap`
+//!   take it while its holder has applied nothing (`fresh`). A first start of a group is
+//!   the same operator act: every member gets `--bootstrap`.
+//! - Otherwise: wait, and say why.
+
+use super::replica::MemberId;
+use crate::proto::Incarnation;
+use std::collections::BTreeMap;
+
+/// What another member said in its hello.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Heard {
+    pub(crate) incarnation: Option<Incarnation>,
+    pub(crate) fresh: bool,
+    pub(crate) bootstrap: bool,
+}
+
+/// What to do now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Decision {
+    /// Keep waiting: the reason, for the log.
+    Wait(String),
+    /// Take this token. `behind`: the group may have committed entries this member lacks
+    /// (it must catch up before it votes).
+    Take {
+        incarnation: Incarnation,
+        behind: bool,
+    },
+    /// Begin a new incarnation with a new token (this member is the one to draw it).
+    Draw,
+}
+
+/// A member's search for its incarnation.
+#[derive(Debug)]
+pub(crate) struct Join {
+    me: MemberId,
+    members: Vec<MemberId>,
+    bootstrap: bool,
+    heard: BTreeMap<MemberId, Heard>,
+}
+
+impl Join {
+    /// Member `me` of `members` (itself included), started with `--bootstrap` or not.
+    pub(crate) fn new(me: MemberId, members: Vec<MemberId>, bootstrap: bool) -> Join {
+        Join {
+            me,
+            members,
+            bootstrap,
+            heard: BTreeMap::new(),
+        }
+    }
+
+    /// Member `from` said hello (the latest hello of a member replaces its earlier one).
+    pub(crate) fn heard(&mut self, from: MemberId, h: Heard) {
+        if from != self.me && self.members.contains(&from) {
+            self.heard.insert(from, h);
+        }
+    }
+
+    fn majority(&self) -> usize {
+        self.members.len() / 2 + 1
+    }
+
+    /// What to do, given what was heard.
+    pub(crate) fn decide(&self) -> Decision {
+        let mut counts: BTreeMap<Incarnation, usize> = BTreeMap::new();
+        for h in self.heard.values() {
+            if let Some(t) = h.incarnation {
+                *counts.entry(t).or_default() += 1;
+            }
+        }
+        if let Some((&t, _)) = counts.iter().find(|(_, n)| **n >= self.majority()) {
+            return Decision::Take {
+                incarnation: t,
+                behind: true,
+            };
+        }
+        let lowest = self.members.iter().copied().min().unwrap_or(self.me);
+        if self.bootstrap {
+            if let Some(h) = self.heard.get(&lowest) {
+                if let (Some(t), true) = (h.incarnation, h.fresh) {
+                    return Decision::Take {
+                        incarnation: t,
+                        behind: false,
+                    };
+                }
+            }
+            if lowest == self.me {
+                let empty = self
+                    .heard
+                    .values()
+                    .filter(|h| h.incarnation.is_none() && h.bootstrap)
+                    .count();
+                if empty + 1 >= self.majority() {
+                    return Decision::Draw;
+                }
+                return Decision::Wait(format!(
+                    "waiting for a majority of the {} members to answer, without a token and \
+                     started with --bootstrap, before beginning a new incarnation ({} so far)",
+                    self.members.len(),
+                    empty + 1
+                ));
+            }
+            return Decision::Wait(format!(
+                "waiting for member {lowest} to begin the new incarnation (--bootstrap)"
+            ));
+        }
+        let with: usize = counts.values().sum();
+        Decision::Wait(format!(
+            "this member has no incarnation token, and {with} of the {} members answered with \
+             one (a majority must hold the same token to rejoin); if the group's data is lost, \
+             start every member with --bootstrap to begin a new incarnation",
+            self.members.len()
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(incarnation: Option<Incarnation>, fresh: bool, bootstrap: bool) -> Heard {
+        Heard {
+            incarnation,
+            fresh,
+            bootstrap,
+        }
+    }
+
+    #[test]
+    fn a_wiped_member_takes_the_majority_token_and_is_behind() {
+        let mut j = Join::new(3, vec![1, 2, 3], false);
+        j.heard(1, h(Some(7), false, false));
+        assert!(matches!(j.decide(), Decision::Wait(_)), "one of three");
+        j.heard(2, h(Some(7), false, false));
+        assert_eq!(
+            j.decide(),
+            Decision::Take {
+                incarnation: 7,
+                behind: true
+            }
+        );
+        // A minority token is not enough, even with --bootstrap.
+        let mut j = Join::new(3, vec![1, 2, 3], true);
+        j.heard(1, h(Some(7), false, false));
+        j.heard(2, h(None, false, true));
+        assert!(matches!(j.decide(), Decision::Wait(_)));
+    }
+
+    #[test]
+    fn a_new_group_begins_only_with_bootstrap_on_a_majority() {
+        // Without --bootstrap nobody draws a token.
+        let mut j = Join::new(1, vec![1, 2, 3], false);
+        j.heard(2, h(None, false, false));
+        j.heard(3, h(None, false, false));
+        let Decision::Wait(why) = j.decide() else {
+            panic!()
+        };
+        assert!(why.contains("--bootstrap"), "{why}");
+        // The lowest member draws once a majority consents.
+        let mut j = Join::new(1, vec![1, 2, 3], true);
+        assert!(matches!(j.decide(), Decision::Wait(_)));
+        j.heard(3, h(None, false, true));
+        assert_eq!(j.decide(), Decision::Draw);
+        // The others take its token while it is fresh.
+        let mut j = Join::new(2, vec![1, 2, 3], true);
+        assert!(matches!(j.decide(), Decision::Wait(_)));
+        j.heard(1, h(Some(9), true, true));
+        assert_eq!(
+            j.decide(),
+            Decision::Take {
+                incarnation: 9,
+                behind: false
+            }
+        );
+        // Not once it has applied something: then only the majority rule.
+        let mut j = Join::new(2, vec![1, 2, 3], true);
+        j.heard(1, h(Some(9), false, true));
+        assert!(matches!(j.decide(), Decision::Wait(_)));
+        // Strangers are ignored.
+        let mut j = Join::new(2, vec![1, 2, 3], false);
+        j.heard(8, h(Some(9), false, false));
+        j.heard(9, h(Some(9), false, false));
+        assert!(matches!(j.decide(), Decision::Wait(_)));
+    }
+}
