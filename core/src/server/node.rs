@@ -170,6 +170,21 @@ pub(crate) struct Node {
     holdoff: HashMap<String, Instant>,
     /// Evaluation of probationary group members.
     evaluator: Evaluator,
+    /// What this member applied, for the simulation's one-history check.
+    #[cfg(test)]
+    seen: Vec<Seen>,
+}
+
+/// What a member applied, as the simulation sees it.
+#[cfg(test)]
+#[derive(Debug, Clone)]
+pub(crate) enum Seen {
+    /// The command at `index` (of `term`).
+    Applied { index: u64, term: u64, cmd: Command },
+    /// Every entry up to `index` is applied (those not reported as commands carried none).
+    AppliedTo { index: u64 },
+    /// The state was replaced by a snapshot up to `index`.
+    Restored { index: u64 },
 }
 
 /// How a node serves: its replication, its group, its incarnation.
@@ -249,6 +264,8 @@ impl Node {
             retries: Vec::new(),
             holdoff: HashMap::new(),
             evaluator: Evaluator::new(),
+            #[cfg(test)]
+            seen: Vec::new(),
         };
         n.pump();
         Ok(n)
@@ -281,6 +298,25 @@ impl Node {
     #[cfg(test)]
     pub(crate) fn state(&self) -> &State {
         &self.state
+    }
+
+    /// What this member applied since the last call (for the simulation).
+    #[cfg(test)]
+    pub(crate) fn take_seen(&mut self) -> Vec<Seen> {
+        std::mem::take(&mut self.seen)
+    }
+
+    /// Whether this member welcomes clients (it knows its incarnation).
+    #[cfg(test)]
+    pub(crate) fn welcomes(&self) -> bool {
+        self.join.is_none()
+    }
+
+    /// Whether this member knows its incarnation and takes full part in its group (not
+    /// looking for its token, not catching up after taking it).
+    #[cfg(test)]
+    pub(crate) fn settled(&self) -> bool {
+        self.replicating()
     }
 
     /// Whether this member leads its group (and has taken up the leader's duties).
@@ -551,12 +587,18 @@ impl Node {
                 }),
                 ReplicaIo::Send { to, msg } => self.io.push_back(NodeIo::Peer { to, msg }),
                 ReplicaIo::Apply { index, term, cmd } => self.apply(index, term, cmd),
-                ReplicaIo::AppliedTo { index } => self.applied = self.applied.max(index),
+                ReplicaIo::AppliedTo { index } => {
+                    self.applied = self.applied.max(index);
+                    #[cfg(test)]
+                    self.seen.push(Seen::AppliedTo { index });
+                }
                 ReplicaIo::Restore { index, data } => {
                     // From the leader's own snapshot: bytes that do not decode are corruption.
                     self.state = bincode::deserialize(&data)
                         .unwrap_or_else(|e| panic!("snapshot at {index} does not decode: {e}"));
                     self.applied = index;
+                    #[cfg(test)]
+                    self.seen.push(Seen::Restored { index });
                 }
                 ReplicaIo::ReadReady { ctx, index } => {
                     if let Some(b) = self.batches.iter_mut().find(|b| b.ctx == ctx) {
@@ -577,7 +619,7 @@ impl Node {
             self.answer_reads();
         }
         if let Some((true, commit)) = self.behind {
-            if self.applied >= commit {
+            if self.applied.min(self.replica.applied()) >= commit {
                 // Caught up: this member's log holds everything committed before it came
                 // back; it may vote and campaign again.
                 self.behind = None;
@@ -623,7 +665,14 @@ impl Node {
     /// This member no longer leads: what waits for it is told where to go.
     fn follow(&mut self) {
         self.leading = None;
-        self.origins.clear();
+        // What was proposed and waits for its answer here may still commit under the next
+        // leader, or not: the askers are sent there, and resend (a request's id makes the
+        // resend a repeat if it did commit).
+        let origins: Vec<Origin> = self.origins.drain().map(|(_, o)| o).collect();
+        for o in origins {
+            let e = self.not_leader();
+            self.reply(o.conn, o.session, o.req, Err(e));
+        }
         let waiting = std::mem::take(&mut self.reads_waiting);
         let asked: Vec<Read> = self.batches.drain(..).flat_map(|b| b.reads).collect();
         for r in waiting.into_iter().chain(asked) {
@@ -761,6 +810,12 @@ impl Node {
     /// A committed command, in log order: applied, and its outputs routed.
     fn apply(&mut self, index: u64, term: u64, cmd: Command) {
         self.applied = index;
+        #[cfg(test)]
+        self.seen.push(Seen::Applied {
+            index,
+            term,
+            cmd: cmd.clone(),
+        });
         let origin = self.origins.remove(&(term, index));
         if let Some(election) = self.deciding.remove(&(term, index)) {
             // Decided: the election is looked at again from the state it left.

@@ -16,9 +16,17 @@
 //!   may drop a connection while the server still reads what was sent on it. Dials take a
 //!   delay; they fail at once when the server is down, and after the dial's step timeout
 //!   when the client is cut off (an endpoint that accepts and never answers).
-//! - **Server.** The real [`Node`]; the log is what it asked to append (durable, as with
-//!   fsync). A crash drops every connection and message in flight; after a random downtime a
-//!   new node starts from the state the log replays to.
+//! - **Servers.** A single server or a group of three or five members, each the real
+//!   [`Node`] with its own clock (skewed within ±0.09 %, the rest of the 1 % allowance is
+//!   the clients'). What a node asks to persist is durable after an fsync of 0.1–1 ms; a
+//!   crash loses what was not, drops the member's connections, and breaks the others' links
+//!   to it; after a random downtime a new node starts from its disk, or (in a group, while
+//!   every other member is settled) from a wiped one, which must find its incarnation and
+//!   catch up. Members exchange raft messages with delays of 0.1–2 ms (sometimes 10–100
+//!   ms), lose some, are cut off from each other for up to 1.5 s, and compact their logs
+//!   (a member far behind then gets a snapshot). Every command any member applies is
+//!   checked against one history (the same command at the same index everywhere), which
+//!   feeds the replica the scenarios read; a member that applied all of it has its state.
 //! - **Clients.** The real [`Session`], with a [`Shared`] record and an event sink. Clients
 //!   get paused (GC pause, SIGSTOP): a paused client handles nothing, timers included;
 //!   messages wait for it. Partitions cut a client off for a while.
@@ -31,12 +39,12 @@ mod locks;
 
 use crate::client::session::{DialInfo, Io, Session};
 use crate::client::{ClientConfig, Shared};
-use crate::clock::{Clock, ManualClock};
+use crate::clock::ManualClock;
 use crate::events::{Event, Sink};
 use crate::proto::{ClientMsg, Incarnation, ServerMsg};
 use crate::retry::{Exponential, Fixed, InverseExponential, RetryPolicy};
-use crate::server::node::{Node, NodeConfig, NodeIo};
-use crate::server::replica::Durable;
+use crate::server::node::{Node, NodeConfig, NodeIo, Seen};
+use crate::server::replica::{Durable, ReplicaConfig};
 use crate::server::state::{Command, State};
 use crossbeam_channel::Receiver;
 use std::cmp::Ordering;
@@ -78,6 +86,8 @@ pub(crate) struct Faults {
     /// Longest ordinary delay of a message, in milliseconds (50 while faults run; a healed
     /// network is a LAN's, 5).
     pub(crate) max_delay_ms: u64,
+    /// Per restart of a member of a group: its disk was wiped.
+    pub(crate) p_wipe: f64,
 }
 
 impl Faults {
@@ -88,6 +98,7 @@ impl Faults {
             p_slow: rng.f64() * 0.03 * storm,
             p_abandon: rng.f64() * 0.005 * storm,
             max_delay_ms: 50,
+            p_wipe: rng.f64() * 0.5,
         }
     }
 }
@@ -99,8 +110,8 @@ pub(crate) enum Ev {
     ClientWake(usize),
     /// A client process (re)connects: a new session.
     Connect(usize),
-    /// The server's timers are due.
-    ServerWake,
+    /// Member `.0`'s timers are due.
+    ServerWake(usize),
     /// A message reaches the server on a connection.
     ToServer {
         conn: usize,
@@ -133,8 +144,10 @@ pub(crate) enum Ev {
     ServerClose {
         conn: usize,
     },
-    /// A connectivity check the node asked for ends (for the node of generation `gen`).
+    /// A connectivity check a member's node asked for ends (for the node of generation
+    /// `gen`).
     CheckDone {
+        member: usize,
         gen: u64,
         election: String,
         candidate: String,
@@ -144,8 +157,30 @@ pub(crate) enum Ev {
     PauseEnd(usize),
     PartitionStart(usize),
     PartitionEnd(usize),
+    /// A member crashes (`kill -9`): a random one.
     Crash,
-    Restart,
+    /// Member `.0` starts again (from its disk, or wiped).
+    Restart(usize),
+    /// A raft message reaches member `to`.
+    Peer {
+        to: usize,
+        msg: raft::eraftpb::Message,
+    },
+    /// Member `member`'s fsync of a persist batch completes (unless it crashed since:
+    /// `gen`).
+    Synced {
+        member: usize,
+        gen: u64,
+        number: u64,
+        snapshot: Option<raft::eraftpb::Snapshot>,
+        entries: Vec<raft::eraftpb::Entry>,
+        hard_state: Option<raft::eraftpb::HardState>,
+    },
+    /// Member `.0` snapshots its state and compacts its log.
+    Compact(usize),
+    /// Member `.0` is cut off from the other members (not from clients), until `PeerHeal`.
+    PeerCut(usize),
+    PeerHeal(usize),
     /// Something of the scenario's own.
     Scenario(u64),
 }
@@ -177,6 +212,8 @@ impl Ord for Item {
 /// One connection of the simulated network.
 pub(crate) struct Conn {
     pub(crate) client: usize,
+    /// The member it reaches.
+    pub(crate) member: usize,
     /// The session (by its number in the client) and dial attempt that made it.
     session: u64,
     attempt: u64,
@@ -208,6 +245,8 @@ pub(crate) struct Client {
     pub(crate) first: Option<Receiver<crate::error::Result<()>>>,
     /// Dial attempt -> network connection, for the current session.
     conns: HashMap<u64, usize>,
+    /// Dial attempt -> the index of the endpoint it reached.
+    dial_endpoint: HashMap<u64, usize>,
     pub(crate) paused: bool,
     pub(crate) partitioned: bool,
     /// Inputs that arrived while paused, in order.
@@ -238,21 +277,41 @@ impl Client {
     }
 }
 
-/// The simulated server: the node (a group of one), what it made durable, the commands of
-/// its log, and a replica that applies only what is logged.
-pub(crate) struct Server {
+/// One member of the simulated servers' group: the real [`Node`], what it made durable,
+/// its clock.
+pub(crate) struct Member {
     pub(crate) node: Option<Node>,
-    /// What the node persisted (durable at once, as with fsync).
+    /// What the node persisted and saw fsynced (a crash loses what was not).
     durable: Durable,
-    /// The commands of the durable log, in order; in a group of one each commits as soon as
-    /// it is durable.
-    pub(crate) log: Vec<Command>,
-    /// Applies only what is logged, like a replica following the log.
-    pub(crate) replica: State,
+    /// When its last fsync completes (they complete in order).
+    last_sync: u64,
     wake_at: Option<u64>,
-    /// Numbers the nodes (a crash ends one): results of checks a dead node asked for are
-    /// dropped.
+    /// Numbers the nodes (a crash ends one): results of checks and syncs a dead node asked
+    /// for are dropped.
     gen: u64,
+    /// Its clock runs at `1 + skew_ppm / 10^6` of real time (within ±0.09 %: the lease's
+    /// allowance is for client and server together).
+    skew_ppm: i64,
+    /// Cut off from the other members.
+    cut: bool,
+    /// Its directory was wiped at its last restart, and it has not settled yet.
+    wiped: bool,
+    /// The last command index it applied (0: none yet).
+    applied: u64,
+}
+
+/// The simulated servers' group and the one history they must agree on.
+pub(crate) struct Service {
+    pub(crate) members: Vec<Member>,
+    /// The committed commands, in log order, as first applied by any member.
+    pub(crate) log: Vec<Command>,
+    /// Index -> what every member must apply there: (term, command), or `None` for an
+    /// entry without a command. A member that applies something else forks the history.
+    history: HashMap<u64, Option<(u64, Command)>>,
+    /// The highest index applied anywhere.
+    top: u64,
+    /// The state the history applies to (what the scenarios read).
+    pub(crate) replica: State,
 }
 
 /// What a scenario adds to the world: its users, its checks.
@@ -312,6 +371,10 @@ pub(crate) struct WorldStats {
     pub(crate) kills: u64,
     pub(crate) checks_ok: u64,
     pub(crate) checks_failed: u64,
+    pub(crate) compactions: u64,
+    pub(crate) restores: u64,
+    pub(crate) member_cuts: u64,
+    pub(crate) wipes: u64,
 }
 
 /// Runs every seed, summing each run's scenario statistics (`add`) and world statistics. A
@@ -326,21 +389,51 @@ pub(crate) fn run_seeds<S: Default>(
     let mut total = S::default();
     let mut ws = WorldStats::default();
     for &seed in seeds {
-        match run(seed) {
+        let replay = format!(
+            "replay: SIM_SEED={seed} SIM_TRACE=1 cargo test -p tenure --lib {module} -- \
+             --nocapture"
+        );
+        // A panic in the code under test (raft-rs asserts, ours) names its seed too.
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(seed)))
+            .unwrap_or_else(|p| {
+                let why = p
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default();
+                panic!("seed {seed} panicked: {why}\n{replay}")
+            });
+        match outcome {
             Ok((s, w)) => {
                 add(&mut total, &s);
                 ws.add(&w);
             }
-            Err(v) => panic!(
-                "seed {seed}: {v}\nreplay: SIM_SEED={seed} SIM_TRACE=1 cargo test -p tenure \
-                 --lib {module} -- --nocapture"
-            ),
+            Err(v) => panic!("seed {seed}: {v}\n{replay}"),
         }
     }
     (total, ws)
 }
 
 impl WorldStats {
+    /// What the servers went through, for a scenario's summary.
+    pub(crate) fn members_line(&self) -> String {
+        format!(
+            "member restarts {}, of them with a wiped disk {}, members cut off {}, log \
+             compactions {}, snapshots received {}",
+            self.restarts, self.wipes, self.member_cuts, self.compactions, self.restores
+        )
+    }
+
+    /// With many seeds, every fault of the servers happened at least once (so the
+    /// invariants were not checked in vain).
+    pub(crate) fn assert_members_exercised(&self) {
+        assert!(self.restarts > 0, "no member ever restarted");
+        assert!(self.wipes > 0, "no member ever lost its disk");
+        assert!(self.member_cuts > 0, "no member was ever cut off");
+        assert!(self.compactions > 0, "no log was ever compacted");
+        assert!(self.restores > 0, "no member ever received a snapshot");
+    }
+
     pub(crate) fn add(&mut self, o: &WorldStats) {
         self.events += o.events;
         self.resets += o.resets;
@@ -354,6 +447,10 @@ impl WorldStats {
         self.kills += o.kills;
         self.checks_ok += o.checks_ok;
         self.checks_failed += o.checks_failed;
+        self.compactions += o.compactions;
+        self.restores += o.restores;
+        self.member_cuts += o.member_cuts;
+        self.wipes += o.wipes;
     }
 }
 
@@ -371,7 +468,7 @@ pub(crate) struct World {
     pub(crate) faults: Faults,
     pub(crate) clients: Vec<Client>,
     pub(crate) conns: Vec<Conn>,
-    pub(crate) server: Server,
+    pub(crate) server: Service,
     pub(crate) stats: WorldStats,
     pub(crate) violation: Option<Violation>,
     pub(crate) trace: bool,
@@ -383,11 +480,30 @@ pub(crate) struct World {
 const MAX_EVENTS: u64 = 2_000_000;
 
 impl World {
-    /// A world with a fresh server and no clients.
-    pub(crate) fn new(seed: u64, rng: fastrand::Rng, faults: Faults, trace: bool) -> World {
+    /// A world with a fresh group of `members` servers (1, 3 or 5) and no clients.
+    pub(crate) fn new(
+        seed: u64,
+        mut rng: fastrand::Rng,
+        faults: Faults,
+        trace: bool,
+        members: usize,
+    ) -> World {
         let clock = ManualClock::new();
         let base = clock.start();
-        World {
+        let members = (0..members)
+            .map(|_| Member {
+                node: None,
+                durable: Durable::default(),
+                last_sync: 0,
+                wake_at: None,
+                gen: 0,
+                skew_ppm: if members > 1 { rng.i64(-900..=900) } else { 0 },
+                cut: false,
+                wiped: false,
+                applied: 0,
+            })
+            .collect();
+        let mut w = World {
             seed,
             rng,
             clock,
@@ -398,25 +514,74 @@ impl World {
             faults,
             clients: Vec::new(),
             conns: Vec::new(),
-            server: Server {
-                node: Some(Self::start_node(seed, Durable::default(), base)),
-                durable: Durable::default(),
+            server: Service {
+                members,
                 log: Vec::new(),
+                history: HashMap::new(),
+                top: 0,
                 replica: State::new(),
-                wake_at: None,
-                gen: 0,
             },
             stats: WorldStats::default(),
             violation: None,
             trace,
             healed: false,
+        };
+        for m in 0..w.server.members.len() {
+            let node = w.start_node(m, Some(INC));
+            w.server.members[m].node = Some(node);
         }
+        w
     }
 
-    /// The real node as a group of one, from what it made durable.
-    fn start_node(seed: u64, durable: Durable, now: Instant) -> Node {
-        let cfg = NodeConfig::alone(INC, seed);
-        Node::new(State::new(), cfg, durable, now).expect("a valid node")
+    /// The address of member `m` (what clients are given, and what members tell them).
+    pub(crate) fn address(m: usize) -> String {
+        format!("m{m}:7411")
+    }
+
+    /// Every member's address, in order.
+    pub(crate) fn endpoints(&self) -> Vec<String> {
+        (0..self.server.members.len()).map(World::address).collect()
+    }
+
+    /// Member `m`'s clock now.
+    fn member_now(&self, m: usize) -> Instant {
+        let k = (1_000_000 + self.server.members[m].skew_ppm) as i128;
+        self.base + Duration::from_nanos((self.now as i128 * k / 1_000_000) as u64)
+    }
+
+    /// The first real instant at which member `m`'s clock reads `t` or later.
+    fn member_real(&self, m: usize, t: Instant) -> u64 {
+        let local = t.saturating_duration_since(self.base).as_nanos() as i128;
+        let k = (1_000_000 + self.server.members[m].skew_ppm) as i128;
+        ((local * 1_000_000 + k - 1) / k) as u64
+    }
+
+    /// The real node of member `m`, from what it made durable; `incarnation` `None` for a
+    /// wiped one (it looks for its group's).
+    fn start_node(&mut self, m: usize, incarnation: Option<Incarnation>) -> Node {
+        let n = self.server.members.len();
+        let ids: Vec<u64> = (1..=n as u64).collect();
+        let mut replica = ReplicaConfig::new(m as u64 + 1, ids, self.seed ^ self.rng.u64(..));
+        replica.seed = self.rng.u64(..);
+        let cfg = if n == 1 {
+            NodeConfig::alone(INC, replica.seed)
+        } else {
+            NodeConfig {
+                replica,
+                addresses: (0..n).map(|i| (i as u64 + 1, World::address(i))).collect(),
+                incarnation,
+                bootstrap: false,
+                new_token: INC ^ 0xdead,
+            }
+        };
+        let durable = self.server.members[m].durable.clone();
+        let state = durable
+            .snapshot
+            .as_ref()
+            .map(|s| bincode::deserialize(&s.data).expect("a snapshot of the state"))
+            .unwrap_or_default();
+        let now = self.member_now(m);
+        Node::new(state, cfg, durable, now).expect("a valid node")
     }
 
     pub(crate) fn push(&mut self, at: u64, ev: Ev) {
@@ -465,6 +630,7 @@ impl World {
             sink: Some(sink),
             first: None,
             conns: HashMap::new(),
+            dial_endpoint: HashMap::new(),
             paused: false,
             partitioned: false,
             inbox: VecDeque::new(),
@@ -489,7 +655,8 @@ impl World {
         drift_ratio: f64,
         skew_ppm: Option<i64>,
     ) -> usize {
-        let mut cfg = ClientConfig::new(["sim:7411"]).session_ttl(Duration::from_millis(ttl_ms));
+        let mut cfg =
+            ClientConfig::new(self.endpoints()).session_ttl(Duration::from_millis(ttl_ms));
         cfg.drift_ratio = drift_ratio;
         cfg.safety_margin = Some(Duration::ZERO);
         cfg.connect_timeout = Duration::from_millis(self.rng.u64(100..=1000));
@@ -534,6 +701,31 @@ impl World {
             self.push(t, Ev::PauseStart(c));
             self.push(t + d, Ev::PauseEnd(c));
             t += d + ms_range(&mut self.rng, gap / 2, gap * 2);
+        }
+    }
+
+    /// Schedules the faults of a group's members until real time `end`: members cut off from
+    /// the others for a while, and compactions of their logs (a member far behind then gets
+    /// a snapshot). Nothing for a single server.
+    pub(crate) fn schedule_member_faults(&mut self, end: u64, storm: f64) {
+        let n = self.server.members.len();
+        if n == 1 {
+            return;
+        }
+        let gap = (self.rng.u64(1500..6000) as f64 / storm) as u64;
+        let mut t = ms_range(&mut self.rng, 200, gap.max(201));
+        while t < end {
+            let m = self.rng.usize(..n);
+            let d = ms_range(&mut self.rng, 50, 1500);
+            self.push(t, Ev::PeerCut(m));
+            self.push(t + d, Ev::PeerHeal(m));
+            t += d + ms_range(&mut self.rng, gap / 2, gap * 2);
+        }
+        let mut t = ms_range(&mut self.rng, 300, 3000);
+        while t < end {
+            let m = self.rng.usize(..n);
+            self.push(t, Ev::Compact(m));
+            t += ms_range(&mut self.rng, 300, 3000);
         }
     }
 
@@ -600,14 +792,14 @@ impl World {
                     }
                 }
             }
-            Ev::ServerWake => {
-                if self.server.wake_at == Some(self.now) {
-                    self.server.wake_at = None;
-                    let now = self.clock.now();
-                    if let Some(n) = self.server.node.as_mut() {
+            Ev::ServerWake(m) => {
+                if self.server.members[m].wake_at == Some(self.now) {
+                    self.server.members[m].wake_at = None;
+                    let now = self.member_now(m);
+                    if let Some(n) = self.server.members[m].node.as_mut() {
                         n.tick(now);
                     }
-                    self.server_io(sc);
+                    self.server_io(sc, m);
                 }
             }
             Ev::Connect(c) => {
@@ -615,28 +807,30 @@ impl World {
                 self.client_input(sc, c, ev)
             }
             Ev::CheckDone {
+                member: m,
                 gen,
                 election,
                 candidate,
                 ok,
             } => {
-                let now = self.clock.now();
-                if gen == self.server.gen {
-                    if let Some(n) = self.server.node.as_mut() {
+                let now = self.member_now(m);
+                if gen == self.server.members[m].gen {
+                    if let Some(n) = self.server.members[m].node.as_mut() {
                         if ok {
                             self.stats.checks_ok += 1;
                         } else {
                             self.stats.checks_failed += 1;
                         }
                         n.checked(now, election, candidate, true, ok);
-                        self.server_io(sc);
+                        self.server_io(sc, m);
                     }
                 }
             }
             Ev::Accept { conn } => {
-                let now = self.clock.now();
+                let m = self.conns[conn].member;
+                let now = self.member_now(m);
                 if self.conns[conn].alive {
-                    match self.server.node.as_mut() {
+                    match self.server.members[m].node.as_mut() {
                         Some(n) => {
                             self.conns[conn].accepted = true;
                             n.accepted(now, conn);
@@ -646,31 +840,38 @@ impl World {
                                 client_name: format!("sim-{}", self.conns[conn].client),
                             };
                             n.frame(now, conn, hello);
-                            self.server_io(sc);
+                            self.server_io(sc, m);
                         }
                         None => self.reset(conn),
                     }
                 }
             }
             Ev::ToServer { conn, msg } => {
-                let now = self.clock.now();
+                let m = self.conns[conn].member;
+                let now = self.member_now(m);
                 if self.conns[conn].alive && self.conns[conn].accepted {
-                    if let Some(n) = self.server.node.as_mut() {
+                    if let Some(n) = self.server.members[m].node.as_mut() {
                         n.frame(now, conn, msg);
-                        self.server_io(sc);
+                        self.server_io(sc, m);
                     }
                 }
             }
             Ev::ServerClose { conn } => {
+                let m = self.conns[conn].member;
                 self.server_close(conn);
-                self.server_io(sc);
+                self.server_io(sc, m);
             }
             Ev::ToClient { conn, .. } | Ev::Broken { conn } | Ev::DialTimeout { conn } => {
                 let c = self.conns[conn].client;
                 self.client_input(sc, c, ev);
             }
             Ev::DialRefused { client, .. } => self.client_input(sc, client, ev),
-            Ev::PauseStart(_) | Ev::PartitionStart(_) | Ev::Crash if self.healed => {}
+            Ev::PauseStart(_)
+            | Ev::PartitionStart(_)
+            | Ev::Crash
+            | Ev::PeerCut(_)
+            | Ev::Compact(_)
+                if self.healed => {}
             Ev::PauseStart(c) => {
                 self.trace(|| format!("client {c} paused"));
                 self.stats.pauses += 1;
@@ -698,43 +899,106 @@ impl World {
                 self.clients[c].partitioned = false;
             }
             Ev::Crash => {
-                if self.server.node.is_none() {
+                let m = self.rng.usize(..self.server.members.len());
+                if self.server.members[m].node.is_none() {
                     return;
                 }
-                self.trace(|| "server crashes".into());
-                self.server.node = None;
-                self.server.gen += 1;
-                self.server.wake_at = None;
-                for conn in 0..self.conns.len() {
-                    self.reset(conn);
-                }
+                self.trace(|| format!("member {m} crashes"));
+                self.crash(m);
                 let down = if self.rng.bool() {
                     ms_range(&mut self.rng, 10, 200)
                 } else {
                     ms_range(&mut self.rng, 200, 1500)
                 };
-                self.push(self.now + down, Ev::Restart);
+                self.push(self.now + down, Ev::Restart(m));
             }
-            Ev::Restart => {
-                if self.server.node.is_some() {
+            Ev::Restart(m) => self.restart(sc, m),
+            Ev::Peer { to, msg } => {
+                let from = msg.from as usize - 1;
+                if self.server.members[to].cut || self.server.members[from].cut {
                     return;
                 }
-                self.stats.restarts += 1;
-                // The node starts from what it made durable (fsync durability) and applies
-                // its log again; leading at once, it gives every session a grace period of
-                // its TTL.
-                let state = self.replay();
-                if state.status(0) != self.server.replica.status(0) {
-                    self.fail(
-                        "replay",
-                        "the log does not replay to the replica's state".into(),
-                    );
+                if let Some(n) = self.server.members[to].node.as_mut() {
+                    n.peer(msg);
+                    self.server_io(sc, to);
                 }
-                let node =
-                    Self::start_node(self.seed, self.server.durable.clone(), self.clock.now());
-                self.server.node = Some(node);
-                self.trace(|| "server restarted".into());
-                self.server_io(sc);
+            }
+            Ev::Synced {
+                member: m,
+                gen,
+                number,
+                snapshot,
+                entries,
+                hard_state,
+            } => {
+                if gen != self.server.members[m].gen {
+                    return; // lost in a crash
+                }
+                self.trace(|| {
+                    format!(
+                        "member {m} synced batch {number}: entries {:?}..{:?}, {:?}",
+                        entries.first().map(|e| (e.index, e.term)),
+                        entries.last().map(|e| (e.index, e.term)),
+                        hard_state
+                    )
+                });
+                let d = &mut self.server.members[m].durable;
+                if let Some(snap) = snapshot {
+                    d.snapshot = Some(snap);
+                    d.entries.clear();
+                }
+                if let Some(first) = entries.first() {
+                    d.entries.retain(|e| e.index < first.index);
+                    d.entries.extend(entries);
+                }
+                if let Some(hs) = hard_state {
+                    d.hard_state = hs;
+                }
+                let now = self.member_now(m);
+                if let Some(n) = self.server.members[m].node.as_mut() {
+                    n.persisted(now, number);
+                }
+                self.server_io(sc, m);
+            }
+            Ev::Compact(m) => {
+                let Some(n) = self.server.members[m].node.as_mut() else {
+                    return;
+                };
+                let (meta, data, rest, hs) = n.snapshot();
+                if meta.index == 0 || meta.term == 0 {
+                    return;
+                }
+                let index = meta.index;
+                n.compacted(index, data.clone());
+                // Durable at once, as the runtime writes it before it compacts.
+                let d = &mut self.server.members[m].durable;
+                d.snapshot = Some(raft::eraftpb::Snapshot {
+                    data,
+                    metadata: Some(meta),
+                });
+                let synced: Vec<_> = d
+                    .entries
+                    .iter()
+                    .filter(|e| e.index > index)
+                    .cloned()
+                    .collect();
+                // What the log file holds after the compaction: the entries after the
+                // snapshot that were durable (those still in flight come with their sync).
+                d.entries = synced;
+                let _ = (rest, hs);
+                self.stats.compactions += 1;
+                self.trace(|| format!("member {m} compacts its log at {index}"));
+            }
+            Ev::PeerCut(m) => {
+                self.trace(|| format!("member {m} cut off from the others"));
+                self.stats.member_cuts += 1;
+                self.server.members[m].cut = true;
+                self.links_broke(sc, m);
+            }
+            Ev::PeerHeal(m) => {
+                self.trace(|| format!("member {m} reconnects to the others"));
+                self.server.members[m].cut = false;
+                self.reconnect(sc, m);
             }
             Ev::Scenario(id) => sc.scenario_event(self, id),
         }
@@ -776,8 +1040,9 @@ impl World {
         if self.conns[conn].alive {
             self.conns[conn].alive = false;
             if self.conns[conn].accepted {
-                let now = self.clock.now();
-                if let Some(n) = self.server.node.as_mut() {
+                let m = self.conns[conn].member;
+                let now = self.member_now(m);
+                if let Some(n) = self.server.members[m].node.as_mut() {
                     n.closed(now, conn);
                 }
             }
@@ -836,10 +1101,13 @@ impl World {
 
     // ---- the server ----------------------------------------------------------------------
 
-    /// Performs what the node asked for.
-    fn server_io(&mut self, sc: &mut dyn Scenario) {
-        let mut logged = None;
-        while let Some(io) = self.server.node.as_mut().and_then(|n| n.poll_io()) {
+    /// Performs what member `m`'s node asked for, and checks what it applied.
+    fn server_io(&mut self, sc: &mut dyn Scenario, m: usize) {
+        while let Some(io) = self.server.members[m]
+            .node
+            .as_mut()
+            .and_then(|n| n.poll_io())
+        {
             match io {
                 NodeIo::Persist {
                     number,
@@ -847,41 +1115,44 @@ impl World {
                     entries,
                     hard_state,
                 } => {
-                    assert!(snapshot.is_none(), "a group of one receives no snapshot");
-                    for e in entries {
-                        let d = &mut self.server.durable.entries;
-                        assert!(
-                            d.last().map_or(true, |l| l.index + 1 == e.index),
-                            "a group of one never replaces an entry"
-                        );
-                        let data = e.data.clone();
-                        d.push(e);
-                        if data.is_empty() {
-                            continue; // a new leader's empty entry
-                        }
-                        let cmd: Command = bincode::deserialize(&data).expect("a command");
-                        // What the log applies to: a repeat or a refusal changes nothing.
-                        if let Ok(a) = self.server.replica.execute(&cmd) {
-                            if !a.repeat {
-                                sc.logged(self, &cmd, &a.outputs);
-                            }
-                        }
-                        self.server.log.push(cmd.clone());
-                        logged = Some(cmd);
-                    }
-                    if let Some(hs) = hard_state {
-                        self.server.durable.hard_state = hs;
-                    }
-                    let now = self.clock.now();
-                    if let Some(n) = self.server.node.as_mut() {
-                        n.persisted(now, number);
+                    // An fsync of 0.1–1 ms, after the member's earlier ones.
+                    let mb = &mut self.server.members[m];
+                    let at = (self.now + self.rng.u64(MS / 10..=MS)).max(mb.last_sync);
+                    mb.last_sync = at;
+                    let gen = mb.gen;
+                    let ev = Ev::Synced {
+                        member: m,
+                        gen,
+                        number,
+                        snapshot,
+                        entries,
+                        hard_state,
+                    };
+                    self.push(at, ev);
+                }
+                NodeIo::Peer { to, msg } => {
+                    let to = to as usize - 1;
+                    let lost = self.rng.f64() < self.faults.p_reset;
+                    if !lost && !self.server.members[m].cut && !self.server.members[to].cut {
+                        let d = if self.rng.f64() < self.faults.p_slow {
+                            ms_range(&mut self.rng, 10, 100)
+                        } else {
+                            self.rng.u64(MS / 10..=2 * MS)
+                        };
+                        self.push(self.now + d, Ev::Peer { to, msg });
                     }
                 }
-                NodeIo::Peer { .. } | NodeIo::Upgrade { .. } | NodeIo::Incarnation { .. } => {
-                    unreachable!("a group of one has no peers")
+                NodeIo::Upgrade { .. } => {}
+                NodeIo::Incarnation { token } => {
+                    self.trace(|| format!("member {m} takes incarnation {token:x}"));
+                    if token != INC {
+                        let msg = format!("member {m} took incarnation {token:x}, not {INC:x}");
+                        self.fail("incarnation", msg);
+                    }
+                    // Its peers hear its new hello: nothing to model (they never refused it).
                 }
                 NodeIo::Send { conn, msg } => {
-                    self.trace(|| format!("server -> conn {conn}: {msg:?}"));
+                    self.trace(|| format!("member {m} -> conn {conn}: {msg:?}"));
                     self.send_to_client(conn, msg);
                 }
                 NodeIo::Close { conn } => self.reset(conn),
@@ -897,8 +1168,9 @@ impl World {
                         Some(false) => (false, self.rng.u64(0..=2 * MS)),
                         None => (false, crate::server::CHECK_TIMEOUT.as_nanos() as u64),
                     };
-                    let gen = self.server.gen;
+                    let gen = self.server.members[m].gen;
                     let ev = Ev::CheckDone {
+                        member: m,
                         gen,
                         election,
                         candidate,
@@ -908,26 +1180,258 @@ impl World {
                 }
             }
         }
-        // The node applied every command it logged: it and a replica of the log agree.
-        if let Some(cmd) = logged {
-            let live = self.server.node.as_ref().map(|n| n.state().status(0));
-            if live.is_some_and(|l| l != self.server.replica.status(0)) {
-                let msg = format!("after {cmd:?} the live state differs from the log's");
+        self.observe(sc, m);
+        self.schedule_server(m);
+    }
+
+    /// What member `m` applied: one history (a command at an index is the same wherever it
+    /// is applied), fed in order to the replica the scenarios read; a member that applied
+    /// every command of the history has the replica's state.
+    fn observe(&mut self, sc: &mut dyn Scenario, m: usize) {
+        let Some(n) = self.server.members[m].node.as_mut() else {
+            return;
+        };
+        let seen = n.take_seen();
+        let settled = n.settled();
+        if self.server.members[m].wiped && settled {
+            self.server.members[m].wiped = false;
+        }
+        if seen.is_empty() {
+            return;
+        }
+        for s in seen {
+            match s {
+                Seen::Restored { index } => {
+                    self.trace(|| format!("member {m} restores a snapshot at {index}"));
+                    self.server.members[m].applied = index;
+                    self.stats.restores += 1;
+                }
+                Seen::AppliedTo { index } => {
+                    // The indexes passed over since its last command carried none here.
+                    let from = self.server.members[m].applied + 1;
+                    for i in from..=index {
+                        self.one_entry(sc, m, i, None);
+                    }
+                    self.server.members[m].applied = index;
+                }
+                Seen::Applied { index, term, cmd } => {
+                    self.trace(|| format!("member {m} applies {index} (term {term}): {cmd:?}"));
+                    let from = self.server.members[m].applied + 1;
+                    for i in from..index {
+                        self.one_entry(sc, m, i, None);
+                    }
+                    self.one_entry(sc, m, index, Some((term, cmd)));
+                    self.server.members[m].applied = index;
+                }
+            }
+        }
+        let mb = &self.server.members[m];
+        if mb.applied == self.server.top {
+            let live = mb.node.as_ref().map(|n| n.state().status(0));
+            let want = self.server.replica.status(0);
+            if let Some(l) = live.filter(|l| *l != want) {
+                let msg = format!(
+                    "member {m}'s state at {} differs from the history's:\n  {l:?}\n  {want:?}",
+                    self.server.top
+                );
                 self.fail("replay", msg);
             }
         }
-        self.schedule_server();
     }
 
-    fn schedule_server(&mut self) {
-        let Some(d) = self.server.node.as_ref().and_then(|n| n.next_wakeup()) else {
+    /// Member `m` applied entry `index`: a command, or none (a new leader's entry). The same
+    /// everywhere, or the history forked; the first time, it goes to the replica.
+    fn one_entry(
+        &mut self,
+        sc: &mut dyn Scenario,
+        m: usize,
+        index: u64,
+        entry: Option<(u64, Command)>,
+    ) {
+        if let Some(before) = self.server.history.get(&index) {
+            let same = match (before, &entry) {
+                (None, None) => true,
+                (Some((t, c)), Some((t2, c2))) => t == t2 && c == c2,
+                _ => false,
+            };
+            if !same {
+                let msg = format!(
+                    "member {m} applied {entry:?} at {index}, where another applied {before:?}"
+                );
+                self.fail("fork", msg);
+            }
+            return;
+        }
+        self.server.history.insert(index, entry.clone());
+        self.server.top = self.server.top.max(index);
+        if let Some((_, cmd)) = entry {
+            // What the log applies to: a repeat or a refusal changes nothing.
+            if let Ok(a) = self.server.replica.execute(&cmd) {
+                if !a.repeat {
+                    sc.logged(self, &cmd, &a.outputs);
+                }
+            }
+            self.server.log.push(cmd);
+        }
+    }
+
+    fn schedule_server(&mut self, m: usize) {
+        let Some(d) = self.server.members[m]
+            .node
+            .as_ref()
+            .and_then(|n| n.next_wakeup())
+        else {
             return;
         };
-        let real = (d.saturating_duration_since(self.base).as_nanos() as u64).max(self.now);
-        if self.server.wake_at != Some(real) {
-            self.server.wake_at = Some(real);
-            self.push(real, Ev::ServerWake);
+        let real = self.member_real(m, d).max(self.now);
+        if self.server.members[m].wake_at != Some(real) {
+            self.server.members[m].wake_at = Some(real);
+            self.push(real, Ev::ServerWake(m));
         }
+    }
+
+    /// `kill -9` of member `m`: its connections reset, what it had not fsynced is lost, the
+    /// others' links to it break.
+    fn crash(&mut self, m: usize) {
+        let mb = &mut self.server.members[m];
+        mb.node = None;
+        mb.gen += 1;
+        mb.wake_at = None;
+        mb.last_sync = 0;
+        for conn in 0..self.conns.len() {
+            if self.conns[conn].member == m {
+                self.reset(conn);
+            }
+        }
+        for o in 0..self.server.members.len() {
+            if o != m {
+                let now = self.member_now(o);
+                if let Some(n) = self.server.members[o].node.as_mut() {
+                    n.unreachable(now, m as u64 + 1);
+                }
+            }
+        }
+    }
+
+    /// The other members' links to `m` broke (it was cut off): they say so to their nodes.
+    fn links_broke(&mut self, sc: &mut dyn Scenario, m: usize) {
+        for o in 0..self.server.members.len() {
+            if o == m {
+                continue;
+            }
+            let now = self.member_now(o);
+            if let Some(n) = self.server.members[o].node.as_mut() {
+                n.unreachable(now, m as u64 + 1);
+            }
+            self.server_io(sc, o);
+            let now = self.member_now(m);
+            if let Some(n) = self.server.members[m].node.as_mut() {
+                n.unreachable(now, o as u64 + 1);
+            }
+        }
+        self.server_io(sc, m);
+    }
+
+    /// Member `m` starts again: from its disk, or, sometimes in a group (when every other
+    /// member is settled), from a wiped one.
+    fn restart(&mut self, sc: &mut dyn Scenario, m: usize) {
+        if self.server.members[m].node.is_some() {
+            return;
+        }
+        self.stats.restarts += 1;
+        let n = self.server.members.len();
+        let others_settled = (0..n).filter(|o| *o != m).all(|o| {
+            let mb = &self.server.members[o];
+            !mb.wiped && mb.node.as_ref().is_some_and(|x| x.settled())
+        });
+        let wipe = n > 1 && !self.healed && others_settled && self.rng.f64() < self.faults.p_wipe;
+        let incarnation = if wipe {
+            self.trace(|| format!("member {m} restarts with a wiped disk"));
+            self.stats.wipes += 1;
+            let mb = &mut self.server.members[m];
+            mb.durable = Durable::default();
+            mb.wiped = true;
+            mb.applied = 0;
+            None
+        } else if self.server.members[m].wiped {
+            None // wiped before, never found its token: still has none
+        } else {
+            Some(INC)
+        };
+        // It applies its log again from its snapshot.
+        let mb = &mut self.server.members[m];
+        mb.applied = mb
+            .durable
+            .snapshot
+            .as_ref()
+            .and_then(|s| s.metadata.as_ref())
+            .map_or(0, |x| x.index);
+        let node = self.start_node(m, incarnation);
+        self.server.members[m].node = Some(node);
+        self.trace(|| {
+            let d = &self.server.members[m].durable;
+            format!(
+                "member {m} restarted: snapshot at {:?}, entries {:?}..{:?}, {:?}",
+                d.snapshot
+                    .as_ref()
+                    .and_then(|s| s.metadata.as_ref())
+                    .map(|x| x.index),
+                d.entries.first().map(|e| e.index),
+                d.entries.last().map(|e| (e.index, e.term)),
+                d.hard_state
+            )
+        });
+        self.reconnect(sc, m);
+    }
+
+    /// Member `m`'s links with the others come up (it started, or was cut off): each side
+    /// reads the other's hello.
+    fn reconnect(&mut self, sc: &mut dyn Scenario, m: usize) {
+        let n = self.server.members.len();
+        if self.server.members[m].node.is_none() {
+            return;
+        }
+        for o in 0..n {
+            if o == m || self.server.members[o].node.is_none() {
+                continue;
+            }
+            if self.server.members[o].cut || self.server.members[m].cut {
+                continue;
+            }
+            let hello_o = self.server.members[o].node.as_ref().map(|x| x.hello());
+            let hello_m = self.server.members[m].node.as_ref().map(|x| x.hello());
+            self.greet(sc, m, o, hello_o);
+            self.greet(sc, o, m, hello_m);
+        }
+        self.server_io(sc, m);
+    }
+
+    /// Member `to` reads member `from`'s hello on a new connection.
+    fn greet(&mut self, sc: &mut dyn Scenario, to: usize, from: usize, hello: Option<ClientMsg>) {
+        let Some(hello) = hello else {
+            return;
+        };
+        // A connection of its own in the network's numbering, never used for clients.
+        self.conns.push(Conn {
+            client: usize::MAX,
+            member: to,
+            session: 0,
+            attempt: 0,
+            alive: true,
+            accepted: true,
+            welcomed: true,
+            dropped: true,
+            last_to_server: 0,
+            last_to_client: 0,
+        });
+        let conn = self.conns.len() - 1;
+        let now = self.member_now(to);
+        if let Some(n) = self.server.members[to].node.as_mut() {
+            n.accepted(now, conn);
+            n.frame(now, conn, hello);
+        }
+        self.trace(|| format!("member {to} reads member {from}'s hello"));
+        self.server_io(sc, to);
     }
 
     fn replay(&self) -> State {
@@ -938,16 +1442,12 @@ impl World {
         fresh
     }
 
-    /// Replaying the whole log gives the live state.
+    /// Replaying the whole history gives the state every member that applied all of it has.
     pub(crate) fn check_replay(&mut self, when: &str) {
         let fresh = self.replay();
-        let live = match &self.server.node {
-            Some(n) => n.state().status(0),
-            None => self.server.replica.status(0),
-        };
-        if fresh.status(0) != live {
+        if fresh.status(0) != self.server.replica.status(0) {
             let msg = format!(
-                "at {when}, replaying {} logged commands does not give the live state",
+                "at {when}, replaying {} logged commands does not give the replica's state",
                 self.server.log.len()
             );
             self.fail("replay", msg);
@@ -985,7 +1485,8 @@ impl World {
         }
     }
 
-    /// Faults stop: the server is up, partitions and pauses end, no more message faults.
+    /// Faults stop: every member is up and reaches the others, partitions and pauses end, no
+    /// more message faults.
     pub(crate) fn heal(&mut self, sc: &mut dyn Scenario) {
         self.trace(|| "faults heal".into());
         self.healed = true;
@@ -993,7 +1494,12 @@ impl World {
         self.faults.p_slow = 0.0;
         self.faults.p_abandon = 0.0;
         self.faults.max_delay_ms = 5;
-        self.handle(sc, Ev::Restart);
+        for m in 0..self.server.members.len() {
+            self.server.members[m].cut = false;
+        }
+        for m in 0..self.server.members.len() {
+            self.restart(sc, m);
+        }
         for c in 0..self.clients.len() {
             self.clients[c].partitioned = false;
             if self.clients[c].paused {
@@ -1041,12 +1547,23 @@ impl World {
                         ServerMsg::Welcome { incarnation, .. } => {
                             if !self.conns[conn].welcomed {
                                 self.conns[conn].welcomed = true;
+                                let endpoint = self.clients[c]
+                                    .dial_endpoint
+                                    .get(&attempt)
+                                    .copied()
+                                    .unwrap_or(0);
                                 let info = DialInfo {
                                     incarnation,
-                                    endpoint: 0,
+                                    endpoint,
                                 };
                                 s.dialed(now, attempt, Ok(info));
                             }
+                        }
+                        ServerMsg::Reject { reason } if !self.conns[conn].welcomed => {
+                            // A member that does not serve yet refuses the handshake.
+                            self.conns[conn].welcomed = true;
+                            self.stats.dials_failed += 1;
+                            s.dialed(now, attempt, Err(reason));
                         }
                         msg => s.frame(now, attempt, msg),
                     }
@@ -1183,21 +1700,56 @@ impl World {
             };
             let generation = self.clients[c].generation;
             match io {
-                Io::Dial { attempt, step, .. } => {
+                Io::Dial {
+                    attempt,
+                    step,
+                    start,
+                    endpoints,
+                    after,
+                } => {
                     self.stats.dials += 1;
-                    self.trace(|| format!("client {c} dials (attempt {attempt})"));
-                    if self.server.node.is_none() {
-                        let d = self.rng.u64(0..=2 * MS);
+                    self.trace(|| format!("client {c} dials (attempt {attempt}, from {start})"));
+                    // The endpoints in turn from `start`: a member that is down refuses at
+                    // once (a millisecond or two each), the first one up is connected to.
+                    let n = endpoints.len().max(1);
+                    let mut at = self.now + after.as_nanos() as u64;
+                    let mut member = None;
+                    for i in 0..endpoints.len() {
+                        let idx = (start + i) % n;
+                        let m = endpoints[idx]
+                            .strip_prefix('m')
+                            .and_then(|r| r.split(':').next())
+                            .and_then(|x| x.parse::<usize>().ok())
+                            .filter(|m| *m < self.server.members.len());
+                        // A member down refuses the connection; one that does not serve yet
+                        // refuses the handshake: either way the dial goes on to the next.
+                        let welcomes = |m: usize| {
+                            self.server.members[m]
+                                .node
+                                .as_ref()
+                                .is_some_and(|n| n.welcomes())
+                        };
+                        match m {
+                            Some(m) if welcomes(m) => {
+                                member = Some((m, idx));
+                                break;
+                            }
+                            _ => at += self.rng.u64(0..=2 * MS),
+                        }
+                    }
+                    let Some((member, endpoint)) = member else {
                         let ev = Ev::DialRefused {
                             client: c,
                             session: generation,
                             attempt,
                         };
-                        self.push(self.now + d, ev);
+                        self.push(at, ev);
                         continue;
-                    }
+                    };
+                    self.clients[c].dial_endpoint.insert(attempt, endpoint);
                     self.conns.push(Conn {
                         client: c,
+                        member,
                         session: generation,
                         attempt,
                         alive: true,
@@ -1210,11 +1762,11 @@ impl World {
                     let conn = self.conns.len() - 1;
                     self.clients[c].conns.insert(attempt, conn);
                     // A step of the client's time, in real time (the skew is tiny).
-                    let timeout = self.now + step.as_nanos() as u64;
+                    let timeout = at + step.as_nanos() as u64;
                     self.push(timeout, Ev::DialTimeout { conn });
                     if !self.clients[c].partitioned {
                         let d = self.delay();
-                        self.push(self.now + d, Ev::Accept { conn });
+                        self.push(at + d, Ev::Accept { conn });
                     }
                 }
                 Io::Send { conn, msg } => match self.clients[c].conns.get(&conn) {

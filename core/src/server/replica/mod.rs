@@ -168,8 +168,10 @@ pub struct Replica {
     stretch: f64,
     /// Last `election_elapsed` seen (a reset means a new timeout: draw a new stretch).
     elapsed_seen: usize,
-    /// Messages that may leave only once batch `.0` is durable.
-    held: VecDeque<(u64, Vec<Message>)>,
+    /// Batches handed over in order and not yet durable: their number, the messages that may
+    /// leave only then, and whether there was anything to persist (an empty batch is done
+    /// once every one before it is).
+    held: VecDeque<(u64, Vec<Message>, bool)>,
     /// Snapshots being persisted: (batch, index), applied once the batch is durable.
     restoring: VecDeque<(u64, u64)>,
     /// This member leads in term `.0`; it says so once entry `.1` is applied.
@@ -323,6 +325,11 @@ impl Replica {
         out
     }
 
+    /// The last entry raft-rs counts as applied (a snapshot counts once it is durable).
+    pub fn applied(&self) -> u64 {
+        self.raw.raft.raft_log.applied
+    }
+
     /// The index of the last entry in this member's log.
     pub fn last_index(&self) -> u64 {
         self.raw.raft.raft_log.last_index()
@@ -378,6 +385,12 @@ impl Replica {
     /// Time passed: runs the raft ticks that are due.
     pub fn tick(&mut self, now: Instant) {
         while now >= self.next_tick {
+            if !self.restoring.is_empty() {
+                // A snapshot is being made durable: raft-rs cannot campaign before it is
+                // applied (its log below the snapshot is gone). The timer waits for it.
+                self.next_tick += self.tick_interval();
+                continue;
+            }
             self.raw.tick();
             let elapsed = self.raw.raft.election_elapsed;
             if elapsed < self.elapsed_seen || elapsed == 0 {
@@ -398,12 +411,21 @@ impl Replica {
 
     /// The batch `number` (and every one before it) is durable.
     pub fn persisted(&mut self, number: u64) {
-        while self.held.front().is_some_and(|(n, _)| *n <= number) {
-            let (_, msgs) = self.held.pop_front().expect("checked");
+        // The batches up to `number`, and the empty ones right after them, are done.
+        let mut upto = None;
+        while let Some(&(n, _, must)) = self.held.front() {
+            if n > number && must {
+                break;
+            }
+            let (n, msgs, _) = self.held.pop_front().expect("checked");
             self.send_all(msgs);
+            upto = Some(n);
         }
-        self.raw.on_persist_ready(number);
-        while self.restoring.front().is_some_and(|(n, _)| *n <= number) {
+        let Some(upto) = upto else {
+            return;
+        };
+        self.raw.on_persist_ready(upto);
+        while self.restoring.front().is_some_and(|(n, _)| *n <= upto) {
             let (_, index) = self.restoring.pop_front().expect("checked");
             self.raw.advance_apply_to(index);
         }
@@ -430,7 +452,15 @@ impl Replica {
 
     fn send_all(&mut self, msgs: Vec<Message>) {
         for msg in msgs {
-            self.io.push_back(ReplicaIo::Send { to: msg.to, msg });
+            let snapshot = msg.get_msg_type() == raft::eraftpb::MessageType::MsgSnapshot;
+            let to = msg.to;
+            self.io.push_back(ReplicaIo::Send { to, msg });
+            if snapshot {
+                // Counted as delivered at once: the member is probed from there, and if the
+                // snapshot was lost, its refusals of what follows bring another. (Without a
+                // report raft-rs waits for the member forever once its answer is lost.)
+                self.raw.report_snapshot(to, raft::SnapshotStatus::Finish);
+            }
         }
     }
 
@@ -501,15 +531,17 @@ impl Replica {
                     entries,
                     hard_state,
                 });
-                self.held.push_back((number, persisted_msgs));
-                self.raw.advance_append_async(rd);
-            } else {
+            }
+            // Always the asynchronous advance: raft-rs's synchronous one would count every
+            // earlier batch durable too, before its fsync (a leader of one then applied an
+            // entry a crash lost: simulation seed 5565).
+            self.raw.advance_append_async(rd);
+            if !must && self.held.is_empty() {
+                // Nothing to make durable, nothing before it outstanding: done now.
                 self.send_all(persisted_msgs);
-                let mut light = self.raw.advance_append(rd);
-                let msgs = light.take_messages();
-                self.send_all(msgs);
-                let committed = light.take_committed_entries();
-                self.apply(committed);
+                self.raw.on_persist_ready(number);
+            } else {
+                self.held.push_back((number, persisted_msgs, must));
             }
         }
     }
@@ -900,6 +932,12 @@ mod tests {
         assert_eq!(one_history(&g), 35);
         assert_eq!(g.applied[&behind].len(), 35, "caught up");
         assert_eq!(g.restores, 1, "from the snapshot");
+        // It can lead from there: the leader goes, it or the third is elected.
+        g.crash(leader);
+        g.run(Duration::from_millis(1500));
+        assert_eq!(g.leaders().len(), 1, "a new leader");
+        g.start(leader);
+        g.run(Duration::from_millis(500));
         // And it restarts from its own durable snapshot.
         g.crash(behind);
         g.start(behind);

@@ -52,7 +52,12 @@ impl LogStore {
             }
         }
         s.append(&after);
-        s.hard_state = hard_state;
+        // The hard state on disk may be older than the snapshot (its commit index is written
+        // lazily): everything in the snapshot is committed, in its term or later.
+        let mut hs = hard_state;
+        hs.commit = hs.commit.max(s.snapshot_meta.index);
+        hs.term = hs.term.max(s.snapshot_meta.term);
+        s.hard_state = hs;
         Ok(s)
     }
 
