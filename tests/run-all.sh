@@ -30,6 +30,8 @@ fi
 
 step "cargo build --release (the tenure command)"
 cargo build --release
+# The replicated-group tests of the bindings start this command's `tenure serve`.
+export TENURE_BIN="$PWD/target/release/tenure"
 
 # ---- The demo (the README's first command) ------------------------------------------------
 # Five runs of `tenure demo`: each must exit 0 (it exits 70 when a holder is told after the

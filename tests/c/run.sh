@@ -37,11 +37,13 @@ if ! command -v "$cc" >/dev/null 2>&1 || ! command -v "$cxx" >/dev/null 2>&1; th
 fi
 
 # 1. The library, under its installed names.
+# And the command line, whose `tenure serve` the replicated-group test starts (TENURE_BIN).
 if [ "$profile" = release ]; then
-  cargo build -p tenure-ffi --release || { fail "cargo build -p tenure-ffi"; finish; }
+  cargo build -p tenure-ffi -p tenure --release || { fail "cargo build -p tenure-ffi"; finish; }
 else
-  cargo build -p tenure-ffi || { fail "cargo build -p tenure-ffi"; finish; }
+  cargo build -p tenure-ffi -p tenure || { fail "cargo build -p tenure-ffi"; finish; }
 fi
+export TENURE_BIN="$PWD/target/$profile/tenure"
 mkdir -p "$out/lib" "$out/bin"
 cp "target/$profile/libtenure_ffi.so" "$out/lib/libtenure.so"
 cp "target/$profile/libtenure_ffi.a" "$out/lib/libtenure.a"

@@ -9,6 +9,11 @@
 
 #include "harness.h"
 
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+
 /* ---- a recording callback ------------------------------------------------------------- */
 
 #define MAX_SEEN 64
@@ -1199,6 +1204,129 @@ static int test_failure_detector_suspects_a_silent_peer(void) {
 }
 
 /* Runs last: every test freed what it created (builders consumed or freed included). */
+
+/* ---- a replicated group ------------------------------------------------------------------- */
+
+/* A free loopback port (bound, then let go: a member binds it right after). */
+static int free_port(void) {
+    struct sockaddr_in a;
+    socklen_t len = sizeof a;
+    int port = -1;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) return -1;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
+        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
+        port = ntohs(a.sin_port);
+    close(fd);
+    return port;
+}
+
+/* The id of the group's leader, from `tenure status --json`; 0 when none answers. */
+static int leader_of(const char *bin, const char *endpoints) {
+    char cmd[1024], out[8192];
+    size_t n;
+    const char *at;
+    FILE *p;
+    snprintf(cmd, sizeof cmd, "%s status --json --endpoints %s 2>/dev/null", bin, endpoints);
+    p = popen(cmd, "r");
+    if (!p) return 0;
+    n = fread(out, 1, sizeof out - 1, p);
+    out[n] = '\0';
+    pclose(p);
+    at = strstr(out, "\"leader\":{");
+    if (!at) return 0;
+    at = strstr(at, "\"id\":");
+    return at ? atoi(at + 5) : 0;
+}
+
+/* Three `tenure serve` processes (TENURE_BIN); a client given all three endpoints holds a lock,
+ * the leader is killed with SIGKILL: the lock is kept, nothing is reported lost, and the next
+ * lock is granted with a larger token. */
+static int test_a_client_given_three_endpoints_survives_a_leader_kill(void) {
+    const char *bin = getenv("TENURE_BIN");
+    char dir[] = "/tmp/tenure-c-cluster-XXXXXX";
+    char addrs[3][32], cluster[256], endpoints[128], cmd[1024];
+    pid_t pids[3] = {0, 0, 0};
+    tenure_client_builder *b = NULL;
+    tenure_client *c = NULL;
+    tenure_lock *held = NULL, *next = NULL;
+    recorder lost;
+    double t0;
+    int i, leader, rc = 1;
+    rec_init(&lost);
+    CHECK(bin != NULL && access(bin, X_OK) == 0);
+    CHECK(mkdtemp(dir) != NULL);
+    for (i = 0; i < 3; i++) {
+        int port = free_port();
+        CHECK(port > 0);
+        snprintf(addrs[i], sizeof addrs[i], "127.0.0.1:%d", port);
+    }
+    snprintf(cluster, sizeof cluster, "1=%s,2=%s,3=%s", addrs[0], addrs[1], addrs[2]);
+    snprintf(endpoints, sizeof endpoints, "%s,%s,%s", addrs[0], addrs[1], addrs[2]);
+    for (i = 0; i < 3; i++) {
+        pid_t pid = fork();
+        CHECK(pid >= 0);
+        if (pid == 0) {
+            char id[16], data[128];
+            snprintf(id, sizeof id, "%d", i + 1);
+            snprintf(data, sizeof data, "%s/m%d", dir, i + 1);
+            /* A test that fails half-way leaves no member behind. */
+            prctl(PR_SET_PDEATHSIG, SIGKILL);
+            if (!freopen("/dev/null", "w", stdout) || !freopen("/dev/null", "w", stderr)) _exit(127);
+            execl(bin, bin, "serve", "--id", id, "--listen", addrs[i], "--data", data, "--cluster",
+                  cluster, "--bootstrap", (char *)NULL);
+            _exit(127);
+        }
+        pids[i] = pid;
+    }
+    CHECK_OK(tenure_client_builder_new(&b));
+    for (i = 0; i < 3; i++) CHECK_OK(tenure_client_builder_add_endpoint(b, addrs[i]));
+    CHECK_OK(tenure_client_builder_set_session_ttl_ms(b, 3000));
+    t0 = now_ms();
+    /* The group elects its first leader: connect once it serves (within 10 s). */
+    while (tenure_client_connect(b, &c) != TENURE_STATUS_OK) {
+        b = NULL;
+        CHECK(now_ms() - t0 < 10000);
+        sleep_ms(50);
+        CHECK_OK(tenure_client_builder_new(&b));
+        for (i = 0; i < 3; i++) CHECK_OK(tenure_client_builder_add_endpoint(b, addrs[i]));
+        CHECK_OK(tenure_client_builder_set_session_ttl_ms(b, 3000));
+    }
+    CHECK_OK(tenure_client_lock(c, "c/held", 5000, rec_cb(&lost), &held));
+    leader = leader_of(bin, endpoints);
+    CHECK(leader >= 1 && leader <= 3);
+    kill(pids[leader - 1], SIGKILL);
+    waitpid(pids[leader - 1], NULL, 0);
+    pids[leader - 1] = 0;
+    t0 = now_ms();
+    while (tenure_client_try_lock(c, "c/next", no_cb(), &next) != TENURE_STATUS_OK || next == NULL) {
+        CHECK(now_ms() - t0 < 10000);
+        sleep_ms(5);
+    }
+    CHECK(tenure_lock_fencing_token(next) > tenure_lock_fencing_token(held));
+    CHECK(tenure_lock_is_held(held));
+    CHECK(rec_calls(&lost) == 0);
+    CHECK_OK(tenure_lock_release(next));
+    CHECK_OK(tenure_lock_release(held));
+    rc = 0;
+    tenure_lock_free(next);
+    tenure_lock_free(held);
+    tenure_client_close(c);
+    tenure_client_free(c);
+    for (i = 0; i < 3; i++) {
+        if (pids[i] > 0) {
+            kill(pids[i], SIGKILL);
+            waitpid(pids[i], NULL, 0);
+        }
+    }
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    if (system(cmd) != 0) return 1;
+    return rc;
+}
+
 static int test_no_handle_is_left_alive(void) {
     CHECK(tenure_handles_alive() == 0);
     return 0;
@@ -1228,6 +1356,8 @@ int main(int argc, char **argv) {
         {"status_snapshot_and_string_buffers", test_status_snapshot_and_string_buffers},
         {"bad_values_are_refused", test_bad_values_are_refused},
         {"failure_detector_suspects_a_silent_peer", test_failure_detector_suspects_a_silent_peer},
+        {"a_client_given_three_endpoints_survives_a_leader_kill",
+         test_a_client_given_three_endpoints_survives_a_leader_kill},
         {"no_handle_is_left_alive", test_no_handle_is_left_alive},
     };
     const char *suite = argc > 2 ? argv[2] : "test_api";

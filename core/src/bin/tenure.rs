@@ -1341,10 +1341,161 @@ mod demo {
         for c in [alice, bob, carol, gina] {
             c.close();
         }
-        println!("\nAll four scenarios ran; see the README for what each event means.");
         drop(server);
+        failover(&dir)?;
+        println!("\nAll five scenarios ran; see the README for what each event means.");
         drop(tmp);
         Ok(0)
+    }
+
+    /// A free port on loopback, for a member's address (the group must know it in advance).
+    fn free_port() -> Result<u16, (u8, String)> {
+        let l = TcpListener::bind("127.0.0.1:0").map_err(fail)?;
+        Ok(l.local_addr().map_err(fail)?.port())
+    }
+
+    /// Scenario 5: a group of three `tenure serve` processes; the leader is killed.
+    fn failover(dir: &std::path::Path) -> Result<(), (u8, String)> {
+        println!(
+            "\n-- 5. three servers; kai holds a lock and a mastership; the leader is killed (SIGKILL) --"
+        );
+        let exe = std::env::current_exe().map_err(fail)?;
+        let addrs: Vec<String> = (0..3)
+            .map(|_| free_port().map(|p| format!("127.0.0.1:{p}")))
+            .collect::<Result<_, _>>()?;
+        let cluster = addrs
+            .iter()
+            .enumerate()
+            .map(|(i, a)| format!("{}={a}", i + 1))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut members = Vec::new();
+        for (i, a) in addrs.iter().enumerate() {
+            let data = dir.join(format!("member{}", i + 1));
+            let child = Command::new(&exe)
+                .args([
+                    "serve",
+                    "--id",
+                    &(i + 1).to_string(),
+                    "--listen",
+                    a,
+                    "--data",
+                ])
+                .arg(&data)
+                .args(["--cluster", &cluster, "--bootstrap"])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .map_err(fail)?;
+            members.push(Some(Holder(child)));
+        }
+        say("servers", format!("three members: {cluster}"));
+        let connect = |who: &'static str, ttl_ms: u64| {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                let cfg =
+                    ClientConfig::new(addrs.clone()).session_ttl(Duration::from_millis(ttl_ms));
+                match Client::connect(cfg) {
+                    Ok(c) => {
+                        let sub = c
+                            .subscribe(move |ev| say(who, describe(&ev)))
+                            .map_err(fail)?;
+                        return Ok((c, sub));
+                    }
+                    Err(e) if Instant::now() > deadline => return Err(fail(e)),
+                    Err(_) => std::thread::sleep(Duration::from_millis(50)),
+                }
+            }
+        };
+        let (kai, _sk) = connect("kai", 3000)?;
+        let lock = kai
+            .lock("jobs/failover", Duration::from_secs(10))
+            .map_err(fail)?;
+        let e = kai
+            .campaign("failover", tenure::client::Candidacy::new("kai", 1))
+            .map_err(fail)?;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !e.is_master() {
+            if Instant::now() > deadline {
+                return Err(fail("kai did not become master"));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        say(
+            "kai",
+            format!(
+                "holds \"jobs/failover\" with token {} and is master at epoch {:?} (session TTL 3 s)",
+                lock.fencing_token(),
+                e.master_epoch()
+            ),
+        );
+        let st = kai.status().map_err(fail)?;
+        let leader = st.leader.ok_or_else(|| fail("no leader"))?;
+        say(
+            "servers",
+            format!("member {} at {} leads", leader.id, leader.address),
+        );
+        let (lena, _sl) = connect("lena", 3000)?;
+        let killed = Instant::now();
+        if let Some(h) = members[leader.id as usize - 1].take() {
+            drop(h); // SIGKILL and reaped
+        }
+        say(
+            "demo",
+            format!("member {} is killed with SIGKILL", leader.id),
+        );
+        // lena locks in a loop: her next grant is the failover as a user sees it.
+        let next = loop {
+            if let Ok(Some(l)) = lena.try_lock("jobs/next") {
+                break l;
+            }
+            if killed.elapsed() > Duration::from_secs(10) {
+                return Err(fail("no lock within 10 s of the kill"));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        let took = killed.elapsed();
+        let st = lena.status().map_err(fail)?;
+        let new = st.leader.map(|l| l.id).unwrap_or(0);
+        say(
+            "lena",
+            format!(
+                "granted \"jobs/next\" with token {} {took:.0?} after the kill (member {new} leads now)",
+                next.fencing_token()
+            ),
+        );
+        say(
+            "kai",
+            format!(
+                "still holds his lock: is_held() = {}, token {}; still master: {} at epoch {:?}",
+                lock.is_held(),
+                lock.fencing_token(),
+                e.is_master(),
+                e.master_epoch()
+            ),
+        );
+        if !lock.is_held() || !e.is_master() {
+            return Err(fail("kai lost his lock or mastership in the failover"));
+        }
+        if next.fencing_token() <= lock.fencing_token() {
+            return Err(fail("the next grant's token did not grow"));
+        }
+        say(
+            "demo",
+            format!(
+                "the failover took {took:.0?}; kai's session, lock and mastership were kept, and \
+                 tokens kept growing ({} then {})",
+                lock.fencing_token(),
+                next.fencing_token()
+            ),
+        );
+        drop(next);
+        drop(e);
+        drop(lock);
+        kai.close();
+        lena.close();
+        drop(members);
+        Ok(())
     }
 
     /// The demo's paused holder: takes the lock and, after being resumed, finds out it lost it.
