@@ -176,6 +176,8 @@ pub struct Replica {
     restoring: VecDeque<(u64, u64)>,
     /// This member leads in term `.0`; it says so once entry `.1` is applied.
     announce: Option<(u64, u64)>,
+    /// The hard state last handed over for persistence.
+    written_hs: HardState,
     leader: Option<MemberId>,
     io: VecDeque<ReplicaIo>,
 }
@@ -190,6 +192,7 @@ impl Replica {
             .as_ref()
             .and_then(|s| s.metadata.as_ref())
             .map_or(0, |m| m.index);
+        let written_hs = durable.hard_state.clone();
         let store = LogStore::new(
             ConfState::from((cfg.voters.clone(), vec![])),
             durable.snapshot,
@@ -224,6 +227,7 @@ impl Replica {
             held: VecDeque::new(),
             restoring: VecDeque::new(),
             announce: None,
+            written_hs,
             leader: None,
             io: VecDeque::new(),
             rng,
@@ -523,8 +527,19 @@ impl Replica {
             }
             let number = rd.number();
             let persisted_msgs = rd.take_persisted_messages();
-            let must = !entries.is_empty() || hard_state.is_some() || snapshot.is_some();
+            // A term or a vote must be durable before anything depends on it; a commit index
+            // need not be (Raft learns it again): a batch that only moves the commit index
+            // costs no fsync of its own, it is written with the next batch that has entries.
+            let vote_or_term = hard_state.as_ref().is_some_and(|hs| {
+                hs.term != self.written_hs.term || hs.vote != self.written_hs.vote
+            });
+            let must = !entries.is_empty() || vote_or_term || snapshot.is_some();
             if must {
+                let current = self.raw.store().hard_state().clone();
+                let hard_state = (current != self.written_hs).then(|| {
+                    self.written_hs = current.clone();
+                    current
+                });
                 self.io.push_back(ReplicaIo::Persist {
                     number,
                     snapshot,
