@@ -392,10 +392,19 @@ fn serve(args: Vec<OsString>) -> CliResult {
     let server = Server::start(cfg.clone()).map_err(|e| (EXIT_SOFTWARE, e.to_string()))?;
     println!("{}", server.local_addr());
     let _ = std::io::stdout().flush();
+    let incarnation = match server.incarnation() {
+        0 => "none yet: looking for its group's".to_string(),
+        t => format!("{t:032x}"),
+    };
+    let member = if cfg.cluster.is_empty() {
+        String::new()
+    } else {
+        format!("member {} of {}, ", cfg.id, cfg.cluster.len())
+    };
     eprintln!(
-        "tenure: serving on {} (incarnation {:032x}, data {}, durability {:?}, started in {:?})",
+        "tenure: serving on {} ({member}incarnation {incarnation}, data {}, durability {:?}, \
+         started in {:?})",
         server.local_addr(),
-        server.incarnation(),
         cfg.data_dir.display(),
         cfg.durability,
         started.elapsed()
