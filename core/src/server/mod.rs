@@ -81,6 +81,12 @@ pub const PAUSE_OUTBUF: usize = 1 << 20;
 /// Bytes of unsent output at which a connection is closed: only notices can still grow the
 /// output of a paused connection, and a peer that reads none of them is gone.
 pub const MAX_OUTBUF: usize = 16 << 20;
+/// Reads (heartbeats, status pages, master caches, views) of one connection that may wait for
+/// their confirmation at once: past it, the connection's further requests are not read until
+/// some are answered. A read's answer waits for a majority's confirmation (and for earlier
+/// writes to apply), so without a bound a peer pipelining status requests could make the
+/// server build thousands of 1 MiB pages in one turn (16 pages stay near [`MAX_OUTBUF`]).
+pub const MAX_OWED_READS: usize = 16;
 /// Bytes read from one connection per loop turn. A connection with more to give is served
 /// again in the next turn, after every other ready connection: one busy peer cannot delay
 /// another's heartbeat by more than a turn.

@@ -141,6 +141,8 @@ pub(crate) struct Node {
     origins: HashMap<(u64, u64), Origin>,
     /// Reads not yet asked of the replica (one batch is asked at a time).
     reads_waiting: Vec<Read>,
+    /// Reads waiting (asked or not), per connection.
+    owed: HashMap<usize, usize>,
     /// Batches asked, oldest first.
     batches: VecDeque<ReadBatch>,
     next_ctx: u64,
@@ -250,6 +252,7 @@ impl Node {
             applied,
             origins: HashMap::new(),
             reads_waiting: Vec::new(),
+            owed: HashMap::new(),
             batches: VecDeque::new(),
             next_ctx: 1,
             leading: None,
@@ -676,6 +679,7 @@ impl Node {
         let waiting = std::mem::take(&mut self.reads_waiting);
         let asked: Vec<Read> = self.batches.drain(..).flat_map(|b| b.reads).collect();
         for r in waiting.into_iter().chain(asked) {
+            self.paid(r.conn);
             let e = self.not_leader();
             self.reply(r.conn, r.session, r.req, Err(e));
         }
@@ -721,6 +725,7 @@ impl Node {
             self.reply(conn, session, req, Err(e));
             return;
         }
+        *self.owed.entry(conn).or_default() += 1;
         self.reads_waiting.push(Read {
             conn,
             session,
@@ -767,6 +772,21 @@ impl Node {
         }
     }
 
+    /// A read of connection `c` was answered.
+    fn paid(&mut self, c: usize) {
+        if let Some(n) = self.owed.get_mut(&c) {
+            *n -= 1;
+            if *n == 0 {
+                self.owed.remove(&c);
+            }
+        }
+    }
+
+    /// Reads of connection `conn` waiting for their answer.
+    pub(crate) fn owed(&self, conn: usize) -> usize {
+        self.owed.get(&conn).copied().unwrap_or(0)
+    }
+
     fn answer(&mut self, r: Read) {
         let Read {
             conn: c,
@@ -774,6 +794,7 @@ impl Node {
             req,
             kind,
         } = r;
+        self.paid(c);
         let result = match kind {
             ReadKind::Heartbeat => {
                 if !self.liveness.touch(session, self.now) {

@@ -10,7 +10,7 @@
 use super::node::{Node, NodeConfig, NodeIo};
 use super::replica::{MemberId, ReplicaConfig};
 use super::storage::{Recovered, Storage};
-use super::{ServerConfig, CHECK_TIMEOUT, MAX_OUTBUF, PAUSE_OUTBUF, READ_PER_TURN};
+use super::{ServerConfig, CHECK_TIMEOUT, MAX_OUTBUF, MAX_OWED_READS, PAUSE_OUTBUF, READ_PER_TURN};
 use crate::proto::{self, ClientMsg, ErrorReply, FrameReader, ServerMsg};
 use crossbeam_channel::{Receiver, Sender};
 use mio::net::{TcpListener, TcpStream};
@@ -486,10 +486,17 @@ impl Runtime {
         let mut buf = [0u8; 64 * 1024];
         let mut budget = READ_PER_TURN;
         loop {
+            let owing = self.node.owed(c) >= MAX_OWED_READS;
             let Some(conn) = self.conns.get_mut(&c) else {
                 return;
             };
-            if conn.paused() || conn.closing || conn.eof || !conn.more_to_read || budget == 0 {
+            if conn.paused()
+                || owing
+                || conn.closing
+                || conn.eof
+                || !conn.more_to_read
+                || budget == 0
+            {
                 break;
             }
             let want = budget.min(buf.len());
@@ -505,9 +512,16 @@ impl Runtime {
                 Err(_) => conn.eof = true,
             }
         }
+        let owing = self.node.owed(c) >= MAX_OWED_READS;
         let Some(conn) = self.conns.get(&c) else {
             return;
         };
+        if owing && !conn.closing {
+            // Its reads wait for a confirmation: what it sent after them waits in its buffer
+            // (and in the socket), like the requests of a peer that does not read.
+            self.queue(c);
+            return;
+        }
         if conn.eof && !conn.paused() && !conn.closing {
             // Everything the peer sent before closing has been handled (or is a truncated
             // frame, which is dropped with the connection).
@@ -529,6 +543,12 @@ impl Runtime {
             if conn.closing || conn.paused() {
                 return;
             }
+            if !conn.peer && self.node.owed(c) >= MAX_OWED_READS {
+                return;
+            }
+            let Some(conn) = self.conns.get_mut(&c) else {
+                return;
+            };
             if conn.peer {
                 match conn.reader.next_frame() {
                     Ok(Some(f)) => {
