@@ -48,7 +48,7 @@ fn serve(dir: &Path) -> (Proc, String) {
 fn candidate(addr: &str, dir: &Path, id: &str, prio: &str, extra: &[&str]) -> Proc {
     let out = dir.join(id);
     let script = format!(
-        "echo $$ $TENURE_MASTER_EPOCH > {}.tmp && mv {0}.tmp {0}; exec sleep 60",
+        "echo $$ $TENURE_MASTER_EPOCH $(date +%s%N) > {}.tmp && mv {0}.tmp {0}; exec sleep 60",
         out.display()
     );
     Proc(
@@ -294,15 +294,17 @@ fn sigterm_to_the_master_reaches_its_command_and_it_resigns_only_after() {
         .unwrap();
     // two is designated after one resigned, which is after one's command was done.
     became_master(&dir, "two", Duration::from_secs(5)).expect("two takes over");
-    let two_at = std::fs::metadata(dir.join("two"))
+    // When two's command started, by the same clock as `done` (a file's modification time
+    // is kept by a coarser clock, a few milliseconds behind: the comparison flapped).
+    let two_at: u128 = std::fs::read_to_string(dir.join("two"))
         .unwrap()
-        .modified()
-        .unwrap()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
+        .split_whitespace()
+        .nth(2)
+        .and_then(|t| t.parse().ok())
+        .expect("two's command wrote when it started");
     assert!(
         done_ns < two_at,
-        "two became master before one's command was done"
+        "two became master before one's command was done ({} ns)",
+        done_ns as i128 - two_at as i128
     );
 }
