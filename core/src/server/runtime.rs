@@ -621,24 +621,8 @@ impl Runtime {
         let Some(conn) = self.conns.get_mut(&c) else {
             return;
         };
-        let mut written = 0;
-        let mut failed = false;
         let end = conn.held_from.unwrap_or(conn.out.len());
-        while written < end {
-            match conn.stream.write(&conn.out[written..end]) {
-                Ok(0) => {
-                    failed = true;
-                    break;
-                }
-                Ok(n) => written += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => {
-                    failed = true;
-                    break;
-                }
-            }
-        }
+        let (written, failed) = write_some(&mut conn.stream, &conn.out[..end]);
         conn.out.drain(..written);
         if let Some(h) = conn.held_from.as_mut() {
             *h -= written;
@@ -782,23 +766,7 @@ impl Runtime {
         let Some(s) = l.stream.as_mut() else {
             return;
         };
-        let mut written = 0;
-        let mut failed = false;
-        while written < l.out.len() {
-            match s.write(&l.out[written..]) {
-                Ok(0) => {
-                    failed = true;
-                    break;
-                }
-                Ok(n) => written += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => {
-                    failed = true;
-                    break;
-                }
-            }
-        }
+        let (written, failed) = write_some(s, &l.out);
         l.out.drain(..written);
         if failed {
             self.reset_link(i, Instant::now() + LINK_RETRY);
@@ -811,4 +779,20 @@ impl Runtime {
             self.node.closed(Instant::now(), c);
         }
     }
+}
+
+/// Writes as much of `buf` as the socket takes now: the bytes written, and whether the
+/// connection failed (a write error, or a write of nothing).
+fn write_some(stream: &mut TcpStream, buf: &[u8]) -> (usize, bool) {
+    let mut written = 0;
+    while written < buf.len() {
+        match stream.write(&buf[written..]) {
+            Ok(0) => return (written, true),
+            Ok(n) => written += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => return (written, true),
+        }
+    }
+    (written, false)
 }

@@ -942,18 +942,9 @@ impl World {
                         hard_state
                     )
                 });
-                let d = &mut self.server.members[m].durable;
-                if let Some(snap) = snapshot {
-                    d.snapshot = Some(snap);
-                    d.entries.clear();
-                }
-                if let Some(first) = entries.first() {
-                    d.entries.retain(|e| e.index < first.index);
-                    d.entries.extend(entries);
-                }
-                if let Some(hs) = hard_state {
-                    d.hard_state = hs;
-                }
+                self.server.members[m]
+                    .durable
+                    .add(snapshot, entries, hard_state);
                 let now = self.member_now(m);
                 if let Some(n) = self.server.members[m].node.as_mut() {
                     n.persisted(now, number);

@@ -79,6 +79,30 @@ pub struct Durable {
     pub entries: Vec<Entry>,
 }
 
+impl Durable {
+    /// What a [`ReplicaIo::Persist`] makes durable: the snapshot replaces the log, the
+    /// entries replace any at their indexes and after, the hard state replaces the last.
+    pub fn add(
+        &mut self,
+        snapshot: Option<Snapshot>,
+        entries: Vec<Entry>,
+        hard_state: Option<HardState>,
+    ) {
+        if let Some(snap) = snapshot {
+            self.snapshot = Some(snap);
+            self.entries.clear();
+        }
+        if let Some(first) = entries.first() {
+            let from = first.index;
+            self.entries.retain(|e| e.index < from);
+            self.entries.extend(entries);
+        }
+        if let Some(hs) = hard_state {
+            self.hard_state = hs;
+        }
+    }
+}
+
 /// What the replica asks for, to be performed in order.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ReplicaIo {
@@ -707,17 +731,7 @@ mod tests {
         fn sync(&mut self) {
             for (id, number, snapshot, entries, hard_state) in std::mem::take(&mut self.pending) {
                 let d = self.durable.get_mut(&id).unwrap();
-                if let Some(snap) = snapshot {
-                    d.snapshot = Some(snap);
-                    d.entries.clear();
-                }
-                if let Some(first) = entries.first() {
-                    d.entries.retain(|e| e.index < first.index);
-                    d.entries.extend(entries);
-                }
-                if let Some(hs) = hard_state {
-                    d.hard_state = hs;
-                }
+                d.add(snapshot, entries, hard_state);
                 if let Some(Some(r)) = self.members.get_mut(&id) {
                     r.persisted(number);
                 }
