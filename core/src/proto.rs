@@ -17,7 +17,7 @@ use std::fmt;
 /// Magic bytes at the start of every handshake.
 pub const MAGIC: [u8; 4] = *b"TNRE";
 /// Protocol version spoken by this build.
-pub const PROTOCOL_VERSION: u16 = 4;
+pub const PROTOCOL_VERSION: u16 = 5;
 /// Largest frame payload, in bytes: what a client accepts from a server, and the most any
 /// message may encode to.
 pub const MAX_FRAME: usize = 1 << 20;
@@ -68,6 +68,9 @@ pub enum ClientMsg {
         fresh: bool,
         /// It was started with `--bootstrap` (consent to a new incarnation).
         bootstrap: bool,
+        /// The voters of the group's configuration as it has applied it (empty without a
+        /// token): a member joining counts a majority of these (added in version 5).
+        voters: Vec<u64>,
     },
     /// A request under a session (`session` is 0 for `Open` and `Status`).
     Request {
@@ -206,6 +209,40 @@ pub enum Request {
     View {
         /// Group name.
         group: String,
+    },
+    /// Administrative: change the tenure group's own members (`tenure member`). Sent with
+    /// session 0; answered once the change is applied (a replacement: once the new member
+    /// is added as a learner; it is promoted, and the old one removed, when caught up).
+    ChangeMembers {
+        /// The change.
+        change: MemberChange,
+    },
+}
+
+/// A change of the tenure group's own members, asked by an operator.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MemberChange {
+    /// Add a member (as a learner; promoted once caught up).
+    Add {
+        /// Its id (new in the group).
+        id: u64,
+        /// Its address.
+        address: String,
+    },
+    /// Remove a member.
+    Remove {
+        /// Its id.
+        id: u64,
+    },
+    /// Add member `id` as a learner and, once it is caught up, promote it and remove
+    /// `old` in one change.
+    Replace {
+        /// The voter to replace.
+        old: u64,
+        /// The new member's id.
+        id: u64,
+        /// The new member's address.
+        address: String,
     },
 }
 

@@ -415,3 +415,97 @@ fn a_wiped_member_rejoins_with_the_same_incarnation_and_all_wiped_is_data_lost()
     assert_ne!(format!("{:032x}\n", st.incarnation), token);
     let _ = Path::new(&g.dir);
 }
+
+/// `tenure member ...` with the group's endpoints; its exit code and stderr.
+fn member_cmd(endpoints: &[String], args: &[&str]) -> (i32, String) {
+    let out = Command::new(BIN)
+        .args(["member", "--endpoints", &endpoints.join(",")])
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_new_member_replaces_a_failed_one_in_one_change_and_the_group_goes_on() {
+    let mut g = Group::new("cluster-replace", false);
+    let (c, events) = client(&g, Duration::from_secs(3));
+    let lock = c.lock("r", Duration::from_secs(5)).unwrap();
+    let leader = g.leader();
+    let failed = (leader + 1) % 3;
+    g.kill(failed);
+    // A new server, member 4, with an empty directory; --cluster names the group and it.
+    let l4 = format!("127.0.0.1:{}", free_port());
+    let cluster = format!("{},4={l4}", g.cluster());
+    let mut cmd = Command::new(BIN);
+    cmd.args(["serve", "--id", "4", "--listen", &l4, "--data"])
+        .arg(g.dir.join("m4"))
+        .args(["--cluster", &cluster]);
+    let log = std::fs::File::create(g.dir.join("m4.log")).unwrap();
+    let mut child = cmd.stdout(Stdio::piped()).stderr(log).spawn().unwrap();
+    assert!(first_line(&mut child, Duration::from_secs(10)).is_some());
+    let _m4 = common::Proc(child);
+    let mut endpoints = g.endpoints();
+    endpoints.push(l4.clone());
+    // Refused changes say why.
+    let (code, err) = member_cmd(&endpoints, &["add", "2=127.0.0.1:1"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("already"), "{err}");
+    let (code, err) = member_cmd(&endpoints, &["remove", "9"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("not in the group"), "{err}");
+    // The replacement: 4 joins as a learner, catches up, and takes the failed member's place
+    // in one configuration change.
+    let old = (failed + 1).to_string();
+    let (code, err) = member_cmd(&endpoints, &["replace", &old, &format!("4={l4}")]);
+    assert_eq!(code, 0, "{err}");
+    wait_for(
+        Duration::from_secs(20),
+        "member 4 a voter, the failed one gone",
+        || {
+            let st = g.status(Duration::from_secs(10));
+            let ids: Vec<u64> = st.members.iter().map(|m| m.id).collect();
+            let four = st.members.iter().find(|m| m.id == 4);
+            !ids.contains(&(failed as u64 + 1))
+                && four.is_some_and(|m| m.role == "follower" || m.role == "leader")
+                && four.is_some_and(|m| m.address == l4)
+        },
+    );
+    assert_eq!(
+        std::fs::read_to_string(g.dir.join("m4").join("incarnation")).unwrap(),
+        g.token_file(leader),
+        "it took the group's incarnation"
+    );
+    // 4 counts toward the majority: with the old leader killed too, the other survivor and
+    // 4 elect a leader that still has the lock.
+    g.kill(leader);
+    let st = {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let mut cfg = ClientConfig::new(endpoints.clone());
+            cfg.reopen = false;
+            if let Some(st) = Client::connect(cfg)
+                .ok()
+                .and_then(|c| c.status().ok())
+                .filter(|st| st.leader.is_some())
+            {
+                break st;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no leader among the survivor and 4"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    assert_eq!(st.locks.len(), 1, "the lock survived");
+    assert!(lock.is_held(), "and its holder kept it");
+    assert!(
+        lost_anything(&events).is_empty(),
+        "{:?}",
+        lost_anything(&events)
+    );
+}

@@ -29,6 +29,7 @@ USAGE:
                 NAME -- CMD [ARGS...]
   tenure status [--endpoints A,B] [--json]
   tenure revoke [--endpoints A,B] NAME
+  tenure member [--endpoints A,B] add ID=ADDR | remove ID | replace OLD ID=ADDR
   tenure elect  [--endpoints A,B] [--ttl SECS] --id ID --priority P [--endpoint ADDR]
                 [--preempt] [--grace SECS] NAME -- CMD [ARGS...]
   tenure elect  [--endpoints A,B] --observe NAME
@@ -58,6 +59,12 @@ status  Prints the incarnation, the servers' group (leader, members and roles), 
         and locks with holders and fencing tokens; --json prints one JSON object.
 revoke  Administrative: releases lock NAME whoever holds it; the holder is told (reason
         `released`) and the next waiter is granted it. Exit 1 when NAME is not held.
+member  Changes the replicated group's own members. add: member ID (started with
+        `tenure serve --id ID --cluster` listing the group and itself) joins as a learner
+        and is promoted to voter once caught up. remove: member ID leaves (the leader
+        hands over leadership first). replace: ID joins as a learner and, once caught
+        up, is promoted and OLD removed in one configuration change. Exit 1 when the
+        group refuses the change (says why); waits up to 30 s while another is under way.
 elect   Campaigns in election NAME and runs CMD while this process is master, with
         TENURE_MASTER_EPOCH set (a fencing token for the master's writes). When it stops
         being master, CMD gets SIGTERM (SIGKILL 2 s later) and tenure exits 75; when CMD
@@ -83,6 +90,7 @@ fn main() -> ExitCode {
         Some("status") => status(args),
         Some("elect") => elect(args),
         Some("revoke") => revoke(args),
+        Some("member") => member(args),
         Some("demo") => demo::run(),
         Some("__demo-holder") => demo::holder(args),
         Some("-h" | "--help" | "help") => {
@@ -605,6 +613,76 @@ fn revoke(args: Vec<OsString>) -> CliResult {
             Ok(0)
         }
         Err(Error::InvalidArgument(m)) => Err((1, m)),
+        Err(e) => Err((EXIT_UNAVAILABLE, e.to_string())),
+    }
+}
+
+fn member(args: Vec<OsString>) -> CliResult {
+    use tenure::proto::MemberChange;
+    let mut endpoints = default_endpoints();
+    let mut words: Vec<String> = Vec::new();
+    let mut p = lexopt::Parser::from_args(args);
+    while let Some(arg) = p.next().map_err(usage)? {
+        use lexopt::prelude::*;
+        match arg {
+            Long("endpoints") => endpoints = split_endpoints(&value(&mut p)?),
+            Value(v) => words.push(
+                v.into_string()
+                    .map_err(|v| usage(format!("{v:?} is not valid UTF-8")))?,
+            ),
+            other => return Err(usage(other.unexpected())),
+        }
+    }
+    let id = |w: &str| -> Result<u64, (u8, String)> {
+        w.parse::<u64>()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| usage(format!("member id {w:?} is not a positive number")))
+    };
+    let id_addr = |w: &str| -> Result<(u64, String), (u8, String)> {
+        let (i, a) = w
+            .split_once('=')
+            .ok_or_else(|| usage(format!("{w:?} is not ID=ADDR")))?;
+        Ok((id(i)?, a.to_string()))
+    };
+    let words: Vec<&str> = words.iter().map(String::as_str).collect();
+    let change = match words[..] {
+        ["add", m] => {
+            let (id, address) = id_addr(m)?;
+            MemberChange::Add { id, address }
+        }
+        ["remove", m] => MemberChange::Remove { id: id(m)? },
+        ["replace", old, m] => {
+            let old = id(old)?;
+            let (id, address) = id_addr(m)?;
+            MemberChange::Replace { old, id, address }
+        }
+        _ => {
+            return Err(usage(
+                "expected add ID=ADDR, remove ID or replace OLD ID=ADDR; see tenure --help",
+            ))
+        }
+    };
+    let mut cfg = ClientConfig::new(endpoints);
+    cfg.reopen = false;
+    let c = Client::connect(cfg).map_err(connect_error)?;
+    // Another change under way (a promotion, leaving a joint configuration) is waited out.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let r = loop {
+        match c.change_members(change.clone()) {
+            Err(Error::Limit(_)) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(200))
+            }
+            r => break r,
+        }
+    };
+    c.close();
+    match r {
+        Ok(()) => {
+            println!("{}", words.join(" "));
+            Ok(0)
+        }
+        Err(Error::InvalidArgument(m) | Error::Limit(m)) => Err((1, m)),
         Err(e) => Err((EXIT_UNAVAILABLE, e.to_string())),
     }
 }

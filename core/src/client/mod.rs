@@ -195,6 +195,11 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// The incarnation token of the service as learnt at the last connection (0: none yet).
+    pub(crate) fn incarnation(&self) -> Incarnation {
+        *self.incarnation.lock()
+    }
+
     /// Shared state of a client that has no session yet; deadlines are kept relative to
     /// `epoch`, which must come before every instant the client's session will see.
     pub(crate) fn new(epoch: Instant) -> Shared {
@@ -437,7 +442,7 @@ impl Client {
 
     /// The incarnation token of the service, as learnt at the last connection.
     pub fn incarnation(&self) -> Incarnation {
-        *self.inner.shared.incarnation.lock()
+        self.inner.shared.incarnation()
     }
 
     /// The session state.
@@ -611,6 +616,24 @@ impl Client {
         let body = Request::Revoke {
             name: name.to_string(),
         };
+        let (_, _, r) = self.call(body, self.inner.ttl.max(Duration::from_secs(5)))?;
+        match r {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(e),
+            Err(RecvTimeoutError::Timeout) => {
+                Err(Error::ConnectionFailed("no answer from the service".into()))
+            }
+            Err(RecvTimeoutError::Disconnected) => Err(Error::Closed),
+        }
+    }
+
+    /// Administrative: changes the tenure group's own members (`tenure member`). Answered
+    /// once the change is applied; a replacement once its new member is a learner (it is
+    /// promoted, and the old member removed in the same change, once it has caught up).
+    /// [`Error::Limit`] while another change is under way; [`Error::InvalidArgument`] for a
+    /// change the configuration refuses.
+    pub fn change_members(&self, change: crate::proto::MemberChange) -> Result<()> {
+        let body = Request::ChangeMembers { change };
         let (_, _, r) = self.call(body, self.inner.ttl.max(Duration::from_secs(5)))?;
         match r {
             Ok(Ok(_)) => Ok(()),

@@ -1168,7 +1168,10 @@ impl Session {
 
 /// Requests sent without a session (session id 0).
 fn sessionless(body: &Request) -> bool {
-    matches!(body, Request::Status { .. } | Request::Revoke { .. })
+    matches!(
+        body,
+        Request::Status { .. } | Request::Revoke { .. } | Request::ChangeMembers { .. }
+    )
 }
 
 /// The one mapping of the server's error replies to the client's errors, for request

@@ -6,7 +6,11 @@
 //! - **A majority holds the same token**: take it. The group went on without this member's
 //!   data; the member is behind and catches up from the leader before it votes or campaigns
 //!   (the node's catch-up gate), which closes Raft's wiped-disk hazard (a member that forgot
-//!   its log and its vote and grants votes as if empty).
+//!   its log and its vote and grants votes as if empty). A majority of what? Of the members
+//!   this one was started with (`--cluster`), or of the voters of the configuration the
+//!   members that answered report (the group's members change: a new member started to
+//!   replace a failed one cannot hear from it, and members added since are not in its
+//!   list); either suffices. Every member that answers is counted, in the list or not.
 //! - **Fewer than a majority hold one**: the group's state may be lost, and only an operator
 //!   may begin a new incarnation (every client then gets `data_lost`). The operator's word
 //!   is `--bootstrap`: the lowest-numbered member, started with it and without a token,
@@ -21,11 +25,13 @@ use crate::proto::Incarnation;
 use std::collections::BTreeMap;
 
 /// What another member said in its hello.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Heard {
     pub(crate) incarnation: Option<Incarnation>,
     pub(crate) fresh: bool,
     pub(crate) bootstrap: bool,
+    /// The voters of its configuration (empty without a token).
+    pub(crate) voters: Vec<MemberId>,
 }
 
 /// What to do now.
@@ -65,9 +71,28 @@ impl Join {
 
     /// Member `from` said hello (the latest hello of a member replaces its earlier one).
     pub(crate) fn heard(&mut self, from: MemberId, h: Heard) {
-        if from != self.me && self.members.contains(&from) {
+        if from != self.me && from != 0 {
             self.heard.insert(from, h);
         }
+    }
+
+    /// A token held by a majority of the voters of a configuration some holder of it
+    /// reports.
+    fn held_by_a_reported_majority(&self) -> Option<Incarnation> {
+        for h in self.heard.values() {
+            let (Some(t), false) = (h.incarnation, h.voters.is_empty()) else {
+                continue;
+            };
+            let holders = h
+                .voters
+                .iter()
+                .filter(|v| self.heard.get(v).is_some_and(|x| x.incarnation == Some(t)))
+                .count();
+            if holders > h.voters.len() / 2 {
+                return Some(t);
+            }
+        }
+        None
     }
 
     fn majority(&self) -> usize {
@@ -77,12 +102,16 @@ impl Join {
     /// What to do, given what was heard.
     pub(crate) fn decide(&self) -> Decision {
         let mut counts: BTreeMap<Incarnation, usize> = BTreeMap::new();
-        for h in self.heard.values() {
-            if let Some(t) = h.incarnation {
+        for (id, h) in &self.heard {
+            if let (Some(t), true) = (h.incarnation, self.members.contains(id)) {
                 *counts.entry(t).or_default() += 1;
             }
         }
-        if let Some((&t, _)) = counts.iter().find(|(_, n)| **n >= self.majority()) {
+        let listed = counts
+            .iter()
+            .find(|(_, n)| **n >= self.majority())
+            .map(|(t, _)| *t);
+        if let Some(t) = listed.or_else(|| self.held_by_a_reported_majority()) {
             return Decision::Take {
                 incarnation: t,
                 behind: true,
@@ -137,7 +166,47 @@ mod tests {
             incarnation,
             fresh,
             bootstrap,
+            voters: vec![],
         }
+    }
+
+    fn hv(incarnation: Incarnation, voters: &[u64]) -> Heard {
+        Heard {
+            incarnation: Some(incarnation),
+            fresh: false,
+            bootstrap: false,
+            voters: voters.to_vec(),
+        }
+    }
+
+    #[test]
+    fn a_new_member_counts_a_majority_of_the_configuration_reported() {
+        // Member 4, started with 1, 2, 3 and itself while 3 is down: 2 of 4 listed is no
+        // majority, but 1 and 2 are a majority of the voters they report.
+        let mut j = Join::new(4, vec![1, 2, 3, 4], false);
+        j.heard(1, hv(7, &[1, 2, 3]));
+        assert!(matches!(j.decide(), Decision::Wait(_)));
+        j.heard(2, hv(7, &[1, 2, 3]));
+        assert_eq!(
+            j.decide(),
+            Decision::Take {
+                incarnation: 7,
+                behind: true
+            }
+        );
+        // Members added since count, listed or not; a minority of the reported voters does
+        // not.
+        let mut j = Join::new(6, vec![1, 2, 3, 6], false);
+        j.heard(4, hv(7, &[1, 3, 4, 5]));
+        j.heard(5, hv(7, &[1, 3, 4, 5]));
+        assert!(matches!(j.decide(), Decision::Wait(_)), "2 of 4");
+        j.heard(3, hv(7, &[1, 3, 4, 5]));
+        assert!(matches!(j.decide(), Decision::Take { .. }), "3 of 4");
+        // A voter list that the same token's holders do not make a majority of: wait.
+        let mut j = Join::new(6, vec![6], false);
+        j.heard(1, hv(7, &[1, 2, 3]));
+        j.heard(2, hv(8, &[1, 2, 3]));
+        assert!(matches!(j.decide(), Decision::Wait(_)));
     }
 
     #[test]
@@ -190,7 +259,7 @@ mod tests {
         let mut j = Join::new(2, vec![1, 2, 3], true);
         j.heard(1, h(Some(9), false, true));
         assert!(matches!(j.decide(), Decision::Wait(_)));
-        // Strangers are ignored.
+        // Members not listed do not count toward the listed majority.
         let mut j = Join::new(2, vec![1, 2, 3], false);
         j.heard(8, h(Some(9), false, false));
         j.heard(9, h(Some(9), false, false));

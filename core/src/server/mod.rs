@@ -6,6 +6,7 @@
 
 mod join;
 pub mod liveness;
+pub mod members;
 pub(crate) mod node;
 pub mod replica;
 mod runtime;

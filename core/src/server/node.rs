@@ -24,7 +24,11 @@
 
 use super::join::{Decision, Heard, Join};
 use super::liveness::Liveness;
-use super::replica::{Durable, MemberId, NotLeader, Replica, ReplicaConfig, ReplicaIo};
+use super::members::{self, ChangeContext, Progress};
+use super::replica::{
+    founding_snapshot, Durable, MemberId, NotLeader, Replica, ReplicaConfig, ReplicaIo,
+    FOUNDING_INDEX,
+};
 use super::state::{Command, Output, State};
 use crate::election::Step;
 use crate::membership::Evaluator;
@@ -32,7 +36,9 @@ use crate::proto::{
     self, ClientMsg, ErrorReply, Incarnation, MemberInfo, Notice, Reply, Request, ServerMsg,
     SessionId, StatusCursor, Text,
 };
-use raft::eraftpb::{Entry, HardState, Message, MessageType, Snapshot, SnapshotMetadata};
+use raft::eraftpb::{
+    ConfState, Entry, HardState, Message, MessageType, Snapshot, SnapshotMetadata,
+};
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
@@ -71,6 +77,9 @@ pub(crate) enum NodeIo {
     /// This member found its incarnation: store the token (durably) before anything else,
     /// and say hello to the other members again with it ([`Node::hello`]).
     Incarnation { token: Incarnation },
+    /// Member `id` of the group is at `address` (a configuration change added it, or the
+    /// state recovered says so): keep a link to it.
+    Member { id: MemberId, address: String },
 }
 
 /// What the node knows of a connection.
@@ -122,8 +131,17 @@ struct ReadBatch {
 pub(crate) struct Node {
     state: State,
     replica: Replica,
+    /// How the replica was configured (it is built again when this member founds or joins
+    /// a group).
+    replica_cfg: ReplicaConfig,
     /// Every member's client address (for telling clients where the leader is).
     addresses: HashMap<MemberId, String>,
+    /// On the leader: learners caught up with the group, since when (promotion waits for
+    /// [`members::PROBATION`]).
+    caught_up_since: HashMap<MemberId, Instant>,
+    /// On the leader: its commit index at each tick of the last [`members::CATCH_UP_LAG`]
+    /// and a little more, oldest first.
+    commits: VecDeque<(Instant, u64)>,
     /// Looking for this member's incarnation (no token in its directory): it serves nothing
     /// and takes no part in replication meanwhile.
     join: Option<Join>,
@@ -235,7 +253,15 @@ impl Node {
             .map_or(0, |m| m.index);
         let members = cfg.replica.voters.clone();
         let me = cfg.replica.id;
+        let replica_cfg = cfg.replica.clone();
         let replica = Replica::new(cfg.replica, durable, now)?;
+        let mut addresses = cfg.addresses;
+        let mut io = VecDeque::new();
+        for (id, r) in state.member_records() {
+            addresses.insert(*id, r.address.clone());
+            let address = r.address.clone();
+            io.push_back(NodeIo::Member { id: *id, address });
+        }
         let join = cfg
             .incarnation
             .is_none()
@@ -243,7 +269,10 @@ impl Node {
         let mut n = Node {
             state,
             replica,
-            addresses: cfg.addresses,
+            replica_cfg,
+            addresses,
+            caught_up_since: HashMap::new(),
+            commits: VecDeque::new(),
             join,
             bootstrap: cfg.bootstrap,
             new_token: cfg.new_token,
@@ -259,7 +288,7 @@ impl Node {
             liveness: Liveness::new(),
             incarnation: cfg.incarnation.unwrap_or(0),
             now,
-            io: VecDeque::new(),
+            io,
             conns: HashMap::new(),
             bound: HashMap::new(),
             designations: HashMap::new(),
@@ -295,6 +324,18 @@ impl Node {
             ..NodeConfig::alone(incarnation, 1)
         };
         Node::new(state, cfg, durable, now).expect("a valid node")
+    }
+
+    /// Whether the state machine should be snapshotted and the log compacted now ([`Node::snapshot`],
+    /// [`Node::compacted`]): a member was added since the last snapshot, which it could not
+    /// be sent.
+    pub(crate) fn wants_snapshot(&self) -> bool {
+        self.replica.wants_snapshot() && self.replica.applied() > self.replica.snapshot_index()
+    }
+
+    /// This member's id.
+    pub(crate) fn id(&self) -> MemberId {
+        self.replica.id()
     }
 
     /// The state machine (for the tests and the simulation's checks).
@@ -485,8 +526,14 @@ impl Node {
             version: proto::PROTOCOL_VERSION,
             from: self.replica.id(),
             incarnation: self.join.is_none().then_some(self.incarnation),
-            fresh: self.drew && self.applied == 0,
+            // Nothing applied yet but the founding snapshot.
+            fresh: self.drew && self.applied <= FOUNDING_INDEX,
             bootstrap: self.bootstrap,
+            voters: if self.join.is_none() {
+                self.replica.conf_state().voters
+            } else {
+                vec![]
+            },
         }
     }
 
@@ -569,6 +616,7 @@ impl Node {
         }
         self.run_designations(now);
         self.run_promotions(now);
+        self.run_member_changes(now);
     }
 
     // ---- replication ---------------------------------------------------------------------
@@ -589,6 +637,12 @@ impl Node {
                     hard_state,
                 }),
                 ReplicaIo::Send { to, msg } => self.io.push_back(NodeIo::Peer { to, msg }),
+                ReplicaIo::Config {
+                    index,
+                    term,
+                    conf,
+                    context,
+                } => self.config_applied(index, term, &conf, &context),
                 ReplicaIo::Apply { index, term, cmd } => self.apply(index, term, cmd),
                 ReplicaIo::AppliedTo { index } => {
                     self.applied = self.applied.max(index);
@@ -600,6 +654,11 @@ impl Node {
                     self.state = bincode::deserialize(&data)
                         .unwrap_or_else(|e| panic!("snapshot at {index} does not decode: {e}"));
                     self.applied = index;
+                    for (id, r) in self.state.member_records() {
+                        self.addresses.insert(*id, r.address.clone());
+                        let address = r.address.clone();
+                        self.io.push_back(NodeIo::Member { id: *id, address });
+                    }
                     #[cfg(test)]
                     self.seen.push(Seen::Restored { index });
                 }
@@ -656,6 +715,8 @@ impl Node {
         self.deciding.clear();
         self.retries.clear();
         self.evaluator = Evaluator::new();
+        self.caught_up_since.clear();
+        self.commits.clear();
         for (g, m, session, ms) in self.state.probationary() {
             let ttl = Duration::from_millis(self.state.session_ttl(session).unwrap_or(0));
             self.evaluator
@@ -888,8 +949,12 @@ impl Node {
                 incarnation,
                 fresh,
                 bootstrap,
+                voters,
             } if !greeted => {
-                let known = from != self.replica.id() && self.addresses.contains_key(&from);
+                // Any member id but this one's: a member being added is not in the
+                // configuration yet when it asks for the incarnation (its address comes with
+                // the change that adds it).
+                let known = from != 0 && from != self.replica.id();
                 let ours =
                     self.join.is_some() || incarnation.map_or(true, |t| t == self.incarnation);
                 let refusal = if magic != proto::MAGIC || version != proto::PROTOCOL_VERSION {
@@ -898,9 +963,7 @@ impl Node {
                         proto::PROTOCOL_VERSION
                     ))
                 } else if !known {
-                    Some(format!(
-                        "member {from} is not in this group's configuration"
-                    ))
+                    Some(format!("member id {from} is this member's own, or invalid"))
                 } else if !ours {
                     Some(format!(
                         "member {from} holds another incarnation than this member ({:032x})",
@@ -929,6 +992,7 @@ impl Node {
                     incarnation,
                     fresh,
                     bootstrap,
+                    voters,
                 };
                 self.heard(from, heard);
             }
@@ -991,9 +1055,180 @@ impl Node {
         self.join = None;
         self.incarnation = token;
         self.behind = behind.then_some((false, 0));
+        if let Err(e) = self.start_replica(behind) {
+            // Only an invalid raft configuration fails here, and it was valid at the start.
+            panic!("the replica does not start again: {e}");
+        }
         self.io.push_back(NodeIo::Incarnation { token });
         if self.replicating() {
             self.replica.resume(self.now);
+        }
+    }
+
+    /// This member has no data (it looked for its incarnation): its replica starts anew. A
+    /// member joining a group (`behind`) starts with no configuration and learns it from
+    /// the leader's snapshot; a member founding one starts from the founding snapshot, the
+    /// same on every founder, made durable first.
+    fn start_replica(&mut self, behind: bool) -> Result<(), String> {
+        let mut cfg = self.replica_cfg.clone();
+        if behind {
+            cfg.voters.clear();
+            self.replica = Replica::new(cfg, Durable::default(), self.now)?;
+        } else {
+            let state = State::new();
+            let data = bincode::serialize(&state).expect("state serializes");
+            let snapshot = founding_snapshot(cfg.voters.clone(), data);
+            let durable = Durable {
+                snapshot: Some(snapshot.clone()),
+                ..Durable::default()
+            };
+            self.replica = Replica::new(cfg, durable, self.now)?;
+            self.state = state;
+            self.applied = FOUNDING_INDEX;
+            // Batch 0: before any of the new replica's own.
+            self.io.push_back(NodeIo::Persist {
+                number: 0,
+                snapshot: Some(snapshot),
+                entries: vec![],
+                hard_state: Some(self.replica.hard_state()),
+            });
+            #[cfg(test)]
+            self.seen.push(Seen::Restored {
+                index: FOUNDING_INDEX,
+            });
+        }
+        self.pump();
+        Ok(())
+    }
+
+    /// Whether member `id`'s log holds everything this member (the leader) had committed
+    /// [`members::CATCH_UP_LAG`] ago (or at its oldest sample, when it has led for less).
+    /// A lag, not the commit index now: in a group that writes all the time, a member is
+    /// always a round trip behind that.
+    fn has_committed(&self, id: MemberId) -> bool {
+        let now = self.now;
+        let then = now.checked_sub(members::CATCH_UP_LAG).unwrap_or(now);
+        let committed = self
+            .commits
+            .iter()
+            .rev()
+            .find(|(t, _)| *t <= then)
+            .or(self.commits.front())
+            .map_or_else(|| self.replica.committed(), |(_, c)| *c);
+        self.replica
+            .progress(id)
+            .is_some_and(|(matched, _)| matched >= committed)
+    }
+
+    /// How far member `id` has come, as this member (the leader) sees it: caught up when
+    /// [`Node::has_committed`] and it answered recently (raft-rs clears the latter at every
+    /// quorum check, until the next answer); proven once it has been caught up (answers
+    /// aside) for [`members::PROBATION`].
+    fn progress_of(&self, id: MemberId, now: Instant) -> Progress {
+        let active = self.replica.progress(id).is_some_and(|(_, a)| a);
+        let caught_up = active && self.has_committed(id);
+        let proven = caught_up
+            && self
+                .caught_up_since
+                .get(&id)
+                .is_some_and(|t| now.saturating_duration_since(*t) >= members::PROBATION);
+        Progress { caught_up, proven }
+    }
+
+    /// On the leader: promotes learners that proved themselves (and removes the voters they
+    /// replace), and leaves a joint configuration; one change at a time.
+    fn run_member_changes(&mut self, now: Instant) {
+        self.commits.push_back((now, self.replica.committed()));
+        while self.commits.len() > 1
+            && now.saturating_duration_since(self.commits[1].0) > members::CATCH_UP_LAG
+        {
+            self.commits.pop_front();
+        }
+        let conf = self.replica.conf_state();
+        self.caught_up_since
+            .retain(|id, _| conf.learners.contains(id));
+        for &l in &conf.learners {
+            if self.has_committed(l) {
+                self.caught_up_since.entry(l).or_insert(now);
+            } else {
+                self.caught_up_since.remove(&l);
+            }
+        }
+        if self.replica.changing() {
+            return;
+        }
+        let me = self.replica.id();
+        let step = members::next_step(me, &conf, self.state.member_records(), |id| {
+            self.progress_of(id, now)
+        });
+        self.member_step(step, None);
+    }
+
+    /// Takes a step of a change of members; `origin` is answered once it is applied.
+    fn member_step(&mut self, step: members::Step, origin: Option<Origin>) {
+        match step {
+            members::Step::Nothing => {}
+            members::Step::Transfer(to) => {
+                self.replica.transfer_leader(to);
+                self.pump();
+                if let Some(o) = origin {
+                    let leader = self.addresses.get(&to).cloned();
+                    self.reply(
+                        o.conn,
+                        o.session,
+                        o.req,
+                        Err(ErrorReply::NotLeader { leader }),
+                    );
+                }
+            }
+            members::Step::Propose { changes, context } => {
+                let bytes = bincode::serialize(&context).expect("a context serializes");
+                match self.replica.propose_conf_change(&changes, bytes) {
+                    Ok(at) => {
+                        if let Some(o) = origin {
+                            self.origins.insert(at, o);
+                        }
+                        self.pump();
+                    }
+                    Err(_) => {
+                        if let Some(o) = origin {
+                            let e = if self.replica.is_leader() {
+                                ErrorReply::Limit(
+                                    "another change of the group's members is under way; try \
+                                     again once it is applied"
+                                        .into(),
+                                )
+                            } else {
+                                self.not_leader()
+                            };
+                            self.reply(o.conn, o.session, o.req, Err(e));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// A configuration change was applied: the records it adds are kept (and linked to),
+    /// those of members no longer in the group dropped; its asker is answered.
+    fn config_applied(&mut self, index: u64, term: u64, conf: &ConfState, context: &[u8]) {
+        self.applied = self.applied.max(index);
+        let ctx: ChangeContext = bincode::deserialize(context).unwrap_or_default();
+        for (id, record) in ctx.add {
+            self.addresses.insert(id, record.address.clone());
+            let address = record.address.clone();
+            self.state.set_member_record(id, record);
+            self.io.push_back(NodeIo::Member { id, address });
+        }
+        let inside = |id: u64| {
+            conf.voters.contains(&id)
+                || conf.learners.contains(&id)
+                || conf.voters_outgoing.contains(&id)
+                || conf.learners_next.contains(&id)
+        };
+        self.state.retain_member_records(inside);
+        if let Some(o) = self.origins.remove(&(term, index)) {
+            self.reply(o.conn, o.session, o.req, Ok(Reply::Done));
         }
     }
 
@@ -1067,6 +1302,14 @@ impl Node {
             Request::Status { from } => self.read(c, session, req, ReadKind::Status(from)),
             Request::Revoke { name } => {
                 self.propose(Command::Revoke { name }, Some(origin));
+            }
+            Request::ChangeMembers { change } => {
+                let me = self.replica.id();
+                let conf = self.replica.conf_state();
+                match members::check_request(me, &conf, &change, |id| self.progress_of(id, now)) {
+                    Ok(step) => self.member_step(step, Some(origin)),
+                    Err(why) => self.reply(c, session, req, Err(ErrorReply::Invalid(why))),
+                }
             }
             Request::View { group } => match Text::GroupName.check(&group) {
                 Ok(()) => self.read(c, session, req, ReadKind::View(group)),

@@ -307,7 +307,7 @@ impl Runtime {
                 self.flush_link(i);
             }
             writable = dirty;
-            if self.storage.wants_snapshot() {
+            if self.storage.wants_snapshot() || self.node.wants_snapshot() {
                 let (meta, data, rest, hs) = self.node.snapshot();
                 self.storage.compact(&meta, &data, &rest, &hs)?;
                 self.node.compacted(meta.index, data);
@@ -362,6 +362,7 @@ impl Runtime {
                     candidate,
                     endpoint,
                 } => self.check(election, candidate, endpoint),
+                NodeIo::Member { id, address } => self.member_at(id, address),
             }
         }
         Ok(())
@@ -707,6 +708,28 @@ impl Runtime {
 
     /// A raft message for another member: framed behind what waits for it. Dropped when its
     /// connection is down or too far behind (raft sends again).
+    /// Member `id` is at `address`: a link to it from now on (this member's own id aside).
+    fn member_at(&mut self, id: MemberId, address: String) {
+        if id == self.node.id() {
+            return;
+        }
+        match self.links.iter().position(|l| l.id == id) {
+            Some(i) if self.links[i].addr == address => {}
+            Some(i) => {
+                self.links[i].addr = address;
+                self.reset_link(i, Instant::now());
+            }
+            None => self.links.push(Link {
+                id,
+                addr: address,
+                stream: None,
+                up: false,
+                out: Vec::new(),
+                next_dial: Instant::now(),
+            }),
+        }
+    }
+
     fn send_peer(&mut self, to: MemberId, msg: &raft::eraftpb::Message) {
         let Some(l) = self.links.iter_mut().find(|l| l.id == to) else {
             return;

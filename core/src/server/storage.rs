@@ -77,8 +77,9 @@ pub struct Recovered {
 struct SnapshotFile {
     index: u64,
     term: u64,
-    voters: Vec<u64>,
-    learners: Vec<u64>,
+    /// The configuration at `index`, as raft-rs encodes it (voters and learners, and the
+    /// outgoing voters of a joint configuration).
+    conf: Vec<u8>,
     /// bincode [`State`].
     state: Vec<u8>,
 }
@@ -291,7 +292,10 @@ impl Storage {
                 let snap = Snapshot {
                     data: f.state,
                     metadata: Some(SnapshotMetadata {
-                        conf_state: Some(ConfState::from((f.voters, f.learners))),
+                        conf_state: Some(
+                            <ConfState as prost::Message>::decode(&f.conf[..])
+                                .map_err(|e| invalid(format!("snapshot configuration: {e}")))?,
+                        ),
                         index: f.index,
                         term: f.term,
                     }),
@@ -442,8 +446,7 @@ impl Storage {
         let f = SnapshotFile {
             index: meta.index,
             term: meta.term,
-            voters: cs.voters,
-            learners: cs.learners,
+            conf: prost::Message::encode_to_vec(&cs),
             state: state.to_vec(),
         };
         let mut b = Vec::new();

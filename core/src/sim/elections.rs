@@ -321,7 +321,7 @@ impl Elections {
 
     /// Takes the client's events: what it was told.
     fn events(&mut self, w: &mut World, c: usize) {
-        let evs: Vec<Event> = w.clients[c].events.try_iter().collect();
+        let evs: Vec<Event> = w.events(c);
         for ev in evs {
             if let Event::MasterChanged { epoch, master, .. } = ev {
                 let info = MasterInfo {

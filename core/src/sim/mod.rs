@@ -44,7 +44,7 @@ use crate::events::{Event, Sink};
 use crate::proto::{ClientMsg, Incarnation, ServerMsg};
 use crate::retry::{Exponential, Fixed, InverseExponential, RetryPolicy};
 use crate::server::node::{Node, NodeConfig, NodeIo, Seen};
-use crate::server::replica::{Durable, ReplicaConfig};
+use crate::server::replica::{founding_snapshot, Durable, ReplicaConfig};
 use crate::server::state::{Command, State};
 use crossbeam_channel::Receiver;
 use std::cmp::Ordering;
@@ -54,7 +54,8 @@ use std::time::{Duration, Instant};
 
 /// Nanoseconds in a millisecond.
 pub(crate) const MS: u64 = 1_000_000;
-/// The service's incarnation in every run (the log survives restarts).
+/// The service's first incarnation in every run (the log survives restarts; a total loss
+/// begins the next, [`Service::incarnation`]).
 const INC: Incarnation = 0x51;
 
 /// The seeds a scenario's test runs: `SIM_SEED=n` alone (traced when `SIM_TRACE` is set),
@@ -161,6 +162,9 @@ pub(crate) enum Ev {
     Crash,
     /// Member `.0` starts again (from its disk, or wiped).
     Restart(usize),
+    /// Every member crashes and loses its disk; the operator starts them all again with
+    /// `--bootstrap` (a new incarnation) after a downtime longer than any client's TTL.
+    TotalLoss,
     /// A raft message reaches member `to`.
     Peer {
         to: usize,
@@ -239,7 +243,9 @@ pub(crate) struct Client {
     /// Numbers the client's sessions (a new `Session` after each close or failed connect).
     pub(crate) generation: u64,
     pub(crate) shared: Arc<Shared>,
-    pub(crate) events: Receiver<Event>,
+    events: Receiver<Event>,
+    /// Events taken from `events` by the world's own checks, not yet read by the scenario.
+    told: Vec<Event>,
     sink: Option<Sink>,
     /// Where the first open's outcome goes.
     pub(crate) first: Option<Receiver<crate::error::Result<()>>>,
@@ -296,6 +302,10 @@ pub(crate) struct Member {
     cut: bool,
     /// Its directory was wiped at its last restart, and it has not settled yet.
     wiped: bool,
+    /// The incarnation token in its directory (`None` once wiped, until it takes one).
+    token: Option<Incarnation>,
+    /// Started by the operator with `--bootstrap` (after a total loss), until it has a token.
+    bootstrap: bool,
     /// The last command index it applied (0: none yet).
     applied: u64,
 }
@@ -312,6 +322,11 @@ pub(crate) struct Service {
     top: u64,
     /// The state the history applies to (what the scenarios read).
     pub(crate) replica: State,
+    /// The incarnation in force: [`INC`], then a new one after each total loss.
+    pub(crate) incarnation: Incarnation,
+    /// How many total losses happened (the history, log and replica are of the current
+    /// incarnation only).
+    pub(crate) epoch: u64,
 }
 
 /// What a scenario adds to the world: its users, its checks.
@@ -328,6 +343,13 @@ pub(crate) trait Scenario {
     fn session_started(&mut self, w: &mut World, c: usize);
     /// An event of the scenario's own.
     fn scenario_event(&mut self, w: &mut World, id: u64);
+    /// Every member lost its data (a new incarnation begins, [`Service::epoch`] counts it):
+    /// what the scenario recorded of the service's state is gone. Only scenarios that
+    /// schedule [`Ev::TotalLoss`] implement it.
+    fn total_loss(&mut self, w: &mut World) {
+        let _ = w;
+        unreachable!("this scenario schedules no total loss");
+    }
     /// Whether a connectivity check of `endpoint` succeeds: `Some(true)` it accepts,
     /// `Some(false)` it refuses at once (nobody listens), `None` it times out (cut off).
     fn reachable(&self, w: &World, endpoint: &str) -> Option<bool> {
@@ -375,6 +397,10 @@ pub(crate) struct WorldStats {
     pub(crate) restores: u64,
     pub(crate) member_cuts: u64,
     pub(crate) wipes: u64,
+    pub(crate) total_losses: u64,
+    /// Clients that reached a new incarnation after having known an old one (each was
+    /// told `data_lost`, or the run failed).
+    pub(crate) told_data_lost: u64,
 }
 
 /// Runs every seed, summing each run's scenario statistics (`add`) and world statistics. A
@@ -451,6 +477,8 @@ impl WorldStats {
         self.restores += o.restores;
         self.member_cuts += o.member_cuts;
         self.wipes += o.wipes;
+        self.total_losses += o.total_losses;
+        self.told_data_lost += o.told_data_lost;
     }
 }
 
@@ -490,17 +518,30 @@ impl World {
     ) -> World {
         let clock = ManualClock::new();
         let base = clock.start();
+        // A group was founded (`--bootstrap`): every member starts from the founding snapshot.
+        let founded = if members > 1 {
+            let ids = (1..=members as u64).collect();
+            let data = bincode::serialize(&State::new()).expect("state serializes");
+            Durable {
+                snapshot: Some(founding_snapshot(ids, data)),
+                ..Durable::default()
+            }
+        } else {
+            Durable::default()
+        };
         let members = (0..members)
             .map(|_| Member {
                 node: None,
-                durable: Durable::default(),
+                durable: founded.clone(),
                 last_sync: 0,
                 wake_at: None,
                 gen: 0,
                 skew_ppm: if members > 1 { rng.i64(-900..=900) } else { 0 },
                 cut: false,
                 wiped: false,
-                applied: 0,
+                token: Some(INC),
+                bootstrap: false,
+                applied: if members > 1 { 1 } else { 0 },
             })
             .collect();
         let mut w = World {
@@ -520,6 +561,8 @@ impl World {
                 history: HashMap::new(),
                 top: 0,
                 replica: State::new(),
+                incarnation: INC,
+                epoch: 0,
             },
             stats: WorldStats::default(),
             violation: None,
@@ -527,7 +570,7 @@ impl World {
             healed: false,
         };
         for m in 0..w.server.members.len() {
-            let node = w.start_node(m, Some(INC));
+            let node = w.start_node(m);
             w.server.members[m].node = Some(node);
         }
         w
@@ -556,22 +599,28 @@ impl World {
         ((local * 1_000_000 + k - 1) / k) as u64
     }
 
-    /// The real node of member `m`, from what it made durable; `incarnation` `None` for a
-    /// wiped one (it looks for its group's).
-    fn start_node(&mut self, m: usize, incarnation: Option<Incarnation>) -> Node {
+    /// The real node of member `m`, from what it made durable (a wiped one has no token and
+    /// looks for its group's; a single server without one begins a new incarnation).
+    fn start_node(&mut self, m: usize) -> Node {
         let n = self.server.members.len();
         let ids: Vec<u64> = (1..=n as u64).collect();
         let mut replica = ReplicaConfig::new(m as u64 + 1, ids, self.seed ^ self.rng.u64(..));
         replica.seed = self.rng.u64(..);
         let cfg = if n == 1 {
-            NodeConfig::alone(INC, replica.seed)
+            // As `Storage::open` does: a directory without a token draws a new one.
+            let token = *self.server.members[m]
+                .token
+                .get_or_insert(self.server.incarnation);
+            NodeConfig::alone(token, replica.seed)
         } else {
+            let mb = &self.server.members[m];
             NodeConfig {
                 replica,
                 addresses: (0..n).map(|i| (i as u64 + 1, World::address(i))).collect(),
-                incarnation,
-                bootstrap: false,
-                new_token: INC ^ 0xdead,
+                incarnation: mb.token,
+                bootstrap: mb.bootstrap,
+                // What member 1 draws with `--bootstrap`: the incarnation in force.
+                new_token: self.server.incarnation,
             }
         };
         let durable = self.server.members[m].durable.clone();
@@ -627,6 +676,7 @@ impl World {
             generation: 0,
             shared: Arc::new(Shared::new(self.base)),
             events,
+            told: Vec::new(),
             sink: Some(sink),
             first: None,
             conns: HashMap::new(),
@@ -746,6 +796,14 @@ impl World {
         self.clients[c].first = None;
         self.end_session(c);
         self.connect_at(c, again);
+    }
+
+    /// What client `c`'s session told its application since the last call, in order.
+    pub(crate) fn events(&mut self, c: usize) -> Vec<Event> {
+        let cl = &mut self.clients[c];
+        let mut evs = std::mem::take(&mut cl.told);
+        evs.extend(cl.events.try_iter());
+        evs
     }
 
     /// The client's clock reading now.
@@ -869,6 +927,7 @@ impl World {
             Ev::PauseStart(_)
             | Ev::PartitionStart(_)
             | Ev::Crash
+            | Ev::TotalLoss
             | Ev::PeerCut(_)
             | Ev::Compact(_)
                 if self.healed => {}
@@ -913,6 +972,7 @@ impl World {
                 self.push(self.now + down, Ev::Restart(m));
             }
             Ev::Restart(m) => self.restart(sc, m),
+            Ev::TotalLoss => self.total_loss(sc),
             Ev::Peer { to, msg } => {
                 let from = msg.from as usize - 1;
                 if self.server.members[to].cut || self.server.members[from].cut {
@@ -1133,13 +1193,18 @@ impl World {
                         self.push(self.now + d, Ev::Peer { to, msg });
                     }
                 }
-                NodeIo::Upgrade { .. } => {}
+                // Addresses are fixed here (`World::address`), and every member is linked.
+                NodeIo::Upgrade { .. } | NodeIo::Member { .. } => {}
                 NodeIo::Incarnation { token } => {
                     self.trace(|| format!("member {m} takes incarnation {token:x}"));
-                    if token != INC {
-                        let msg = format!("member {m} took incarnation {token:x}, not {INC:x}");
+                    let inc = self.server.incarnation;
+                    if token != inc {
+                        let msg = format!("member {m} took incarnation {token:x}, not {inc:x}");
                         self.fail("incarnation", msg);
                     }
+                    let mb = &mut self.server.members[m];
+                    mb.token = Some(token);
+                    mb.bootstrap = false;
                     // Its peers hear its new hello: nothing to model (they never refused it).
                 }
                 NodeIo::Send { conn, msg } => {
@@ -1304,6 +1369,46 @@ impl World {
         }
     }
 
+    /// Every member crashes and loses its disk (a fire, a bad rollout): the group's state is
+    /// gone. The operator starts every member again with `--bootstrap` after a downtime
+    /// longer than any client's TTL (so every lease of the old incarnation has run out: the
+    /// old state, and with it the TTLs, are lost, so nothing could wait for them), and a
+    /// new incarnation begins; every client that reaches it is told `data_lost`.
+    fn total_loss(&mut self, sc: &mut dyn Scenario) {
+        self.trace(|| "every member crashes and loses its disk".to_string());
+        self.stats.total_losses += 1;
+        for m in 0..self.server.members.len() {
+            if self.server.members[m].node.is_some() {
+                self.crash(m);
+            }
+            let mb = &mut self.server.members[m];
+            mb.durable = Durable::default();
+            mb.token = None;
+            mb.wiped = true;
+            mb.bootstrap = true;
+            mb.applied = 0;
+        }
+        let sv = &mut self.server;
+        sv.epoch += 1;
+        sv.incarnation = INC ^ (u128::from(sv.epoch) << 16);
+        sv.log.clear();
+        sv.history.clear();
+        sv.top = 0;
+        sv.replica = State::new();
+        sc.total_loss(self);
+        let longest_ttl = self
+            .clients
+            .iter()
+            .map(|c| c.cfg.session_ttl.as_nanos() as u64)
+            .max()
+            .unwrap_or(0);
+        let down = longest_ttl * 3 / 2 + ms_range(&mut self.rng, 0, 1000);
+        for m in 0..self.server.members.len() {
+            let at = self.now + down + ms_range(&mut self.rng, 0, 300);
+            self.push(at, Ev::Restart(m));
+        }
+    }
+
     /// The other members' links to `m` broke (it was cut off): they say so to their nodes.
     fn links_broke(&mut self, sc: &mut dyn Scenario, m: usize) {
         for o in 0..self.server.members.len() {
@@ -1336,19 +1441,15 @@ impl World {
             !mb.wiped && mb.node.as_ref().is_some_and(|x| x.settled())
         });
         let wipe = n > 1 && !self.healed && others_settled && self.rng.f64() < self.faults.p_wipe;
-        let incarnation = if wipe {
+        if wipe {
             self.trace(|| format!("member {m} restarts with a wiped disk"));
             self.stats.wipes += 1;
             let mb = &mut self.server.members[m];
             mb.durable = Durable::default();
             mb.wiped = true;
+            mb.token = None;
             mb.applied = 0;
-            None
-        } else if self.server.members[m].wiped {
-            None // wiped before, never found its token: still has none
-        } else {
-            Some(INC)
-        };
+        }
         // It applies its log again from its snapshot.
         let mb = &mut self.server.members[m];
         mb.applied = mb
@@ -1357,7 +1458,7 @@ impl World {
             .as_ref()
             .and_then(|s| s.metadata.as_ref())
             .map_or(0, |x| x.index);
-        let node = self.start_node(m, incarnation);
+        let node = self.start_node(m);
         self.server.members[m].node = Some(node);
         self.trace(|| {
             let d = &self.server.members[m].durable;
@@ -1538,6 +1639,7 @@ impl World {
                         ServerMsg::Welcome { incarnation, .. } => {
                             if !self.conns[conn].welcomed {
                                 self.conns[conn].welcomed = true;
+                                let before = self.clients[c].shared.incarnation();
                                 let endpoint = self.clients[c]
                                     .dial_endpoint
                                     .get(&attempt)
@@ -1548,6 +1650,9 @@ impl World {
                                     endpoint,
                                 };
                                 s.dialed(now, attempt, Ok(info));
+                                if before != 0 && before != incarnation {
+                                    self.told_data_lost(c, before, incarnation);
+                                }
                             }
                         }
                         ServerMsg::Reject { reason } if !self.conns[conn].welcomed => {
@@ -1592,6 +1697,44 @@ impl World {
         }
         self.clients[c].session = Some(s);
         self.client_io(c);
+    }
+
+    /// Client `c`, which knew incarnation `old`, reached `new`: its session must have told
+    /// it `data_lost` (with every lock it held lost for that reason) before anything else.
+    fn told_data_lost(&mut self, c: usize, old: Incarnation, new: Incarnation) {
+        self.stats.told_data_lost += 1;
+        let evs: Vec<Event> = self.clients[c].events.try_iter().collect();
+        let at = evs.iter().position(|e| *e == Event::DataLost { old, new });
+        let told = at.is_some();
+        // The locks it held are reported lost just before, for that reason.
+        let wrong_lock = at.and_then(|i| {
+            evs[..i]
+                .iter()
+                .rev()
+                .take_while(|e| matches!(e, Event::LockLost { .. }))
+                .find(|e| {
+                    !matches!(
+                        e,
+                        Event::LockLost {
+                            reason: crate::events::LostReason::DataLost,
+                            ..
+                        }
+                    )
+                })
+        });
+        self.clients[c].told.extend(evs.iter().cloned());
+        if !told {
+            let msg = format!(
+                "client {c} reached incarnation {new:x} after {old:x} and was not told data_lost \
+                 (told {evs:?})"
+            );
+            self.fail("data lost", msg);
+        } else if let Some(e) = wrong_lock {
+            let msg = format!("client {c}'s session lost a lock to a new incarnation as {e:?}");
+            self.fail("data lost", msg);
+        } else {
+            self.trace(|| format!("client {c} told data_lost ({old:x} -> {new:x})"));
+        }
     }
 
     /// Runs the client: its session's due timers, then its user, then plans its next wake.
@@ -1645,6 +1788,7 @@ impl World {
         cl.shared = Arc::new(Shared::new(self.base));
         let (sink, events) = Sink::channel();
         cl.events = events;
+        cl.told.clear();
         cl.sink = Some(sink.clone());
         cl.lease_seed = cl.lease_seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let lease_cfg = cl.cfg.lease_config();

@@ -26,7 +26,10 @@
 mod store;
 
 use super::state::Command;
-use raft::eraftpb::{ConfState, Entry, EntryType, HardState, Message, Snapshot};
+use raft::eraftpb::{
+    ConfChangeSingle, ConfChangeTransition, ConfChangeType, ConfChangeV2, ConfState, Entry,
+    EntryType, HardState, Message, Snapshot, SnapshotMetadata,
+};
 use raft::{Config, RawNode, StateRole};
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -40,7 +43,10 @@ pub type MemberId = u64;
 pub struct ReplicaConfig {
     /// This member.
     pub id: MemberId,
-    /// Every voting member, this one included.
+    /// The voters of a group being founded, or (a member that has no snapshot yet) the
+    /// configuration to start from; empty for a member joining a group (it learns the
+    /// configuration from the leader's snapshot). A member with a snapshot takes the
+    /// snapshot's configuration and the changes its log applies after it.
     pub voters: Vec<MemberId>,
     /// One raft tick.
     pub tick: Duration,
@@ -66,6 +72,26 @@ impl ReplicaConfig {
         }
     }
 }
+
+/// The first snapshot of a group being founded: the empty state machine (`state`) at index
+/// 1, term 1, with the founding `voters`. Every founding member starts from the same one, so
+/// their logs agree; and since every member's log then begins after index 1, a member that
+/// joins later with nothing (new or wiped) is sent a snapshot, which carries the
+/// configuration in force, instead of entries it would apply to a configuration it does not
+/// know.
+pub fn founding_snapshot(voters: Vec<MemberId>, state: Vec<u8>) -> Snapshot {
+    Snapshot {
+        data: state,
+        metadata: Some(SnapshotMetadata {
+            conf_state: Some(ConfState::from((voters, vec![]))),
+            index: FOUNDING_INDEX,
+            term: 1,
+        }),
+    }
+}
+
+/// The index of a group's founding snapshot ([`founding_snapshot`]).
+pub const FOUNDING_INDEX: u64 = 1;
 
 /// What a member had made durable before it stopped.
 #[derive(Debug, Clone, Default)]
@@ -159,6 +185,20 @@ pub enum ReplicaIo {
         ctx: u64,
         /// The commit index when the read was asked.
         index: u64,
+    },
+    /// A configuration change was applied (every member, in log order): `conf` is the
+    /// configuration in force from here; `context` is what the proposer attached (the node's
+    /// record of addresses). `term` and `index` are the entry's, as
+    /// [`Replica::propose_conf_change`] returned them.
+    Config {
+        /// Its index in the log.
+        index: u64,
+        /// The term it was proposed in.
+        term: u64,
+        /// The configuration now (a joint one has `voters_outgoing`).
+        conf: ConfState,
+        /// The proposer's context bytes.
+        context: Vec<u8>,
     },
     /// The leader this member knows of changed (`None`: no leader known). This member's own
     /// leadership is announced only once it has applied the first entry of its term, so
@@ -307,6 +347,87 @@ impl Replica {
         Ok((term, index))
     }
 
+    /// Proposes a change of the group's configuration (leader only): `changes` in one step
+    /// (one change: a simple change; several: joint consensus, left automatically once
+    /// applied; none: leave a joint configuration). Refused while another change is not yet
+    /// applied. Returns the (term, index) its [`ReplicaIo::Config`] will carry.
+    pub fn propose_conf_change(
+        &mut self,
+        changes: &[(ConfChangeType, MemberId)],
+        context: Vec<u8>,
+    ) -> Result<(u64, u64), NotLeader> {
+        if !self.is_leader() || self.raw.raft.has_pending_conf() {
+            return Err(self.not_leader());
+        }
+        let mut cc = ConfChangeV2::default();
+        cc.set_transition(ConfChangeTransition::Auto);
+        cc.changes = changes
+            .iter()
+            .map(|&(t, id)| {
+                let mut c = ConfChangeSingle::default();
+                c.set_change_type(t);
+                c.node_id = id;
+                c
+            })
+            .collect();
+        cc.context = context.clone();
+        let before = self.raw.raft.raft_log.last_index();
+        self.raw
+            .propose_conf_change(context, cc)
+            .map_err(|_| NotLeader::Unknown)?;
+        let index = self.raw.raft.raft_log.last_index();
+        if index == before {
+            return Err(NotLeader::Unknown);
+        }
+        let term = self.raw.raft.term;
+        self.drain();
+        Ok((term, index))
+    }
+
+    /// Whether the snapshot a lagging member would be sent predates the configuration in
+    /// force (a member was added since): the caller should snapshot its state machine and
+    /// [`Replica::compact`] soon, or that member cannot be sent one.
+    pub fn wants_snapshot(&self) -> bool {
+        let store = self.raw.store();
+        let Some(snap) = store.snapshot_conf() else {
+            return false; // no snapshot at all: a group of one, nobody to send one to
+        };
+        let named = |id: &u64| snap.voters.contains(id) || snap.learners.contains(id);
+        let cs = store.conf_state();
+        !cs.voters.iter().chain(&cs.learners).all(named)
+    }
+
+    /// The index this member's last snapshot ends at (0: none).
+    pub fn snapshot_index(&self) -> u64 {
+        self.raw.store().snapshot_index()
+    }
+
+    /// Whether a configuration change is proposed and not yet applied here.
+    pub fn changing(&self) -> bool {
+        self.raw.raft.has_pending_conf()
+    }
+
+    /// On the leader: how far member `id`'s log matches this one's, and whether it was heard
+    /// from recently.
+    pub fn progress(&self, id: MemberId) -> Option<(u64, bool)> {
+        self.raw
+            .raft
+            .prs()
+            .get(id)
+            .map(|p| (p.matched, p.recent_active))
+    }
+
+    /// The commit index this member knows.
+    pub fn committed(&self) -> u64 {
+        self.raw.raft.raft_log.committed
+    }
+
+    /// Hands leadership to member `id` (leader only; it campaigns at once once caught up).
+    pub fn transfer_leader(&mut self, id: MemberId) {
+        self.raw.transfer_leader(id);
+        self.drain();
+    }
+
     /// Asks a majority to confirm this member's leadership; [`ReplicaIo::ReadReady`] with
     /// `ctx` follows if they do. Nothing follows if leadership is lost first.
     pub fn read(&mut self, ctx: u64) -> Result<(), NotLeader> {
@@ -350,6 +471,7 @@ impl Replica {
                 out.push((id, role));
             }
         }
+        out.sort_unstable_by_key(|(id, _)| *id);
         out
     }
 
@@ -585,13 +707,41 @@ impl Replica {
         }
     }
 
+    /// Applies a committed configuration change: raft-rs switches to it, the store keeps it
+    /// (for snapshots), the node hears of it.
+    fn apply_conf_change(&mut self, e: &Entry) {
+        // Written by this program's proposals (or raft-rs's own, empty, to leave a joint
+        // configuration): one that does not decode is corruption.
+        let cc: ConfChangeV2 = prost::Message::decode(&e.data[..]).unwrap_or_else(|err| {
+            panic!("configuration change {} does not decode: {err}", e.index)
+        });
+        // raft-rs refuses a change that is invalid against the configuration in force; it
+        // does so on every member alike, so the entry changes nothing anywhere.
+        let Ok(conf) = self.raw.apply_conf_change(&cc) else {
+            return;
+        };
+        self.raw.mut_store().set_conf_state(conf.clone());
+        self.io.push_back(ReplicaIo::Config {
+            index: e.index,
+            term: e.term,
+            conf,
+            context: cc.context.to_vec(),
+        });
+    }
+
     fn apply(&mut self, entries: Vec<Entry>) {
         let Some(last) = entries.last().map(|e| e.index) else {
             return;
         };
         for e in entries {
-            if e.get_entry_type() != EntryType::EntryNormal || e.data.is_empty() {
-                continue; // a new leader's empty entry, or a configuration change
+            match e.get_entry_type() {
+                EntryType::EntryConfChangeV2 => {
+                    self.apply_conf_change(&e);
+                    continue;
+                }
+                EntryType::EntryConfChange => continue, // never proposed here
+                EntryType::EntryNormal if e.data.is_empty() => continue, // a new leader's
+                EntryType::EntryNormal => {}
             }
             match bincode::deserialize::<Command>(&e.data) {
                 Ok(cmd) => self.io.push_back(ReplicaIo::Apply {
@@ -643,6 +793,8 @@ mod tests {
         reads: Vec<(MemberId, u64)>,
         /// Snapshots received.
         restores: u64,
+        /// Configuration changes applied: (member, configuration).
+        configs: Vec<(MemberId, ConfState)>,
     }
 
     const DELAY: Duration = Duration::from_millis(1);
@@ -674,6 +826,7 @@ mod tests {
                 step: 0,
                 reads: vec![],
                 restores: 0,
+                configs: vec![],
             };
             for id in &ids {
                 g.durable.insert(*id, Durable::default());
@@ -773,6 +926,7 @@ mod tests {
                     ReplicaIo::ReadReady { ctx, .. } => self.reads.push((id, ctx)),
                     ReplicaIo::AppliedTo { .. } => {}
                     ReplicaIo::Leader { .. } => {}
+                    ReplicaIo::Config { conf, .. } => self.configs.push((id, conf)),
                 }
             }
         }
@@ -825,6 +979,27 @@ mod tests {
                 .filter(|(_, r)| r.as_ref().is_some_and(|r| r.is_leader()))
                 .map(|(id, _)| *id)
                 .collect()
+        }
+
+        /// Member `id` starts with nothing and no configuration: it joins once added.
+        fn join(&mut self, id: MemberId) {
+            self.durable.insert(id, Durable::default());
+            self.applied.insert(id, vec![]);
+            let cfg = ReplicaConfig::new(id, vec![], self.seed);
+            let r = Replica::new(cfg, Durable::default(), self.now).unwrap();
+            self.members.insert(id, Some(r));
+            self.perform(id);
+        }
+
+        fn change(
+            &mut self,
+            changes: &[(ConfChangeType, MemberId)],
+        ) -> Result<(u64, u64), NotLeader> {
+            let l = *self.leaders().first().ok_or(NotLeader::Unknown)?;
+            let r = self.members.get_mut(&l).unwrap().as_mut().unwrap();
+            let res = r.propose_conf_change(changes, vec![]);
+            self.perform(l);
+            res
         }
 
         fn propose(&mut self, cmd: &Command) -> Result<(u64, u64), NotLeader> {
@@ -972,6 +1147,91 @@ mod tests {
         g.start(behind);
         g.run(Duration::from_millis(500));
         assert_eq!(g.applied[&behind].len(), 35);
+    }
+
+    #[test]
+    fn a_learner_joins_from_a_snapshot_and_replaces_a_voter_in_one_change() {
+        let mut g = Group::new(3, 13);
+        g.run(Duration::from_secs(2));
+        for i in 0..10 {
+            g.propose(&cmd(i)).unwrap();
+        }
+        g.run(Duration::from_millis(100));
+        for id in 1..=3 {
+            g.compact(id);
+        }
+        // Member 4 starts with nothing: it is added as a learner and gets the snapshot.
+        g.join(4);
+        g.change(&[(ConfChangeType::AddLearnerNode, 4)]).unwrap();
+        assert!(
+            g.change(&[(ConfChangeType::AddNode, 4)]).is_err(),
+            "one change at a time"
+        );
+        g.run(Duration::from_millis(50));
+        // The snapshot predates member 4: none can be sent until the next compaction.
+        let l = g.leaders()[0];
+        assert_eq!(g.restores, 0);
+        assert!(g.members[&l].as_ref().unwrap().wants_snapshot());
+        for i in 10..12 {
+            g.propose(&cmd(i)).unwrap();
+        }
+        g.run(Duration::from_millis(50));
+        for id in 1..=3 {
+            g.compact(id);
+        }
+        assert!(!g.members[&l].as_ref().unwrap().wants_snapshot());
+        g.run(Duration::from_millis(300));
+        assert_eq!(g.restores, 1, "the learner got the snapshot");
+        let learner = |g: &Group, id| {
+            g.members[&id]
+                .as_ref()
+                .unwrap()
+                .conf_state()
+                .learners
+                .contains(&4)
+        };
+        assert!(
+            (1..=4).all(|id| learner(&g, id)),
+            "every member has 4 as learner"
+        );
+        for i in 12..15 {
+            g.propose(&cmd(i)).unwrap();
+        }
+        g.run(Duration::from_millis(100));
+        assert_eq!(g.applied[&4].len(), 15, "the learner applies the log");
+        // Promote 4 and remove a follower in one change (joint consensus, left by itself).
+        let leader = g.leaders()[0];
+        let old = (1..=3).find(|i| *i != leader).unwrap();
+        g.change(&[
+            (ConfChangeType::AddNode, 4),
+            (ConfChangeType::RemoveNode, old),
+        ])
+        .unwrap();
+        g.run(Duration::from_millis(300));
+        let cs = g.members[&leader].as_ref().unwrap().conf_state();
+        let mut want: Vec<u64> = (1..=4).filter(|i| *i != old).collect();
+        want.sort();
+        let mut voters = cs.voters.clone();
+        voters.sort();
+        assert_eq!(voters, want);
+        assert!(
+            cs.voters_outgoing.is_empty(),
+            "the joint configuration was left"
+        );
+        assert!(g.configs.iter().any(|(_, c)| !c.voters_outgoing.is_empty()));
+        // The removed member is gone; 4 counts toward the majority: with the third voter
+        // down too, the leader and 4 commit.
+        g.crash(old);
+        let third = (1..=3).find(|i| *i != leader && *i != old).unwrap();
+        g.crash(third);
+        g.propose(&cmd(15)).unwrap();
+        g.run(Duration::from_millis(100));
+        assert_eq!(
+            g.applied[&4].len(),
+            16,
+            "committed by the leader and member 4"
+        );
+        assert_eq!(one_history(&g), 16);
     }
 
     #[test]

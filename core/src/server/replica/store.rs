@@ -82,6 +82,11 @@ impl LogStore {
         self.entries.extend_from_slice(ents);
     }
 
+    /// The configuration changed (a change was applied).
+    pub fn set_conf_state(&mut self, cs: ConfState) {
+        self.conf_state = cs;
+    }
+
     /// The hard state raft-rs asked to persist.
     pub fn set_hard_state(&mut self, hs: HardState) {
         self.hard_state = hs;
@@ -131,6 +136,16 @@ impl LogStore {
     /// The hard state.
     pub fn hard_state(&self) -> &HardState {
         &self.hard_state
+    }
+
+    /// The index the last snapshot ends at (0: none).
+    pub fn snapshot_index(&self) -> u64 {
+        self.snapshot_meta.index
+    }
+
+    /// The configuration the last snapshot holds.
+    pub fn snapshot_conf(&self) -> Option<&ConfState> {
+        self.snapshot_meta.conf_state.as_ref()
     }
 
     /// The configuration in force.
@@ -206,8 +221,18 @@ impl raft::Storage for LogStore {
         Ok(self.last())
     }
 
-    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
-        if self.snapshot_meta.index < request_index {
+    fn snapshot(&self, request_index: u64, to: u64) -> raft::Result<Snapshot> {
+        // A snapshot from before `to` was added would not name it in its configuration, and
+        // `to` would refuse it: none until the next compaction (which a member's addition
+        // asks for, [`super::Replica::wants_snapshot`]).
+        let names = |cs: &ConfState| {
+            cs.voters.contains(&to)
+                || cs.learners.contains(&to)
+                || cs.voters_outgoing.contains(&to)
+                || cs.learners_next.contains(&to)
+        };
+        let named = self.snapshot_meta.conf_state.as_ref().is_some_and(names);
+        if self.snapshot_meta.index < request_index || !named {
             return Err(raft::Error::Store(
                 StorageError::SnapshotTemporarilyUnavailable,
             ));
@@ -235,7 +260,8 @@ mod tests {
 
     #[test]
     fn appends_replace_the_tail_and_compaction_keeps_the_boundary_term() {
-        let mut s = LogStore::new(ConfState::default(), None, &[], HardState::default()).unwrap();
+        let cs = ConfState::from((vec![1, 2, 3], vec![]));
+        let mut s = LogStore::new(cs, None, &[], HardState::default()).unwrap();
         s.append(&[e(1, 1), e(2, 1), e(3, 1)]);
         s.append(&[e(3, 2), e(4, 2)]);
         assert_eq!(s.term(3).unwrap(), 2);
@@ -253,6 +279,13 @@ mod tests {
         assert_eq!(got.iter().map(|x| x.index).collect::<Vec<_>>(), vec![3, 4]);
         let snap = s.snapshot(0, 2).unwrap();
         assert_eq!(snap.data, b"state at 2");
+        // A member the snapshot's configuration does not name would refuse it.
+        assert!(matches!(
+            s.snapshot(0, 9),
+            Err(raft::Error::Store(
+                StorageError::SnapshotTemporarilyUnavailable
+            ))
+        ));
         assert_eq!(snap.metadata.as_ref().unwrap().index, 2);
         // A restart from that snapshot and the whole log skips the compacted entries.
         let all = [e(1, 1), e(2, 1), e(3, 2), e(4, 2)];

@@ -20,6 +20,7 @@ mod groups;
 mod locks;
 mod sessions;
 
+use super::members::MemberRecord;
 use crate::election::{Candidate, Election};
 use crate::lock::LockTable;
 use crate::membership::{Group, MemberRec};
@@ -197,9 +198,29 @@ pub struct State {
     /// Sessions watching a group without being members.
     #[serde(default)]
     watchers: BTreeMap<String, BTreeSet<SessionId>>,
+    /// The tenure group's members added by configuration changes (their addresses), kept
+    /// here so that snapshots carry them ([`super::members`]). Changed by applied
+    /// configuration changes, not by commands.
+    #[serde(default)]
+    members: BTreeMap<u64, MemberRecord>,
 }
 
 impl State {
+    /// The members added by configuration changes, with their records.
+    pub fn member_records(&self) -> &BTreeMap<u64, MemberRecord> {
+        &self.members
+    }
+
+    /// A configuration change added member `id` (or changed its record).
+    pub fn set_member_record(&mut self, id: u64, record: MemberRecord) {
+        self.members.insert(id, record);
+    }
+
+    /// Keeps the records of the members still in the configuration only.
+    pub fn retain_member_records(&mut self, keep: impl Fn(u64) -> bool) {
+        self.members.retain(|id, _| keep(*id));
+    }
+
     /// Checks a command once and, if it passes, applies it. `Err` is the reply to give
     /// instead: nothing changed, and the command must not be logged. `Ok` commands are logged
     /// unless [`Applied::repeat`].
@@ -298,6 +319,7 @@ impl State {
             | Request::Status { .. }
             | Request::Master { .. }
             | Request::Revoke { .. }
+            | Request::ChangeMembers { .. }
             | Request::View { .. } => Err(ErrorReply::Invalid(
                 "this request does not change state".into(),
             )),
@@ -376,6 +398,7 @@ impl State {
             | Request::Status { .. }
             | Request::Master { .. }
             | Request::Revoke { .. }
+            | Request::ChangeMembers { .. }
             | Request::View { .. } => unreachable!("refused by the check"),
         }
     }
