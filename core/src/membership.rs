@@ -15,7 +15,7 @@
 
 use crate::proto::SessionId;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 /// Most members (full and probationary) of one group: with ids of up to
@@ -220,7 +220,7 @@ struct Probation {
 pub struct Evaluator {
     /// (group, member) -> probation record.
     members: BTreeMap<(String, String), Probation>,
-    by_session: HashMap<SessionId, Vec<(String, String)>>,
+    by_session: BTreeMap<SessionId, Vec<(String, String)>>,
 }
 
 impl Evaluator {

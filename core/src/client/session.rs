@@ -27,7 +27,7 @@ use crate::proto::{
     ViewInfo,
 };
 use crossbeam_channel::Sender;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -124,15 +124,15 @@ pub(crate) struct Session {
     quick_redial: Option<Instant>,
     incarnation: Option<Incarnation>,
     pending: BTreeMap<u64, Pending>,
-    locks: HashMap<String, Arc<LockShared>>,
+    locks: BTreeMap<String, Arc<LockShared>>,
     /// Campaigns and observations, per election.
-    elections: HashMap<String, Vec<Arc<ElectionShared>>>,
+    elections: BTreeMap<String, Vec<Arc<ElectionShared>>>,
     /// The newest epoch told to subscribers, per election.
-    epochs: HashMap<String, u64>,
+    epochs: BTreeMap<String, u64>,
     /// Memberships and watches, per group.
-    groups: HashMap<String, Vec<Arc<GroupShared>>>,
+    groups: BTreeMap<String, Vec<Arc<GroupShared>>>,
     /// The newest view told to subscribers, per group.
-    views: HashMap<String, ViewInfo>,
+    views: BTreeMap<String, ViewInfo>,
     subs: Vec<Sink>,
     seed: u64,
     /// When the current connection last delivered a frame.
@@ -181,11 +181,11 @@ impl Session {
             quick_redial: None,
             incarnation: None,
             pending: BTreeMap::new(),
-            locks: HashMap::new(),
-            elections: HashMap::new(),
-            epochs: HashMap::new(),
-            groups: HashMap::new(),
-            views: HashMap::new(),
+            locks: BTreeMap::new(),
+            elections: BTreeMap::new(),
+            epochs: BTreeMap::new(),
+            groups: BTreeMap::new(),
+            views: BTreeMap::new(),
             subs: first_sub.into_iter().collect(),
             seed,
             last_heard: now,
@@ -688,7 +688,7 @@ impl Session {
     fn session_over(&mut self, reason: LostReason, data_lost: Option<(Incarnation, Incarnation)>) {
         self.shared.set_deadline(None);
         self.shared.generation.fetch_add(1, Ordering::AcqRel);
-        for (_, l) in self.locks.drain().collect::<Vec<_>>() {
+        for (_, l) in std::mem::take(&mut self.locks) {
             if let Some(ev) = l.mark_lost(reason) {
                 self.emit(ev);
             }
@@ -1119,7 +1119,7 @@ impl Session {
         self.set_state(SessionState::Closed);
         self.shared.set_deadline(None);
         self.shared.generation.fetch_add(1, Ordering::AcqRel);
-        for (_, l) in self.locks.drain().collect::<Vec<_>>() {
+        for (_, l) in std::mem::take(&mut self.locks) {
             if let Some(ev) = l.mark_lost(LostReason::ClientClosed) {
                 self.emit(ev);
             }

@@ -9,7 +9,7 @@
 
 use crate::proto::SessionId;
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BinaryHeap};
 use std::time::{Duration, Instant};
 
 #[derive(Debug)]
@@ -21,7 +21,7 @@ struct Tracked {
 /// Receipt times and expiry deadlines of sessions.
 #[derive(Debug, Default)]
 pub struct Liveness {
-    sessions: HashMap<SessionId, Tracked>,
+    sessions: BTreeMap<SessionId, Tracked>,
     /// Candidate deadlines; an entry is stale when the session was heard from since.
     heap: BinaryHeap<Reverse<(Instant, SessionId)>>,
 }

@@ -39,7 +39,7 @@ use crate::proto::{
 use raft::eraftpb::{
     ConfState, Entry, HardState, Message, MessageType, Snapshot, SnapshotMetadata,
 };
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
 /// Most sessions bound to one connection.
@@ -87,7 +87,7 @@ struct ConnState {
     greeted: bool,
     /// Another member's connection (after its hello).
     peer: Option<MemberId>,
-    sessions: HashSet<SessionId>,
+    sessions: BTreeSet<SessionId>,
     /// Since when the connection carries no session (`None` while it carries one).
     sessionless_since: Option<Instant>,
 }
@@ -135,10 +135,10 @@ pub(crate) struct Node {
     /// a group).
     replica_cfg: ReplicaConfig,
     /// Every member's client address (for telling clients where the leader is).
-    addresses: HashMap<MemberId, String>,
+    addresses: BTreeMap<MemberId, String>,
     /// On the leader: learners caught up with the group, since when (promotion waits for
     /// [`members::PROBATION`]).
-    caught_up_since: HashMap<MemberId, Instant>,
+    caught_up_since: BTreeMap<MemberId, Instant>,
     /// On the leader: its commit index at each tick of the last [`members::CATCH_UP_LAG`]
     /// and a little more, oldest first.
     commits: VecDeque<(Instant, u64)>,
@@ -156,11 +156,11 @@ pub(crate) struct Node {
     /// The last log entry applied to `state`.
     applied: u64,
     /// Proposals whose asker waits on a connection: (term, index) -> origin.
-    origins: HashMap<(u64, u64), Origin>,
+    origins: BTreeMap<(u64, u64), Origin>,
     /// Reads not yet asked of the replica (one batch is asked at a time).
     reads_waiting: Vec<Read>,
     /// Reads waiting (asked or not), per connection.
-    owed: HashMap<usize, usize>,
+    owed: BTreeMap<usize, usize>,
     /// Batches asked, oldest first.
     batches: VecDeque<ReadBatch>,
     next_ctx: u64,
@@ -173,23 +173,26 @@ pub(crate) struct Node {
     /// The latest time an input came with.
     now: Instant,
     io: VecDeque<NodeIo>,
-    conns: HashMap<usize, ConnState>,
+    conns: BTreeMap<usize, ConnState>,
     /// Session -> connection it was last heard on.
-    bound: HashMap<SessionId, usize>,
+    bound: BTreeMap<SessionId, usize>,
     /// Designations in progress: election -> candidates that failed their check this round,
     /// and whether a check is running.
-    designations: HashMap<String, (BTreeSet<String>, bool)>,
+    designations: BTreeMap<String, (BTreeSet<String>, bool)>,
     /// Designation commands proposed and not yet applied, by (term, index): the election
     /// is not looked at again until they are.
-    deciding: HashMap<(u64, u64), String>,
+    deciding: BTreeMap<(u64, u64), String>,
     /// Elections whose designation starts again at a given time.
     retries: Vec<(Instant, String)>,
     /// Elections where no master may be designated before a given time: after a step-down
     /// (preemption), or after this member became leader, until any master's lease under
     /// an earlier leader has surely ended.
-    holdoff: HashMap<String, Instant>,
+    holdoff: BTreeMap<String, Instant>,
     /// Evaluation of probationary group members.
     evaluator: Evaluator,
+    /// This leader's own decisions its replica refused (a leadership transfer was under
+    /// way), to propose again.
+    unproposed: Vec<Command>,
     /// What this member applied, for the simulation's one-history check.
     #[cfg(test)]
     seen: Vec<Seen>,
@@ -212,7 +215,7 @@ pub(crate) struct NodeConfig {
     /// Replication (this member's id, the voters, timing).
     pub(crate) replica: ReplicaConfig,
     /// Every member's client address, this one's included (empty for a single server).
-    pub(crate) addresses: HashMap<MemberId, String>,
+    pub(crate) addresses: BTreeMap<MemberId, String>,
     /// The incarnation token from the data directory; `None` for a member of a group whose
     /// directory has none (new or wiped): it looks for one ([`Join`]) before it serves.
     pub(crate) incarnation: Option<Incarnation>,
@@ -228,7 +231,7 @@ impl NodeConfig {
     pub(crate) fn alone(incarnation: Incarnation, seed: u64) -> NodeConfig {
         NodeConfig {
             replica: ReplicaConfig::new(1, vec![1], seed),
-            addresses: HashMap::new(),
+            addresses: BTreeMap::new(),
             incarnation: Some(incarnation),
             bootstrap: false,
             new_token: incarnation,
@@ -271,7 +274,7 @@ impl Node {
             replica,
             replica_cfg,
             addresses,
-            caught_up_since: HashMap::new(),
+            caught_up_since: BTreeMap::new(),
             commits: VecDeque::new(),
             join,
             bootstrap: cfg.bootstrap,
@@ -279,9 +282,9 @@ impl Node {
             drew: false,
             behind: None,
             applied,
-            origins: HashMap::new(),
+            origins: BTreeMap::new(),
             reads_waiting: Vec::new(),
-            owed: HashMap::new(),
+            owed: BTreeMap::new(),
             batches: VecDeque::new(),
             next_ctx: 1,
             leading: None,
@@ -289,13 +292,14 @@ impl Node {
             incarnation: cfg.incarnation.unwrap_or(0),
             now,
             io,
-            conns: HashMap::new(),
-            bound: HashMap::new(),
-            designations: HashMap::new(),
-            deciding: HashMap::new(),
+            conns: BTreeMap::new(),
+            bound: BTreeMap::new(),
+            designations: BTreeMap::new(),
+            deciding: BTreeMap::new(),
             retries: Vec::new(),
-            holdoff: HashMap::new(),
+            holdoff: BTreeMap::new(),
             evaluator: Evaluator::new(),
+            unproposed: Vec::new(),
             #[cfg(test)]
             seen: Vec::new(),
         };
@@ -336,6 +340,12 @@ impl Node {
     /// This member's id.
     pub(crate) fn id(&self) -> MemberId {
         self.replica.id()
+    }
+
+    /// The configuration in force here (for the simulation's operator).
+    #[cfg(test)]
+    pub(crate) fn conf_state(&self) -> ConfState {
+        self.replica.conf_state()
     }
 
     /// The state machine (for the tests and the simulation's checks).
@@ -439,7 +449,7 @@ impl Node {
             ConnState {
                 greeted: false,
                 peer: None,
-                sessions: HashSet::new(),
+                sessions: BTreeSet::new(),
                 sessionless_since: Some(now),
             },
         );
@@ -608,6 +618,9 @@ impl Node {
         if self.leading.is_none() {
             return;
         }
+        for cmd in std::mem::take(&mut self.unproposed) {
+            self.propose(cmd, None);
+        }
         for s in self.liveness.expired(now) {
             // Decided: no heartbeat is acknowledged from here on, whatever the log says
             // when the expiry is applied.
@@ -717,6 +730,7 @@ impl Node {
         self.evaluator = Evaluator::new();
         self.caught_up_since.clear();
         self.commits.clear();
+        self.unproposed.clear();
         for (g, m, session, ms) in self.state.probationary() {
             let ttl = Duration::from_millis(self.state.session_ttl(session).unwrap_or(0));
             self.evaluator
@@ -729,10 +743,11 @@ impl Node {
     /// This member no longer leads: what waits for it is told where to go.
     fn follow(&mut self) {
         self.leading = None;
+        self.unproposed.clear();
         // What was proposed and waits for its answer here may still commit under the next
         // leader, or not: the askers are sent there, and resend (a request's id makes the
         // resend a repeat if it did commit).
-        let origins: Vec<Origin> = self.origins.drain().map(|(_, o)| o).collect();
+        let origins: Vec<Origin> = std::mem::take(&mut self.origins).into_values().collect();
         for o in origins {
             let e = self.not_leader();
             self.reply(o.conn, o.session, o.req, Err(e));
@@ -770,9 +785,17 @@ impl Node {
                 true
             }
             Err(_) => {
-                if let Some(o) = origin {
-                    let e = self.not_leader();
-                    self.reply(o.conn, o.session, o.req, Err(e));
+                match origin {
+                    Some(o) => {
+                        let e = self.not_leader();
+                        self.reply(o.conn, o.session, o.req, Err(e));
+                    }
+                    // This leader's own decision (an expiry, a designation, a promotion),
+                    // refused while it hands leadership over: proposed again at the next tick
+                    // if it still leads (a decision gone stale by then is refused at apply,
+                    // as any), never lost. A new leader decides afresh.
+                    None if self.replica.is_leader() => self.unproposed.push(cmd),
+                    None => {}
                 }
                 false
             }

@@ -41,14 +41,14 @@ use crate::client::session::{DialInfo, Io, Session};
 use crate::client::{ClientConfig, Shared};
 use crate::clock::ManualClock;
 use crate::events::{Event, Sink};
-use crate::proto::{ClientMsg, Incarnation, ServerMsg};
+use crate::proto::{ClientMsg, Incarnation, MemberChange, ServerMsg};
 use crate::retry::{Exponential, Fixed, InverseExponential, RetryPolicy};
 use crate::server::node::{Node, NodeConfig, NodeIo, Seen};
 use crate::server::replica::{founding_snapshot, Durable, ReplicaConfig};
 use crate::server::state::{Command, State};
 use crossbeam_channel::Receiver;
 use std::cmp::Ordering;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -162,6 +162,9 @@ pub(crate) enum Ev {
     Crash,
     /// Member `.0` starts again (from its disk, or wiped).
     Restart(usize),
+    /// The operator changes the group's members (`tenure member`): adds the spare server,
+    /// replaces a voter with it, or removes a voter.
+    MemberChange,
     /// Every member crashes and loses its disk; the operator starts them all again with
     /// `--bootstrap` (a new incarnation) after a downtime longer than any client's TTL.
     TotalLoss,
@@ -250,9 +253,9 @@ pub(crate) struct Client {
     /// Where the first open's outcome goes.
     pub(crate) first: Option<Receiver<crate::error::Result<()>>>,
     /// Dial attempt -> network connection, for the current session.
-    conns: HashMap<u64, usize>,
+    conns: BTreeMap<u64, usize>,
     /// Dial attempt -> the index of the endpoint it reached.
-    dial_endpoint: HashMap<u64, usize>,
+    dial_endpoint: BTreeMap<u64, usize>,
     pub(crate) paused: bool,
     pub(crate) partitioned: bool,
     /// Inputs that arrived while paused, in order.
@@ -306,6 +309,12 @@ pub(crate) struct Member {
     token: Option<Incarnation>,
     /// Started by the operator with `--bootstrap` (after a total loss), until it has a token.
     bootstrap: bool,
+    /// A spare server, not started: outside the group until the operator adds it.
+    spare: bool,
+    /// Its node asked for a compaction ([`Node::wants_snapshot`]); one is on its way.
+    compact_asked: bool,
+    /// Its node led at the last look (for the trace).
+    led: bool,
     /// The last command index it applied (0: none yet).
     applied: u64,
 }
@@ -317,7 +326,7 @@ pub(crate) struct Service {
     pub(crate) log: Vec<Command>,
     /// Index -> what every member must apply there: (term, command), or `None` for an
     /// entry without a command. A member that applies something else forks the history.
-    history: HashMap<u64, Option<(u64, Command)>>,
+    history: BTreeMap<u64, Option<(u64, Command)>>,
     /// The highest index applied anywhere.
     top: u64,
     /// The state the history applies to (what the scenarios read).
@@ -327,6 +336,8 @@ pub(crate) struct Service {
     /// How many total losses happened (the history, log and replica are of the current
     /// incarnation only).
     pub(crate) epoch: u64,
+    /// The voters the operator saw at its last member change.
+    last_voters: Vec<u64>,
 }
 
 /// What a scenario adds to the world: its users, its checks.
@@ -398,6 +409,10 @@ pub(crate) struct WorldStats {
     pub(crate) member_cuts: u64,
     pub(crate) wipes: u64,
     pub(crate) total_losses: u64,
+    /// Changes of the group's members asked by the operator, and changes of the voters seen
+    /// on the leader between two such requests.
+    pub(crate) member_changes: u64,
+    pub(crate) voters_changed: u64,
     /// Clients that reached a new incarnation after having known an old one (each was
     /// told `data_lost`, or the run failed).
     pub(crate) told_data_lost: u64,
@@ -445,8 +460,15 @@ impl WorldStats {
     pub(crate) fn members_line(&self) -> String {
         format!(
             "member restarts {}, of them with a wiped disk {}, members cut off {}, log \
-             compactions {}, snapshots received {}",
-            self.restarts, self.wipes, self.member_cuts, self.compactions, self.restores
+             compactions {}, snapshots received {}\n  member changes asked {}, voters seen \
+             changed {}",
+            self.restarts,
+            self.wipes,
+            self.member_cuts,
+            self.compactions,
+            self.restores,
+            self.member_changes,
+            self.voters_changed
         )
     }
 
@@ -458,6 +480,11 @@ impl WorldStats {
         assert!(self.member_cuts > 0, "no member was ever cut off");
         assert!(self.compactions > 0, "no log was ever compacted");
         assert!(self.restores > 0, "no member ever received a snapshot");
+        assert!(
+            self.member_changes > 0,
+            "the operator never changed the members"
+        );
+        assert!(self.voters_changed > 0, "no member change ever took effect");
     }
 
     pub(crate) fn add(&mut self, o: &WorldStats) {
@@ -478,6 +505,8 @@ impl WorldStats {
         self.member_cuts += o.member_cuts;
         self.wipes += o.wipes;
         self.total_losses += o.total_losses;
+        self.member_changes += o.member_changes;
+        self.voters_changed += o.voters_changed;
         self.told_data_lost += o.told_data_lost;
     }
 }
@@ -508,7 +537,9 @@ pub(crate) struct World {
 const MAX_EVENTS: u64 = 2_000_000;
 
 impl World {
-    /// A world with a fresh group of `members` servers (1, 3 or 5) and no clients.
+    /// A world with a fresh group of `members` servers (1, 3 or 5) and no clients; a group
+    /// has one spare server more, not started, for the operator's member changes (every
+    /// server's `--cluster` lists them all).
     pub(crate) fn new(
         seed: u64,
         mut rng: fastrand::Rng,
@@ -520,7 +551,7 @@ impl World {
         let base = clock.start();
         // A group was founded (`--bootstrap`): every member starts from the founding snapshot.
         let founded = if members > 1 {
-            let ids = (1..=members as u64).collect();
+            let ids = (1..=members as u64).collect(); // the spare is not a founder
             let data = bincode::serialize(&State::new()).expect("state serializes");
             Durable {
                 snapshot: Some(founding_snapshot(ids, data)),
@@ -529,19 +560,28 @@ impl World {
         } else {
             Durable::default()
         };
-        let members = (0..members)
-            .map(|_| Member {
+        let group = members;
+        let slots = if members > 1 { members + 1 } else { 1 };
+        let members = (0..slots)
+            .map(|i| Member {
                 node: None,
-                durable: founded.clone(),
+                durable: if i < group {
+                    founded.clone()
+                } else {
+                    Durable::default()
+                },
                 last_sync: 0,
                 wake_at: None,
                 gen: 0,
                 skew_ppm: if members > 1 { rng.i64(-900..=900) } else { 0 },
                 cut: false,
                 wiped: false,
-                token: Some(INC),
+                token: (i < group).then_some(INC),
                 bootstrap: false,
-                applied: if members > 1 { 1 } else { 0 },
+                spare: i >= group,
+                compact_asked: false,
+                led: false,
+                applied: if group > 1 && i < group { 1 } else { 0 },
             })
             .collect();
         let mut w = World {
@@ -558,18 +598,19 @@ impl World {
             server: Service {
                 members,
                 log: Vec::new(),
-                history: HashMap::new(),
+                history: BTreeMap::new(),
                 top: 0,
                 replica: State::new(),
                 incarnation: INC,
                 epoch: 0,
+                last_voters: (1..=group as u64).collect(),
             },
             stats: WorldStats::default(),
             violation: None,
             trace,
             healed: false,
         };
-        for m in 0..w.server.members.len() {
+        for m in 0..group {
             let node = w.start_node(m);
             w.server.members[m].node = Some(node);
         }
@@ -679,8 +720,8 @@ impl World {
             told: Vec::new(),
             sink: Some(sink),
             first: None,
-            conns: HashMap::new(),
-            dial_endpoint: HashMap::new(),
+            conns: BTreeMap::new(),
+            dial_endpoint: BTreeMap::new(),
             paused: false,
             partitioned: false,
             inbox: VecDeque::new(),
@@ -755,8 +796,8 @@ impl World {
     }
 
     /// Schedules the faults of a group's members until real time `end`: members cut off from
-    /// the others for a while, and compactions of their logs (a member far behind then gets
-    /// a snapshot). Nothing for a single server.
+    /// the others for a while, compactions of their logs (a member far behind then gets a
+    /// snapshot), and the operator's member changes. Nothing for a single server.
     pub(crate) fn schedule_member_faults(&mut self, end: u64, storm: f64) {
         let n = self.server.members.len();
         if n == 1 {
@@ -776,6 +817,11 @@ impl World {
             let m = self.rng.usize(..n);
             self.push(t, Ev::Compact(m));
             t += ms_range(&mut self.rng, 300, 3000);
+        }
+        // The operator changes the members a few times (the spare in, a voter out).
+        for _ in 0..self.rng.usize(0..=4) {
+            let t = ms_range(&mut self.rng, 500, end / MS);
+            self.push(t, Ev::MemberChange);
         }
     }
 
@@ -928,9 +974,11 @@ impl World {
             | Ev::PartitionStart(_)
             | Ev::Crash
             | Ev::TotalLoss
+            | Ev::MemberChange
             | Ev::PeerCut(_)
-            | Ev::Compact(_)
                 if self.healed => {}
+            // (A compaction a node asked for still happens.)
+            Ev::Compact(m) if self.healed && !self.server.members[m].compact_asked => {}
             Ev::PauseStart(c) => {
                 self.trace(|| format!("client {c} paused"));
                 self.stats.pauses += 1;
@@ -973,6 +1021,7 @@ impl World {
             }
             Ev::Restart(m) => self.restart(sc, m),
             Ev::TotalLoss => self.total_loss(sc),
+            Ev::MemberChange => self.member_change(sc),
             Ev::Peer { to, msg } => {
                 let from = msg.from as usize - 1;
                 if self.server.members[to].cut || self.server.members[from].cut {
@@ -1012,6 +1061,7 @@ impl World {
                 self.server_io(sc, m);
             }
             Ev::Compact(m) => {
+                self.server.members[m].compact_asked = false;
                 let Some(n) = self.server.members[m].node.as_mut() else {
                     return;
                 };
@@ -1238,6 +1288,24 @@ impl World {
         }
         self.observe(sc, m);
         self.schedule_server(m);
+        let leads = self.server.members[m]
+            .node
+            .as_ref()
+            .is_some_and(|x| x.is_leader());
+        if leads != self.server.members[m].led {
+            self.server.members[m].led = leads;
+            self.trace(|| {
+                let conf = self.server.members[m].node.as_ref().map(|x| x.conf_state());
+                let what = if leads { "leads" } else { "no longer leads" };
+                format!("member {m} {what}; configuration {conf:?}")
+            });
+        }
+        // As the runtime does after its loop's turn: a compaction the node asks for.
+        let mb = &mut self.server.members[m];
+        if !mb.compact_asked && mb.node.as_ref().is_some_and(|x| x.wants_snapshot()) {
+            mb.compact_asked = true;
+            self.push(self.now, Ev::Compact(m));
+        }
     }
 
     /// What member `m` applied: one history (a command at an index is the same wherever it
@@ -1369,6 +1437,102 @@ impl World {
         }
     }
 
+    /// The operator changes the group's members, as `tenure member` does: a request on a
+    /// connection to the leader. A server outside the group (the spare, or one removed
+    /// earlier: stopped and wiped first, as an operator reuses a machine) is started empty
+    /// and added, or replaces a voter; when every server is in the group, a voter is
+    /// removed.
+    fn member_change(&mut self, sc: &mut dyn Scenario) {
+        let n = self.server.members.len();
+        let Some(l) = (0..n).find(|m| {
+            let mb = &self.server.members[*m];
+            !mb.cut && mb.node.as_ref().is_some_and(|x| x.is_leader())
+        }) else {
+            return;
+        };
+        let conf = self.server.members[l]
+            .node
+            .as_ref()
+            .expect("leads")
+            .conf_state();
+        if conf.voters != self.server.last_voters {
+            self.stats.voters_changed += 1;
+            self.server.last_voters = conf.voters.clone();
+        }
+        let id = |m: usize| m as u64 + 1;
+        let inside = |m: usize| conf.voters.contains(&id(m)) || conf.learners.contains(&id(m));
+        let outside: Vec<usize> = (0..n).filter(|m| !inside(*m)).collect();
+        let voters: Vec<u64> = conf.voters.clone();
+        let change = if let Some(&m) = outside.first() {
+            if self.server.members[m].node.is_some() {
+                self.crash(m);
+            }
+            self.trace(|| format!("the operator starts member {m} empty, to add it"));
+            let mb = &mut self.server.members[m];
+            mb.spare = false;
+            mb.durable = Durable::default();
+            mb.token = None;
+            mb.wiped = true;
+            mb.applied = 0;
+            let node = self.start_node(m);
+            self.server.members[m].node = Some(node);
+            self.reconnect(sc, m);
+            let address = World::address(m);
+            if self.rng.bool() {
+                let old = voters[self.rng.usize(..voters.len())];
+                MemberChange::Replace {
+                    old,
+                    id: id(m),
+                    address,
+                }
+            } else {
+                MemberChange::Add { id: id(m), address }
+            }
+        } else if voters.len() == n && conf.learners.is_empty() {
+            // Only down to the group's size (three or five voters): an operator who removes
+            // a voter from three leaves a group that a lost disk stops for good.
+            MemberChange::Remove {
+                id: voters[self.rng.usize(..voters.len())],
+            }
+        } else {
+            return;
+        };
+        self.trace(|| format!("the operator asks member {l}: {change:?}"));
+        self.stats.member_changes += 1;
+        // A connection of its own; the answer is not read (the operator looks again later).
+        self.conns.push(Conn {
+            client: usize::MAX,
+            member: l,
+            session: 0,
+            attempt: 0,
+            alive: false,
+            accepted: true,
+            welcomed: true,
+            dropped: true,
+            last_to_server: 0,
+            last_to_client: 0,
+        });
+        let conn = self.conns.len() - 1;
+        let now = self.member_now(l);
+        if let Some(node) = self.server.members[l].node.as_mut() {
+            node.accepted(now, conn);
+            let hello = ClientMsg::Hello {
+                magic: crate::proto::MAGIC,
+                version: crate::proto::PROTOCOL_VERSION,
+                client_name: "operator".into(),
+            };
+            node.frame(now, conn, hello);
+            let body = crate::proto::Request::ChangeMembers { change };
+            let req = ClientMsg::Request {
+                session: 0,
+                req: 1,
+                body,
+            };
+            node.frame(now, conn, req);
+        }
+        self.server_io(sc, l);
+    }
+
     /// Every member crashes and loses its disk (a fire, a bad rollout): the group's state is
     /// gone. The operator starts every member again with `--bootstrap` after a downtime
     /// longer than any client's TTL (so every lease of the old incarnation has run out: the
@@ -1386,6 +1550,7 @@ impl World {
             mb.token = None;
             mb.wiped = true;
             mb.bootstrap = true;
+            mb.spare = false;
             mb.applied = 0;
         }
         let sv = &mut self.server;
@@ -1434,11 +1599,14 @@ impl World {
         if self.server.members[m].node.is_some() {
             return;
         }
+        if self.server.members[m].spare {
+            return; // not started until the operator adds it
+        }
         self.stats.restarts += 1;
         let n = self.server.members.len();
         let others_settled = (0..n).filter(|o| *o != m).all(|o| {
             let mb = &self.server.members[o];
-            !mb.wiped && mb.node.as_ref().is_some_and(|x| x.settled())
+            mb.spare || (!mb.wiped && mb.node.as_ref().is_some_and(|x| x.settled()))
         });
         let wipe = n > 1 && !self.healed && others_settled && self.rng.f64() < self.faults.p_wipe;
         if wipe {
@@ -1564,7 +1732,7 @@ impl World {
         cl.wake_at = None;
         cl.first = None;
         cl.session = None;
-        let conns: Vec<usize> = cl.conns.drain().map(|(_, k)| k).collect();
+        let conns: Vec<usize> = std::mem::take(&mut cl.conns).into_values().collect();
         for conn in conns {
             if self.rng.bool() {
                 self.reset(conn);
@@ -1773,7 +1941,9 @@ impl World {
     /// are dropped.
     pub(crate) fn end_session(&mut self, c: usize) {
         self.clients[c].session = None;
-        let conns: Vec<usize> = self.clients[c].conns.drain().map(|(_, k)| k).collect();
+        let conns: Vec<usize> = std::mem::take(&mut self.clients[c].conns)
+            .into_values()
+            .collect();
         for conn in conns {
             self.drop_conn(conn);
         }
