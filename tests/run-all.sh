@@ -3,7 +3,7 @@
 #
 # Rust (format, lints, the demo five times, unit tests against a manual clock, the
 # deterministic simulation, in-process end-to-end tests and multi-process CLI tests), then
-# Python, C, Node and the benchmark harness's smoke run.
+# Python, C, Node, the benchmark harness's smoke run and a short run of the fault suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -173,6 +173,29 @@ if [ "$bench_rc" -ne 0 ] || [ -z "$bench_line" ]; then
   exit 1
 fi
 # ---- end of benchmark harness smoke -------------------------------------------------------
+
+# ---- Faults on real processes (tests/faults) ---------------------------------------------
+# A short run of the fault suite: three `tenure serve` members behind proxies, six lock
+# clients in processes of their own writing to a fenced resource, two busy processes on the
+# cores, and 60 s of a seeded nemesis (kill -9, SIGSTOP, cut-off and wiped members, killed
+# and paused clients); then the checker reads every history. The seed is printed: rerun
+# with `target/debug/tenure-faults --tenure target/release/tenure --seed N ...`.
+step "faults: tenure-faults checker tests, then a 60 s run under faults on a loaded machine"
+if cargo clippy --version >/dev/null 2>&1; then
+  cargo clippy -p tenure-faults --all-targets -- -D warnings
+fi
+cargo test -p tenure-faults
+cargo build -p tenure-faults
+faults_seed=$(date +%s)
+faults_rc=0
+timeout 300 target/debug/tenure-faults --tenure target/release/tenure --seconds 60 \
+  --clients 6 --busy 2 --seed "$faults_seed" --dir target/tenure-faults/ci || faults_rc=$?
+if [ "$faults_rc" -ne 0 ]; then
+  echo "faults: 0 passed, 1 failed (seed $faults_seed, exit code $faults_rc)" >&2
+  exit 1
+fi
+echo "faults: 1 passed, 0 failed (seed $faults_seed)"
+# ---- end of faults ------------------------------------------------------------------------
 
 echo
 echo "rust: ${passed} passed, ${failed} failed"

@@ -1,0 +1,485 @@
+//! The run: the group, its proxies, the fenced resource, the clients, the nemesis.
+//!
+//! Every member listens on a port of its own and is reached (by the other members and by
+//! clients) through a proxy of the run's: cutting the proxy closes every connection to the
+//! member and refuses new ones, so the member is cut off from everyone who would reach it
+//! (its own connections out still leave: a one-way partition, which check-quorum must
+//! handle). The nemesis acts one fault at a time, on a seeded schedule: `kill -9` of a member
+//! and a restart; SIGSTOP of a member, then SIGCONT; a member cut off; a member's data
+//! directory wiped (kill, remove, restart without `--bootstrap`: it must take the group's
+//! incarnation and catch up); `kill -9` of a client and a new process in its place; SIGSTOP
+//! of a client for up to twice its TTL. Then everything heals, the clients go on for a few
+//! seconds, and the checker reads the histories.
+
+use crate::check::{self, ClientFaults};
+use crate::{mono_ns, Args};
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// What a run reports.
+pub struct Report {
+    pub text: String,
+    pub violations: Vec<String>,
+}
+
+/// A proxy in front of a member; while `cut` is set every connection through it is closed
+/// and new ones are closed at once.
+struct Proxy {
+    addr: String,
+    cut: Arc<AtomicBool>,
+}
+
+fn proxy(target: String) -> Result<Proxy, String> {
+    let l = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("proxy: {e}"))?;
+    let addr = l.local_addr().map_err(|e| e.to_string())?.to_string();
+    let cut = Arc::new(AtomicBool::new(false));
+    let c = cut.clone();
+    std::thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            if c.load(Ordering::Acquire) {
+                continue;
+            }
+            let Ok(up) = TcpStream::connect(&target) else {
+                continue;
+            };
+            let (Ok(s2), Ok(up2)) = (s.try_clone(), up.try_clone()) else {
+                continue;
+            };
+            for (mut a, mut b) in [(s2, up2), (up, s)] {
+                let c = c.clone();
+                std::thread::spawn(move || {
+                    let _ = a.set_read_timeout(Some(Duration::from_millis(20)));
+                    let mut buf = [0u8; 16384];
+                    while !c.load(Ordering::Acquire) {
+                        match a.read(&mut buf) {
+                            Ok(0) => break,
+                            Ok(n) => {
+                                if b.write_all(&buf[..n]).is_err() {
+                                    break;
+                                }
+                            }
+                            Err(e)
+                                if matches!(
+                                    e.kind(),
+                                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                                ) => {}
+                            Err(_) => break,
+                        }
+                    }
+                    let _ = a.shutdown(Shutdown::Both);
+                    let _ = b.shutdown(Shutdown::Both);
+                });
+            }
+        }
+    });
+    Ok(Proxy { addr, cut })
+}
+
+/// The fenced resource: accepts a write whose token is at least the highest it has seen for
+/// that name, refuses older ones.
+fn resource() -> Result<String, String> {
+    let l = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("resource: {e}"))?;
+    let addr = l.local_addr().map_err(|e| e.to_string())?.to_string();
+    let highest: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
+    std::thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            let highest = highest.clone();
+            std::thread::spawn(move || {
+                let Ok(mut w) = s.try_clone() else { return };
+                for line in BufReader::new(s).lines() {
+                    let Ok(line) = line else { return };
+                    let f: Vec<&str> = line.split(' ').collect();
+                    let (Some(name), Some(Ok(token))) =
+                        (f.get(2), f.get(3).map(|t| t.parse::<u64>()))
+                    else {
+                        return;
+                    };
+                    let ok = {
+                        let mut h = highest.lock().expect("not poisoned");
+                        let top = h.entry(name.to_string()).or_insert(0);
+                        let ok = token >= *top;
+                        if ok {
+                            *top = token;
+                        }
+                        ok
+                    };
+                    if w.write_all(if ok { b"OK\n" } else { b"STALE\n" }).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    Ok(addr)
+}
+
+fn free_port() -> Result<u16, String> {
+    Ok(TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| e.to_string())?
+        .port())
+}
+
+fn signal(c: &Child, sig: libc::c_int) {
+    // SAFETY: kill(2) on a child of ours that has not been reaped.
+    unsafe { libc::kill(c.id() as libc::pid_t, sig) };
+}
+
+struct Member {
+    listen: String,
+    data: PathBuf,
+    proc_: Option<Child>,
+}
+
+struct World {
+    bin: String,
+    dir: PathBuf,
+    cluster: String,
+    members: Vec<Member>,
+    proxies: Vec<Proxy>,
+    endpoints: String,
+    resource: String,
+    clients: Vec<Option<Child>>,
+    ttl_ms: u64,
+    seed: u64,
+    faults: ClientFaults,
+    log: Vec<String>,
+    counts: HashMap<&'static str, u64>,
+}
+
+impl World {
+    fn start_member(&mut self, i: usize, bootstrap: bool) -> Result<(), String> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let m = &self.members[i];
+            let mut cmd = Command::new(&self.bin);
+            cmd.args(["serve", "--id", &(i + 1).to_string(), "--listen", &m.listen])
+                .arg("--data")
+                .arg(&m.data)
+                .args(["--cluster", &self.cluster]);
+            if bootstrap {
+                cmd.arg("--bootstrap");
+            }
+            let err = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(self.dir.join(format!("m{}.log", i + 1)))
+                .map_err(|e| e.to_string())?;
+            let mut c = cmd
+                .stdout(Stdio::piped())
+                .stderr(err)
+                .spawn()
+                .map_err(|e| format!("{}: {e}", self.bin))?;
+            let mut first = String::new();
+            if let Some(out) = c.stdout.take() {
+                let _ = BufReader::new(out).read_line(&mut first);
+            }
+            if !first.trim().is_empty() {
+                self.members[i].proc_ = Some(c);
+                return Ok(());
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+            if Instant::now() > deadline {
+                return Err(format!("member {} did not start", i + 1));
+            }
+            std::thread::sleep(Duration::from_millis(50)); // its port is still held
+        }
+    }
+
+    fn kill_member(&mut self, i: usize) {
+        if let Some(mut c) = self.members[i].proc_.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn start_client(&mut self, k: usize) -> Result<(), String> {
+        let c = Command::new(std::env::current_exe().map_err(|e| e.to_string())?)
+            .args([
+                "worker",
+                "--endpoints",
+                &self.endpoints,
+                "--resource",
+                &self.resource,
+            ])
+            .args(["--id", &k.to_string(), "--ttl-ms", &self.ttl_ms.to_string()])
+            .args([
+                "--seed",
+                &(self.seed ^ k as u64).to_string(),
+                "--names",
+                "2",
+            ])
+            .arg("--log")
+            .arg(self.dir.join(format!("client-{k}.log")))
+            .stdout(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("worker: {e}"))?;
+        self.clients[k] = Some(c);
+        Ok(())
+    }
+
+    fn kill_client(&mut self, k: usize) {
+        if let Some(mut c) = self.clients[k].take() {
+            let t = mono_ns();
+            let _ = c.kill();
+            let _ = c.wait();
+            self.faults.killed.insert(c.id(), t);
+        }
+    }
+
+    fn note(&mut self, what: String) {
+        self.log.push(format!("{} {what}", mono_ns()));
+    }
+
+    /// Waits (bounded) until the group has a leader.
+    fn wait_leader(&self, limit: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            let mut cfg = tenure::ClientConfig::new(self.endpoints.split(','));
+            cfg.reopen = false;
+            if let Ok(c) = tenure::Client::connect(cfg) {
+                if c.status().is_ok_and(|s| s.leader.is_some()) {
+                    return Ok(());
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Err(format!("no leader within {limit:?}"))
+    }
+
+    /// One fault, from start to end.
+    fn fault(&mut self, rng: &mut fastrand::Rng) -> Result<(), String> {
+        let n = self.members.len();
+        let i = rng.usize(..n);
+        let k = rng.usize(..self.clients.len());
+        let d = Duration::from_millis(rng.u64(200..2500));
+        let kind = [
+            "kill",
+            "pause",
+            "cut",
+            "wipe",
+            "kill-client",
+            "pause-client",
+        ][rng.usize(..6)];
+        *self.counts.entry(kind).or_default() += 1;
+        self.note(format!(
+            "{kind} {} {d:?}",
+            if kind.ends_with("client") { k } else { i + 1 }
+        ));
+        match kind {
+            "kill" => {
+                self.kill_member(i);
+                std::thread::sleep(d);
+                self.start_member(i, false)?;
+            }
+            "pause" => {
+                if let Some(c) = &self.members[i].proc_ {
+                    signal(c, libc::SIGSTOP);
+                    std::thread::sleep(d);
+                    signal(c, libc::SIGCONT);
+                }
+            }
+            "cut" => {
+                self.proxies[i].cut.store(true, Ordering::Release);
+                std::thread::sleep(d);
+                self.proxies[i].cut.store(false, Ordering::Release);
+            }
+            "wipe" => {
+                self.kill_member(i);
+                let _ = std::fs::remove_dir_all(&self.members[i].data);
+                std::thread::sleep(d);
+                self.start_member(i, false)?;
+                // It must find the group's incarnation and catch up before the next fault
+                // (a second wipe before then could leave no majority with the data).
+                self.wait_leader(Duration::from_secs(20))?;
+                std::thread::sleep(Duration::from_secs(2));
+            }
+            "kill-client" => {
+                self.kill_client(k);
+                std::thread::sleep(d / 4);
+                self.start_client(k)?;
+            }
+            _ => {
+                if let Some(c) = &self.clients[k] {
+                    let pause = Duration::from_millis(rng.u64(50..2 * self.ttl_ms));
+                    let t0 = mono_ns();
+                    signal(c, libc::SIGSTOP);
+                    std::thread::sleep(pause);
+                    signal(c, libc::SIGCONT);
+                    self.faults
+                        .paused
+                        .entry(c.id())
+                        .or_default()
+                        .push((t0, mono_ns()));
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(rng.u64(100..700)));
+        Ok(())
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        for c in self.clients.iter_mut().flatten() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for m in &mut self.members {
+            if let Some(c) = m.proc_.as_mut() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+}
+
+/// A process spinning on a core until dropped.
+struct Busy(Child);
+
+impl Busy {
+    fn start() -> Result<Busy, String> {
+        Command::new("sh")
+            .args(["-c", "while :; do :; done"])
+            .spawn()
+            .map(Busy)
+            .map_err(|e| format!("busy process: {e}"))
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn run(a: &Args) -> Result<Report, String> {
+    let n = a.num("members", 3)? as usize;
+    if n != 3 && n != 5 {
+        return Err("--members is 3 or 5".into());
+    }
+    let n_clients = a.num("clients", 4)?.clamp(1, 64) as usize;
+    let seconds = a.num("seconds", 60)?;
+    let seed = a.num("seed", 1)?;
+    let ttl_ms = a.num("ttl-ms", 1000)?.max(300);
+    let bin = match a.get("tenure") {
+        Some(b) => b.to_string(),
+        None => std::env::current_exe()
+            .ok()
+            .and_then(|p| p.parent().map(|d| d.join("tenure")))
+            .filter(|p| p.exists())
+            .map(|p| p.display().to_string())
+            .ok_or("no tenure binary beside this program: give --tenure PATH")?,
+    };
+    let dir = PathBuf::from(a.get("dir").map_or_else(
+        || format!("target/tenure-faults/{}", std::process::id()),
+        str::to_string,
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mut members = Vec::new();
+    let mut proxies = Vec::new();
+    for i in 0..n {
+        let listen = format!("127.0.0.1:{}", free_port()?);
+        proxies.push(proxy(listen.clone())?);
+        members.push(Member {
+            listen,
+            data: dir.join(format!("m{}", i + 1)),
+            proc_: None,
+        });
+    }
+    let cluster = (0..n)
+        .map(|i| format!("{}={}", i + 1, proxies[i].addr))
+        .collect::<Vec<_>>()
+        .join(",");
+    let endpoints = proxies
+        .iter()
+        .map(|p| p.addr.clone())
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut w = World {
+        bin,
+        dir: dir.clone(),
+        cluster,
+        members,
+        proxies,
+        endpoints,
+        resource: resource()?,
+        clients: (0..n_clients).map(|_| None).collect(),
+        ttl_ms,
+        seed,
+        faults: ClientFaults::default(),
+        log: Vec::new(),
+        counts: HashMap::new(),
+    };
+    // Busy processes on the cores while it runs (a guarantee must hold on a loaded machine).
+    let busy = a.num("busy", 0)?.min(16);
+    let _busy: Vec<Busy> = (0..busy).map(|_| Busy::start()).collect::<Result<_, _>>()?;
+    for i in 0..n {
+        w.start_member(i, true)?;
+    }
+    w.wait_leader(Duration::from_secs(30))?;
+    for k in 0..n_clients {
+        w.start_client(k)?;
+    }
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let start = Instant::now();
+    let mut faults = 0;
+    while start.elapsed() < Duration::from_secs(seconds) {
+        w.fault(&mut rng)?;
+        faults += 1;
+    }
+    // Heal: every member up and reachable (the loop ends each fault before the next), every
+    // client running; then the clients go on for a while with no faults.
+    w.note("healed".into());
+    let healed = mono_ns();
+    w.wait_leader(Duration::from_secs(30))?;
+    std::thread::sleep(Duration::from_secs(5));
+    for k in 0..n_clients {
+        w.kill_client(k);
+    }
+    let mut lines = Vec::new();
+    for k in 0..n_clients {
+        let text = std::fs::read_to_string(dir.join(format!("client-{k}.log"))).unwrap_or_default();
+        lines.extend(check::parse(&text));
+    }
+    let _ = std::fs::write(dir.join("nemesis.log"), w.log.join("\n"));
+    let out = check::check(&lines, &w.faults);
+    let after_heal = lines
+        .iter()
+        .filter(|l| l.kind == "G" && l.t > healed)
+        .count();
+    let mut violations = out.violations;
+    if after_heal == 0 {
+        violations.push("no lock was granted in the 5 s after the faults healed".into());
+    }
+    let mut counts: Vec<_> = w.counts.iter().collect();
+    counts.sort();
+    let text = format!(
+        "tenure-faults: {n} members, {n_clients} clients, TTL {ttl_ms} ms, seed {seed}, {busy} busy \
+         processes, {seconds} s of faults ({faults}: {}), then 5 s healed\n  grants {} ({after_heal} after healing), \
+         writes accepted {}, stale writes refused {}, locks lost {}, hand-overs exempt (holder \
+         paused) {}\n  histories in {}",
+        counts
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        out.grants,
+        out.writes_ok,
+        out.writes_stale,
+        out.lost,
+        out.exempt_paused,
+        dir.display()
+    );
+    let _ = Path::new(&dir);
+    Ok(Report { text, violations })
+}
