@@ -176,7 +176,8 @@ fi
 
 # ---- Faults on real processes (tests/faults) ---------------------------------------------
 # A short run of the fault suite: three `tenure serve` members behind proxies, six lock
-# clients in processes of their own writing to a fenced resource, two busy processes on the
+# clients in processes of their own (two Rust, two Python from the venv above, two Node from
+# the package built above) writing to a fenced resource, two busy processes on the
 # cores, and 60 s of a seeded nemesis (kill -9, SIGSTOP, cut-off and wiped members, killed
 # and paused clients); then the checker reads every history. The seed is printed: rerun
 # with `target/debug/tenure-faults --tenure target/release/tenure --seed N ...`.
@@ -189,7 +190,8 @@ cargo build -p tenure-faults
 faults_seed=$(date +%s)
 faults_rc=0
 timeout 300 target/debug/tenure-faults --tenure target/release/tenure --seconds 60 \
-  --clients 6 --busy 2 --seed "$faults_seed" --dir target/tenure-faults/ci || faults_rc=$?
+  --clients 6 --busy 2 --seed "$faults_seed" --dir target/tenure-faults/ci \
+  --python "$py_venv/bin/python" --node-module "$PWD/bindings-node" || faults_rc=$?
 if [ "$faults_rc" -ne 0 ]; then
   echo "faults: 0 passed, 1 failed (seed $faults_seed, exit code $faults_rc)" >&2
   exit 1

@@ -146,6 +146,11 @@ struct World {
     endpoints: String,
     resource: String,
     clients: Vec<Option<Child>>,
+    /// How each client is started: the Rust worker, or a Python or Node one.
+    kinds: Vec<Lang>,
+    /// The Python interpreter with `tenure` installed, and the Node package's directory.
+    python: Option<String>,
+    node_module: Option<String>,
     ttl_ms: u64,
     seed: u64,
     faults: ClientFaults,
@@ -201,26 +206,40 @@ impl World {
     }
 
     fn start_client(&mut self, k: usize) -> Result<(), String> {
-        let c = Command::new(std::env::current_exe().map_err(|e| e.to_string())?)
-            .args([
-                "worker",
-                "--endpoints",
-                &self.endpoints,
-                "--resource",
-                &self.resource,
-            ])
+        let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut cmd = match (self.kinds[k], &self.python, &self.node_module) {
+            (Lang::Python, Some(py), _) => {
+                let mut c = Command::new(py);
+                c.arg(here.join("worker.py"));
+                c
+            }
+            (Lang::Node, _, Some(module)) => {
+                let mut c = Command::new("node");
+                c.arg(here.join("worker.js")).args(["--module", module]);
+                c
+            }
+            _ => {
+                let mut c = Command::new(std::env::current_exe().map_err(|e| e.to_string())?);
+                c.arg("worker");
+                c
+            }
+        };
+        let seed = (self.seed ^ k as u64).to_string();
+        let err = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("clients.err"))
+            .map_err(|e| e.to_string())?;
+        let c = cmd
+            .args(["--endpoints", &self.endpoints, "--resource", &self.resource])
             .args(["--id", &k.to_string(), "--ttl-ms", &self.ttl_ms.to_string()])
-            .args([
-                "--seed",
-                &(self.seed ^ k as u64).to_string(),
-                "--names",
-                "2",
-            ])
+            .args(["--seed", &seed, "--names", "2"])
             .arg("--log")
             .arg(self.dir.join(format!("client-{k}.log")))
             .stdout(Stdio::null())
+            .stderr(err)
             .spawn()
-            .map_err(|e| format!("worker: {e}"))?;
+            .map_err(|e| format!("worker ({:?}): {e}", self.kinds[k]))?;
         self.clients[k] = Some(c);
         Ok(())
     }
@@ -341,6 +360,14 @@ impl Drop for World {
     }
 }
 
+/// The language of a client process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lang {
+    Rust,
+    Python,
+    Node,
+}
+
 /// A process spinning on a core until dropped.
 struct Busy(Child);
 
@@ -414,6 +441,16 @@ pub fn run(a: &Args) -> Result<Report, String> {
         endpoints,
         resource: resource()?,
         clients: (0..n_clients).map(|_| None).collect(),
+        // Every third client is Python, every third Node, when they are given.
+        kinds: (0..n_clients)
+            .map(|k| match k % 3 {
+                1 if a.get("python").is_some() => Lang::Python,
+                2 if a.get("node-module").is_some() => Lang::Node,
+                _ => Lang::Rust,
+            })
+            .collect(),
+        python: a.get("python").map(str::to_string),
+        node_module: a.get("node-module").map(str::to_string),
         ttl_ms,
         seed,
         faults: ClientFaults::default(),
@@ -447,9 +484,12 @@ pub fn run(a: &Args) -> Result<Report, String> {
         w.kill_client(k);
     }
     let mut lines = Vec::new();
+    let mut per_client = Vec::new();
     for k in 0..n_clients {
         let text = std::fs::read_to_string(dir.join(format!("client-{k}.log"))).unwrap_or_default();
-        lines.extend(check::parse(&text));
+        let parsed = check::parse(&text);
+        per_client.push(parsed.iter().any(|l| l.kind == "G"));
+        lines.extend(parsed);
     }
     let _ = std::fs::write(dir.join("nemesis.log"), w.log.join("\n"));
     let out = check::check(&lines, &w.faults);
@@ -458,13 +498,26 @@ pub fn run(a: &Args) -> Result<Report, String> {
         .filter(|l| l.kind == "G" && l.t > healed)
         .count();
     let mut violations = out.violations;
+    // Every client took part (a worker that cannot run, in any language, is a failure).
+    for (k, granted) in per_client.iter().enumerate() {
+        if !granted {
+            violations.push(format!(
+                "client {k} ({:?}) was never granted a lock (its errors are in {})",
+                w.kinds[k],
+                dir.join("clients.err").display()
+            ));
+        }
+    }
     if after_heal == 0 {
         violations.push("no lock was granted in the 5 s after the faults healed".into());
     }
     let mut counts: Vec<_> = w.counts.iter().collect();
     counts.sort();
+    let langs = |l: Lang| w.kinds.iter().filter(|k| **k == l).count();
+    let (rust, python, node) = (langs(Lang::Rust), langs(Lang::Python), langs(Lang::Node));
     let text = format!(
-        "tenure-faults: {n} members, {n_clients} clients, TTL {ttl_ms} ms, seed {seed}, {busy} busy \
+        "tenure-faults: {n} members, {n_clients} clients ({rust} Rust, {python} Python, {node} \
+         Node), TTL {ttl_ms} ms, seed {seed}, {busy} busy \
          processes, {seconds} s of faults ({faults}: {}), then 5 s healed\n  grants {} ({after_heal} after healing), \
          writes accepted {}, stale writes refused {}, locks lost {}, hand-overs exempt (holder \
          paused) {}\n  histories in {}",
