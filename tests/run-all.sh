@@ -177,11 +177,22 @@ fi
 # ---- Faults on real processes (tests/faults) ---------------------------------------------
 # A short run of the fault suite: three `tenure serve` members behind proxies, six lock
 # clients in processes of their own (two Rust, two Python from the venv above, two Node from
-# the package built above) writing to a fenced resource, two busy processes on the
-# cores, and 60 s of a seeded nemesis (kill -9, SIGSTOP, cut-off and wiped members, killed
-# and paused clients); then the checker reads every history. The seed is printed: rerun
+# the package built above) writing to a fenced resource, two busy processes on the cores,
+# members' clocks at rates within 0.5 % of real time, and 60 s of a seeded nemesis (kill -9,
+# SIGSTOP, cut-off and wiped members, killed, paused and cut-off clients); then the checker
+# reads every history. The seed is printed: rerun
 # with `target/debug/tenure-faults --tenure target/release/tenure --seed N ...`.
 step "faults: tenure-faults checker tests, then a 60 s run under faults on a loaded machine"
+# libfaketime runs each member's clocks at its own rate (within 0.5 % of real time).
+if ! ls /usr/lib/*/faketime/libfaketimeMT.so.1 >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    apt-get update -q
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q faketime
+  else
+    echo "faults: libfaketime is missing (Debian: apt-get install faketime)" >&2
+    exit 1
+  fi
+fi
 if cargo clippy --version >/dev/null 2>&1; then
   cargo clippy -p tenure-faults --all-targets -- -D warnings
 fi
@@ -190,7 +201,7 @@ cargo build -p tenure-faults
 faults_seed=$(date +%s)
 faults_rc=0
 timeout 300 target/debug/tenure-faults --tenure target/release/tenure --seconds 60 \
-  --clients 6 --busy 2 --seed "$faults_seed" --dir target/tenure-faults/ci \
+  --clients 6 --busy 2 --skew-ppm 5000 --seed "$faults_seed" --dir target/tenure-faults/ci \
   --python "$py_venv/bin/python" --node-module "$PWD/bindings-node" || faults_rc=$?
 if [ "$faults_rc" -ne 0 ]; then
   echo "faults: 0 passed, 1 failed (seed $faults_seed, exit code $faults_rc)" >&2

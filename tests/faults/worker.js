@@ -104,7 +104,7 @@ async function main() {
     }
     const token = lock.fencingToken;
     line(`G ${name} ${token}`);
-    const n = 1 + Math.floor(rand() * 5);
+    const n = rand() < 0.25 ? 5 + Math.floor(rand() * 11) : 1 + Math.floor(rand() * 5);
     for (let k = 0; k < n; k++) {
       if (!lock.held) break;
       line(`W ${name} ${token} ${await write(name, token)}`);

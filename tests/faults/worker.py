@@ -64,7 +64,8 @@ def main(argv):
             continue
         token = lock.fencing_token
         line(f"G {name} {token}")
-        for _ in range(rng.randrange(1, 6)):
+        writes = rng.randrange(5, 16) if rng.randrange(4) == 0 else rng.randrange(1, 6)
+        for _ in range(writes):
             if not lock.held:
                 break
             line(f"W {name} {token} {write(name, token)}")

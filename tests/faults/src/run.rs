@@ -135,6 +135,21 @@ struct Member {
     listen: String,
     data: PathBuf,
     proc_: Option<Child>,
+    /// Its clock's rate (1.0: real time), kept across its restarts.
+    rate: f64,
+}
+
+/// libfaketime, for a member whose clock runs at another rate than real time.
+fn libfaketime() -> Option<PathBuf> {
+    [
+        "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1",
+        "/usr/lib/aarch64-linux-gnu/faketime/libfaketimeMT.so.1",
+        "/usr/lib/faketime/libfaketimeMT.so.1",
+        "/usr/local/lib/faketime/libfaketimeMT.so.1",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .find(|p| p.exists())
 }
 
 struct World {
@@ -144,6 +159,9 @@ struct World {
     members: Vec<Member>,
     proxies: Vec<Proxy>,
     endpoints: String,
+    /// Each client's own proxies to the members (cutting them cuts that client off from the
+    /// whole group while it keeps running).
+    client_proxies: Vec<Vec<Proxy>>,
     resource: String,
     clients: Vec<Option<Child>>,
     /// How each client is started: the Rust worker, or a Python or Node one.
@@ -170,6 +188,13 @@ impl World {
                 .args(["--cluster", &self.cluster]);
             if bootstrap {
                 cmd.arg("--bootstrap");
+            }
+            if m.rate != 1.0 {
+                // Every clock of the process, CLOCK_MONOTONIC included, runs at this rate.
+                let lib = libfaketime()
+                    .ok_or("--skew-ppm needs libfaketime (apt-get install faketime)")?;
+                cmd.env("LD_PRELOAD", lib)
+                    .env("FAKETIME", format!("+0 x{:.6}", m.rate));
             }
             let err = std::fs::OpenOptions::new()
                 .create(true)
@@ -225,13 +250,23 @@ impl World {
             }
         };
         let seed = (self.seed ^ k as u64).to_string();
+        let client_endpoints = self.client_proxies[k]
+            .iter()
+            .map(|p| p.addr.clone())
+            .collect::<Vec<_>>()
+            .join(",");
         let err = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.dir.join("clients.err"))
             .map_err(|e| e.to_string())?;
         let c = cmd
-            .args(["--endpoints", &self.endpoints, "--resource", &self.resource])
+            .args([
+                "--endpoints",
+                &client_endpoints,
+                "--resource",
+                &self.resource,
+            ])
             .args(["--id", &k.to_string(), "--ttl-ms", &self.ttl_ms.to_string()])
             .args(["--seed", &seed, "--names", "2"])
             .arg("--log")
@@ -286,7 +321,8 @@ impl World {
             "wipe",
             "kill-client",
             "pause-client",
-        ][rng.usize(..6)];
+            "cut-client",
+        ][rng.usize(..7)];
         *self.counts.entry(kind).or_default() += 1;
         self.note(format!(
             "{kind} {} {d:?}",
@@ -319,6 +355,18 @@ impl World {
                 // (a second wipe before then could leave no majority with the data).
                 self.wait_leader(Duration::from_secs(20))?;
                 std::thread::sleep(Duration::from_secs(2));
+            }
+            "cut-client" => {
+                // Cut off from every member while it runs: its lease runs out, and it must be
+                // told before the group grants its lock to another.
+                let d = Duration::from_millis(rng.u64(100..3 * self.ttl_ms));
+                for p in &self.client_proxies[k] {
+                    p.cut.store(true, Ordering::Release);
+                }
+                std::thread::sleep(d);
+                for p in &self.client_proxies[k] {
+                    p.cut.store(false, Ordering::Release);
+                }
             }
             "kill-client" => {
                 self.kill_client(k);
@@ -412,15 +460,36 @@ pub fn run(a: &Args) -> Result<Report, String> {
     ));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    // Members' clock rates: within ±skew_ppm of real time (the lease's drift allowance is 1 %
+    // between a client and the service: 10,000 ppm).
+    let skew_ppm = a.num("skew-ppm", 0)?.min(9_000) as i64;
+    if skew_ppm > 0 && libfaketime().is_none() {
+        return Err("--skew-ppm needs libfaketime (apt-get install faketime)".into());
+    }
+    let mut skew_rng = fastrand::Rng::with_seed(seed ^ 0x5eed);
+    // The negative control: every member's clock at this rate, far outside the allowance
+    // (the checker must then find clients told too late).
+    let control_rate: Option<f64> = match a.get("control-rate") {
+        Some(v) => Some(v.parse().map_err(|_| format!("--control-rate {v:?}"))?),
+        None => None,
+    };
     let mut members = Vec::new();
     let mut proxies = Vec::new();
     for i in 0..n {
         let listen = format!("127.0.0.1:{}", free_port()?);
         proxies.push(proxy(listen.clone())?);
+        let rate = if let Some(r) = control_rate {
+            r
+        } else if skew_ppm > 0 {
+            1.0 + skew_rng.i64(-skew_ppm..=skew_ppm) as f64 / 1e6
+        } else {
+            1.0
+        };
         members.push(Member {
             listen,
             data: dir.join(format!("m{}", i + 1)),
             proc_: None,
+            rate,
         });
     }
     let cluster = (0..n)
@@ -432,12 +501,16 @@ pub fn run(a: &Args) -> Result<Report, String> {
         .map(|p| p.addr.clone())
         .collect::<Vec<_>>()
         .join(",");
+    let client_proxies = (0..n_clients)
+        .map(|_| proxies.iter().map(|p| proxy(p.addr.clone())).collect())
+        .collect::<Result<Vec<Vec<Proxy>>, String>>()?;
     let mut w = World {
         bin,
         dir: dir.clone(),
         cluster,
         members,
         proxies,
+        client_proxies,
         endpoints,
         resource: resource()?,
         clients: (0..n_clients).map(|_| None).collect(),
@@ -513,11 +586,17 @@ pub fn run(a: &Args) -> Result<Report, String> {
     }
     let mut counts: Vec<_> = w.counts.iter().collect();
     counts.sort();
+    let rates = w
+        .members
+        .iter()
+        .map(|m| format!("{:.4}", m.rate))
+        .collect::<Vec<_>>()
+        .join(" ");
     let langs = |l: Lang| w.kinds.iter().filter(|k| **k == l).count();
     let (rust, python, node) = (langs(Lang::Rust), langs(Lang::Python), langs(Lang::Node));
     let text = format!(
         "tenure-faults: {n} members, {n_clients} clients ({rust} Rust, {python} Python, {node} \
-         Node), TTL {ttl_ms} ms, seed {seed}, {busy} busy \
+         Node), member clock rates {rates}, TTL {ttl_ms} ms, seed {seed}, {busy} busy \
          processes, {seconds} s of faults ({faults}: {}), then 5 s healed\n  grants {} ({after_heal} after healing), \
          writes accepted {}, stale writes refused {}, locks lost {}, hand-overs exempt (holder \
          paused) {}\n  histories in {}",

@@ -120,7 +120,14 @@ fn work(a: &Args) -> Result<(), String> {
         h.line(&format!("G {name} {token}"));
         // Held for up to about a TTL: long enough for the nemesis to catch holders.
         let pause_ms = (ttl.as_millis() as u64 / 5).max(1);
-        for _ in 0..rng.u32(1..6) {
+        // Now and then a long hold (several TTLs of writes): a holder cut off from the group
+        // meanwhile must stop before its lock is granted to another.
+        let writes = if rng.u8(0..4) == 0 {
+            rng.u32(5..16)
+        } else {
+            rng.u32(1..6)
+        };
+        for _ in 0..writes {
             if !lock.is_held() {
                 break;
             }
