@@ -2,7 +2,7 @@
 //! processes of their own writing to a fenced resource, and a seeded nemesis that kills,
 //! pauses, cuts off and wipes them; then a checker reads every history (issue 14).
 //!
-//! `tenure-faults [--members 3|5] [--clients N] [--seconds S] [--seed N] [--ttl-ms T]
+//! `tenure-faults [--members 3|5] [--clients N] [--names N] [--seconds S] [--seed N] [--ttl-ms T]
 //! [--busy N] [--tenure PATH] [--dir DIR]` runs it (`--busy`: processes spinning on the
 //! cores meanwhile) and exits 0 when the checker found nothing, 1 with
 //! the violations otherwise (2 for bad arguments or a run that could not be set up).
@@ -76,7 +76,7 @@ fn main() -> ExitCode {
     }
     if args.iter().any(|a| a == "-h" || a == "--help") {
         println!(
-            "usage: tenure-faults [--members 3|5] [--clients N] [--seconds S] [--seed N] \
+            "usage: tenure-faults [--members 3|5] [--clients N] [--names N] [--seconds S] [--seed N] \
              [--ttl-ms T] [--busy N] [--tenure PATH] [--dir DIR]\n\
              Runs a tenure group under a seeded nemesis (kill -9, SIGSTOP, cut-off members, \
              wiped disks, killed and paused clients) for S seconds of faults, heals, and checks \

@@ -170,6 +170,8 @@ struct World {
     python: Option<String>,
     node_module: Option<String>,
     ttl_ms: u64,
+    /// How many lock names the clients share.
+    names: u64,
     seed: u64,
     faults: ClientFaults,
     log: Vec<String>,
@@ -268,7 +270,7 @@ impl World {
                 &self.resource,
             ])
             .args(["--id", &k.to_string(), "--ttl-ms", &self.ttl_ms.to_string()])
-            .args(["--seed", &seed, "--names", "2"])
+            .args(["--seed", &seed, "--names", &self.names.to_string()])
             .arg("--log")
             .arg(self.dir.join(format!("client-{k}.log")))
             .stdout(Stdio::null())
@@ -525,6 +527,7 @@ pub fn run(a: &Args) -> Result<Report, String> {
         python: a.get("python").map(str::to_string),
         node_module: a.get("node-module").map(str::to_string),
         ttl_ms,
+        names: a.num("names", 2)?.clamp(1, 1000),
         seed,
         faults: ClientFaults::default(),
         log: Vec::new(),
