@@ -615,6 +615,5 @@ pub fn run(a: &Args) -> Result<Report, String> {
         out.exempt_paused,
         dir.display()
     );
-    let _ = Path::new(&dir);
     Ok(Report { text, violations })
 }
