@@ -42,10 +42,14 @@ const CLOSE_WAIT: Duration = Duration::from_secs(1);
 pub const QUICK_REDIAL_EVERY: Duration = Duration::from_secs(1);
 /// Most endpoints a session tries: those configured, and leaders learnt from redirects.
 pub const MAX_ENDPOINTS: usize = 64;
-/// The pause before trying the next member when the one reached named no leader (an
-/// election under way, which takes a few hundred milliseconds): short enough to find the
-/// new leader soon after it is elected, long enough that a group of clients does not spin
-/// on the members meanwhile.
+/// The first pause before trying the next member when the one reached named no leader (an
+/// election under way): short, because a crashed leader's successor is usually elected
+/// within milliseconds (the members campaign as soon as its port refuses them).
+pub const REDIRECT_PAUSE_FIRST: Duration = Duration::from_millis(5);
+/// The longest such pause: each "no leader" answer in a row doubles the pause from
+/// [`REDIRECT_PAUSE_FIRST`] up to this. An election after a timeout takes a few hundred
+/// milliseconds; this finds its leader soon after, and keeps a group of clients from
+/// spinning on the members meanwhile (about ten tries per client per second).
 pub const REDIRECT_PAUSE: Duration = Duration::from_millis(50);
 
 /// What the session asks of the runtime. Connections are named by the number of the dial
@@ -120,6 +124,10 @@ pub(crate) struct Session {
     /// The pause before the next dial (a member said no leader is known: an election is
     /// under way): see [`REDIRECT_PAUSE`].
     dial_pause: Duration,
+    /// "No leader" answers in a row (see [`REDIRECT_PAUSE_FIRST`]).
+    no_leader: u32,
+    /// The endpoint the last redirect named, until a request is answered.
+    redirected_to: Option<usize>,
     /// When a broken connection was last followed by a dial at once.
     quick_redial: Option<Instant>,
     incarnation: Option<Incarnation>,
@@ -178,6 +186,8 @@ impl Session {
             opening: Vec::new(),
             reopen_at: None,
             dial_pause: Duration::ZERO,
+            no_leader: 0,
+            redirected_to: None,
             quick_redial: None,
             incarnation: None,
             pending: BTreeMap::new(),
@@ -612,14 +622,24 @@ impl Session {
             }
         }
         let n = self.cfg.endpoints.len().max(1);
-        match leader.and_then(|l| self.cfg.endpoints.iter().position(|e| *e == l)) {
-            Some(i) => {
+        let named = leader.and_then(|l| self.cfg.endpoints.iter().position(|e| *e == l));
+        // Sent to the same leader again from another member: the last dial could not reach
+        // it (a crashed leader that its followers still name until they elect another), so
+        // this is "no leader" too, with its pause, not a dial loop.
+        let unreachable =
+            named.is_some() && named == self.redirected_to && named != Some(self.endpoint_idx);
+        self.redirected_to = named;
+        match named {
+            Some(i) if !unreachable => {
                 self.endpoint_idx = i;
                 self.want_dial();
             }
-            None => {
+            _ => {
                 self.endpoint_idx = (self.endpoint_idx + 1) % n;
-                self.dial_pause = REDIRECT_PAUSE;
+                let doubled = (REDIRECT_PAUSE_FIRST * 2u32.saturating_pow(self.no_leader))
+                    .min(REDIRECT_PAUSE);
+                self.no_leader = self.no_leader.saturating_add(1).min(16);
+                self.dial_pause = doubled;
                 self.want_dial();
             }
         }
@@ -960,6 +980,8 @@ impl Session {
             self.redirect(leader.clone());
             return;
         }
+        self.no_leader = 0;
+        self.redirected_to = None;
         if req & HEARTBEAT_BIT != 0 {
             match result {
                 Ok(_) => {
@@ -1569,6 +1591,61 @@ mod tests {
     }
 
     #[test]
+    fn a_named_leader_that_cannot_be_reached_is_waited_for_with_a_growing_pause() {
+        let mut t = T::new(3000, 3);
+        let conn = t.open();
+        let l = t.lock(conn, "held", 5);
+        let not_leader = |leader: Option<&str>| {
+            Err(ErrorReply::NotLeader {
+                leader: leader.map(String::from),
+            })
+        };
+        let hb = |t: &mut T| T::sent(&t.io())[0].2;
+        let pause_of = |io: &[Io]| {
+            io.iter().find_map(|i| match i {
+                Io::Dial { after, start, .. } => Some((*after, *start)),
+                _ => None,
+            })
+        };
+        // A request in flight; the member says the leader is endpoint 2: dialled at once.
+        let (tx, _rx) = crossbeam_channel::bounded(1);
+        let req = t.shared.req();
+        let body = Request::Acquire {
+            name: "next".into(),
+            wait: true,
+        };
+        t.s.call(t.now(), req, body, Some(tx));
+        t.io();
+        t.reply(conn, SID, req, not_leader(Some("10.0.0.2:7411")));
+        let io = t.io();
+        assert_eq!(pause_of(&io), Some((Duration::ZERO, 2)));
+        // It refused (crashed): the dialler went on to endpoint 1, which names it again.
+        let dial = T::dials(&io)[0].0;
+        let info = DialInfo {
+            incarnation: INC,
+            endpoint: 1,
+        };
+        t.s.dialed(t.now(), dial, Ok(info));
+        let req = hb(&mut t);
+        t.reply(dial, SID, req, not_leader(Some("10.0.0.2:7411")));
+        // Not a dial loop: a pause, as for "no leader".
+        let io = t.io();
+        assert_eq!(pause_of(&io).map(|p| p.0), Some(REDIRECT_PAUSE_FIRST));
+        let dial = T::dials(&io)[0].0;
+        let info = DialInfo {
+            incarnation: INC,
+            endpoint: 0,
+        };
+        t.s.dialed(t.now(), dial, Ok(info));
+        let req = hb(&mut t);
+        t.reply(dial, SID, req, not_leader(None));
+        // "No leader" again: the pause doubles.
+        let io = t.io();
+        assert_eq!(pause_of(&io).map(|p| p.0), Some(2 * REDIRECT_PAUSE_FIRST));
+        assert_eq!(lost(&l), None);
+    }
+
+    #[test]
     fn a_member_that_does_not_lead_sends_the_session_to_the_leader_with_its_requests() {
         let mut t = T::new(3000, 3);
         let conn = t.open();
@@ -1626,7 +1703,11 @@ mod tests {
             Io::Dial { after, .. } => Some(*after),
             _ => None,
         });
-        assert_eq!(pause, Some(REDIRECT_PAUSE), "redialled after the pause");
+        assert_eq!(
+            pause,
+            Some(REDIRECT_PAUSE_FIRST),
+            "redialled after the pause"
+        );
         let dials = T::dials(&io);
         assert_eq!(dials[0].1, 0, "the endpoint after 2");
         let info = DialInfo {

@@ -529,6 +529,23 @@ impl Node {
         }
     }
 
+    /// The leader this member knows of, and its term.
+    pub(crate) fn leader_view(&self) -> (Option<MemberId>, u64) {
+        (self.replica.leader(), self.replica.term())
+    }
+
+    /// A connection to member `id` was refused: nothing listens where it was (see
+    /// [`Replica::leader_gone`]: when it led, the first of the other voters campaigns at
+    /// once). Returns whether this member campaigned.
+    pub(crate) fn gone(&mut self, now: Instant, id: MemberId) -> bool {
+        self.now = now;
+        let campaigned = self.join.is_none() && self.replica.leader_gone(id);
+        if campaigned {
+            self.pump();
+        }
+        campaigned
+    }
+
     /// The hello this member sends first on its connections to the others.
     pub(crate) fn hello(&self) -> ClientMsg {
         ClientMsg::PeerHello {

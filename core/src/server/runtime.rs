@@ -32,6 +32,12 @@ const FIRST_CONN: usize = 2;
 const LINK_BASE: usize = 1 << 40;
 /// How long after a failed dial (or a broken connection) another member is dialled again.
 pub const LINK_RETRY: Duration = Duration::from_millis(100);
+/// The pause between the few dials that follow the break of a connection that had been up:
+/// a killed process's listening socket may still take a connection for a moment before it
+/// refuses them (see `Runtime::link_broke`).
+pub const LINK_QUICK: Duration = Duration::from_millis(2);
+/// How many such dials.
+pub const LINK_QUICK_DIALS: u8 = 5;
 /// Bytes of raft messages waiting for another member at which further ones are dropped
 /// (raft sends again what is lost).
 pub const LINK_OUTBUF: usize = 64 << 20;
@@ -46,6 +52,10 @@ struct Link {
     stream: Option<TcpStream>,
     /// The connect has completed (the first writable event).
     up: bool,
+    /// When it completed.
+    up_since: Option<Instant>,
+    /// Dials left at [`LINK_QUICK`] after a connection that had been up broke.
+    quick: u8,
     out: Vec<u8>,
     next_dial: Instant,
 }
@@ -129,6 +139,8 @@ pub(super) struct Runtime {
     read_buf: Vec<u8>,
     /// Connections to the other members.
     links: Vec<Link>,
+    /// The leader and term last said (see `say_leader`).
+    leader_view: (Option<MemberId>, u64),
     /// The token in force, shared with the [`super::Server`] handle.
     incarnation: Arc<parking_lot::Mutex<crate::proto::Incarnation>>,
 }
@@ -175,6 +187,8 @@ impl Runtime {
                 addr: addr.clone(),
                 stream: None,
                 up: false,
+                up_since: None,
+                quick: 0,
                 out: Vec::new(),
                 next_dial: now,
             })
@@ -202,6 +216,7 @@ impl Runtime {
             spare_fd: std::fs::File::open("/dev/null").ok(),
             read_buf: vec![0; READ_BUF],
             links,
+            leader_view: (None, 0),
             incarnation,
         };
         // The replica's start (a group of one elects itself) asks for its first persist.
@@ -286,9 +301,11 @@ impl Runtime {
                 self.node.checked(now, election, candidate, true, ok);
                 self.perform()?;
             }
+            // Dialled before the node's turn: a refused dial may make it campaign.
+            self.dial_links(now);
             self.node.tick(now);
             self.perform()?;
-            self.dial_links(now);
+            self.say_leader();
             if now >= self.next_sweep {
                 self.close_idle(now);
             }
@@ -349,7 +366,7 @@ impl Runtime {
                     // Hello again, with the token.
                     let now = Instant::now();
                     for i in 0..self.links.len() {
-                        self.reset_link(i, now);
+                        self.reset_link(i, now, false);
                     }
                 }
                 NodeIo::Send { conn, msg } => self.send_now(conn, &msg),
@@ -661,6 +678,24 @@ impl Runtime {
         }
     }
 
+    /// A member of a group says on stderr when its view of the leader changes (one line per
+    /// change: the operator's record of elections).
+    fn say_leader(&mut self) {
+        if self.links.is_empty() {
+            return;
+        }
+        let view = self.node.leader_view();
+        if view != self.leader_view {
+            self.leader_view = view;
+            let leader = view.0.map_or("none".to_string(), |l| l.to_string());
+            eprintln!(
+                "tenure: member {}: term {}, leader {leader}",
+                self.node.id(),
+                view.1
+            );
+        }
+    }
+
     /// Dials the other members whose connection is down and due.
     fn dial_links(&mut self, now: Instant) {
         for i in 0..self.links.len() {
@@ -669,7 +704,17 @@ impl Runtime {
                 continue;
             }
             let addr = l.addr.to_socket_addrs().ok().and_then(|mut a| a.next());
-            let stream = addr.and_then(|a| TcpStream::connect(a).ok());
+            let stream = match addr.map(TcpStream::connect) {
+                Some(Ok(s)) => Some(s),
+                Some(Err(e)) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                    // Refused at once (loopback often answers within the call): see
+                    // `link_broke`.
+                    let id = l.id;
+                    let _ = self.node.gone(now, id);
+                    None
+                }
+                _ => None,
+            };
             let Some(mut stream) = stream else {
                 self.links[i].next_dial = now + LINK_RETRY;
                 continue;
@@ -697,20 +742,21 @@ impl Runtime {
         }
     }
 
-    /// Drops the connection to another member; it is dialled again after [`LINK_RETRY`]
-    /// (at once when `now` says so).
-    fn reset_link(&mut self, i: usize, next_dial: Instant) {
+    /// Drops the connection to another member; it is dialled again at `next_dial`. `failed`:
+    /// it broke (the node is told the member is unreachable), rather than being replaced.
+    fn reset_link(&mut self, i: usize, next_dial: Instant, failed: bool) {
         let l = &mut self.links[i];
         if let Some(mut s) = l.stream.take() {
             let _ = self.poll.registry().deregister(&mut s);
-            let (id, now) = (l.id, Instant::now());
-            if now < next_dial {
+            if failed {
                 // A failure (not a fresh hello): the leader probes it when it is back.
-                self.node.unreachable(now, id);
+                let id = l.id;
+                self.node.unreachable(Instant::now(), id);
             }
         }
         let l = &mut self.links[i];
         l.up = false;
+        l.up_since = None;
         l.out.clear();
         l.next_dial = next_dial;
     }
@@ -726,13 +772,15 @@ impl Runtime {
             Some(i) if self.links[i].addr == address => {}
             Some(i) => {
                 self.links[i].addr = address;
-                self.reset_link(i, Instant::now());
+                self.reset_link(i, Instant::now(), false);
             }
             None => self.links.push(Link {
                 id,
                 addr: address,
                 stream: None,
                 up: false,
+                up_since: None,
+                quick: 0,
                 out: Vec::new(),
                 next_dial: Instant::now(),
             }),
@@ -758,7 +806,7 @@ impl Runtime {
             return;
         };
         if ev.is_error() || ev.is_read_closed() || ev.is_write_closed() {
-            self.reset_link(i, Instant::now() + LINK_RETRY);
+            self.link_broke(i);
             return;
         }
         if ev.is_readable() {
@@ -769,14 +817,14 @@ impl Runtime {
                 loop {
                     match s.read(&mut buf) {
                         Ok(0) => {
-                            self.reset_link(i, Instant::now() + LINK_RETRY);
+                            self.link_broke(i);
                             return;
                         }
                         Ok(_) => continue,
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                         Err(_) => {
-                            self.reset_link(i, Instant::now() + LINK_RETRY);
+                            self.link_broke(i);
                             return;
                         }
                     }
@@ -784,7 +832,11 @@ impl Runtime {
             }
         }
         if ev.is_writable() {
-            self.links[i].up = true;
+            let l = &mut self.links[i];
+            if !l.up {
+                l.up = true;
+                l.up_since = Some(Instant::now());
+            }
             self.flush_link(i);
         }
     }
@@ -801,7 +853,40 @@ impl Runtime {
         let (written, failed) = write_some(s, &l.out);
         l.out.drain(..written);
         if failed {
-            self.reset_link(i, Instant::now() + LINK_RETRY);
+            self.link_broke(i);
+        }
+    }
+
+    /// The connection to another member failed. A connect refused means nothing listens
+    /// where that member was: its process is gone, and the node is told (a crashed leader
+    /// is replaced at once, see `Node::gone`). A connection that had been up a while is
+    /// dialled again at once, and up to [`LINK_QUICK_DIALS`] times more [`LINK_QUICK`]
+    /// apart, so that a dead process's refusal comes within milliseconds of its death;
+    /// other failures wait [`LINK_RETRY`] (a member that refuses hellos is not dialled in a
+    /// loop).
+    fn link_broke(&mut self, i: usize) {
+        let now = Instant::now();
+        let l = &mut self.links[i];
+        let refused = !l.up
+            && l.stream
+                .as_ref()
+                .and_then(|s| s.take_error().ok().flatten())
+                .is_some_and(|e| e.kind() == io::ErrorKind::ConnectionRefused);
+        let again = match l.up_since {
+            Some(t) if l.up && now.duration_since(t) >= LINK_RETRY => {
+                l.quick = LINK_QUICK_DIALS;
+                now
+            }
+            _ if l.quick > 0 => {
+                l.quick -= 1;
+                now + LINK_QUICK
+            }
+            _ => now + LINK_RETRY,
+        };
+        let id = l.id;
+        self.reset_link(i, again, true);
+        if refused {
+            let _ = self.node.gone(now, id);
         }
     }
 

@@ -168,6 +168,12 @@ pub(crate) enum Ev {
     /// Every member crashes and loses its disk; the operator starts them all again with
     /// `--bootstrap` (a new incarnation) after a downtime longer than any client's TTL.
     TotalLoss,
+    /// Member `to`'s connection to member `id` is refused: `id`'s process died on a machine
+    /// that is up (nothing listens at its address).
+    Gone {
+        to: usize,
+        id: usize,
+    },
     /// A raft message reaches member `to`.
     Peer {
         to: usize,
@@ -413,6 +419,8 @@ pub(crate) struct WorldStats {
     /// on the leader between two such requests.
     pub(crate) member_changes: u64,
     pub(crate) voters_changed: u64,
+    /// Members that campaigned at once because their crashed leader's port refused them.
+    pub(crate) quick_campaigns: u64,
     /// Clients that reached a new incarnation after having known an old one (each was
     /// told `data_lost`, or the run failed).
     pub(crate) told_data_lost: u64,
@@ -461,14 +469,15 @@ impl WorldStats {
         format!(
             "member restarts {}, of them with a wiped disk {}, members cut off {}, log \
              compactions {}, snapshots received {}\n  member changes asked {}, voters seen \
-             changed {}",
+             changed {}, campaigns at once after a crashed leader {}",
             self.restarts,
             self.wipes,
             self.member_cuts,
             self.compactions,
             self.restores,
             self.member_changes,
-            self.voters_changed
+            self.voters_changed,
+            self.quick_campaigns
         )
     }
 
@@ -485,6 +494,10 @@ impl WorldStats {
             "the operator never changed the members"
         );
         assert!(self.voters_changed > 0, "no member change ever took effect");
+        assert!(
+            self.quick_campaigns > 0,
+            "no member ever campaigned at once after its leader crashed"
+        );
     }
 
     pub(crate) fn add(&mut self, o: &WorldStats) {
@@ -507,6 +520,7 @@ impl WorldStats {
         self.total_losses += o.total_losses;
         self.member_changes += o.member_changes;
         self.voters_changed += o.voters_changed;
+        self.quick_campaigns += o.quick_campaigns;
         self.told_data_lost += o.told_data_lost;
     }
 }
@@ -1022,6 +1036,21 @@ impl World {
             Ev::Restart(m) => self.restart(sc, m),
             Ev::TotalLoss => self.total_loss(sc),
             Ev::MemberChange => self.member_change(sc),
+            Ev::Gone { to, id } => {
+                let live = self.server.members[id].node.is_none();
+                if !live || self.server.members[to].cut {
+                    return; // restarted meanwhile, or the refusal cannot reach it
+                }
+                let now = self.member_now(to);
+                let Some(n) = self.server.members[to].node.as_mut() else {
+                    return;
+                };
+                if n.gone(now, id as u64 + 1) {
+                    self.stats.quick_campaigns += 1;
+                    self.trace(|| format!("member {to} campaigns: its leader {id} is gone"));
+                }
+                self.server_io(sc, to);
+            }
             Ev::Peer { to, msg } => {
                 let from = msg.from as usize - 1;
                 if self.server.members[to].cut || self.server.members[from].cut {
@@ -1427,11 +1456,19 @@ impl World {
                 self.reset(conn);
             }
         }
+        // Half the crashes are a process dying on a machine that stays up: the others'
+        // next connection to it is refused (a round trip later), which they are told.
+        let refused = self.rng.bool() && !self.server.members[m].cut;
         for o in 0..self.server.members.len() {
             if o != m {
                 let now = self.member_now(o);
-                if let Some(n) = self.server.members[o].node.as_mut() {
-                    n.unreachable(now, m as u64 + 1);
+                let Some(n) = self.server.members[o].node.as_mut() else {
+                    continue;
+                };
+                n.unreachable(now, m as u64 + 1);
+                if refused {
+                    let d = self.rng.u64(MS / 10..=2 * MS);
+                    self.push(self.now + d, Ev::Gone { to: o, id: m });
                 }
             }
         }

@@ -512,6 +512,43 @@ impl Replica {
         self.raw.store().conf_state().clone()
     }
 
+    /// Nothing listens any more where member `id` was (a connection to it was refused: its
+    /// process is gone, its machine is up). When `id` is this member's leader and this member
+    /// is the first (lowest id) of the other voters, it campaigns at once, as the target of
+    /// a leadership transfer does (no pre-vote, and the others' leases of the dead leader do
+    /// not make them ignore it), instead of waiting out an election timeout: a crashed
+    /// leader is replaced in about one round trip. Only one member does so, so that two
+    /// candidates do not split the vote; the others keep their timeouts, which take over if
+    /// the first cannot win (its log is behind, or it is gone too). Safety does not depend on
+    /// it: a vote still needs a majority and an up-to-date log. Returns whether it
+    /// campaigned.
+    pub fn leader_gone(&mut self, id: MemberId) -> bool {
+        if self.leader != Some(id) || self.is_leader() || id == self.cfg.id {
+            return false;
+        }
+        let conf = self.conf_state();
+        let first = conf
+            .voters
+            .iter()
+            .chain(&conf.voters_outgoing)
+            .copied()
+            .filter(|v| *v != id)
+            .min();
+        if first != Some(self.cfg.id) {
+            return false;
+        }
+        // What a leader sends the member it hands leadership to; raft-rs then campaigns
+        // with the transfer's context. A member that may not vote (a learner) ignores it.
+        let mut m = Message::default();
+        m.set_msg_type(raft::eraftpb::MessageType::MsgTimeoutNow);
+        m.from = id;
+        m.to = self.cfg.id;
+        m.term = self.raw.raft.term;
+        let stepped = self.raw.step(m).is_ok();
+        self.drain();
+        stepped && self.raw.raft.state == StateRole::Candidate
+    }
+
     /// Another member could not be reached (its connection broke, a send failed, or it came
     /// back without its log): the leader stops assuming it has what it had, and probes it.
     pub fn unreachable(&mut self, id: MemberId) {
@@ -1081,6 +1118,47 @@ mod tests {
                 "seed {seed}: the restarted member caught up"
             );
             assert_eq!(g.applied[&old][..20], committed[..]);
+        }
+    }
+
+    #[test]
+    fn a_crashed_leader_whose_port_refuses_is_replaced_within_milliseconds() {
+        for seed in 0..20 {
+            let mut g = Group::new(3, seed);
+            g.run(Duration::from_secs(2));
+            for i in 0..20 {
+                g.propose(&cmd(i)).unwrap();
+            }
+            g.run(Duration::from_millis(50));
+            let old = g.leaders()[0];
+            g.crash(old);
+            let mut others: Vec<MemberId> =
+                g.durable.keys().copied().filter(|m| *m != old).collect();
+            others.sort_unstable();
+            // Both survivors are told; only the first (lowest id) campaigns.
+            let mut campaigned = vec![];
+            for &m in &others {
+                let r = g.members.get_mut(&m).unwrap().as_mut().unwrap();
+                assert_eq!(r.leader(), Some(old));
+                if r.leader_gone(old) {
+                    campaigned.push(m);
+                }
+                g.perform(m);
+            }
+            assert_eq!(campaigned, vec![others[0]], "seed {seed}");
+            // Leader within a few message delays and group commits, far below the election
+            // timeout (200 ms) that would otherwise come first.
+            g.run(Duration::from_millis(20));
+            assert_eq!(g.leaders(), vec![others[0]], "seed {seed}");
+            for i in 20..25 {
+                g.propose(&cmd(i)).unwrap();
+            }
+            g.run(Duration::from_millis(20));
+            assert_eq!(one_history(&g), 25, "seed {seed}");
+            // Told about a member that is not its leader, or told again: nothing.
+            let r = g.members.get_mut(&others[1]).unwrap().as_mut().unwrap();
+            assert!(!r.leader_gone(old));
+            assert!(!r.leader_gone(others[1]));
         }
     }
 
