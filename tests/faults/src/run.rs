@@ -354,9 +354,27 @@ impl World {
                 std::thread::sleep(d);
                 self.start_member(i, false)?;
                 // It must find the group's incarnation and catch up before the next fault
-                // (a second wipe before then could leave no majority with the data).
+                // (a second wipe before then could leave no majority with the data): its
+                // data directory holds the token and a snapshot again.
                 self.wait_leader(Duration::from_secs(20))?;
-                std::thread::sleep(Duration::from_secs(2));
+                let data = self.members[i].data.clone();
+                let deadline = Instant::now() + Duration::from_secs(60);
+                let has = |f: &str| {
+                    std::fs::read_dir(&data).is_ok_and(|d| {
+                        d.flatten()
+                            .any(|e| e.file_name().to_string_lossy().starts_with(f))
+                    })
+                };
+                while !(has("incarnation") && has("snapshot")) {
+                    if Instant::now() > deadline {
+                        return Err(format!(
+                            "wiped member {} did not catch up within 60 s",
+                            i + 1
+                        ));
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                std::thread::sleep(Duration::from_secs(1));
             }
             "cut-client" => {
                 // Cut off from every member while it runs: its lease runs out, and it must be
@@ -525,7 +543,10 @@ pub fn run(a: &Args) -> Result<Report, String> {
             })
             .collect(),
         python: a.get("python").map(str::to_string),
-        node_module: a.get("node-module").map(str::to_string),
+        // `require` resolves a relative name as a package, not a path: make it absolute.
+        node_module: a.get("node-module").map(|m| {
+            std::fs::canonicalize(m).map_or_else(|_| m.to_string(), |p| p.display().to_string())
+        }),
         ttl_ms,
         names: a.num("names", 2)?.clamp(1, 1000),
         seed,
@@ -546,15 +567,26 @@ pub fn run(a: &Args) -> Result<Report, String> {
     let mut rng = fastrand::Rng::with_seed(seed);
     let start = Instant::now();
     let mut faults = 0;
+    // A fault whose end the group does not recover from (no leader in time) ends the
+    // faults; the histories are still checked, and the failure is reported with them.
+    let mut stuck = None;
     while start.elapsed() < Duration::from_secs(seconds) {
-        w.fault(&mut rng)?;
+        if let Err(e) = w.fault(&mut rng) {
+            w.note(format!("stuck: {e}"));
+            stuck = Some(e);
+            break;
+        }
         faults += 1;
     }
     // Heal: every member up and reachable (the loop ends each fault before the next), every
     // client running; then the clients go on for a while with no faults.
     w.note("healed".into());
     let healed = mono_ns();
-    w.wait_leader(Duration::from_secs(30))?;
+    if stuck.is_none() {
+        if let Err(e) = w.wait_leader(Duration::from_secs(30)) {
+            stuck = Some(format!("after healing: {e}"));
+        }
+    }
     std::thread::sleep(Duration::from_secs(5));
     for k in 0..n_clients {
         w.kill_client(k);
@@ -583,6 +615,13 @@ pub fn run(a: &Args) -> Result<Report, String> {
                 dir.join("clients.err").display()
             ));
         }
+    }
+    if let Some(e) = &stuck {
+        violations.push(format!(
+            "the group did not recover from the fault {} (members' logs in {}): {e}",
+            w.log.iter().rev().nth(1).map_or("", String::as_str),
+            dir.display()
+        ));
     }
     if after_heal == 0 {
         violations.push("no lock was granted in the 5 s after the faults healed".into());
