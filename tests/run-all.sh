@@ -172,6 +172,19 @@ if [ "$bench_rc" -ne 0 ] || [ -z "$bench_line" ]; then
   echo "bench-smoke: the benchmark harness failed (exit code $bench_rc)" >&2
   exit 1
 fi
+# The replicated group's benchmark (`--group`: three-member tenure and etcd clusters; leader
+# kill -9 trials, lock+release, 64 clients, keep-alives) with tiny counts; ZooKeeper is left
+# out here (it needs Java). Prints "bench-smoke group: N passed, N failed".
+group_rc=0
+timeout 300 target/debug/tenure-bench --group --smoke --tenure target/release/tenure 2>&1 \
+  | tee target/bench-smoke-group-output.txt || group_rc=${PIPESTATUS[0]}
+group_line=$(grep -E '^bench-smoke group: [0-9]+ passed, [0-9]+ failed$' target/bench-smoke-group-output.txt | tail -n 1 || true)
+echo
+echo "${group_line:-bench-smoke group: 0 passed, 1 failed}"
+if [ "$group_rc" -ne 0 ] || [ -z "$group_line" ]; then
+  echo "bench-smoke group: the group benchmark failed (exit code $group_rc)" >&2
+  exit 1
+fi
 # ---- end of benchmark harness smoke -------------------------------------------------------
 
 # ---- Faults on real processes (tests/faults) ---------------------------------------------

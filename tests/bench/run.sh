@@ -6,6 +6,10 @@
 #                                      # marked as a quick run; add --out FILE to keep it apart)
 #   bash tests/bench/run.sh --smoke    # tiny counts: checks that every phase works (what CI
 #                                      # runs); writes target/bench-smoke/, not BENCHMARKS.md
+#   bash tests/bench/run.sh --group    # the replicated group: three members of tenure, etcd
+#                                      # (defaults, and with tenure's 200 ms election) and
+#                                      # ZooKeeper + kazoo; replaces the group section of
+#                                      # BENCHMARKS.md (--smoke: tiny counts, no ZooKeeper)
 #   bash tests/bench/run.sh --compare DIR  # this build against another build's `tenure` and
 #                                      # `tenure-bench` in DIR, alternately; writes
 #                                      # target/release/bench-compare.md, not BENCHMARKS.md
@@ -30,6 +34,10 @@ if [ ${#need[@]} -gt 0 ]; then
     fi
 fi
 export PROTOC="${PROTOC:-$(command -v protoc || echo /usr/bin/protoc)}"
+# The group benchmark compares with a ZooKeeper ensemble too (not in its smoke run).
+case " $* " in
+    *" --group "*) case " $* " in *" --smoke "*) ;; *) bash tests/bench/zk-setup.sh ;; esac ;;
+esac
 
 # The `tenure` command (its `serve` is the server measured), the benchmark program, and the
 # failure-detector benchmark whose output the trade-off plot is drawn from.

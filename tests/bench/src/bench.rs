@@ -25,9 +25,9 @@ pub(crate) struct Opts {
     /// Where the report is written.
     out: PathBuf,
     /// Run the etcd side.
-    etcd: bool,
+    pub(crate) etcd: bool,
     /// The `tenure` command to use for `tenure serve`.
-    tenure: PathBuf,
+    pub(crate) tenure: PathBuf,
     /// Sessions phase: connections and sessions per connection.
     conns: usize,
     per_conn: usize,
@@ -1007,6 +1007,12 @@ pub fn main(a: &Args) -> i32 {
         eprintln!("written to {}", out.display());
         let _ = std::fs::remove_dir_all(&tmp);
         return 0;
+    }
+
+    if a.has("group") {
+        let code = group_main(&mut ctx, a, &source, &mach, &exe_dir, t_run);
+        let _ = std::fs::remove_dir_all(&tmp);
+        return code;
     }
 
     let mut blocks: Vec<(&str, (Duration, Option<f64>))> = vec![];
@@ -2006,4 +2012,106 @@ fn write_plots(
         note,
     )?;
     Ok(out)
+}
+
+/// Where the group report goes in BENCHMARKS.md: between these two lines (kept by the main
+/// run, which rewrites only the part before `---`).
+const GROUP_BEGIN: &str = "<!-- group-bench: begin (written by `tests/bench/run.sh --group`) -->";
+const GROUP_END: &str = "<!-- group-bench: end -->";
+
+/// `--group`: the replicated group against etcd and ZooKeeper clusters ([`crate::group`]).
+/// A full or quick run replaces the group section of BENCHMARKS.md (or writes `--out FILE`)
+/// and the failover plot; a smoke run writes under the build directory and prints
+/// `bench-smoke group: N passed, N failed`.
+fn group_main(
+    ctx: &mut Ctx,
+    a: &Args,
+    source: &str,
+    mach: &[(String, String)],
+    exe_dir: &Path,
+    t_run: Instant,
+) -> i32 {
+    let smoke = ctx.opts.quick == Scale::Smoke;
+    let g = crate::group::run(ctx, a);
+    let mut body = String::new();
+    let mut targets = vec![];
+    crate::group::report(&g, &mut body, &mut targets);
+    let date = sh("date", &["-u", "+%Y-%m-%d %H:%M UTC"]);
+    let mut text = format!(
+        "{GROUP_BEGIN}\n## The replicated group against etcd and ZooKeeper clusters (issue 14)\n\n\
+         `bash tests/bench/run.sh --group{}`, {source}, {date}, {:.0} s.\n\n",
+        match ctx.opts.quick {
+            Scale::Full => "",
+            Scale::Quick => " --quick",
+            Scale::Smoke => " --smoke",
+        },
+        t_run.elapsed().as_secs_f64()
+    );
+    for (k, v) in mach {
+        text.push_str(&format!("- {k}: {v}\n"));
+    }
+    text.push_str("\n| target | measured | met |\n|---|---|---|\n");
+    for (l, m, ok) in &targets {
+        text.push_str(&format!("| {l} | {m} | {} |\n", yes(*ok)));
+    }
+    text.push_str(&body);
+    text.push_str(&format!("\n{GROUP_END}\n"));
+    let plot = crate::group::plot(&g);
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let (out, plot_path) = if smoke {
+        let d = exe_dir.parent().unwrap_or(exe_dir).join("bench-smoke");
+        let _ = std::fs::create_dir_all(&d);
+        (d.join("group.md"), d.join("group-failover-cdf.svg"))
+    } else if a.has("out") {
+        let o = ctx.opts.out.clone();
+        let p = o.with_extension("svg");
+        (o, p)
+    } else {
+        (
+            repo.join("BENCHMARKS.md"),
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("plots/group-failover-cdf.svg"),
+        )
+    };
+    if let Err(e) = std::fs::write(&plot_path, plot) {
+        eprintln!("cannot write {}: {e}", plot_path.display());
+    }
+    print!("{text}");
+    let whole = if !smoke && !a.has("out") {
+        // Replace the section in BENCHMARKS.md (or append it).
+        let old = std::fs::read_to_string(&out).unwrap_or_default();
+        match (old.find(GROUP_BEGIN), old.find(GROUP_END)) {
+            (Some(b), Some(e)) if e > b => {
+                format!(
+                    "{}{}{}",
+                    &old[..b],
+                    text.trim_end(),
+                    &old[e + GROUP_END.len()..]
+                )
+            }
+            _ => format!("{}\n{text}", old.trim_end()),
+        }
+    } else {
+        text.clone()
+    };
+    if let Err(e) = std::fs::write(&out, whole) {
+        eprintln!("cannot write {}: {e}", out.display());
+        return 1;
+    }
+    eprintln!("written to {}", out.display());
+    if smoke {
+        let checks = crate::group::checks(&g);
+        let failed = checks.iter().filter(|(_, r)| r.is_err()).count();
+        for (n, r) in &checks {
+            match r {
+                Ok(()) => eprintln!("bench-smoke: ok   {n}"),
+                Err(e) => eprintln!("bench-smoke: FAIL {n}: {}", trunc(e)),
+            }
+        }
+        eprintln!(
+            "bench-smoke group: {} passed, {failed} failed",
+            checks.len() - failed
+        );
+        return i32::from(failed > 0);
+    }
+    0
 }

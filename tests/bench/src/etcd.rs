@@ -117,7 +117,8 @@ pub(crate) async fn connect(ep: &str) -> Client {
     let opts = ConnectOptions::new()
         .with_connect_timeout(Duration::from_secs(2))
         .with_timeout(Duration::from_secs(30));
-    match Client::connect([ep], Some(opts)).await {
+    // One endpoint, or a cluster's, comma-separated.
+    match Client::connect(ep.split(',').collect::<Vec<_>>(), Some(opts)).await {
         Ok(c) => c,
         Err(e) => crate::die(&format!("etcd connect {ep}: {e}")),
     }

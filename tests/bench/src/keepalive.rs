@@ -450,9 +450,9 @@ fn counts(q: Scale) -> Vec<usize> {
 }
 
 /// A running server with its generator.
-struct Live {
+pub(crate) struct Live {
     server_pid: u32,
-    gen: Child,
+    pub(crate) gen: Child,
     /// Keeps the server process alive (tenure's ServerProc or etcd).
     _keep: Box<dyn std::any::Any>,
 }
@@ -494,7 +494,19 @@ fn open_side(ctx: &mut Ctx, sys: usize, n: usize, side: &mut Side) -> Result<Liv
     })
 }
 
-fn round(l: &mut Live, warm_ms: u64, win_ms: u64) -> Result<Round, String> {
+impl Live {
+    /// A generator of the server `server_pid` whose process another owner keeps alive.
+    pub(crate) fn new(server_pid: u32, gen: Child) -> Live {
+        Live {
+            server_pid,
+            gen,
+            _keep: Box::new(()),
+        }
+    }
+}
+
+/// One closed-loop round: a warm-up, then a window of `win_ms` whose replies are counted.
+pub(crate) fn round(l: &mut Live, warm_ms: u64, win_ms: u64) -> Result<Round, String> {
     l.gen.send(&format!("run {warm_ms} {win_ms}"))?;
     let tmo = Duration::from_millis(warm_ms + 10_000);
     l.gen.line_starting("window-start", tmo)?;

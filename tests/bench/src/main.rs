@@ -4,6 +4,7 @@
 //! ```text
 //! cargo run --release -p tenure-bench [-- --quick | --smoke] [--out FILE] [--no-etcd]
 //!                                      [--tenure PATH] [--time-limit SECS] [--compare DIR [--rounds N]]
+//! cargo run --release -p tenure-bench -- --group [--quick | --smoke] [--trials N] [--systems LIST] [--zk]
 //! ```
 //!
 //! The program is an orchestrator: it starts the servers (`tenure serve`, or an embedded
@@ -20,11 +21,13 @@ mod child;
 mod elect;
 mod etcd;
 mod failover;
+mod group;
 mod keepalive;
 mod plots;
 mod raw;
 mod util;
 mod workers;
+mod zk;
 
 /// Ends a worker with a message on stderr and status 1.
 pub fn die(msg: &str) -> ! {
@@ -44,12 +47,16 @@ fn main() {
     if args.iter().any(|a| a == "-h" || a == "--help") {
         println!(
             "usage: tenure-bench [--quick | --smoke] [--out FILE] [--no-etcd] [--tenure PATH] [--time-limit SECS] [--compare DIR [--rounds N]]\n\
+             \x20      tenure-bench --group [--quick | --smoke] [--trials N] [--systems tenure,etcd,etcd-fast,zk] [--zk]\n\
              Measures tenure (and etcd) on this machine and writes BENCHMARKS.md (keeping its part\n\
              after the `---` line) and the plots in tests/bench/plots. --smoke: tiny counts,\n\
              checks that every phase works, writes target/bench-smoke/ and prints\n\
              `bench-smoke: N passed, N failed` (exit status 1 if any failed). --compare DIR: this\n\
              build against the `tenure` and `tenure-bench` of another build in DIR, alternately;\n\
-             writes bench-compare.md beside this program (or --out FILE)."
+             writes bench-compare.md beside this program (or --out FILE). --group: three-member\n\
+             tenure, etcd and ZooKeeper clusters side by side (lock+release, 64 clients, leader\n\
+             kill -9 trials, keep-alives with 100,000 sessions); replaces the group section of\n\
+             BENCHMARKS.md (smoke: target/bench-smoke/group.md, ZooKeeper only with --zk)."
         );
         return;
     }

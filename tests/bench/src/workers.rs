@@ -37,6 +37,7 @@ pub fn run(name: &str, a: &Args) {
         "tenure-ka" => crate::keepalive::tenure_worker(a),
         "etcd-ka" => crate::keepalive::etcd_worker(a),
         "tenure-cand" => crate::elect::tenure_worker(a),
+        "group-loop" => crate::group::loop_worker(a),
         "etcd-cand" => crate::elect::etcd_worker(a),
         other => crate::die(&format!("unknown worker {other:?}")),
     }
@@ -98,8 +99,10 @@ pub fn await_start() -> u64 {
     }
 }
 
+/// A client of `addr`: one endpoint, or a group's, comma-separated.
 fn client(addr: &str) -> Client {
-    Client::connect(ClientConfig::new([addr.to_string()]).session_ttl(CLIENT_TTL))
+    let eps: Vec<String> = addr.split(',').map(str::to_string).collect();
+    Client::connect(ClientConfig::new(eps).session_ttl(CLIENT_TTL))
         .unwrap_or_else(|e| crate::die(&format!("connect {addr}: {e}")))
 }
 
