@@ -798,6 +798,18 @@ fn the_same_seed_gives_the_same_run() {
     }
 }
 
+/// Seeds that once found a bug, kept so that those paths stay covered: 6211, a member elected
+/// leader while its own removal was in its log, which raft-rs left leading after applying
+/// it (and then panicked).
+#[test]
+fn regression_seeds() {
+    for seed in [6211] {
+        if let Err(v) = run(seed, &Params::default()) {
+            panic!("seed {seed}: {v}");
+        }
+    }
+}
+
 #[test]
 fn elections_hold_under_faults() {
     let (seeds, trace) = super::seeds_from_env(DEFAULT_SEEDS);
