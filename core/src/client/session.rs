@@ -122,7 +122,7 @@ pub(crate) struct Session {
     /// When to try opening a session next, while there is none.
     reopen_at: Option<Instant>,
     /// The pause before the next dial (a member said no leader is known: an election is
-    /// under way): see [`REDIRECT_PAUSE`].
+    /// under way): from [`REDIRECT_PAUSE_FIRST`], doubling up to [`REDIRECT_PAUSE`].
     dial_pause: Duration,
     /// "No leader" answers in a row (see [`REDIRECT_PAUSE_FIRST`]).
     no_leader: u32,
@@ -606,8 +606,10 @@ impl Session {
     }
 
     /// The member this connection reaches does not lead its group: go to the leader it
-    /// named (added to the endpoints if it was not one); otherwise (no leader known: an election under
-    /// way) to the next endpoint after [`REDIRECT_PAUSE`]. Requests in flight are resent
+    /// named (added to the endpoints if it was not one); otherwise (no leader known: an
+    /// election under way; or the named leader could not be reached last time) to the next
+    /// endpoint after a pause of [`REDIRECT_PAUSE_FIRST`] doubling up to [`REDIRECT_PAUSE`]
+    /// with each such answer in a row. Requests in flight are resent
     /// there with their ids (the server's reply window makes that safe); the lease counts
     /// the lost heartbeat as a failure, so a failover longer than it can bear shows as
     /// jeopardy, never as silence.

@@ -90,6 +90,11 @@ struct ConnState {
     sessions: BTreeSet<SessionId>,
     /// Since when the connection carries no session (`None` while it carries one).
     sessionless_since: Option<Instant>,
+    /// It was told this member does not lead: every later request on it is told so too,
+    /// even after this member is elected. The client resends what it had in flight, in
+    /// order, on its next connection; serving a later request here would apply it before an
+    /// earlier one refused here (a campaign before the resign sent ahead of it).
+    redirected: bool,
 }
 
 /// Who is answered when a proposed command is applied.
@@ -451,6 +456,7 @@ impl Node {
                 peer: None,
                 sessions: BTreeSet::new(),
                 sessionless_since: Some(now),
+                redirected: false,
             },
         );
     }
@@ -534,12 +540,14 @@ impl Node {
         (self.replica.leader(), self.replica.term())
     }
 
-    /// A connection to member `id` was refused: nothing listens where it was (see
-    /// [`Replica::leader_gone`]: when it led, the first of the other voters campaigns at
-    /// once). Returns whether this member campaigned.
+    /// Member `id`'s connection broke and a dial right after was refused: nothing listens
+    /// where it was (see [`Replica::leader_gone`]: when it led, the first of the other voters
+    /// campaigns at once; not a member catching up after it lost its data). Returns whether
+    /// this member campaigned.
     pub(crate) fn gone(&mut self, now: Instant, id: MemberId) -> bool {
         self.now = now;
-        let campaigned = self.join.is_none() && self.replica.leader_gone(id);
+        // A member catching up after it lost its data neither votes nor campaigns.
+        let campaigned = self.replicating() && self.replica.leader_gone(id);
         if campaigned {
             self.pump();
         }
@@ -1068,6 +1076,12 @@ impl Node {
                     },
                 );
             }
+            ClientMsg::Request { session, req, .. }
+                if greeted && self.conns.get(&c).is_some_and(|x| x.redirected) =>
+            {
+                let e = self.not_leader();
+                self.reply(c, session, req, Err(e));
+            }
             ClientMsg::Request { session, req, body } if greeted => {
                 self.request(c, session, req, body)
             }
@@ -1273,6 +1287,11 @@ impl Node {
     }
 
     fn reply(&mut self, c: usize, session: SessionId, req: u64, result: Result<Reply, ErrorReply>) {
+        if matches!(result, Err(ErrorReply::NotLeader { .. })) {
+            if let Some(conn) = self.conns.get_mut(&c) {
+                conn.redirected = true;
+            }
+        }
         self.send(
             c,
             ServerMsg::Reply {

@@ -54,7 +54,8 @@ struct Link {
     up: bool,
     /// When it completed.
     up_since: Option<Instant>,
-    /// Dials left at [`LINK_QUICK`] after a connection that had been up broke.
+    /// Dials left at [`LINK_QUICK`] after a connection that had been up broke; while some
+    /// are left, a refused dial tells the node the member is gone (once).
     quick: u8,
     out: Vec<u8>,
     next_dial: Instant,
@@ -706,14 +707,13 @@ impl Runtime {
             let addr = l.addr.to_socket_addrs().ok().and_then(|mut a| a.next());
             let stream = match addr.map(TcpStream::connect) {
                 Some(Ok(s)) => Some(s),
-                Some(Err(e)) if e.kind() == io::ErrorKind::ConnectionRefused => {
-                    // Refused at once (loopback often answers within the call): see
-                    // `link_broke`.
-                    let id = l.id;
-                    let _ = self.node.gone(now, id);
-                    None
+                Some(Err(e)) => {
+                    // Refused at once (loopback often answers within the call).
+                    let refused = e.kind() == io::ErrorKind::ConnectionRefused;
+                    self.dial_failed(i, now, refused);
+                    continue;
                 }
-                _ => None,
+                None => None,
             };
             let Some(mut stream) = stream else {
                 self.links[i].next_dial = now + LINK_RETRY;
@@ -872,20 +872,35 @@ impl Runtime {
                 .as_ref()
                 .and_then(|s| s.take_error().ok().flatten())
                 .is_some_and(|e| e.kind() == io::ErrorKind::ConnectionRefused);
-        let again = match l.up_since {
-            Some(t) if l.up && now.duration_since(t) >= LINK_RETRY => {
-                l.quick = LINK_QUICK_DIALS;
-                now
-            }
-            _ if l.quick > 0 => {
-                l.quick -= 1;
-                now + LINK_QUICK
-            }
-            _ => now + LINK_RETRY,
-        };
+        if matches!(l.up_since, Some(t) if l.up && now.duration_since(t) >= LINK_RETRY) {
+            // A connection that had been up a while broke: dial again at once.
+            l.quick = LINK_QUICK_DIALS;
+            self.reset_link(i, now, true);
+            return;
+        }
+        self.reset_link(i, now, true);
+        self.dial_failed(i, now, refused);
+    }
+
+    /// A dial of another member failed (`refused`: the connect was refused). Only a refusal
+    /// among the quick dials that follow the break of a connection that had been up tells
+    /// the node the member is gone (a member that can never dial its leader, through a
+    /// firewall or a wrong address, does not force elections); the next dial is
+    /// [`LINK_QUICK`] or [`LINK_RETRY`] away.
+    fn dial_failed(&mut self, i: usize, now: Instant, refused: bool) {
+        let l = &mut self.links[i];
         let id = l.id;
-        self.reset_link(i, again, true);
-        if refused {
+        let gone = refused && l.quick > 0;
+        if gone {
+            l.quick = 0;
+        }
+        l.next_dial = if l.quick > 0 {
+            l.quick -= 1;
+            now + LINK_QUICK
+        } else {
+            now + LINK_RETRY
+        };
+        if gone {
             let _ = self.node.gone(now, id);
         }
     }

@@ -800,10 +800,12 @@ fn the_same_seed_gives_the_same_run() {
 
 /// Seeds that once found a bug, kept so that those paths stay covered: 6211, a member elected
 /// leader while its own removal was in its log, which raft-rs left leading after applying
-/// it (and then panicked).
+/// it (and then panicked); 7301, a member refused a resign (not leader yet) and then, elected,
+/// served the campaign sent after it on the same connection: the client's resend applied the
+/// resign last, and the candidate was left unregistered while it believed it ran.
 #[test]
 fn regression_seeds() {
-    for seed in [6211] {
+    for seed in [6211, 7301] {
         if let Err(v) = run(seed, &Params::default()) {
             panic!("seed {seed}: {v}");
         }

@@ -1037,8 +1037,8 @@ impl World {
             Ev::TotalLoss => self.total_loss(sc),
             Ev::MemberChange => self.member_change(sc),
             Ev::Gone { to, id } => {
-                let live = self.server.members[id].node.is_none();
-                if !live || self.server.members[to].cut {
+                let still_down = self.server.members[id].node.is_none();
+                if !still_down || self.server.members[to].cut {
                     return; // restarted meanwhile, or the refusal cannot reach it
                 }
                 let now = self.member_now(to);
