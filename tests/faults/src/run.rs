@@ -184,6 +184,7 @@ impl World {
         loop {
             let m = &self.members[i];
             let mut cmd = Command::new(&self.bin);
+            dies_with_us(&mut cmd);
             cmd.args(["serve", "--id", &(i + 1).to_string(), "--listen", &m.listen])
                 .arg("--data")
                 .arg(&m.data)
@@ -251,6 +252,7 @@ impl World {
                 c
             }
         };
+        dies_with_us(&mut cmd);
         let seed = (self.seed ^ k as u64).to_string();
         let client_endpoints = self.client_proxies[k]
             .iter()
@@ -436,13 +438,28 @@ enum Lang {
     Node,
 }
 
+/// The process `cmd` starts is killed when this program ends, however it ends (a run stopped
+/// with a signal leaves no member, client or busy process behind). The fault loop and every
+/// start run on the main thread, whose end the kernel watches.
+fn dies_with_us(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+}
+
 /// A process spinning on a core until dropped.
 struct Busy(Child);
 
 impl Busy {
     fn start() -> Result<Busy, String> {
-        Command::new("sh")
-            .args(["-c", "while :; do :; done"])
+        let mut cmd = Command::new("sh");
+        dies_with_us(&mut cmd);
+        cmd.args(["-c", "while :; do :; done"])
             .spawn()
             .map(Busy)
             .map_err(|e| format!("busy process: {e}"))
