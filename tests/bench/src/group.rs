@@ -23,7 +23,8 @@
 //! - **failover**: a client locks and releases in a loop; the cluster's leader is sent
 //!   `kill -9`; the pause is from the kill to the end of the first lock+release *begun after*
 //!   it (so it includes one whole cycle, never a reply already in flight). The killed member
-//!   is restarted and the cluster given time to settle before the next trial. The clients
+//!   is restarted and the cluster given time to settle before the next trial. The systems
+//!   take turns five trials at a time, each with its own loop client running only then. The clients
 //!   report every session or lock they were told they lost (tenure `session_expired`,
 //!   `lock_lost`, `data_lost`; etcd a lease gone; ZooKeeper a session `LOST`): the target is
 //!   none;
@@ -333,12 +334,14 @@ impl Cluster {
             let prog = m.again.get_program().to_owned();
             let mut cmd = Command::new(prog);
             cmd.args(m.again.get_args());
-            // Append to the member's log rather than truncating it.
+            // A log of its own per start (`mN.<ns>.log`), beside the first.
             let log_again = m.log.with_extension(format!("{}.log", mono_ns()));
             let child = Child::spawn("member", cmd, Some(&log_again))?;
             let ok = match self.sys {
                 Sys::Tenure => child.line(Duration::from_secs(10)).is_ok(),
-                _ => true,
+                // etcd says nothing on stdout: it serves once it answers a status with a
+                // leader (it has rejoined the group).
+                _ => etcd_serves(&self.members[i].endpoint, Duration::from_secs(20)),
             };
             if ok {
                 self.members[i].child = Some(child);
@@ -355,6 +358,26 @@ impl Cluster {
             std::thread::sleep(Duration::from_millis(100)); // its port may still be held
         }
     }
+}
+
+/// Whether the etcd member at `ep` answers a status naming a leader within `limit`.
+fn etcd_serves(ep: &str, limit: Duration) -> bool {
+    let ep = ep.to_string();
+    crate::etcd::runtime(1).block_on(async move {
+        let end = Instant::now() + limit;
+        while Instant::now() < end {
+            let opts = etcd_client::ConnectOptions::new()
+                .with_connect_timeout(Duration::from_millis(500))
+                .with_timeout(Duration::from_secs(1));
+            if let Ok(mut c) = etcd_client::Client::connect([ep.clone()], Some(opts)).await {
+                if c.status().await.is_ok_and(|s| s.leader() != 0) {
+                    return true;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        false
+    })
 }
 
 /// Worker `group-loop`: `--sys tenure|etcd --endpoints LIST --name N [--call-ms MS]`
@@ -582,11 +605,9 @@ fn zk_script() -> PathBuf {
 
 /// One failover trial: returns the pause (ns) and appends what the client said it lost.
 fn failover_trial(cl: &mut Cluster, w: &Child, lost: &mut Vec<String>) -> Result<u64, String> {
-    let leader = cl.wait_leader(Duration::from_secs(30))?;
-    // Drain, then see the loop make progress before the kill.
-    while let Ok(l) = w.line(Duration::from_millis(1)) {
-        note_lost(&l, lost);
-    }
+    cl.wait_leader(Duration::from_secs(30))?;
+    // See the loop make progress, then let it run a while: the kill falls at any point of
+    // the leader's heartbeat period, not always the same one.
     let seen = Instant::now() + Duration::from_secs(10);
     loop {
         let l = w.line(Duration::from_secs(10))?;
@@ -598,8 +619,9 @@ fn failover_trial(cl: &mut Cluster, w: &Child, lost: &mut Vec<String>) -> Result
             return Err("the loop client made no progress before the kill".into());
         }
     }
-    // A kill at any point of the leader's heartbeat period, not always the same one.
     std::thread::sleep(Duration::from_nanos(200_000_000 + mono_ns() % 100_000_000));
+    // The leader as it is now (it may have moved since the last look).
+    let leader = cl.wait_leader(Duration::from_secs(10))?;
     let t_kill = mono_ns();
     cl.kill(leader);
     let end = Instant::now() + FAILOVER_TTL + Duration::from_secs(30);
@@ -860,39 +882,34 @@ pub fn run(ctx: &mut Ctx, a: &Args) -> GroupOut {
         eprintln!("[group] 64 clients: {}", o.sys.name());
         o.tput = tput(o.sys, c, 64, tsecs);
     }
-    // Failover: the loop clients stay up through every trial of their system.
-    let mut loops: Vec<Option<Child>> = vec![];
-    for (o, c) in outs.iter_mut().zip(&clusters) {
-        loops.push(match c {
-            Some(c) => match loop_client(o.sys, c, "failover") {
-                Ok(w) => Some(w),
+    // Failover: the systems take turns, a few trials at a time; a system's loop client runs
+    // only during its own trials (so that no other system's writes share the disk and the
+    // cores with them), and stays up through them, so that anything lost shows.
+    let per_turn = 5;
+    let mut t = 0;
+    while t < trials {
+        let n = per_turn.min(trials - t);
+        for (o, c) in outs.iter_mut().zip(clusters.iter_mut()) {
+            let Some(c) = c.as_mut() else { continue };
+            let mut w = match loop_client(o.sys, c, "failover") {
+                Ok(w) => w,
                 Err(e) => {
                     o.fail.push(Err(format!("loop client: {e}")));
-                    None
+                    continue;
                 }
-            },
-            None => None,
-        });
-    }
-    for t in 0..trials {
-        for ((o, c), w) in outs.iter_mut().zip(clusters.iter_mut()).zip(&loops) {
-            let (Some(c), Some(w)) = (c.as_mut(), w.as_ref()) else {
-                continue;
             };
-            eprintln!(
-                "[group] leader kill -9, trial {}/{trials}: {}",
-                t + 1,
-                o.sys.name()
-            );
-            let r = failover_trial(c, w, &mut o.lost);
-            if let Err(e) = &r {
-                eprintln!("[group]   failed: {e}");
+            for k in 0..n {
+                eprintln!(
+                    "[group] leader kill -9, trial {}/{trials}: {}",
+                    t + k + 1,
+                    o.sys.name()
+                );
+                let r = failover_trial(c, &w, &mut o.lost);
+                if let Err(e) = &r {
+                    eprintln!("[group]   failed: {e}");
+                }
+                o.fail.push(r);
             }
-            o.fail.push(r);
-        }
-    }
-    for (o, w) in outs.iter_mut().zip(loops) {
-        if let Some(mut w) = w {
             let _ = w.send("stop");
             let end = Instant::now() + Duration::from_secs(15);
             while let Ok(l) = w.line(end.saturating_duration_since(Instant::now())) {
@@ -903,6 +920,7 @@ pub fn run(ctx: &mut Ctx, a: &Args) -> GroupOut {
             }
             let _ = w.finish(Duration::from_secs(10));
         }
+        t += n;
     }
     // Keep-alives with many sessions: tenure and etcd (defaults), fresh clusters so that
     // the memory measured is the sessions'.
