@@ -29,19 +29,51 @@ pub struct Report {
 }
 
 /// A proxy in front of a member; while `cut` is set every connection through it is closed
-/// and new ones are closed at once.
+/// and new ones are closed at once. While `down` is set (its member is killed) it does not
+/// listen at all, so that a connection to it is refused, as one to a dead process's port on
+/// a live machine is (the members' fast failover acts on that refusal).
 struct Proxy {
     addr: String,
     cut: Arc<AtomicBool>,
+    down: Arc<AtomicBool>,
 }
 
 fn proxy(target: String) -> Result<Proxy, String> {
     let l = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("proxy: {e}"))?;
     let addr = l.local_addr().map_err(|e| e.to_string())?.to_string();
     let cut = Arc::new(AtomicBool::new(false));
-    let c = cut.clone();
+    let down = Arc::new(AtomicBool::new(false));
+    let (c, dn, at) = (cut.clone(), down.clone(), addr.clone());
     std::thread::spawn(move || {
-        for s in l.incoming().flatten() {
+        let mut listener = Some(l);
+        loop {
+            if dn.load(Ordering::Acquire) {
+                listener = None; // closed: connections are refused
+                std::thread::sleep(Duration::from_millis(1));
+                continue;
+            }
+            let l = match listener.take() {
+                Some(l) => l,
+                // Listening again on the same port (std sets SO_REUSEADDR).
+                None => match TcpListener::bind(&at) {
+                    Ok(l) => l,
+                    Err(_) => {
+                        std::thread::sleep(Duration::from_millis(5));
+                        continue;
+                    }
+                },
+            };
+            let _ = l.set_nonblocking(true);
+            let s = match l.accept() {
+                Ok((s, _)) => s,
+                Err(_) => {
+                    listener = Some(l);
+                    std::thread::sleep(Duration::from_millis(1));
+                    continue;
+                }
+            };
+            listener = Some(l);
+            let _ = s.set_nonblocking(false);
             if c.load(Ordering::Acquire) {
                 continue;
             }
@@ -78,7 +110,7 @@ fn proxy(target: String) -> Result<Proxy, String> {
             }
         }
     });
-    Ok(Proxy { addr, cut })
+    Ok(Proxy { addr, cut, down })
 }
 
 /// The fenced resource: accepts a write whose token is at least the highest it has seen for
@@ -215,6 +247,7 @@ impl World {
             }
             if !first.trim().is_empty() {
                 self.members[i].proc_ = Some(c);
+                self.proxies[i].down.store(false, Ordering::Release);
                 return Ok(());
             }
             let _ = c.kill();
@@ -227,6 +260,8 @@ impl World {
     }
 
     fn kill_member(&mut self, i: usize) {
+        // Its port refuses from the moment it dies (the proxy stands for it).
+        self.proxies[i].down.store(true, Ordering::Release);
         if let Some(mut c) = self.members[i].proc_.take() {
             let _ = c.kill();
             let _ = c.wait();
