@@ -667,6 +667,9 @@ fn note_lost(l: &str, lost: &mut Vec<String>) {
     }
 }
 
+/// How each system is set up, as the report says it.
+const SETUPS: &str = "Setups: tenure, three `tenure serve` members (fsync; raft tick 20 ms, elections after 200–400 ms without a leader). etcd 3.4.23, three members with its defaults (heartbeat 100 ms, election timeout 1 s), and the same with tenure's timing (`--heartbeat-interval 40 --election-timeout 200`); clients are the `etcd-client` crate's lock on a lease kept alive every TTL/3; the failover client moves to the next endpoint on a connection error and bounds each call by the election timeout (etcd answers a proposal dropped during an election only at its request timeout, 5 s + 2 × the election timeout). ZooKeeper 3.8.0 (Debian), three members with tickTime 200, initLimit 10, syncLimit 5, forceSync yes; clients are Python's kazoo 2.11 `Lock` recipe (64 clients: two processes of 32 threads). Session TTL, lease TTL and ZooKeeper session timeout 10 s in the failover trials. Keep-alives: the generator on CPU 1, the leader on CPU 0, as in the single-server phase's pinned condition.";
+
 /// Results of one system.
 pub struct SysOut {
     sys: Sys,
@@ -961,6 +964,7 @@ fn fail_samples(o: &SysOut) -> Vec<u64> {
 /// The report section (Markdown) and the targets met (label, figure, met).
 pub fn report(g: &GroupOut, r: &mut String, targets: &mut Vec<(String, String, bool)>) {
     let get = |s: Sys| g.systems.iter().find(|o| o.sys == s);
+    let _ = writeln!(r, "\n{SETUPS}");
     let _ = writeln!(r, "\n### Durable lock+release, three members\n");
     let _ = writeln!(
         r,
