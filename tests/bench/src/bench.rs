@@ -1846,13 +1846,7 @@ pub fn main(a: &Args) -> i32 {
                 Err(e) => Err(e.to_string()),
             },
         ));
-        let failed = checks.iter().filter(|c| c.1.is_err()).count();
-        for (n, c) in &checks {
-            match c {
-                Ok(()) => eprintln!("bench-smoke: ok   {n}"),
-                Err(e) => eprintln!("bench-smoke: FAIL {n}: {}", trunc(e)),
-            }
-        }
+        let failed = print_checks(&checks);
         eprintln!(
             "bench-smoke: run time {:.1} s",
             t_run.elapsed().as_secs_f64()
@@ -2014,6 +2008,18 @@ fn write_plots(
     Ok(out)
 }
 
+/// Prints a smoke run's checks, one line each (`bench-smoke: ok|FAIL NAME`); returns how
+/// many failed.
+fn print_checks(checks: &[(String, Result<(), String>)]) -> usize {
+    for (n, c) in checks {
+        match c {
+            Ok(()) => eprintln!("bench-smoke: ok   {n}"),
+            Err(e) => eprintln!("bench-smoke: FAIL {n}: {}", trunc(e)),
+        }
+    }
+    checks.iter().filter(|c| c.1.is_err()).count()
+}
+
 /// Where the group report goes in BENCHMARKS.md: between these two lines (kept by the main
 /// run, which rewrites only the part before `---`).
 const GROUP_BEGIN: &str = "<!-- group-bench: begin (written by `tests/bench/run.sh --group`) -->";
@@ -2100,13 +2106,7 @@ fn group_main(
     eprintln!("written to {}", out.display());
     if smoke {
         let checks = crate::group::checks(&g);
-        let failed = checks.iter().filter(|(_, r)| r.is_err()).count();
-        for (n, r) in &checks {
-            match r {
-                Ok(()) => eprintln!("bench-smoke: ok   {n}"),
-                Err(e) => eprintln!("bench-smoke: FAIL {n}: {}", trunc(e)),
-            }
-        }
+        let failed = print_checks(&checks);
         eprintln!(
             "bench-smoke group: {} passed, {failed} failed",
             checks.len() - failed
