@@ -52,10 +52,13 @@ pub fn parse(text: &str) -> Vec<Line> {
         .collect()
 }
 
-/// What the nemesis did to client processes, by pid: kills (time) and pauses (from, to).
+/// What the nemesis did to client processes, by pid: kills (times) and pauses (from, to).
+/// A pid is reused over a long run (pid_max is 32,768 here), so a pid can have several
+/// kills: a holder's death is the first kill of its pid at or after its grant (no other
+/// process has that pid while it lives).
 #[derive(Debug, Default)]
 pub struct ClientFaults {
-    pub killed: HashMap<u32, u64>,
+    pub killed: HashMap<u32, Vec<u64>>,
     pub paused: HashMap<u32, Vec<(u64, u64)>>,
 }
 
@@ -109,7 +112,10 @@ pub fn check(lines: &[Line], faults: &ClientFaults) -> Outcome {
     for (name, gs) in &per_name {
         for w in gs.windows(2) {
             let (a, b) = (w[0], w[1]);
-            let death = faults.killed.get(&a.pid).copied().filter(|d| *d >= a.t);
+            let death = faults
+                .killed
+                .get(&a.pid)
+                .and_then(|v| v.iter().copied().filter(|d| *d >= a.t).min());
             let end = [ended.get(&key(a)).copied(), death]
                 .into_iter()
                 .flatten()
@@ -207,8 +213,17 @@ mod tests {
         let paused = [l(10, 1, "G", "a", 5, ""), l(20, 2, "G", "a", 6, "")].join("\n");
         assert!(check(&parse(&paused), &f).violations.is_empty());
         let mut f = ClientFaults::default();
-        f.killed.insert(1, 15);
+        f.killed.insert(1, vec![15]);
         assert!(check(&parse(&paused), &f).violations.is_empty());
+        // Its pid reused by a process killed later: the holder's death is still its own.
+        f.killed.insert(1, vec![15, 90]);
+        assert!(check(&parse(&paused), &f).violations.is_empty());
+        f.killed.insert(1, vec![90, 5]);
+        assert_eq!(
+            check(&parse(&paused), &f).violations.len(),
+            1,
+            "killed after"
+        );
         assert_eq!(
             check(&parse(&paused), &ClientFaults::default())
                 .violations

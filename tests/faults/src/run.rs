@@ -323,7 +323,7 @@ impl World {
             let t = mono_ns();
             let _ = c.kill();
             let _ = c.wait();
-            self.faults.killed.insert(c.id(), t);
+            self.faults.killed.entry(c.id()).or_default().push(t);
         }
     }
 
@@ -652,6 +652,20 @@ pub fn run(a: &Args) -> Result<Report, String> {
         lines.extend(parsed);
     }
     let _ = std::fs::write(dir.join("nemesis.log"), w.log.join("\n"));
+    // What the checker knows of the client faults, for a later look: `K PID T` a kill,
+    // `P PID FROM TO` a pause (CLOCK_MONOTONIC ns).
+    let mut fl = String::new();
+    for (pid, ts) in &w.faults.killed {
+        for t in ts {
+            fl.push_str(&format!("K {pid} {t}\n"));
+        }
+    }
+    for (pid, ps) in &w.faults.paused {
+        for (a, b) in ps {
+            fl.push_str(&format!("P {pid} {a} {b}\n"));
+        }
+    }
+    let _ = std::fs::write(dir.join("faults.log"), fl);
     let out = check::check(&lines, &w.faults);
     let after_heal = lines
         .iter()
