@@ -410,6 +410,15 @@ pub fn loop_worker(a: &Args) {
     say("done");
 }
 
+/// A loop's lock+release begun at `t0` succeeded: `ready` after the first, then `c T0 T1`.
+fn cycle_done(first: &mut bool, t0: u64) {
+    let t1 = mono_ns();
+    if std::mem::take(first) {
+        say("ready");
+    }
+    say(&format!("c {t0} {t1}"));
+}
+
 fn tenure_loop(eps: Vec<String>, name: &str, stop: &AtomicBool) {
     let c = Client::connect(ClientConfig::new(eps).session_ttl(FAILOVER_TTL))
         .unwrap_or_else(|e| crate::die(&format!("connect: {e}")));
@@ -444,13 +453,7 @@ fn tenure_loop(eps: Vec<String>, name: &str, stop: &AtomicBool) {
             .lock(name, Duration::from_secs(10))
             .and_then(|l| l.release())
         {
-            Ok(()) => {
-                let t1 = mono_ns();
-                if std::mem::take(&mut first) {
-                    say("ready");
-                }
-                say(&format!("c {t0} {t1}"));
-            }
+            Ok(()) => cycle_done(&mut first, t0),
             Err(e) => {
                 say(&format!("err {e}"));
                 std::thread::sleep(Duration::from_millis(5));
@@ -530,13 +533,7 @@ fn etcd_loop(eps: Vec<String>, name: &str, call: Duration, stop: &AtomicBool) {
                 };
             }
             match r {
-                Ok(()) => {
-                    let t1 = mono_ns();
-                    if std::mem::take(&mut first) {
-                        say("ready");
-                    }
-                    say(&format!("c {t0} {t1}"));
-                }
+                Ok(()) => cycle_done(&mut first, t0),
                 Err(m) => {
                     say(&format!("err {}", m.replace('\n', " ")));
                     if m.contains("lease not found") {

@@ -1059,6 +1059,19 @@ mod tests {
         }
     }
 
+    impl Group {
+        /// Three members settled with a leader, and `n` commands committed.
+        fn with_commands(seed: u64, n: u64) -> Group {
+            let mut g = Group::new(3, seed);
+            g.run(Duration::from_secs(2));
+            for i in 0..n {
+                g.propose(&cmd(i)).unwrap();
+            }
+            g.run(Duration::from_millis(50));
+            g
+        }
+    }
+
     fn cmd(i: u64) -> Command {
         Command::Request {
             session: 1,
@@ -1099,12 +1112,7 @@ mod tests {
     #[test]
     fn a_leader_crash_elects_another_and_committed_commands_survive() {
         for seed in 0..20 {
-            let mut g = Group::new(3, seed);
-            g.run(Duration::from_secs(2));
-            for i in 0..20 {
-                g.propose(&cmd(i)).unwrap();
-            }
-            g.run(Duration::from_millis(50));
+            let mut g = Group::with_commands(seed, 20);
             let old = g.leaders()[0];
             let committed = g.applied[&old].clone();
             assert_eq!(committed.len(), 20);
@@ -1135,12 +1143,7 @@ mod tests {
     #[test]
     fn a_crashed_leader_whose_port_refuses_is_replaced_within_milliseconds() {
         for seed in 0..20 {
-            let mut g = Group::new(3, seed);
-            g.run(Duration::from_secs(2));
-            for i in 0..20 {
-                g.propose(&cmd(i)).unwrap();
-            }
-            g.run(Duration::from_millis(50));
+            let mut g = Group::with_commands(seed, 20);
             let old = g.leaders()[0];
             g.crash(old);
             let mut others: Vec<MemberId> =
