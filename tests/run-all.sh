@@ -185,6 +185,25 @@ if [ "$group_rc" -ne 0 ] || [ -z "$group_line" ]; then
   echo "bench-smoke group: the group benchmark failed (exit code $group_rc)" >&2
   exit 1
 fi
+# The retry benchmark (seed 000's claim, `tests/bench/run.sh --retry`) with tiny counts: the
+# plan, its simulation (the library's tests), the same outages on real processes through the
+# fault proxy, compared. Prints "bench-smoke retry: N passed, N failed".
+retry_dir="$PWD/target/bench-smoke/retry"
+mkdir -p "$retry_dir"
+retry_rc=0
+target/debug/tenure-bench --retry --smoke --plan-out "$retry_dir/plan.json" || retry_rc=$?
+TENURE_RETRY_PLAN="$retry_dir/plan.json" TENURE_RETRY_OUT="$retry_dir/sim.json" \
+  cargo test -p tenure --lib sim::retry::bench -- --ignored --exact || retry_rc=$?
+timeout 300 target/debug/tenure-bench --retry --smoke --tenure target/release/tenure \
+  --plan "$retry_dir/plan.json" --sim "$retry_dir/sim.json" 2>&1 \
+  | tee target/bench-smoke-retry-output.txt || retry_rc=${PIPESTATUS[0]}
+retry_line=$(grep -E '^bench-smoke retry: [0-9]+ passed, [0-9]+ failed$' target/bench-smoke-retry-output.txt | tail -n 1 || true)
+echo
+echo "${retry_line:-bench-smoke retry: 0 passed, 1 failed}"
+if [ "$retry_rc" -ne 0 ] || [ -z "$retry_line" ]; then
+  echo "bench-smoke retry: the retry benchmark failed (exit code $retry_rc)" >&2
+  exit 1
+fi
 # ---- end of benchmark harness smoke -------------------------------------------------------
 
 # ---- Faults on real processes (tests/faults) ---------------------------------------------

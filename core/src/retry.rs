@@ -17,6 +17,7 @@
 //! the caller owns, so schedules are reproducible in tests and in the simulation.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// What a policy knows when it is asked for the next gap.
@@ -157,6 +158,132 @@ impl RetryPolicy for Fixed {
     }
 }
 
+/// A policy from its written form, as the benchmarks and the plans they share write it:
+/// `inverse`, `exponential` or `fixed`, optionally followed by `:` and comma-separated
+/// `name=value` parameters (durations with a unit: `ns`, `us`, `ms` or `s`):
+/// `inverse:first=0.5,floor=20ms,jitter=0.05`, `exponential:initial=100ms,cap=5s`,
+/// `fixed:gap=200ms`. Parameters left out keep their defaults. The [`fmt::Display`] of each
+/// policy writes this form with every parameter.
+pub fn parse(spec: &str) -> Result<Arc<dyn RetryPolicy>, String> {
+    let (kind, params) = spec.split_once(':').unwrap_or((spec, ""));
+    let mut pairs = Vec::new();
+    for p in params.split(',').filter(|p| !p.trim().is_empty()) {
+        let (k, v) = p
+            .split_once('=')
+            .ok_or_else(|| format!("retry policy {spec:?}: parameter {p:?} is not name=value"))?;
+        pairs.push((k.trim(), v.trim()));
+    }
+    let bad = |k: &str| format!("retry policy {spec:?}: unknown parameter {k:?}");
+    let ratio = |k: &str, v: &str| -> Result<f64, String> {
+        v.parse::<f64>()
+            .ok()
+            .filter(|x| x.is_finite() && (0.0..=1.0).contains(x))
+            .ok_or_else(|| format!("retry policy {spec:?}: {k}={v:?} is not a number in [0, 1]"))
+    };
+    let dur = |k: &str, v: &str| -> Result<Duration, String> {
+        parse_duration(v).ok_or_else(|| {
+            format!("retry policy {spec:?}: {k}={v:?} is not a duration such as 20ms")
+        })
+    };
+    match kind.trim() {
+        "inverse" => {
+            let mut p = InverseExponential::default();
+            for (k, v) in pairs {
+                match k {
+                    "first" => p.first_fraction = ratio(k, v)?,
+                    "floor" => p.floor = dur(k, v)?,
+                    "jitter" => p.jitter = ratio(k, v)?,
+                    _ => return Err(bad(k)),
+                }
+            }
+            Ok(Arc::new(p))
+        }
+        "exponential" => {
+            let mut p = Exponential::default();
+            for (k, v) in pairs {
+                match k {
+                    "initial" => p.initial = dur(k, v)?,
+                    "cap" => p.cap = dur(k, v)?,
+                    "jitter" => p.jitter = ratio(k, v)?,
+                    _ => return Err(bad(k)),
+                }
+            }
+            Ok(Arc::new(p))
+        }
+        "fixed" => {
+            let mut p = Fixed::default();
+            for (k, v) in pairs {
+                match k {
+                    "gap" => p.gap = dur(k, v)?,
+                    "jitter" => p.jitter = ratio(k, v)?,
+                    _ => return Err(bad(k)),
+                }
+            }
+            Ok(Arc::new(p))
+        }
+        other => Err(format!(
+            "retry policy {spec:?}: {other:?} is not inverse, exponential or fixed"
+        )),
+    }
+}
+
+/// `20ms`, `1.5s`, `250us`, `100ns`: a duration of at most a day; `None` otherwise.
+fn parse_duration(v: &str) -> Option<Duration> {
+    let split = v.find(|c: char| c.is_ascii_alphabetic())?;
+    let (num, unit) = v.split_at(split);
+    let x: f64 = num
+        .trim()
+        .parse()
+        .ok()
+        .filter(|x: &f64| x.is_finite() && *x >= 0.0)?;
+    let secs = match unit {
+        "ns" => x / 1e9,
+        "us" => x / 1e6,
+        "ms" => x / 1e3,
+        "s" => x,
+        _ => return None,
+    };
+    (secs <= 86_400.0).then(|| Duration::from_secs_f64(secs))
+}
+
+/// A duration written as [`parse`] reads it, exactly (in nanoseconds when needed).
+fn write_duration(f: &mut fmt::Formatter<'_>, d: Duration) -> fmt::Result {
+    let ns = d.as_nanos();
+    if ns % 1_000_000 == 0 {
+        write!(f, "{}ms", ns / 1_000_000)
+    } else if ns % 1_000 == 0 {
+        write!(f, "{}us", ns / 1_000)
+    } else {
+        write!(f, "{ns}ns")
+    }
+}
+
+impl fmt::Display for InverseExponential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "inverse:first={},floor=", self.first_fraction)?;
+        write_duration(f, self.floor)?;
+        write!(f, ",jitter={}", self.jitter)
+    }
+}
+
+impl fmt::Display for Exponential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("exponential:initial=")?;
+        write_duration(f, self.initial)?;
+        f.write_str(",cap=")?;
+        write_duration(f, self.cap)?;
+        write!(f, ",jitter={}", self.jitter)
+    }
+}
+
+impl fmt::Display for Fixed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("fixed:gap=")?;
+        write_duration(f, self.gap)?;
+        write!(f, ",jitter={}", self.jitter)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -260,5 +387,63 @@ mod tests {
         assert!(InverseExponential::default()
             .schedule(ctx, now, now, &mut rng)
             .is_none());
+    }
+
+    #[test]
+    fn written_forms_round_trip_and_bad_ones_say_what_is_wrong() {
+        let e = Exponential {
+            initial: Duration::from_micros(7_812),
+            ..Default::default()
+        };
+        let inv = InverseExponential {
+            first_fraction: 0.35,
+            floor: Duration::from_nanos(1_500),
+            jitter: 0.0,
+        };
+        let fixed = Fixed::default();
+        for (written, debug) in [
+            (inv.to_string(), format!("{inv:?}")),
+            (e.to_string(), format!("{e:?}")),
+            (fixed.to_string(), format!("{fixed:?}")),
+        ] {
+            // What is read back from the written form is the same policy.
+            assert_eq!(
+                format!("{:?}", parse(&written).unwrap()),
+                debug,
+                "{written}"
+            );
+        }
+        assert_eq!(inv.to_string(), "inverse:first=0.35,floor=1500ns,jitter=0");
+        assert_eq!(
+            e.to_string(),
+            "exponential:initial=7812us,cap=5000ms,jitter=0.05"
+        );
+        let f = parse("fixed:gap=1.5s,jitter=0").unwrap();
+        let mut rng = fastrand::Rng::with_seed(1);
+        let now = Instant::now();
+        let ctx = RetryContext {
+            attempt: 3,
+            remaining_at_failure: Duration::from_secs(10),
+            remaining: Duration::from_secs(10),
+        };
+        let at = f.schedule(ctx, now, now + Duration::from_secs(10), &mut rng);
+        assert_eq!(at, Some(now + Duration::from_millis(1500)));
+        assert_eq!(
+            format!("{:?}", parse("inverse").unwrap()),
+            format!("{:?}", InverseExponential::default())
+        );
+        for (bad, says) in [
+            ("linear", "is not inverse, exponential or fixed"),
+            ("fixed:gap", "is not name=value"),
+            ("fixed:gap=20", "is not a duration"),
+            ("fixed:gap=-1ms", "is not a duration"),
+            ("fixed:gap=2days", "is not a duration"),
+            ("inverse:first=2", "is not a number in [0, 1]"),
+            ("inverse:first=NaN", "is not a number in [0, 1]"),
+            ("exponential:step=1ms", "unknown parameter"),
+        ] {
+            let err = parse(bad).unwrap_err();
+            assert!(err.contains(says), "{bad}: {err}");
+        }
     }
 }

@@ -10,6 +10,10 @@
 #                                      # (defaults, and with tenure's 200 ms election) and
 #                                      # ZooKeeper + kazoo; replaces the group section of
 #                                      # BENCHMARKS.md (--smoke: tiny counts, no ZooKeeper)
+#   bash tests/bench/run.sh --retry    # retry policies through outages (seed 000's claim): the
+#                                      # simulation (cargo test, 10,000 sessions per policy)
+#                                      # and real processes through a fault proxy; replaces
+#                                      # the retry section of BENCHMARKS.md (--smoke: tiny)
 #   bash tests/bench/run.sh --compare DIR  # this build against another build's `tenure` and
 #                                      # `tenure-bench` in DIR, alternately; writes
 #                                      # target/release/bench-compare.md, not BENCHMARKS.md
@@ -43,4 +47,18 @@ esac
 # failure-detector benchmark whose output the trade-off plot is drawn from.
 cargo build --release -p tenure -p tenure-bench
 cargo build --release -p tenure --example detector_bench
-exec "${CARGO_TARGET_DIR:-target}/release/tenure-bench" "$@"
+bin="${CARGO_TARGET_DIR:-target}/release"
+case " $* " in
+    *" --retry "*)
+        # The plan (policies, tuned parameters, outages), the simulation of it (the real
+        # session and node, in the library's tests), then the real run and the report.
+        out="${CARGO_TARGET_DIR:-target}/retry-bench"
+        mkdir -p "$out"
+        out=$(cd "$out" && pwd)
+        "$bin/tenure-bench" "$@" --plan-out "$out/plan.json"
+        TENURE_RETRY_PLAN="$out/plan.json" TENURE_RETRY_OUT="$out/sim.json" \
+            cargo test --release -p tenure --lib sim::retry::bench -- --ignored --exact --nocapture
+        exec "$bin/tenure-bench" "$@" --plan "$out/plan.json" --sim "$out/sim.json"
+        ;;
+esac
+exec "$bin/tenure-bench" "$@"

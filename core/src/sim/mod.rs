@@ -36,6 +36,7 @@
 
 mod elections;
 mod locks;
+mod retry;
 
 use crate::client::session::{DialInfo, Io, Session};
 use crate::client::{ClientConfig, Shared};
@@ -545,6 +546,26 @@ pub(crate) struct World {
     pub(crate) trace: bool,
     /// Faults have stopped: no more pauses, partitions or crashes start.
     pub(crate) healed: bool,
+    /// A fault of the path between every client and the servers, while it lasts
+    /// ([`World::begin_outage`]).
+    pub(crate) outage: Option<Outage>,
+    /// Counts what clients send toward the servers, when a scenario wants it.
+    pub(crate) tap: Option<retry::Tap>,
+    /// A run that takes more events than this is stuck (default [`MAX_EVENTS`]).
+    pub(crate) max_events: u64,
+}
+
+/// A fault of the path between every client and the servers (the retry benchmark's
+/// outages; the servers themselves run on).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outage {
+    /// Nothing listens (the server is gone): connections are reset, dials refused at once.
+    Refused,
+    /// Every message either way is lost; connections stay open; dials are never answered.
+    BlackHole,
+    /// The servers answer late (overloaded): every message to a client takes this many
+    /// nanoseconds more, in order.
+    Slow(u64),
 }
 
 /// A run that takes more events than this is stuck.
@@ -623,6 +644,9 @@ impl World {
             violation: None,
             trace,
             healed: false,
+            outage: None,
+            tap: None,
+            max_events: MAX_EVENTS,
         };
         for m in 0..group {
             let node = w.start_node(m);
@@ -883,8 +907,9 @@ impl World {
             self.now = item.at;
             self.clock.set(Duration::from_nanos(self.now));
             self.stats.events += 1;
-            if self.stats.events > MAX_EVENTS {
-                self.fail("stuck", format!("more than {MAX_EVENTS} events"));
+            if self.stats.events > self.max_events {
+                let max = self.max_events;
+                self.fail("stuck", format!("more than {max} events"));
             } else {
                 self.handle(sc, item.ev);
                 sc.check(self);
@@ -1136,6 +1161,31 @@ impl World {
 
     // ---- the network ---------------------------------------------------------------------
 
+    /// The path between the clients and the servers fails as `o` says until
+    /// [`World::end_outage`]. A refusing path resets every connection (the clients notice
+    /// within a millisecond, as a closed socket tells them).
+    pub(crate) fn begin_outage(&mut self, o: Outage) {
+        self.trace(|| format!("outage begins: {o:?}"));
+        self.outage = Some(o);
+        if o == Outage::Refused {
+            for conn in 0..self.conns.len() {
+                if self.conns[conn].alive {
+                    self.server_close(conn);
+                    if !self.conns[conn].dropped {
+                        let d = self.rng.u64(0..=MS);
+                        self.push(self.now + d, Ev::Broken { conn });
+                    }
+                }
+            }
+        }
+    }
+
+    /// The path works again (what was lost stays lost; what is late arrives).
+    pub(crate) fn end_outage(&mut self) {
+        self.trace(|| "outage ends".into());
+        self.outage = None;
+    }
+
     fn delay(&mut self) -> u64 {
         if self.rng.f64() < self.faults.p_slow {
             ms_range(&mut self.rng, 100, 1000)
@@ -1190,7 +1240,12 @@ impl World {
             self.reset(conn);
             return false;
         }
-        let d = self.delay();
+        let mut d = self.delay();
+        match self.outage {
+            Some(Outage::BlackHole) => return true, // sent, and lost on the way
+            Some(Outage::Slow(late)) if !to_server => d += late,
+            _ => {}
+        }
         let k = &mut self.conns[conn];
         let last = if to_server {
             &mut k.last_to_server
@@ -2050,7 +2105,11 @@ impl World {
                     after,
                 } => {
                     self.stats.dials += 1;
+                    if let Some(t) = self.tap.as_mut() {
+                        t.count(self.now, c);
+                    }
                     self.trace(|| format!("client {c} dials (attempt {attempt}, from {start})"));
+                    let refused = self.outage == Some(Outage::Refused);
                     // The endpoints in turn from `start`: a member that is down refuses at
                     // once (a millisecond or two each), the first one up is connected to.
                     let n = endpoints.len().max(1);
@@ -2066,10 +2125,11 @@ impl World {
                         // A member down refuses the connection; one that does not serve yet
                         // refuses the handshake: either way the dial goes on to the next.
                         let welcomes = |m: usize| {
-                            self.server.members[m]
-                                .node
-                                .as_ref()
-                                .is_some_and(|n| n.welcomes())
+                            !refused
+                                && self.server.members[m]
+                                    .node
+                                    .as_ref()
+                                    .is_some_and(|n| n.welcomes())
                         };
                         match m {
                             Some(m) if welcomes(m) => {
@@ -2106,7 +2166,8 @@ impl World {
                     // A step of the client's time, in real time (the skew is tiny).
                     let timeout = at + step.as_nanos() as u64;
                     self.push(timeout, Ev::DialTimeout { conn });
-                    if !self.clients[c].partitioned {
+                    let black_hole = self.outage == Some(Outage::BlackHole);
+                    if !self.clients[c].partitioned && !black_hole {
                         let d = self.delay();
                         self.push(at + d, Ev::Accept { conn });
                     }
@@ -2114,6 +2175,11 @@ impl World {
                 Io::Send { conn, msg } => match self.clients[c].conns.get(&conn) {
                     Some(&k) => {
                         self.trace(|| format!("client {c} -> conn {k}: {msg:?}"));
+                        if self.conns[k].alive {
+                            if let Some(t) = self.tap.as_mut() {
+                                t.count(self.now, c);
+                            }
+                        }
                         self.send_to_server(k, msg);
                     }
                     None => self.trace(|| format!("client {c} -> gone attempt {conn}: {msg:?}")),

@@ -1009,6 +1009,12 @@ pub fn main(a: &Args) -> i32 {
         return 0;
     }
 
+    if a.has("retry") {
+        let code = retry_main(&mut ctx, a, &source, &mach, &exe_dir, t_run);
+        let _ = std::fs::remove_dir_all(&tmp);
+        return code;
+    }
+
     if a.has("group") {
         let code = group_main(&mut ctx, a, &source, &mach, &exe_dir, t_run);
         let _ = std::fs::remove_dir_all(&tmp);
@@ -2082,28 +2088,11 @@ fn group_main(
         eprintln!("cannot write {}: {e}", plot_path.display());
     }
     print!("{text}");
-    let whole = if !smoke && !a.has("out") {
-        // Replace the section in BENCHMARKS.md (or append it).
-        let old = std::fs::read_to_string(&out).unwrap_or_default();
-        match (old.find(GROUP_BEGIN), old.find(GROUP_END)) {
-            (Some(b), Some(e)) if e > b => {
-                format!(
-                    "{}{}{}",
-                    &old[..b],
-                    text.trim_end(),
-                    &old[e + GROUP_END.len()..]
-                )
-            }
-            _ => format!("{}\n{text}", old.trim_end()),
-        }
-    } else {
-        text.clone()
-    };
-    if let Err(e) = std::fs::write(&out, whole) {
-        eprintln!("cannot write {}: {e}", out.display());
+    let section = !smoke && !a.has("out");
+    if let Err(e) = write_section(&out, section, GROUP_BEGIN, GROUP_END, &text) {
+        eprintln!("{e}");
         return 1;
     }
-    eprintln!("written to {}", out.display());
     if smoke {
         let checks = crate::group::checks(&g);
         let failed = print_checks(&checks);
@@ -2114,4 +2103,116 @@ fn group_main(
         return i32::from(failed > 0);
     }
     0
+}
+
+/// Writes `text` to `out`: as the section between `begin` and `end` of the file when
+/// `section` (replacing it, or appended when the file has none), else as the whole file.
+fn write_section(
+    out: &Path,
+    section: bool,
+    begin: &str,
+    end: &str,
+    text: &str,
+) -> Result<(), String> {
+    let whole = if section {
+        let old = std::fs::read_to_string(out).unwrap_or_default();
+        match (old.find(begin), old.find(end)) {
+            (Some(b), Some(e)) if e > b => {
+                format!("{}{}{}", &old[..b], text.trim_end(), &old[e + end.len()..])
+            }
+            _ => format!("{}\n\n{text}", old.trim_end()),
+        }
+    } else {
+        text.to_string()
+    };
+    std::fs::write(out, whole).map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+    eprintln!("written to {}", out.display());
+    Ok(())
+}
+
+/// Where the retry report goes in BENCHMARKS.md.
+const RETRY_BEGIN: &str = "<!-- retry-bench: begin (written by `tests/bench/run.sh --retry`) -->";
+const RETRY_END: &str = "<!-- retry-bench: end -->";
+
+/// `--retry`: seed 000's claim ([`crate::retry`]). A full or quick run replaces the retry
+/// section of BENCHMARKS.md (or writes `--out FILE`) and the plots; a smoke run writes under
+/// the build directory and prints `bench-smoke retry: N passed, N failed`.
+fn retry_main(
+    ctx: &mut Ctx,
+    a: &Args,
+    source: &str,
+    mach: &[(String, String)],
+    exe_dir: &Path,
+    t_run: Instant,
+) -> i32 {
+    let scale = ctx.opts.quick;
+    let smoke = scale == Scale::Smoke;
+    let o = crate::retry::run(ctx, a, scale);
+    let mut body = String::new();
+    crate::retry::report(&o, &mut body);
+    let date = sh("date", &["-u", "+%Y-%m-%d %H:%M UTC"]);
+    let mut text = format!(
+        "{RETRY_BEGIN}\n## Retry policies through outages: seed 000's claim measured (issue 15)\n\n\
+         `bash tests/bench/run.sh --retry{}`, {source}, {date}, {:.0} s (simulation and real run).\n\n",
+        match scale {
+            Scale::Full => "",
+            Scale::Quick => " --quick",
+            Scale::Smoke => " --smoke",
+        },
+        t_run.elapsed().as_secs_f64()
+    );
+    for (k, v) in mach {
+        text.push_str(&format!("- {k}: {v}\n"));
+    }
+    text.push('\n');
+    for e in &o.errors {
+        text.push_str(&format!("**Error:** {e}\n\n"));
+    }
+    text.push_str(&body);
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let smoke_dir = exe_dir.parent().unwrap_or(exe_dir).join("bench-smoke");
+    let plot_dir = if smoke || a.has("out") {
+        smoke_dir.clone()
+    } else {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("plots")
+    };
+    let _ = std::fs::create_dir_all(&plot_dir);
+    let plots = crate::retry::plots(&o);
+    if !plots.is_empty() {
+        text.push_str("\nPlots: ");
+        let names: Vec<String> = plots
+            .iter()
+            .map(|(n, _)| format!("[{n}](tests/bench/plots/{n})"))
+            .collect();
+        text.push_str(&names.join(", "));
+        text.push('\n');
+    }
+    for (n, svg) in &plots {
+        if let Err(e) = std::fs::write(plot_dir.join(n), svg) {
+            eprintln!("cannot write {n}: {e}");
+        }
+    }
+    text.push_str(&format!("\n{RETRY_END}\n"));
+    let out = if smoke {
+        smoke_dir.join("retry.md")
+    } else if a.has("out") {
+        ctx.opts.out.clone()
+    } else {
+        repo.join("BENCHMARKS.md")
+    };
+    print!("{text}");
+    if let Err(e) = write_section(&out, !smoke && !a.has("out"), RETRY_BEGIN, RETRY_END, &text) {
+        eprintln!("{e}");
+        return 1;
+    }
+    if smoke {
+        let checks = crate::retry::checks(&o);
+        let failed = print_checks(&checks);
+        eprintln!(
+            "bench-smoke retry: {} passed, {failed} failed",
+            checks.len() - failed
+        );
+        return i32::from(failed > 0);
+    }
+    i32::from(!o.errors.is_empty())
 }

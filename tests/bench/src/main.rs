@@ -24,7 +24,9 @@ mod failover;
 mod group;
 mod keepalive;
 mod plots;
+mod proxy;
 mod raw;
+mod retry;
 mod util;
 mod workers;
 mod zk;
@@ -61,6 +63,22 @@ fn main() {
         return;
     }
     let a = util::Args::parse(&args);
+    if a.has("retry") && a.has("plan-out") {
+        // The plan the simulation runs (tests/bench/run.sh --retry writes it first).
+        let scale = if a.has("smoke") {
+            util::Scale::Smoke
+        } else if a.has("quick") {
+            util::Scale::Quick
+        } else {
+            util::Scale::Full
+        };
+        let plan = serde_json::to_string_pretty(&retry::plan(scale)).expect("a plan");
+        if let Err(e) = std::fs::write(a.str("plan-out"), plan) {
+            eprintln!("cannot write the plan: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
     let code = bench::main(&a);
     std::process::exit(code);
 }

@@ -396,3 +396,197 @@ mod tests {
         assert!(svg.contains("polyline"));
     }
 }
+
+/// One series of a [`lines`] chart.
+#[derive(Clone, Debug)]
+pub struct Line {
+    pub name: String,
+    /// Index into [`COLOURS`].
+    pub colour: usize,
+    pub dashed: bool,
+    /// A dot at every point (for few points, such as a parameter sweep).
+    pub markers: bool,
+    pub points: Vec<(f64, f64)>,
+}
+
+/// An axis, linear or logarithmic, from the data's range onto `[a, b]` pixels.
+struct Axis {
+    log: bool,
+    lo: f64,
+    hi: f64,
+    a: f64,
+    b: f64,
+}
+
+impl Axis {
+    fn of(values: impl Iterator<Item = f64>, log: bool, a: f64, b: f64) -> Axis {
+        let v: Vec<f64> = values
+            .filter(|x| x.is_finite() && (!log || *x > 0.0))
+            .collect();
+        let (mut lo, mut hi) = (
+            v.iter().copied().fold(f64::INFINITY, f64::min),
+            v.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+        );
+        if !lo.is_finite() {
+            (lo, hi) = (1.0, 10.0);
+        }
+        if log {
+            lo = 10f64.powf(lo.log10().floor());
+            hi = 10f64.powf(hi.log10().ceil()).max(lo * 10.0);
+        } else {
+            lo = lo.min(0.0);
+            if hi <= lo {
+                hi = lo + 1.0;
+            }
+            hi += (hi - lo) * 0.05;
+        }
+        Axis { log, lo, hi, a, b }
+    }
+    fn map(&self, v: f64) -> f64 {
+        let f = if self.log {
+            (v.max(self.lo).ln() - self.lo.ln()) / (self.hi.ln() - self.lo.ln())
+        } else {
+            (v - self.lo) / (self.hi - self.lo)
+        };
+        self.a + f.clamp(0.0, 1.0) * (self.b - self.a)
+    }
+    /// Tick values: powers of ten (log) or about eight round steps (linear).
+    fn ticks(&self) -> Vec<f64> {
+        if self.log {
+            let mut v = vec![];
+            let mut d = self.lo;
+            while d <= self.hi * 1.0001 {
+                v.push(d);
+                d *= 10.0;
+            }
+            v
+        } else {
+            let raw = (self.hi - self.lo) / 8.0;
+            let mag = 10f64.powf(raw.log10().floor());
+            let step = [1.0, 2.0, 5.0, 10.0]
+                .iter()
+                .map(|m| m * mag)
+                .find(|s| *s >= raw)
+                .unwrap_or(mag * 10.0);
+            let mut v = vec![];
+            let mut t = (self.lo / step).ceil() * step;
+            while t <= self.hi + 1e-9 {
+                v.push(t);
+                t += step;
+            }
+            v
+        }
+    }
+}
+
+fn fmt_tick(v: f64) -> String {
+    if v.abs() >= 1000.0 || v == v.trunc() {
+        format!("{v:.0}")
+    } else {
+        format!("{v}")
+    }
+}
+
+/// Lines (or points joined by lines) on linear or logarithmic axes (`log`: x, y), with a
+/// legend on the right.
+pub fn lines(
+    title: &str,
+    xlabel: &str,
+    ylabel: &str,
+    log: (bool, bool),
+    series: &[Line],
+) -> String {
+    let right = TW - LEGEND;
+    let x = Axis::of(
+        series.iter().flat_map(|s| s.points.iter().map(|p| p.0)),
+        log.0,
+        L,
+        right - R,
+    );
+    let y = Axis::of(
+        series.iter().flat_map(|s| s.points.iter().map(|p| p.1)),
+        log.1,
+        H - B,
+        T,
+    );
+    let mut s = header(title, TW);
+    for v in x.ticks() {
+        let px = x.map(v);
+        let _ = writeln!(
+            s,
+            r##"<line x1="{px:.1}" y1="{T}" x2="{px:.1}" y2="{}" stroke="#ddd"/><text x="{px:.1}" y="{}" text-anchor="middle">{}</text>"##,
+            H - B,
+            H - B + 18.0,
+            fmt_tick(v)
+        );
+    }
+    for v in y.ticks() {
+        let py = y.map(v);
+        let _ = writeln!(
+            s,
+            r##"<line x1="{L}" y1="{py:.1}" x2="{}" y2="{py:.1}" stroke="#ddd"/><text x="{}" y="{:.1}" text-anchor="end">{}</text>"##,
+            right - R,
+            L - 6.0,
+            py + 4.0,
+            fmt_tick(v)
+        );
+    }
+    let _ = writeln!(
+        s,
+        r#"<rect x="{L}" y="{T}" width="{}" height="{}" fill="none" stroke="black"/>"#,
+        right - R - L,
+        H - B - T
+    );
+    let _ = writeln!(
+        s,
+        r#"<text x="{}" y="{}" text-anchor="middle">{}</text>"#,
+        (L + right - R) / 2.0,
+        H - 18.0,
+        esc(xlabel)
+    );
+    let _ = writeln!(
+        s,
+        r#"<text x="18" y="{0}" text-anchor="middle" transform="rotate(-90 18 {0})">{1}</text>"#,
+        (T + H - B) / 2.0,
+        esc(ylabel)
+    );
+    for (i, l) in series.iter().enumerate() {
+        let c = COLOURS[l.colour % COLOURS.len()];
+        let dash = if l.dashed {
+            r#" stroke-dasharray="6 4""#
+        } else {
+            ""
+        };
+        let mut pts = String::new();
+        for (px, py) in &l.points {
+            let _ = write!(pts, "{:.1},{:.1} ", x.map(*px), y.map(*py));
+        }
+        let _ = writeln!(
+            s,
+            r#"<polyline points="{}" fill="none" stroke="{c}" stroke-width="2"{dash}/>"#,
+            pts.trim_end()
+        );
+        if l.markers {
+            for (px, py) in &l.points {
+                let _ = writeln!(
+                    s,
+                    r#"<circle cx="{:.1}" cy="{:.1}" r="3.5" fill="{c}"/>"#,
+                    x.map(*px),
+                    y.map(*py)
+                );
+            }
+        }
+        let ly = T + 10.0 + 20.0 * i as f64;
+        let _ = writeln!(
+            s,
+            r#"<line x1="{0}" y1="{ly}" x2="{1}" y2="{ly}" stroke="{c}" stroke-width="3"{dash}/><text x="{2}" y="{3}">{4}</text>"#,
+            right + 4.0,
+            right + 30.0,
+            right + 36.0,
+            ly + 4.0,
+            esc(&l.name)
+        );
+    }
+    s.push_str("</svg>\n");
+    s
+}

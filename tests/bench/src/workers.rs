@@ -39,6 +39,7 @@ pub fn run(name: &str, a: &Args) {
         "tenure-cand" => crate::elect::tenure_worker(a),
         "group-loop" => crate::group::loop_worker(a),
         "etcd-cand" => crate::elect::etcd_worker(a),
+        "retry-clients" => crate::retry::clients_worker(a),
         other => crate::die(&format!("unknown worker {other:?}")),
     }
 }
