@@ -40,6 +40,13 @@ const MAX_OPENING: usize = 8;
 const CLOSE_WAIT: Duration = Duration::from_secs(1);
 /// A broken connection is followed by a dial at once at most this often.
 pub const QUICK_REDIAL_EVERY: Duration = Duration::from_secs(1);
+/// A retry gives up a dial that has gone unanswered this long (or four smoothed round trips,
+/// if longer) and dials again: a dial into a black-holed path waits out its whole step
+/// (connect timeout, up to a heartbeat timeout), and the retries that fall meanwhile, the
+/// close ones before the deadline above all, would otherwise be lost with it. Measured by
+/// the retry benchmark (BENCHMARKS.md): without it, the inverse exponential schedule's last
+/// retries did nothing through a black hole.
+pub const STALE_DIAL: Duration = Duration::from_millis(50);
 /// Most endpoints a session tries: those configured, and leaders learnt from redirects.
 pub const MAX_ENDPOINTS: usize = 64;
 /// The first pause before trying the next member when the one reached named no leader (an
@@ -110,8 +117,10 @@ pub(crate) struct Session {
     io: VecDeque<Io>,
     /// The current connection.
     conn: Option<u64>,
-    /// The dial in progress, by attempt number (older outcomes are dropped).
+    /// The dial in progress, by attempt number (older outcomes are dropped), and when it
+    /// was asked for.
     dialing: Option<u64>,
+    dial_started: Instant,
     attempts: u64,
     endpoint_idx: usize,
     session: SessionId,
@@ -179,6 +188,7 @@ impl Session {
             io: VecDeque::new(),
             conn: None,
             dialing: None,
+            dial_started: now,
             attempts: 0,
             endpoint_idx: 0,
             session: 0,
@@ -445,7 +455,17 @@ impl Session {
                         }
                         if self.conn.is_none() {
                             // This retry is a connection attempt; once connected, a fresh
-                            // heartbeat goes out at once.
+                            // heartbeat goes out at once. A dial still unanswered after
+                            // [`STALE_DIAL`] is given up for a new one, from the next
+                            // endpoint (as after a failed dial).
+                            if retry && self.dialing.is_some() {
+                                let stale = STALE_DIAL.max(4 * self.srtt.unwrap_or_default());
+                                if now.saturating_duration_since(self.dial_started) >= stale {
+                                    self.dialing = None;
+                                    self.endpoint_idx =
+                                        (self.endpoint_idx + 1) % self.cfg.endpoints.len().max(1);
+                                }
+                            }
                             self.want_dial();
                             continue;
                         }
@@ -521,6 +541,7 @@ impl Session {
             None => self.cfg.connect_timeout,
         };
         self.dialing = Some(self.attempts);
+        self.dial_started = self.now;
         self.io.push_back(Io::Dial {
             attempt: self.attempts,
             start: self.endpoint_idx,
@@ -1438,11 +1459,13 @@ mod tests {
             heartbeats >= 1,
             "the first heartbeat went on the frozen link"
         );
-        // The silent connection was given up for the next endpoint, and only one dial was
-        // asked for while it stalled (it never reported back).
+        // The silent connection was given up for the next endpoint; each dial left
+        // unanswered was given up by a later retry for the endpoint after.
         assert_eq!(dropped, vec![conn]);
-        assert_eq!(dials.len(), 1, "{dials:?}");
-        assert_eq!(dials[0].1, 1, "the next endpoint");
+        assert!(!dials.is_empty());
+        for (i, d) in dials.iter().enumerate() {
+            assert_eq!(d.1, (1 + i) % 2, "the next endpoint each time: {dials:?}");
+        }
     }
 
     #[test]
@@ -1504,7 +1527,8 @@ mod tests {
             incarnation: INC + 1,
             endpoint: 0,
         };
-        t.s.dialed(t.now(), dials[0].0, Ok(info));
+        // The retry gave up the first dial for a second one.
+        t.s.dialed(t.now(), dials.last().unwrap().0, Ok(info));
         let ev = t.events();
         let tail: Vec<_> = ev
             .iter()
@@ -1750,8 +1774,10 @@ mod tests {
         t.s.broken(t.now(), conn);
         t.s.tick(t.now());
         let mut starts = vec![];
-        for _ in 0..3 {
-            t.wake();
+        for i in 0..3 {
+            if i > 0 {
+                t.wake();
+            }
             let dials = T::dials(&t.io());
             let [(attempt, start)] = dials[..] else {
                 panic!("{dials:?}")
@@ -1760,6 +1786,47 @@ mod tests {
             t.s.dialed(t.now(), attempt, Err("refused".into()));
         }
         assert_eq!(starts, vec![0, 1, 2]);
+    }
+
+    #[test]
+    fn a_retry_gives_up_a_dial_left_unanswered_and_dials_again() {
+        // A black-holed path: the connection breaks, and no dial is ever answered.
+        let mut t = T::new(10_000, 1);
+        let conn = t.open();
+        t.s.broken(t.now(), conn);
+        t.s.tick(t.now());
+        let deadline = t.s.lease.as_ref().unwrap().deadline();
+        let mut dials: Vec<(Instant, u64)> =
+            T::dials(&t.io()).iter().map(|d| (t.now(), d.0)).collect();
+        while t.s.next_wakeup().is_some_and(|w| w < deadline) {
+            t.wake();
+            dials.extend(T::dials(&t.io()).iter().map(|d| (t.now(), d.0)));
+        }
+        assert!(dials.len() >= 4, "{dials:?}");
+        for w in dials.windows(2) {
+            assert!(w[1].1 > w[0].1, "each dial is a new attempt: {dials:?}");
+            assert!(
+                w[1].0 - w[0].0 >= STALE_DIAL,
+                "a dial is given up only after {STALE_DIAL:?}: {dials:?}"
+            );
+        }
+        // The close retries before the deadline still reach the path.
+        let last = dials.last().unwrap().0;
+        assert!(
+            deadline - last < ms(200),
+            "last dial {:?} before the deadline",
+            deadline - last
+        );
+        // A given-up dial that connects after all is dropped; the current one is used.
+        let (old, cur) = (dials[0].1, dials.last().unwrap().1);
+        let info = DialInfo {
+            incarnation: 1,
+            endpoint: 0,
+        };
+        t.s.dialed(t.now(), old, Ok(info));
+        assert!(matches!(t.io()[..], [Io::Drop { conn }] if conn == old));
+        t.s.dialed(t.now(), cur, Ok(info));
+        assert_eq!(t.s.conn, Some(cur));
     }
 
     #[test]

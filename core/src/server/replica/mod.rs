@@ -120,7 +120,10 @@ impl Durable {
         }
         if let Some(first) = entries.first() {
             let from = first.index;
-            self.entries.retain(|e| e.index < from);
+            // The entries are in index order (each batch follows what it keeps): cut at
+            // the first at `from` or later without reading the whole log.
+            let keep = self.entries.partition_point(|e| e.index < from);
+            self.entries.truncate(keep);
             self.entries.extend(entries);
         }
         if let Some(hs) = hard_state {
