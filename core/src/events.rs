@@ -249,6 +249,12 @@ impl Sink {
         if self.closed.load(Ordering::Acquire) {
             return false;
         }
+        // The queue grows as events wait (nothing is set aside for it up front: a preallocated
+        // queue of this capacity cost every subscription 5.5 MiB), up to the capacity.
+        if self.tx.len() >= QUEUE_CAPACITY {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return true;
+        }
         match self.tx.try_send(ev) {
             Ok(()) => true,
             Err(TrySendError::Full(_)) => {
@@ -284,7 +290,7 @@ impl fmt::Debug for Subscription {
 impl Subscription {
     /// Starts a dispatcher thread for `callback`; returns the subscription and its sink.
     pub fn start(name: &str, callback: Callback) -> (Subscription, Sink) {
-        let (tx, rx): (Sender<Event>, Receiver<Event>) = crossbeam_channel::bounded(QUEUE_CAPACITY);
+        let (tx, rx): (Sender<Event>, Receiver<Event>) = crossbeam_channel::unbounded();
         let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(1);
         let dropped = Arc::new(AtomicU64::new(0));
         let closed = Arc::new(AtomicBool::new(false));

@@ -9,8 +9,8 @@
 //! - [`Mode::Refused`]: every connection is closed; each new one is reset as soon as it is
 //!   accepted (the client's dial fails at once, as against a closed port, and is counted).
 //! - [`Mode::BlackHole`]: every message either way is read and dropped; connections stay
-//!   open; a new connection is forwarded but its hello is dropped too, so its handshake
-//!   times out (as a connect into a black hole does).
+//!   open; a new connection reaches nothing (it is not forwarded: a black-holed connect
+//!   never reaches the server) and stays so, so its handshake times out.
 //! - [`Mode::Slow`]: every message to a client is held for the given time, in order (an
 //!   overloaded server); requests pass.
 //!
@@ -67,7 +67,8 @@ pub struct Proxy {
 struct Pair {
     group: usize,
     client: TcpStream,
-    server: TcpStream,
+    /// `None` for a connection made during a black hole: it leads nowhere.
+    server: Option<TcpStream>,
     /// Bytes read from the client not yet a whole frame.
     from_client: Vec<u8>,
     from_server: Vec<u8>,
@@ -220,7 +221,10 @@ impl Pair {
                 self.to_server.extend_from_slice(&f);
             }
         }
-        let server_open = drain(&mut self.server, &mut self.from_server);
+        let Some(server) = self.server.as_mut() else {
+            return (client_open, requests); // what it sends is lost
+        };
+        let server_open = drain(server, &mut self.from_server);
         let Some(fs) = frames(&mut self.from_server) else {
             return (false, requests);
         };
@@ -234,7 +238,7 @@ impl Pair {
                 }
             }
         }
-        if !flush(&mut self.server, &mut self.to_server) {
+        if !flush(server, &mut self.to_server) {
             return (false, requests);
         }
         while let Some((at, f)) = self.to_client.front() {
@@ -283,7 +287,9 @@ fn run(
             if mode == Mode::Refused {
                 for (_, mut p) in pairs.drain() {
                     let _ = poll.registry().deregister(&mut p.client);
-                    let _ = poll.registry().deregister(&mut p.server);
+                    if let Some(srv) = p.server.as_mut() {
+                        let _ = poll.registry().deregister(srv);
+                    }
                 }
             }
             last_mode = mode;
@@ -319,12 +325,19 @@ fn run(
                                 drop(client);
                                 continue;
                             }
-                            let Ok(mut srv) = TcpStream::connect(server) else {
-                                continue;
+                            let mut srv = if mode == Mode::BlackHole {
+                                None
+                            } else {
+                                match TcpStream::connect(server) {
+                                    Ok(s) => Some(s),
+                                    Err(_) => continue,
+                                }
                             };
                             let mut client = client;
                             let _ = client.set_nodelay(true);
-                            let _ = srv.set_nodelay(true);
+                            if let Some(s) = &srv {
+                                let _ = s.set_nodelay(true);
+                            }
                             let id = next;
                             next += 2;
                             let r = poll.registry();
@@ -334,12 +347,14 @@ fn run(
                                 Interest::READABLE | Interest::WRITABLE,
                             )
                             .is_err()
-                                || r.register(
-                                    &mut srv,
-                                    Token(id + 1),
-                                    Interest::READABLE | Interest::WRITABLE,
-                                )
-                                .is_err()
+                                || srv.as_mut().is_some_and(|s| {
+                                    r.register(
+                                        s,
+                                        Token(id + 1),
+                                        Interest::READABLE | Interest::WRITABLE,
+                                    )
+                                    .is_err()
+                                })
                             {
                                 continue;
                             }
@@ -388,7 +403,9 @@ fn run(
             if !alive {
                 if let Some(mut p) = pairs.remove(&id) {
                     let _ = poll.registry().deregister(&mut p.client);
-                    let _ = poll.registry().deregister(&mut p.server);
+                    if let Some(srv) = p.server.as_mut() {
+                        let _ = poll.registry().deregister(srv);
+                    }
                 }
             }
         }

@@ -802,14 +802,16 @@ pub fn report(o: &Outcome, r: &mut String) {
             "\n#### The trade-off (simulation, {} sessions per point)\n\nEach policy across its \
              parameter, averaged over the outages of 25, 50, 75 and 90 % of the TTL of each kind: \
              mean pressure per 1,000 sessions against the share of sessions that survived.\n",
-            o.plan.runs.get(1).and_then(|x| x.groups.first()).map_or(0, |g| g.sessions)
+            fr.first()
+                .and_then(|c| c.groups.first())
+                .map_or(0, |g| g.sessions)
         );
         let _ = writeln!(
             r,
             "| policy | refused: pressure, survived | blackhole | slow |"
         );
         let _ = writeln!(r, "|---|---|---|---|");
-        for g in &o.plan.runs[1].groups {
+        for g in fr.first().map_or(&[][..], |c| &c.groups[..]) {
             let mut row = format!("| {} ", g.name);
             for kind in KINDS {
                 match frontier_point(fr, kind, &g.name) {
@@ -875,7 +877,7 @@ pub fn plots(o: &Outcome) -> Vec<(String, String)> {
         for kind in KINDS {
             let mut series = Vec::new();
             for (i, p) in policies.iter().enumerate() {
-                let pts: Vec<(f64, f64)> = o.plan.runs[1]
+                let pts: Vec<(f64, f64)> = fr[0]
                     .groups
                     .iter()
                     .filter(|g| g.name.split(' ').next() == Some(p))
