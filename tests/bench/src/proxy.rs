@@ -1,5 +1,5 @@
 //! The retry benchmark's fault proxy: one thread, one listener per client group, every
-//! connection forwarded to one server, the path failing on command ([`Mode`]), and what
+//! connection of a group forwarded to its server, the path failing on command ([`Mode`]), and what
 //! each group sends toward the server counted per time bucket (each connection accepted,
 //! and each request frame after a connection's hello).
 //!
@@ -82,8 +82,9 @@ struct Pair {
 }
 
 impl Proxy {
-    /// Starts a proxy with `groups` listeners on loopback, forwarding to `server`.
-    pub fn start(groups: usize, server: SocketAddr, bucket: Duration) -> Result<Proxy, String> {
+    /// Starts a proxy with a listener on loopback per server of `servers`, forwarding to it.
+    pub fn start(servers: Vec<SocketAddr>, bucket: Duration) -> Result<Proxy, String> {
+        let groups = servers.len();
         let poll = Poll::new().map_err(|e| format!("proxy: {e}"))?;
         let waker = Arc::new(
             Waker::new(poll.registry(), Token(usize::MAX)).map_err(|e| format!("proxy: {e}"))?,
@@ -93,6 +94,11 @@ impl Proxy {
         for g in 0..groups {
             let mut l = TcpListener::bind("127.0.0.1:0".parse().expect("an address"))
                 .map_err(|e| format!("proxy: bind: {e}"))?;
+            // A thousand clients may dial at once (after a refused outage, say): a queue of
+            // pending connections as long as the system allows (net.core.somaxconn), not the
+            // 1,024 of `bind`, so that none waits for a SYN retransmission.
+            // SAFETY: listen on the listener's own open socket.
+            unsafe { libc::listen(std::os::fd::AsRawFd::as_raw_fd(&l), 65_535) };
             poll.registry()
                 .register(&mut l, Token(g), Interest::READABLE)
                 .map_err(|e| format!("proxy: {e}"))?;
@@ -109,7 +115,7 @@ impl Proxy {
         let sh = shared.clone();
         let thread = std::thread::Builder::new()
             .name("retry-proxy".into())
-            .spawn(move || run(poll, listeners, server, sh, base, bucket))
+            .spawn(move || run(poll, listeners, servers, sh, base, bucket))
             .map_err(|e| format!("proxy: {e}"))?;
         Ok(Proxy {
             shared,
@@ -265,7 +271,7 @@ impl Pair {
 fn run(
     mut poll: Poll,
     listeners: Vec<TcpListener>,
-    server: SocketAddr,
+    servers: Vec<SocketAddr>,
     sh: Arc<Mutex<Shared>>,
     base: u64,
     bucket: u64,
@@ -328,7 +334,7 @@ fn run(
                             let mut srv = if mode == Mode::BlackHole {
                                 None
                             } else {
-                                match TcpStream::connect(server) {
+                                match TcpStream::connect(servers[t]) {
                                     Ok(s) => Some(s),
                                     Err(_) => continue,
                                 }
