@@ -32,7 +32,8 @@
 //!   messages wait for it. Partitions cut a client off for a while.
 //! - **Faults** differ per seed, from calm to stormy.
 //!
-//! The scenarios are in [`locks`] (fenced locks) and, in later steps, elections.
+//! The scenarios are in [`locks`] (fenced locks), [`elections`] and [`retry`] (the retry
+//! policies through outages of the path to the server: the retry benchmark).
 
 mod elections;
 mod locks;
