@@ -369,8 +369,15 @@ impl Session {
         }
         // The connection broke (its server died, or a member of a group went away): look
         // for another at once, without waiting for the lease's next retry; that is what
-        // makes a failover take about an election. At most once per [`QUICK_REDIAL_EVERY`]:
-        // against a server that closes every connection, the retry schedule rules.
+        // makes a failover take about an election.
+        self.quick_dial();
+    }
+
+    /// Dials now rather than at the lease's next retry, at most once per
+    /// [`QUICK_REDIAL_EVERY`] (against a server that closes every connection, or a path
+    /// that refuses, the retry schedule rules).
+    fn quick_dial(&mut self) {
+        let now = self.now;
         let quick = self.quick_redial.map_or(true, |t| {
             now.saturating_duration_since(t) >= QUICK_REDIAL_EVERY
         });
@@ -830,6 +837,11 @@ impl Session {
         );
         if self.conn.is_some() {
             self.write(session, req, body);
+        } else {
+            // Someone waits for this: dial now rather than at the next retry, which the
+            // inverse exponential schedule may place seconds away (the retry benchmark
+            // measured a median 3.6 s to `recovered` after a 0.5 s outage).
+            self.quick_dial();
         }
     }
 
@@ -1827,6 +1839,35 @@ mod tests {
         assert!(matches!(t.io()[..], [Io::Drop { conn }] if conn == old));
         t.s.dialed(t.now(), cur, Ok(info));
         assert_eq!(t.s.conn, Some(cur));
+    }
+
+    #[test]
+    fn a_request_without_a_connection_dials_at_once_at_most_once_a_second() {
+        let mut t = T::new(10_000, 1);
+        let conn = t.open();
+        t.s.broken(t.now(), conn);
+        t.s.tick(t.now());
+        let [(first, _)] = T::dials(&t.io())[..] else {
+            panic!("the broken connection is followed by a dial")
+        };
+        t.s.dialed(t.now(), first, Err("refused".into()));
+        // Jeopardy: the inverse exponential schedule's first retry is seconds away.
+        let retry_at = t.s.next_wakeup().unwrap();
+        assert!(retry_at - t.now() > ms(2000));
+        t.clock.advance(ms(1500));
+        let (tx, _rx) = crossbeam_channel::bounded(1);
+        let req = t.shared.req();
+        t.s.call(t.now(), req, Request::Status { from: None }, Some(tx));
+        let [(second, _)] = T::dials(&t.io())[..] else {
+            panic!("a request without a connection dials at once")
+        };
+        t.s.dialed(t.now(), second, Err("refused".into()));
+        // Another request soon after waits for the schedule (or the next second).
+        t.clock.advance(ms(100));
+        let (tx, _rx) = crossbeam_channel::bounded(1);
+        let req = t.shared.req();
+        t.s.call(t.now(), req, Request::Status { from: None }, Some(tx));
+        assert!(T::dials(&t.io()).is_empty());
     }
 
     #[test]
