@@ -2048,20 +2048,16 @@ fn group_main(
     let mut body = String::new();
     let mut targets = vec![];
     crate::group::report(&g, &mut body, &mut targets);
-    let date = sh("date", &["-u", "+%Y-%m-%d %H:%M UTC"]);
-    let mut text = format!(
-        "{GROUP_BEGIN}\n## The replicated group against etcd and ZooKeeper clusters (issue 14)\n\n\
-         `bash tests/bench/run.sh --group{}`, {source}, {date}, {:.0} s.\n\n",
-        match ctx.opts.quick {
-            Scale::Full => "",
-            Scale::Quick => " --quick",
-            Scale::Smoke => " --smoke",
-        },
-        t_run.elapsed().as_secs_f64()
+    let mut text = section_head(
+        GROUP_BEGIN,
+        "The replicated group against etcd and ZooKeeper clusters (issue 14)",
+        "--group",
+        ctx.opts.quick,
+        source,
+        mach,
+        t_run,
+        "",
     );
-    for (k, v) in mach {
-        text.push_str(&format!("- {k}: {v}\n"));
-    }
     text.push_str("\n| target | measured | met |\n|---|---|---|\n");
     for (l, m, ok) in &targets {
         text.push_str(&format!("| {l} | {m} | {} |\n", yes(*ok)));
@@ -2130,6 +2126,36 @@ fn write_section(
     Ok(())
 }
 
+/// The head of a section of BENCHMARKS.md: its begin marker, title, the command with its
+/// scale, the source measured, the date, how long the run took (`note` after it), and the
+/// machine, one line each.
+#[allow(clippy::too_many_arguments)]
+fn section_head(
+    begin: &str,
+    title: &str,
+    flag: &str,
+    scale: Scale,
+    source: &str,
+    mach: &[(String, String)],
+    t_run: Instant,
+    note: &str,
+) -> String {
+    let date = sh("date", &["-u", "+%Y-%m-%d %H:%M UTC"]);
+    let scale = match scale {
+        Scale::Full => "",
+        Scale::Quick => " --quick",
+        Scale::Smoke => " --smoke",
+    };
+    let mut text = format!(
+        "{begin}\n## {title}\n\n`bash tests/bench/run.sh {flag}{scale}`, {source}, {date}, {:.0} s{note}.\n\n",
+        t_run.elapsed().as_secs_f64()
+    );
+    for (k, v) in mach {
+        text.push_str(&format!("- {k}: {v}\n"));
+    }
+    text
+}
+
 /// Where the retry report goes in BENCHMARKS.md.
 const RETRY_BEGIN: &str = "<!-- retry-bench: begin (written by `tests/bench/run.sh --retry`) -->";
 const RETRY_END: &str = "<!-- retry-bench: end -->";
@@ -2150,20 +2176,16 @@ fn retry_main(
     let o = crate::retry::run(ctx, a, scale);
     let mut body = String::new();
     crate::retry::report(&o, &mut body);
-    let date = sh("date", &["-u", "+%Y-%m-%d %H:%M UTC"]);
-    let mut text = format!(
-        "{RETRY_BEGIN}\n## Retry policies through outages: seed 000's claim measured (issue 15)\n\n\
-         `bash tests/bench/run.sh --retry{}`, {source}, {date}, {:.0} s (simulation and real run).\n\n",
-        match scale {
-            Scale::Full => "",
-            Scale::Quick => " --quick",
-            Scale::Smoke => " --smoke",
-        },
-        t_run.elapsed().as_secs_f64()
+    let mut text = section_head(
+        RETRY_BEGIN,
+        "Retry policies through outages: seed 000's claim measured (issue 15)",
+        "--retry",
+        scale,
+        source,
+        mach,
+        t_run,
+        " (simulation and real run)",
     );
-    for (k, v) in mach {
-        text.push_str(&format!("- {k}: {v}\n"));
-    }
     text.push('\n');
     for e in &o.errors {
         text.push_str(&format!("**Error:** {e}\n\n"));
