@@ -14,6 +14,27 @@ if ! command -v cargo >/dev/null 2>&1; then
   exit 1
 fi
 
+# What the build and the tests need besides Rust: protoc (Debian's protobuf-compiler) builds
+# the etcd client of the etcd backend (the `etcd` feature, which the C library and the
+# packages enable) and of the benchmark; etcd (etcd-server) is what the etcd backend's tests
+# and the benchmarks run against; taskset pins processes in the A/B rounds. Installed as root
+# with apt-get when missing.
+tools_need=()
+command -v etcd >/dev/null 2>&1 || tools_need+=(etcd-server)
+command -v etcdctl >/dev/null 2>&1 || tools_need+=(etcd-client)
+command -v protoc >/dev/null 2>&1 || tools_need+=(protobuf-compiler)
+command -v taskset >/dev/null 2>&1 || tools_need+=(util-linux)
+if [ ${#tools_need[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    apt-get update -q
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${tools_need[@]}"
+  else
+    echo "missing ${tools_need[*]} (Debian: apt-get install ${tools_need[*]})" >&2
+    exit 1
+  fi
+fi
+export PROTOC="${PROTOC:-$(command -v protoc || echo /usr/bin/protoc)}"
+
 step "cargo fmt --check"
 if rustfmt --version >/dev/null 2>&1; then
   cargo fmt --all -- --check
@@ -135,29 +156,30 @@ if [ "$node_rc" -ne 0 ] || [ "${node_passed:-0}" -eq 0 ]; then
 fi
 # ---- end of Node.js package -------------------------------------------------------------
 
+# ---- The same lock from Python, Node and C through the etcd backend -----------------------
+# tests/interop/run.py starts a one-member etcd, then a Python, a Node and a C process that
+# take one lock in turn through `etcd://` endpoints; each checks with an O_EXCL marker file
+# that nobody else holds it, and the tokens, merged in grant order, must only grow. Prints
+# "interop: N passed, N failed".
+step "interop: the same lock from Python, Node and C on etcd"
+gcc -std=c99 -Wall -Wextra -Werror -O1 -Iinclude tests/interop/lock.c -Ltarget/c/lib \
+  -Wl,-rpath,"$PWD/target/c/lib" -ltenure -lpthread -o target/c/bin/interop-lock
+interop_rc=0
+timeout 300 "$py_venv/bin/python" tests/interop/run.py --node-package bindings-node \
+  --c-binary target/c/bin/interop-lock 2>&1 | tee target/interop-output.txt || interop_rc=${PIPESTATUS[0]}
+if [ "$interop_rc" -ne 0 ] || ! grep -Eq '^interop: [0-9]+ passed, 0 failed$' target/interop-output.txt; then
+  echo "interop: failed (exit code $interop_rc)" >&2
+  exit 1
+fi
+
 # ---- Benchmark harness smoke (tests/bench) -----------------------------------------------
-# Installs etcd and protoc when they are missing (as root with apt-get: etcd-server,
-# protobuf-compiler), lints and builds tenure-bench, and runs `tenure-bench --smoke`: every
+# Lints and builds tenure-bench (etcd and protoc were installed at the top), and runs `tenure-bench --smoke`: every
 # phase of the benchmark harness (baselines, latency, hand-over, throughput, sessions,
 # expiry, start-up, the A/B rounds idle and pinned with taskset, plots) with tiny iteration
 # counts against tenure and etcd on loopback. It checks that the harness works, not any
 # speed; it writes target/bench-smoke/, never BENCHMARKS.md. Prints
 # "bench-smoke: N passed, N failed" (N = phases checked); a failure stops the script.
 step "bench-smoke: build tenure-bench, run every benchmark phase with tiny counts (tenure and etcd)"
-bench_need=()
-command -v etcd >/dev/null 2>&1 || bench_need+=(etcd-server)
-command -v protoc >/dev/null 2>&1 || bench_need+=(protobuf-compiler)
-command -v taskset >/dev/null 2>&1 || bench_need+=(util-linux)
-if [ ${#bench_need[@]} -gt 0 ]; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    apt-get update -q
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${bench_need[@]}"
-  else
-    echo "bench-smoke: missing ${bench_need[*]} (Debian: apt-get install ${bench_need[*]})" >&2
-    exit 1
-  fi
-fi
-export PROTOC="${PROTOC:-/usr/bin/protoc}"
 if cargo clippy --version >/dev/null 2>&1; then
   cargo clippy -p tenure-bench --all-targets -- -D warnings
 fi

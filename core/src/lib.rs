@@ -27,7 +27,7 @@
 //! [`retry`] (retry policies), [`lock`] (FIFO waiters, fencing tokens), [`server::state`]
 //! (the server's state machine), [`server::liveness`] (server-side expiry),
 //! [`server::storage`] (write-ahead log, snapshots, incarnation token), [`proto`] (messages,
-//! framing, limits), [`events`] (event vocabulary and dispatch), [`client`] and [`server`]
+//! framing, limits), [`etcd`] (the etcd backend: `etcd://` endpoints), [`events`] (event vocabulary and dispatch), [`client`] and [`server`]
 //! (runtimes).
 
 #![warn(missing_docs)]
@@ -37,6 +37,7 @@ pub mod clock;
 pub mod detector;
 pub mod election;
 pub mod error;
+pub mod etcd;
 pub mod events;
 pub mod lease;
 pub mod lock;

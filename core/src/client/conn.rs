@@ -20,7 +20,8 @@ use crossbeam_channel::{SendTimeoutError, Sender};
 use parking_lot::{Condvar, Mutex};
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
@@ -31,10 +32,78 @@ pub(crate) const MAX_OUTBOX: usize = 4 << 20;
 /// How long a reader waits in one step for room in a full command queue.
 const QUEUE_STEP: Duration = Duration::from_millis(20);
 
+/// The socket of a connection: TCP to a tenure server, or one end of a socket pair whose
+/// other end is an etcd gateway in this process ([`crate::etcd`]). Both speak tenure's
+/// protocol; nothing above this type tells them apart.
+pub(crate) enum Stream {
+    /// A TCP connection to a tenure server.
+    Tcp(TcpStream),
+    /// A socket pair with an etcd gateway.
+    #[cfg_attr(not(feature = "etcd"), allow(dead_code))]
+    Unix(UnixStream),
+}
+
+impl Stream {
+    fn try_clone(&self) -> std::io::Result<Stream> {
+        Ok(match self {
+            Stream::Tcp(s) => Stream::Tcp(s.try_clone()?),
+            Stream::Unix(s) => Stream::Unix(s.try_clone()?),
+        })
+    }
+    fn set_read_timeout(&self, t: Option<Duration>) -> std::io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.set_read_timeout(t),
+            Stream::Unix(s) => s.set_read_timeout(t),
+        }
+    }
+    fn set_write_timeout(&self, t: Option<Duration>) -> std::io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.set_write_timeout(t),
+            Stream::Unix(s) => s.set_write_timeout(t),
+        }
+    }
+    fn shutdown(&self, how: Shutdown) -> std::io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.shutdown(how),
+            Stream::Unix(s) => s.shutdown(how),
+        }
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.read(buf),
+            Stream::Unix(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.write(buf),
+            Stream::Unix(s) => s.write(buf),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl AsRawFd for Stream {
+    fn as_raw_fd(&self) -> RawFd {
+        match self {
+            Stream::Tcp(s) => s.as_raw_fd(),
+            Stream::Unix(s) => s.as_raw_fd(),
+        }
+    }
+}
+
 /// A connection whose handshake succeeded.
 pub(crate) struct Dialed {
     /// The socket, in blocking mode, without timeouts.
-    pub(crate) stream: TcpStream,
+    pub(crate) stream: Stream,
     /// The service's incarnation, from the server's welcome.
     pub(crate) incarnation: Incarnation,
     /// Index of the endpoint that answered.
@@ -69,19 +138,25 @@ pub(crate) fn dial(
     Err(errors.join("; "))
 }
 
-fn handshake(
-    ep: &str,
-    step: Duration,
-    client_name: &str,
-) -> Result<(TcpStream, Incarnation), String> {
-    let step = step.max(Duration::from_millis(1));
+/// Opens the socket to endpoint `ep`: a TCP connection to a tenure server, or for
+/// `etcd://host:port` a gateway to that etcd member ([`crate::etcd`]).
+fn open(ep: &str, step: Duration) -> Result<Stream, String> {
+    if let Some(addr) = crate::etcd::address(ep) {
+        return crate::etcd::open(addr, step).map(Stream::Unix);
+    }
     let addr = ep
         .to_socket_addrs()
         .map_err(|e| e.to_string())?
         .next()
         .ok_or_else(|| "address resolves to nothing".to_string())?;
-    let mut s = TcpStream::connect_timeout(&addr, step).map_err(|e| e.to_string())?;
+    let s = TcpStream::connect_timeout(&addr, step).map_err(|e| e.to_string())?;
     let _ = s.set_nodelay(true);
+    Ok(Stream::Tcp(s))
+}
+
+fn handshake(ep: &str, step: Duration, client_name: &str) -> Result<(Stream, Incarnation), String> {
+    let step = step.max(Duration::from_millis(1));
+    let mut s = open(ep, step)?;
     s.set_write_timeout(Some(step)).map_err(|e| e.to_string())?;
     let mut b = vec![];
     proto::encode(
@@ -152,7 +227,7 @@ struct Outbox {
 pub(crate) struct Connection {
     /// Numbers the connection among the client's connections (in frames and breaks).
     pub(crate) id: u64,
-    stream: TcpStream,
+    stream: Stream,
     out: Arc<Outbox>,
     stop: Arc<AtomicBool>,
     tx: Sender<Cmd>,
@@ -168,7 +243,7 @@ impl Connection {
     /// Starts the reader thread of a dialed connection. Frames and the connection's end go
     /// to the command queue `tx`, after which `core` is poked to run it.
     pub(crate) fn start(
-        stream: TcpStream,
+        stream: Stream,
         id: u64,
         tx: Sender<Cmd>,
         core: Weak<Core>,
@@ -187,7 +262,7 @@ impl Connection {
     /// [`Connection::start`] with what runs the queue given as `poke` (false once the client
     /// is gone).
     fn start_with(
-        stream: TcpStream,
+        stream: Stream,
         id: u64,
         tx: Sender<Cmd>,
         poke: Poke,
@@ -346,7 +421,7 @@ pub(crate) fn queue(
 /// The reader thread: queues every frame of a read, then runs the queue (completing the
 /// replies here when no other thread is running the driver).
 fn read_loop(
-    mut rs: TcpStream,
+    mut rs: Stream,
     id: u64,
     tx: &Sender<Cmd>,
     poke: &dyn Fn() -> bool,
@@ -408,8 +483,14 @@ mod tests {
         // A queue that is full and that nobody drains (the driver is busy elsewhere).
         let (tx, rx) = crossbeam_channel::bounded(1);
         tx.send(Cmd::Broken { conn: 0 }).unwrap();
-        let c = Connection::start_with(client, 1, tx, Arc::new(|| true), Duration::from_secs(1))
-            .unwrap();
+        let c = Connection::start_with(
+            Stream::Tcp(client),
+            1,
+            tx,
+            Arc::new(|| true),
+            Duration::from_secs(1),
+        )
+        .unwrap();
         let mut b = vec![];
         let notice = ServerMsg::Reject { reason: "x".into() };
         proto::encode(&notice, &mut b).unwrap();
@@ -434,9 +515,14 @@ mod tests {
     fn sends_never_block_and_a_peer_that_reads_nothing_breaks_the_connection() {
         let (client, _server) = pair();
         let (tx, _rx) = crossbeam_channel::unbounded();
-        let c =
-            Connection::start_with(client, 1, tx, Arc::new(|| true), Duration::from_millis(200))
-                .unwrap();
+        let c = Connection::start_with(
+            Stream::Tcp(client),
+            1,
+            tx,
+            Arc::new(|| true),
+            Duration::from_millis(200),
+        )
+        .unwrap();
         let chunk = vec![0u8; 256 * 1024];
         let t = Instant::now();
         let mut sent = 0usize;

@@ -44,7 +44,9 @@ pub const MAX_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 3600);
 /// Configuration of a client.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
-    /// Server endpoints (`host:port`), tried in order.
+    /// Server endpoints (`host:port`), tried in order; `etcd://host:port` for the members of
+    /// an etcd cluster instead (the etcd backend, [`crate::etcd`]). An entry may hold several,
+    /// comma-separated; the first endpoint's scheme applies to the whole list.
     pub endpoints: Vec<String>,
     /// Session TTL (default 10 s).
     pub session_ttl: Duration,
@@ -410,7 +412,8 @@ pub const COMMAND_QUEUE: usize = 1024;
 impl Client {
     /// Connects to the first reachable endpoint, opens a session and starts keeping it alive.
     /// Fails with [`Error::ConnectionFailed`] when no endpoint answers.
-    pub fn connect(cfg: ClientConfig) -> Result<Client> {
+    pub fn connect(mut cfg: ClientConfig) -> Result<Client> {
+        cfg.endpoints = crate::etcd::normalize(&cfg.endpoints)?;
         cfg.validate()?;
         let shared = Arc::new(Shared::new(Instant::now()));
         let (tx, rx) = crossbeam_channel::bounded(COMMAND_QUEUE);

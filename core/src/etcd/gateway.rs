@@ -1,0 +1,873 @@
+//! The gateway: one per connection of a session to an etcd member, speaking tenure's protocol
+//! on its end of a socket pair and etcd's v3 API to the member (see [`super`] for the design
+//! and [`super::keys`] for the key layout and the lock rule).
+//!
+//! Every request runs as a task of its own, so a waiting acquire holds up nothing else. An
+//! answer etcd refuses for a reason tenure knows (a lease that does not exist) becomes the
+//! matching error reply; any other failure of etcd (the member died, the stream ended) ends
+//! the connection, as a failed tenure server would, so the session's own retry policy dials
+//! the next endpoint and resends what was in flight. The gateway has no timeouts of its own
+//! besides the handshake's: a member that stops answering is noticed by the session, whose
+//! heartbeat goes unanswered, and which then drops the connection, ending the gateway and
+//! everything it runs.
+
+use super::keys::{self, Entry, Existing};
+use crate::proto::{
+    self, ClientMsg, ErrorReply, FrameReader, Incarnation, LockInfo, MemberInfo, Notice, Reply,
+    Request, ServerMsg, SessionId, SessionInfo, StatusInfo, Text, Token,
+};
+use etcd_client::{
+    Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, KeyValue,
+    LeaseKeepAliveStream, LeaseKeeper, LeaseTimeToLiveOptions, PutOptions, SortOrder, SortTarget,
+    Txn, TxnOp, TxnOpResponse, TxnResponse, WatchFilterType, WatchOptions,
+};
+use parking_lot::Mutex;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::os::unix::net::UnixStream;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::{mpsc, Notify};
+use tokio::task::AbortHandle;
+
+/// Worker threads of the runtime that every gateway of the process runs on.
+const WORKERS: usize = 2;
+
+/// Sessions and locks a status reply lists at most (a reply is one frame).
+pub const STATUS_LIMIT: i64 = 5_000;
+
+/// The process's runtime for gateways, started by the first etcd connection.
+fn runtime() -> Result<&'static tokio::runtime::Runtime, String> {
+    static RT: OnceLock<Result<tokio::runtime::Runtime, String>> = OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(WORKERS)
+            .thread_name("tenure-etcd")
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())
+    })
+    .as_ref()
+    .map_err(|e| format!("cannot start the etcd runtime: {e}"))
+}
+
+/// Locks granted to each session of this process, by incarnation and session: what a new
+/// connection of the session watches again, from each grant's revision.
+type Granted = HashMap<(Incarnation, SessionId), HashMap<String, Token>>;
+
+fn granted() -> &'static Mutex<Granted> {
+    static G: OnceLock<Mutex<Granted>> = OnceLock::new();
+    G.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+/// See [`super::open`].
+pub(super) fn open(addr: &str, step: Duration) -> Result<UnixStream, String> {
+    let rt = runtime()?;
+    let (mine, theirs) = UnixStream::pair().map_err(|e| format!("socket pair: {e}"))?;
+    theirs
+        .set_nonblocking(true)
+        .map_err(|e| format!("socket pair: {e}"))?;
+    let addr = addr.to_string();
+    rt.spawn(async move {
+        serve(theirs, addr, step).await;
+    });
+    Ok(mine)
+}
+
+/// Why a request got no reply of its own.
+enum Fail {
+    /// An error reply.
+    Reply(ErrorReply),
+    /// etcd failed: the connection ends (the text says why; it is for debugging only).
+    Broken(#[allow(dead_code)] String),
+}
+
+impl From<etcd_client::Error> for Fail {
+    fn from(e: etcd_client::Error) -> Fail {
+        let s = e.to_string();
+        if s.contains("lease not found") {
+            Fail::Reply(ErrorReply::UnknownSession)
+        } else {
+            Fail::Broken(s)
+        }
+    }
+}
+
+fn invalid(s: String) -> Fail {
+    Fail::Reply(ErrorReply::Invalid(s))
+}
+
+/// Reads one client message (the handshake's).
+async fn read_msg(
+    rd: &mut OwnedReadHalf,
+    frames: &mut FrameReader,
+    buf: &mut [u8],
+) -> Option<ClientMsg> {
+    loop {
+        if let Some(f) = frames.next_frame().ok()? {
+            return proto::decode(f).ok();
+        }
+        match rd.read(buf).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => frames.extend(&buf[..n]),
+        }
+    }
+}
+
+async fn write_msg(wr: &mut OwnedWriteHalf, msg: &ServerMsg) -> Option<()> {
+    let mut b = Vec::new();
+    proto::encode(msg, &mut b).ok()?;
+    wr.write_all(&b).await.ok()
+}
+
+/// Connects to the member and reads (or makes) the incarnation token.
+async fn reach(addr: &str, step: Duration) -> Result<(Client, Incarnation), String> {
+    let opts = ConnectOptions::new().with_connect_timeout(step);
+    let mut c = Client::connect([format!("http://{addr}")], Some(opts))
+        .await
+        .map_err(|e| e.to_string())?;
+    let k = keys::incarnation_key();
+    let fresh = format!("{:032x}", fastrand::u128(1..));
+    let t = Txn::new()
+        .when([Compare::create_revision(k.clone(), CompareOp::Equal, 0)])
+        .and_then([TxnOp::put(k.clone(), fresh.clone(), None)])
+        .or_else([TxnOp::get(k, None)]);
+    let r = c.txn(t).await.map_err(|e| e.to_string())?;
+    let v = if r.succeeded() {
+        fresh
+    } else {
+        let kv = first_kv(&r).ok_or("the incarnation key vanished")?;
+        String::from_utf8_lossy(kv.value()).into_owned()
+    };
+    let inc = u128::from_str_radix(v.trim(), 16).map_err(|_| {
+        format!(
+            "{} holds something tenure did not write",
+            keys::incarnation_key()
+        )
+    })?;
+    Ok((c, inc))
+}
+
+/// Serves one connection until either side ends it.
+async fn serve(sock: UnixStream, addr: String, step: Duration) {
+    let Ok(sock) = tokio::net::UnixStream::from_std(sock) else {
+        return;
+    };
+    let (mut rd, mut wr) = sock.into_split();
+    let mut frames = FrameReader::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    match read_msg(&mut rd, &mut frames, &mut buf).await {
+        Some(ClientMsg::Hello { magic, .. }) if magic == proto::MAGIC => {}
+        _ => return,
+    }
+    let (etcd, incarnation) = match tokio::time::timeout(step, reach(&addr, step)).await {
+        Ok(Ok(x)) => x,
+        Ok(Err(e)) => {
+            let reason = format!("etcd at {addr}: {e}");
+            let _ = write_msg(&mut wr, &ServerMsg::Reject { reason }).await;
+            return;
+        }
+        Err(_) => {
+            let reason = format!("etcd at {addr} did not answer within {step:?}");
+            let _ = write_msg(&mut wr, &ServerMsg::Reject { reason }).await;
+            return;
+        }
+    };
+    let welcome = ServerMsg::Welcome {
+        version: proto::PROTOCOL_VERSION,
+        incarnation,
+    };
+    if write_msg(&mut wr, &welcome).await.is_none() {
+        return;
+    }
+    let (out, mut out_rx) = mpsc::unbounded_channel();
+    let gw = Arc::new(Gateway {
+        etcd,
+        incarnation,
+        out,
+        broken: Notify::new(),
+        waits: Mutex::new(HashMap::new()),
+        watching: Mutex::new(HashMap::new()),
+        tasks: Mutex::new(Vec::new()),
+        attached: Mutex::new(HashSet::new()),
+        keeper: tokio::sync::Mutex::new(None),
+    });
+    'conn: loop {
+        loop {
+            match frames.next_frame() {
+                Ok(Some(f)) => match proto::decode::<ClientMsg>(f) {
+                    Ok(ClientMsg::Request { session, req, body }) => {
+                        gw.dispatch(session, req, body)
+                    }
+                    _ => break 'conn,
+                },
+                Ok(None) => break,
+                Err(_) => break 'conn,
+            }
+        }
+        tokio::select! {
+            r = rd.read(&mut buf) => match r {
+                Ok(0) | Err(_) => break,
+                Ok(n) => frames.extend(&buf[..n]),
+            },
+            m = out_rx.recv() => match m {
+                Some(m) => {
+                    if write_msg(&mut wr, &m).await.is_none() {
+                        break;
+                    }
+                }
+                None => break,
+            },
+            _ = gw.broken.notified() => break,
+        }
+    }
+    gw.stop();
+}
+
+/// The state of one connection.
+struct Gateway {
+    etcd: Client,
+    incarnation: Incarnation,
+    /// Replies and notices for the session, written in order by the connection's loop.
+    out: mpsc::UnboundedSender<ServerMsg>,
+    /// Set when etcd failed: the connection ends.
+    broken: Notify,
+    /// Acquires in progress, by request id: the lock's name and the task (once started).
+    waits: Mutex<HashMap<u64, (String, Option<AbortHandle>)>>,
+    /// The watch of each granted lock, by session and name.
+    watching: Mutex<HashMap<(SessionId, String), AbortHandle>>,
+    /// Every task of the connection, stopped with it.
+    tasks: Mutex<Vec<AbortHandle>>,
+    /// Sessions heard on this connection (whose granted locks are watched).
+    attached: Mutex<HashSet<SessionId>>,
+    /// The keep-alive stream of the session heard last.
+    keeper: tokio::sync::Mutex<Option<(SessionId, LeaseKeeper, LeaseKeepAliveStream)>>,
+}
+
+impl Gateway {
+    fn etcd(&self) -> Client {
+        self.etcd.clone()
+    }
+
+    fn track(&self, h: AbortHandle) {
+        let mut t = self.tasks.lock();
+        t.retain(|h| !h.is_finished());
+        t.push(h);
+    }
+
+    /// The connection ended: stop everything it runs. What is in etcd stays (the session may
+    /// go on through another connection).
+    fn stop(&self) {
+        for h in self.tasks.lock().drain(..) {
+            h.abort();
+        }
+        self.watching.lock().clear();
+        self.waits.lock().clear();
+    }
+
+    fn dispatch(self: &Arc<Self>, session: SessionId, req: u64, body: Request) {
+        let mut cancelled = None;
+        if let Request::Cancel { target } = &body {
+            if let Some((name, h)) = self.waits.lock().remove(target) {
+                if let Some(h) = h {
+                    h.abort();
+                }
+                cancelled = Some(name);
+            }
+        }
+        if let Request::Acquire { name, .. } = &body {
+            self.waits.lock().insert(req, (name.clone(), None));
+        }
+        let gw = self.clone();
+        let h = tokio::spawn(async move {
+            let result = gw.handle(session, req, body, cancelled).await;
+            gw.waits.lock().remove(&req);
+            gw.finish(session, req, result);
+        });
+        if let Some(e) = self.waits.lock().get_mut(&req) {
+            e.1 = Some(h.abort_handle());
+        }
+        self.track(h.abort_handle());
+    }
+
+    fn finish(&self, session: SessionId, req: u64, result: Result<Reply, Fail>) {
+        let result = match result {
+            Ok(r) => Ok(r),
+            Err(Fail::Reply(e)) => {
+                if e == ErrorReply::UnknownSession {
+                    self.forget(session);
+                }
+                Err(e)
+            }
+            Err(Fail::Broken(_)) => {
+                self.broken.notify_one();
+                return;
+            }
+        };
+        let session = match &result {
+            Ok(Reply::Opened { session, .. }) => *session,
+            _ => session,
+        };
+        let _ = self.out.send(ServerMsg::Reply {
+            session,
+            req,
+            result,
+        });
+    }
+
+    async fn handle(
+        self: &Arc<Self>,
+        session: SessionId,
+        req: u64,
+        body: Request,
+        cancelled: Option<String>,
+    ) -> Result<Reply, Fail> {
+        match body {
+            Request::Open { ttl_ms } => return self.open_session(ttl_ms).await,
+            Request::Status { .. } => return self.status().await,
+            Request::Revoke { name } => return self.revoke(&name).await,
+            Request::ChangeMembers { .. } => {
+                return Err(invalid(
+                    "an etcd cluster's members are changed with etcdctl, not tenure".into(),
+                ))
+            }
+            _ if session == 0 => return Err(Fail::Reply(ErrorReply::UnknownSession)),
+            _ => {}
+        }
+        self.attach(session);
+        match body {
+            Request::Heartbeat => self.heartbeat(session).await,
+            Request::Acquire { name, wait } => self.acquire(session, req, &name, wait).await,
+            Request::Cancel { target } => self.cancel(session, target, cancelled).await,
+            Request::Release { name, token } => self.release(session, &name, token).await,
+            Request::Close => self.close(session).await,
+            Request::Campaign { .. }
+            | Request::Resign { .. }
+            | Request::Observe { .. }
+            | Request::RequestElection { .. }
+            | Request::Master { .. } => Err(invalid(
+                "elections are not available on the etcd backend yet".into(),
+            )),
+            Request::Join { .. }
+            | Request::Leave { .. }
+            | Request::ReportCheck { .. }
+            | Request::Replace { .. }
+            | Request::WatchGroup { .. }
+            | Request::View { .. } => Err(invalid(
+                "groups are not available on the etcd backend yet".into(),
+            )),
+            Request::Open { .. }
+            | Request::Status { .. }
+            | Request::Revoke { .. }
+            | Request::ChangeMembers { .. } => unreachable!("answered above"),
+        }
+    }
+
+    /// The first request of `session` on this connection: watch again the locks it was
+    /// granted, from their grant, so that a deletion while it was away is reported now.
+    fn attach(self: &Arc<Self>, session: SessionId) {
+        if !self.attached.lock().insert(session) {
+            return;
+        }
+        let locks: Vec<(String, Token)> = granted()
+            .lock()
+            .get(&(self.incarnation, session))
+            .map(|m| m.iter().map(|(n, t)| (n.clone(), *t)).collect())
+            .unwrap_or_default();
+        for (name, token) in locks {
+            self.watch_grant(session, name, token);
+        }
+    }
+
+    /// The session is gone: forget its grants.
+    fn forget(&self, session: SessionId) {
+        granted().lock().remove(&(self.incarnation, session));
+        self.watching.lock().retain(|(s, _), h| {
+            if *s == session {
+                h.abort();
+            }
+            *s != session
+        });
+    }
+
+    /// Records a grant and watches its key.
+    fn grant(self: &Arc<Self>, session: SessionId, name: &str, token: Token) -> Reply {
+        granted()
+            .lock()
+            .entry((self.incarnation, session))
+            .or_default()
+            .insert(name.to_string(), token);
+        self.watch_grant(session, name.to_string(), token);
+        Reply::Granted {
+            name: name.to_string(),
+            token,
+        }
+    }
+
+    /// The session gave the lock up: forget the grant and stop its watch.
+    fn ungrant(&self, session: SessionId, name: &str) {
+        if let Some(m) = granted().lock().get_mut(&(self.incarnation, session)) {
+            m.remove(name);
+        }
+        if let Some(h) = self.watching.lock().remove(&(session, name.to_string())) {
+            h.abort();
+        }
+    }
+
+    fn watch_grant(self: &Arc<Self>, session: SessionId, name: String, token: Token) {
+        let gw = self.clone();
+        let n = name.clone();
+        let h = tokio::spawn(async move {
+            gw.watch_own(session, n, token).await;
+        });
+        if let Some(old) = self
+            .watching
+            .lock()
+            .insert((session, name), h.abort_handle())
+        {
+            old.abort();
+        }
+        self.track(h.abort_handle());
+    }
+
+    /// Watches a granted lock's key from its grant until it is deleted, then tells the
+    /// session: the lock was revoked (`released`), or, when the session's lease is gone with
+    /// it, ends the connection so that the session learns its end from its next heartbeat.
+    async fn watch_own(self: &Arc<Self>, session: SessionId, name: String, token: Token) {
+        let key = keys::lock_key(&name, session);
+        let mut from = token as i64 + 1;
+        let mut c = self.etcd();
+        loop {
+            let opts = WatchOptions::new()
+                .with_start_revision(from)
+                .with_filters([WatchFilterType::NoPut]);
+            let Ok((_w, mut s)) = c.watch(key.clone(), Some(opts)).await else {
+                self.broken.notify_one();
+                return;
+            };
+            let gone = loop {
+                match s.message().await {
+                    Ok(Some(r)) => {
+                        if r.events()
+                            .iter()
+                            .any(|e| e.event_type() == EventType::Delete)
+                        {
+                            break true;
+                        }
+                        if r.canceled() {
+                            // Compacted past the grant: read the key instead.
+                            break false;
+                        }
+                    }
+                    _ => {
+                        self.broken.notify_one();
+                        return;
+                    }
+                }
+            };
+            if !gone {
+                match c.get(key.clone(), None).await {
+                    Ok(g) => match g.kvs().first() {
+                        Some(kv) if kv.mod_revision() as Token == token => {
+                            from = g.header().map_or(from, |h| h.revision() + 1);
+                            continue;
+                        }
+                        _ => {}
+                    },
+                    Err(_) => {
+                        self.broken.notify_one();
+                        return;
+                    }
+                }
+            }
+            break;
+        }
+        if let Some(m) = granted().lock().get_mut(&(self.incarnation, session)) {
+            if m.get(&name) == Some(&token) {
+                m.remove(&name);
+            }
+        }
+        self.watching.lock().remove(&(session, name.clone()));
+        match self.lease_alive(session).await {
+            Ok(()) => {
+                let _ = self.out.send(ServerMsg::Notice {
+                    session,
+                    notice: Notice::LockRevoked { name, token },
+                });
+            }
+            Err(_) => self.broken.notify_one(),
+        }
+    }
+
+    /// Ok while the session's lease exists. (etcd answers -1 for a lease it does not have, and
+    /// the remaining whole seconds, so 0 in the last second, for one it has.)
+    async fn lease_alive(&self, session: SessionId) -> Result<(), Fail> {
+        let r = self.etcd().lease_time_to_live(session as i64, None).await?;
+        if r.ttl() >= 0 {
+            Ok(())
+        } else {
+            Err(Fail::Reply(ErrorReply::UnknownSession))
+        }
+    }
+
+    async fn open_session(&self, ttl_ms: u64) -> Result<Reply, Fail> {
+        let (lo, hi) = (
+            crate::server::state::MIN_TTL_MS,
+            crate::server::state::MAX_TTL_MS,
+        );
+        if !(lo..=hi).contains(&ttl_ms) {
+            return Err(invalid(format!(
+                "session TTL {ttl_ms} ms is outside {lo} ms ..= {hi} ms"
+            )));
+        }
+        let mut c = self.etcd();
+        let g = c.lease_grant(keys::lease_seconds(ttl_ms), None).await?;
+        let ttl_ms = g.ttl() as u64 * 1000;
+        let put = PutOptions::new().with_lease(g.id());
+        c.put(
+            keys::session_key(g.id() as SessionId),
+            ttl_ms.to_string(),
+            Some(put),
+        )
+        .await?;
+        Ok(Reply::Opened {
+            session: g.id() as SessionId,
+            ttl_ms,
+        })
+    }
+
+    async fn heartbeat(&self, session: SessionId) -> Result<Reply, Fail> {
+        let mut k = self.keeper.lock().await;
+        if k.as_ref().map(|x| x.0) != Some(session) {
+            let (keeper, stream) = self.etcd().lease_keep_alive(session as i64).await?;
+            *k = Some((session, keeper, stream));
+        }
+        let Some((_, keeper, stream)) = k.as_mut() else {
+            unreachable!("set above")
+        };
+        keeper.keep_alive().await?;
+        match stream.message().await? {
+            Some(r) if r.ttl() > 0 => Ok(Reply::Alive),
+            Some(_) => Err(Fail::Reply(ErrorReply::UnknownSession)),
+            None => Err(Fail::Broken("etcd ended the keep-alive stream".into())),
+        }
+    }
+
+    /// Acquire: take the lock if its directory is empty; else join the queue (or find the
+    /// key a resent request made) and, waiting, watch the key just before ours until none is
+    /// left; then write the grant.
+    async fn acquire(
+        self: &Arc<Self>,
+        session: SessionId,
+        req: u64,
+        name: &str,
+        wait: bool,
+    ) -> Result<Reply, Fail> {
+        Text::LockName.check(name).map_err(invalid)?;
+        let dir = keys::lock_dir(name);
+        let key = keys::lock_key(name, session);
+        let lease = PutOptions::new().with_lease(session as i64);
+        let mut c = self.etcd();
+        let t = Txn::new()
+            .when([Compare::create_revision(dir.clone(), CompareOp::Equal, 0).with_prefix()])
+            .and_then([TxnOp::put(
+                key.clone(),
+                Entry::Held(req).value(),
+                Some(lease.clone()),
+            )])
+            .or_else([TxnOp::get(key.clone(), None)]);
+        let r = c.txn(t).await?;
+        if r.succeeded() {
+            return Ok(self.grant(session, name, revision(&r)));
+        }
+        let mut mine = match first_kv(&r) {
+            Some(kv) => match keys::existing(req, Entry::parse(kv.value()), kv.mod_revision()) {
+                Existing::Granted(token) => return Ok(self.grant(session, name, token)),
+                Existing::AlreadyHeld => return Err(Fail::Reply(ErrorReply::AlreadyHeld)),
+                Existing::Waiting => kv.create_revision(),
+            },
+            // Taken or queued for: a try is answered at once.
+            None if !wait => return Ok(Reply::Busy),
+            None => 0,
+        };
+        loop {
+            if mine == 0 {
+                let t = Txn::new()
+                    .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
+                    .and_then([TxnOp::put(
+                        key.clone(),
+                        Entry::Waiting(req).value(),
+                        Some(lease.clone()),
+                    )]);
+                let r = c.txn(t).await?;
+                if !r.succeeded() {
+                    // Another request of this session queued meanwhile.
+                    return Err(Fail::Reply(ErrorReply::AlreadyHeld));
+                }
+                mine = revision(&r) as i64;
+            }
+            let before = GetOptions::new()
+                .with_prefix()
+                .with_sort(SortTarget::Create, SortOrder::Descend)
+                .with_max_create_revision(mine - 1)
+                .with_limit(1);
+            let g = c.get(dir.clone(), Some(before)).await?;
+            let at = g.header().map_or(0, |h| h.revision());
+            let Some(pred) = g.kvs().first() else {
+                // First in the queue: the lock is ours. Written as granted unless our key went
+                // meanwhile (the lease ended, or someone deleted it).
+                let t = Txn::new()
+                    .when([Compare::create_revision(
+                        key.clone(),
+                        CompareOp::Equal,
+                        mine,
+                    )])
+                    .and_then([TxnOp::put(
+                        key.clone(),
+                        Entry::Held(req).value(),
+                        Some(lease.clone()),
+                    )]);
+                let r = c.txn(t).await?;
+                if r.succeeded() {
+                    return Ok(self.grant(session, name, revision(&r)));
+                }
+                self.lease_alive(session).await?;
+                mine = 0;
+                continue;
+            };
+            if !wait {
+                let t = Txn::new()
+                    .when([Compare::create_revision(
+                        key.clone(),
+                        CompareOp::Equal,
+                        mine,
+                    )])
+                    .and_then([TxnOp::delete(key.clone(), None)]);
+                c.txn(t).await?;
+                return Ok(Reply::Busy);
+            }
+            deleted(&mut c, pred.key().to_vec(), at).await?;
+        }
+    }
+
+    /// Cancel: the acquire `target` is given up; its key goes, whether it waited or was
+    /// granted meanwhile. `name` is the lock's, when this connection ran the acquire; else
+    /// the session's keys are searched for the one `target` made.
+    async fn cancel(
+        &self,
+        session: SessionId,
+        target: u64,
+        name: Option<String>,
+    ) -> Result<Reply, Fail> {
+        let mut c = self.etcd();
+        let keys: Vec<Vec<u8>> = match name {
+            Some(n) => vec![keys::lock_key(&n, session).into_bytes()],
+            None => {
+                let r = c
+                    .lease_time_to_live(
+                        session as i64,
+                        Some(LeaseTimeToLiveOptions::new().with_keys()),
+                    )
+                    .await?;
+                r.keys().to_vec()
+            }
+        };
+        for k in keys {
+            let Some((name, _)) = std::str::from_utf8(&k).ok().and_then(keys::parse_lock_key)
+            else {
+                continue;
+            };
+            let g = c.get(k.clone(), None).await?;
+            let Some(kv) = g.kvs().first() else { continue };
+            if Entry::parse(kv.value()).map(Entry::req) != Some(target) {
+                continue;
+            }
+            self.ungrant(session, &name);
+            let t = Txn::new()
+                .when([Compare::mod_revision(
+                    k.clone(),
+                    CompareOp::Equal,
+                    kv.mod_revision(),
+                )])
+                .and_then([TxnOp::delete(k, None)]);
+            c.txn(t).await?;
+            break;
+        }
+        Ok(Reply::Done)
+    }
+
+    async fn release(&self, session: SessionId, name: &str, token: Token) -> Result<Reply, Fail> {
+        Text::LockName.check(name).map_err(invalid)?;
+        self.ungrant(session, name);
+        let key = keys::lock_key(name, session);
+        let t = Txn::new()
+            .when([Compare::mod_revision(
+                key.clone(),
+                CompareOp::Equal,
+                token as i64,
+            )])
+            .and_then([TxnOp::delete(key, None)]);
+        if self.etcd().txn(t).await?.succeeded() {
+            Ok(Reply::Done)
+        } else {
+            Err(Fail::Reply(ErrorReply::NotHolder))
+        }
+    }
+
+    async fn close(&self, session: SessionId) -> Result<Reply, Fail> {
+        // Stop the watches first: the revocation deletes the keys they watch.
+        self.forget(session);
+        match self.etcd().lease_revoke(session as i64).await {
+            Ok(_) => Ok(Reply::Done),
+            Err(e) => match Fail::from(e) {
+                Fail::Reply(ErrorReply::UnknownSession) => Ok(Reply::Done),
+                f => Err(f),
+            },
+        }
+    }
+
+    /// Revoke: delete whichever key holds the lock; its session is told by its own watch.
+    async fn revoke(&self, name: &str) -> Result<Reply, Fail> {
+        Text::LockName.check(name).map_err(invalid)?;
+        let mut c = self.etcd();
+        loop {
+            let first = GetOptions::new()
+                .with_prefix()
+                .with_sort(SortTarget::Create, SortOrder::Ascend)
+                .with_limit(1);
+            let g = c.get(keys::lock_dir(name), Some(first)).await?;
+            let Some(kv) = g.kvs().first() else {
+                return Err(invalid(format!("no lock {} is held", proto::echo(name))));
+            };
+            let t = Txn::new()
+                .when([Compare::mod_revision(
+                    kv.key().to_vec(),
+                    CompareOp::Equal,
+                    kv.mod_revision(),
+                )])
+                .and_then([TxnOp::delete(kv.key().to_vec(), None)]);
+            if c.txn(t).await?.succeeded() {
+                return Ok(Reply::Done);
+            }
+        }
+    }
+
+    /// Status: sessions and locks from their keys (at most [`STATUS_LIMIT`] of each), and
+    /// etcd's members. Elections and groups are not on this backend yet.
+    async fn status(&self) -> Result<Reply, Fail> {
+        let mut c = self.etcd();
+        let s = c
+            .get(
+                keys::sessions_dir(),
+                Some(GetOptions::new().with_prefix().with_limit(STATUS_LIMIT)),
+            )
+            .await?;
+        let sessions = s
+            .kvs()
+            .iter()
+            .filter_map(|kv| {
+                let id = keys::parse_session_key(kv.key_str().ok()?)?;
+                let ttl_ms = kv.value_str().ok()?.parse().ok()?;
+                Some(SessionInfo { id, ttl_ms })
+            })
+            .collect();
+        let l = c
+            .get(
+                keys::locks_dir(),
+                Some(
+                    GetOptions::new()
+                        .with_prefix()
+                        .with_sort(SortTarget::Create, SortOrder::Ascend)
+                        .with_limit(STATUS_LIMIT),
+                ),
+            )
+            .await?;
+        let mut locks: BTreeMap<String, LockInfo> = BTreeMap::new();
+        for kv in l.kvs() {
+            let Some((name, lease)) = kv.key_str().ok().and_then(keys::parse_lock_key) else {
+                continue;
+            };
+            match locks.get_mut(&name) {
+                Some(info) => info.waiters.push(lease),
+                None => {
+                    let info = LockInfo {
+                        name: name.clone(),
+                        holder: lease,
+                        token: kv.mod_revision() as Token,
+                        waiters: vec![],
+                    };
+                    locks.insert(name, info);
+                }
+            }
+        }
+        let st = c.status().await?;
+        let leader = st.leader();
+        let members = c
+            .member_list()
+            .await?
+            .members()
+            .iter()
+            .map(|m| MemberInfo {
+                id: m.id(),
+                address: m.client_urls().join(","),
+                role: if m.is_learner() {
+                    "learner"
+                } else if m.id() == leader {
+                    "leader"
+                } else {
+                    "follower"
+                }
+                .into(),
+            })
+            .collect::<Vec<_>>();
+        Ok(Reply::Status(StatusInfo {
+            incarnation: self.incarnation,
+            revision: l.header().map_or(0, |h| h.revision()) as u64,
+            sessions,
+            locks: locks.into_values().collect(),
+            elections: vec![],
+            groups: vec![],
+            next: None,
+            leader: members.iter().find(|m| m.id == leader).cloned(),
+            members,
+        }))
+    }
+}
+
+/// Waits until `key` is deleted, watching from revision `at + 1` (the revision after the read
+/// that found it), so that a deletion between that read and the watch is not missed. Also
+/// returns when etcd cancels the watch (compaction): the caller reads again.
+async fn deleted(c: &mut Client, key: Vec<u8>, at: i64) -> Result<(), Fail> {
+    let opts = WatchOptions::new()
+        .with_start_revision(at + 1)
+        .with_filters([WatchFilterType::NoPut]);
+    let (_w, mut s) = c.watch(key, Some(opts)).await?;
+    loop {
+        match s.message().await? {
+            Some(r) => {
+                if r.canceled()
+                    || r.events()
+                        .iter()
+                        .any(|e| e.event_type() == EventType::Delete)
+                {
+                    return Ok(());
+                }
+            }
+            None => return Err(Fail::Broken("etcd ended a watch".into())),
+        }
+    }
+}
+
+/// The revision a transaction wrote at.
+fn revision(r: &TxnResponse) -> Token {
+    r.header().map_or(0, |h| h.revision()) as Token
+}
+
+/// The first key a transaction's first read found.
+fn first_kv(r: &TxnResponse) -> Option<KeyValue> {
+    r.op_responses().into_iter().find_map(|op| match op {
+        TxnOpResponse::Get(g) => g.kvs().first().cloned(),
+        _ => None,
+    })
+}

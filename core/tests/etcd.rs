@@ -1,0 +1,372 @@
+//! The etcd backend against real etcd processes (Debian's etcd-server 3.4): one member and a
+//! three-member cluster, real clients in this process and `tenure lock` processes killed and
+//! paused, etcdctl acting from outside. Every wait is bounded.
+#![cfg(feature = "etcd")]
+
+mod common;
+use common::etcd::Etcd;
+use common::{tmpdir, wait_for, Proc};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tenure::{Client, ClientConfig, Event, LostReason};
+
+const BIN: &str = env!("CARGO_BIN_EXE_tenure");
+
+fn client(endpoints: Vec<String>, ttl: Duration) -> (Client, Arc<Mutex<Vec<Event>>>) {
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let e = events.clone();
+    let c = Client::connect(
+        ClientConfig::new(endpoints)
+            .session_ttl(ttl)
+            .on_event(move |ev| e.lock().unwrap().push(ev)),
+    )
+    .expect("client connects to etcd");
+    (c, events)
+}
+
+fn lost(events: &Mutex<Vec<Event>>) -> Vec<(String, LostReason)> {
+    events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|e| match e {
+            Event::LockLost { name, reason, .. } => Some((name.clone(), *reason)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Clients in threads take one lock in turn: never two holders at once, every token larger
+/// than the one before, every waiter served.
+fn exclusive_with_growing_tokens(endpoints: Vec<String>, name: &str) {
+    let held = Arc::new(AtomicBool::new(false));
+    let last = Arc::new(AtomicU64::new(0));
+    let grants = Arc::new(AtomicU64::new(0));
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let (held, last, grants) = (held.clone(), last.clone(), grants.clone());
+            let (eps, name) = (endpoints.clone(), name.to_string());
+            std::thread::spawn(move || {
+                let (c, _) = client(eps, Duration::from_secs(5));
+                for _ in 0..15 {
+                    let l = c.lock(&name, Duration::from_secs(30)).expect("granted");
+                    assert!(!held.swap(true, Ordering::SeqCst), "two holders at once");
+                    let t = l.fencing_token();
+                    let before = last.swap(t, Ordering::SeqCst);
+                    assert!(t > before, "token {t} after {before}");
+                    std::thread::sleep(Duration::from_millis(1));
+                    held.store(false, Ordering::SeqCst);
+                    l.release().unwrap();
+                    grants.fetch_add(1, Ordering::SeqCst);
+                }
+                c.close();
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(grants.load(Ordering::SeqCst), 60);
+}
+
+#[test]
+fn one_member_exclusion_tokens_hand_over_try_and_status() {
+    let etcd = Etcd::start(1);
+    exclusive_with_growing_tokens(etcd.endpoints(), "jobs/x");
+
+    let (a, _) = client(etcd.endpoints(), Duration::from_secs(5));
+    let (b, _) = client(etcd.endpoints(), Duration::from_secs(5));
+    let la = a.lock("h", Duration::from_secs(5)).unwrap();
+    assert!(la.is_held());
+    assert!(b.try_lock("h").unwrap().is_none(), "busy while held");
+    let st = b.status().unwrap();
+    let info = st.locks.iter().find(|l| l.name == "h").expect("listed");
+    assert_eq!(
+        (info.holder, info.token),
+        (a.session_id(), la.fencing_token())
+    );
+    assert!(st.sessions.iter().any(|s| s.id == b.session_id()));
+    // Hand-over: a waiter queued just before the release gets the lock at once.
+    let b2 = b.clone();
+    let waiter = std::thread::spawn(move || {
+        let l = b2.lock("h", Duration::from_secs(10)).unwrap();
+        (Instant::now(), l)
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    let t_a = la.fencing_token();
+    let released = Instant::now();
+    la.release().unwrap();
+    let (granted, lb) = waiter.join().unwrap();
+    assert!(lb.fencing_token() > t_a);
+    let gap = granted.duration_since(released);
+    assert!(gap < Duration::from_secs(1), "hand-over took {gap:?}");
+    // A second acquire of a held lock by the same session is refused.
+    let again = b.lock("h", Duration::from_millis(200));
+    assert!(
+        matches!(again, Err(tenure::Error::AlreadyHeld(_))),
+        "{again:?}"
+    );
+    assert!(lb.is_held());
+    // Names that would share a prefix without escaping are separate locks.
+    let l1 = a.lock("p", Duration::from_secs(5)).unwrap();
+    let l2 = a.lock("p/q", Duration::from_secs(5)).unwrap();
+    assert!(l1.is_held() && l2.is_held());
+    // A timed-out wait leaves nothing behind: the lock is free once its holder releases.
+    let (c, _) = client(etcd.endpoints(), Duration::from_secs(5));
+    assert!(matches!(
+        c.lock("p", Duration::from_millis(100)),
+        Err(tenure::Error::Timeout)
+    ));
+    l1.release().unwrap();
+    let l3 = c.try_lock("p").unwrap().expect("free after the release");
+    l3.release().unwrap();
+}
+
+#[test]
+fn revocations_from_outside_lose_the_lock_with_their_reasons() {
+    let etcd = Etcd::start(1);
+    let (a, events) = client(etcd.endpoints(), Duration::from_secs(5));
+    let (admin, _) = client(etcd.endpoints(), Duration::from_secs(5));
+
+    // `tenure revoke`: reason released, the next waiter is granted.
+    let l = a.lock("r", Duration::from_secs(5)).unwrap();
+    let admin2 = admin.clone();
+    let waiter = std::thread::spawn(move || admin2.lock("r", Duration::from_secs(10)).unwrap());
+    std::thread::sleep(Duration::from_millis(100));
+    admin.revoke("r").unwrap();
+    wait_for(Duration::from_secs(5), "lock_lost after revoke", || {
+        lost(&events).contains(&("r".into(), LostReason::Released))
+    });
+    assert!(!l.is_held());
+    let lw = waiter.join().unwrap();
+    assert!(lw.fencing_token() > l.fencing_token());
+    drop(lw);
+
+    // The key deleted with etcdctl: reason released.
+    let l = a.lock("d", Duration::from_secs(5)).unwrap();
+    let key = format!("tenure/locks/d/{:016x}", a.session_id());
+    etcd.ctl(&["del", &key]);
+    wait_for(
+        Duration::from_secs(5),
+        "lock_lost after etcdctl del",
+        || lost(&events).contains(&("d".into(), LostReason::Released)),
+    );
+    assert!(!l.is_held());
+
+    // The session's lease revoked with etcdctl: the session is over, its locks are lost as
+    // expired, and a new session opens.
+    let l = a.lock("e", Duration::from_secs(5)).unwrap();
+    let old = a.session_id();
+    etcd.ctl(&["lease", "revoke", &format!("{old:x}")]);
+    wait_for(
+        Duration::from_secs(5),
+        "lock_lost after lease revoke",
+        || lost(&events).contains(&("e".into(), LostReason::SessionExpired)),
+    );
+    assert!(!l.is_held());
+    wait_for(Duration::from_secs(10), "a new session", || {
+        a.is_connected() && a.session_id() != old
+    });
+    let l = a.lock("e", Duration::from_secs(5)).unwrap();
+    assert!(l.is_held());
+}
+
+fn signal(pid: i32, sig: i32) {
+    // SAFETY: signalling a process this test started.
+    unsafe { libc::kill(pid, sig) };
+}
+
+fn wait_file(p: &Path, limit: Duration) -> String {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Ok(s) = std::fs::read_to_string(p) {
+            if s.ends_with('\n') {
+                return s;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} not written within {limit:?}",
+            p.display()
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+fn wait_exit(c: &mut Child, limit: Duration) -> i32 {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(st) = c.try_wait().unwrap() {
+            return st.code().unwrap_or(-1);
+        }
+        if Instant::now() > deadline {
+            let _ = c.kill();
+            panic!("process did not exit within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// `tenure lock --endpoints etcd://... --ttl TTL NAME -- sh -c SCRIPT`.
+fn lock_cmd(etcd: &Etcd, ttl: &str, name: &str, script: &str) -> Command {
+    let mut c = Command::new(BIN);
+    c.arg("lock")
+        .args(["--endpoints", &etcd.endpoints().join(",")])
+        .args(["--ttl", ttl])
+        .arg(name)
+        .args(["--", "sh", "-c", script]);
+    c
+}
+
+#[test]
+fn a_paused_holder_is_told_it_lost_the_lock_and_is_fenced() {
+    let etcd = Etcd::start(1);
+    let dir = tmpdir("etcd-pause");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (t1, pid1) = (dir.join("t1"), dir.join("pid1"));
+    let script = format!(
+        "echo $TENURE_FENCING_TOKEN > {}; echo $$ > {}; exec sleep 60",
+        t1.display(),
+        pid1.display()
+    );
+    let mut holder = Proc(
+        lock_cmd(&etcd, "2", "p", &script)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let tok1: u64 = wait_file(&t1, Duration::from_secs(10))
+        .trim()
+        .parse()
+        .unwrap();
+    let cmd_pid: i32 = wait_file(&pid1, Duration::from_secs(10))
+        .trim()
+        .parse()
+        .unwrap();
+    let t2 = dir.join("t2");
+    let mut waiter = Proc(
+        lock_cmd(
+            &etcd,
+            "5",
+            "p",
+            &format!("echo $TENURE_FENCING_TOKEN > {}", t2.display()),
+        )
+        .spawn()
+        .unwrap(),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!t2.exists(), "the waiter waits while the holder lives");
+    signal(holder.0.id() as i32, libc::SIGSTOP);
+    let tok2: u64 = wait_file(&t2, Duration::from_secs(10))
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(tok2 > tok1, "the next holder's token {tok2} fences {tok1}");
+    assert_eq!(wait_exit(&mut waiter.0, Duration::from_secs(10)), 0);
+    signal(holder.0.id() as i32, libc::SIGCONT);
+    // On resuming, the holder finds its lease over: the loss is reported, CMD stopped, 75.
+    assert_eq!(wait_exit(&mut holder.0, Duration::from_secs(10)), 75);
+    let mut err = String::new();
+    use std::io::Read;
+    holder
+        .0
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(err.contains("session_expired"), "{err}");
+    // SAFETY: probing whether a pid exists.
+    assert!(
+        unsafe { libc::kill(cmd_pid, 0) } != 0,
+        "the command was stopped"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_killed_holder_s_lock_goes_to_the_waiter_after_its_ttl() {
+    let etcd = Etcd::start(1);
+    let dir = tmpdir("etcd-kill");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (w, _) = client(etcd.endpoints(), Duration::from_secs(5));
+    let ttl = Duration::from_secs(2);
+    let mut delays = vec![];
+    for round in 0..3 {
+        let t = dir.join(format!("t{round}"));
+        let script = format!(
+            "echo $TENURE_FENCING_TOKEN > {}; exec sleep 60",
+            t.display()
+        );
+        let mut holder = Proc(lock_cmd(&etcd, "2", "k", &script).spawn().unwrap());
+        let tok: u64 = wait_file(&t, Duration::from_secs(10))
+            .trim()
+            .parse()
+            .unwrap();
+        let w2 = w.clone();
+        let waiter = std::thread::spawn(move || {
+            let l = w2.lock("k", Duration::from_secs(20)).unwrap();
+            (Instant::now(), l)
+        });
+        // Kill at a random point of the holder's heartbeat cycle.
+        std::thread::sleep(Duration::from_millis(200 + fastrand::u64(0..700)));
+        let killed = Instant::now();
+        holder.0.kill().unwrap();
+        let _ = holder.0.wait();
+        let (granted, l) = waiter.join().unwrap();
+        assert!(l.fencing_token() > tok);
+        let delay = granted.duration_since(killed);
+        delays.push(delay);
+        l.release().unwrap();
+    }
+    eprintln!("kill -9 to the next grant, TTL {ttl:?}: {delays:?}");
+    for d in &delays {
+        // etcd revokes expired leases on a 500 ms tick of its leader (lessor.go): the grant
+        // comes within the TTL plus that tick (and a commit), not within TTL + 50 ms as on a
+        // tenure server. Bounded with room for a loaded machine.
+        assert!(
+            *d <= ttl + Duration::from_millis(1000),
+            "grant {d:?} after the kill"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn three_members_exclusion_and_a_killed_leader_costs_no_session_or_lock() {
+    let mut etcd = Etcd::start(3);
+    exclusive_with_growing_tokens(etcd.endpoints(), "three");
+    let leader = etcd.leader().expect("a leader");
+    // Every client dials the leader first, so every connection breaks with it.
+    let clients: Vec<_> = (0..3)
+        .map(|_| client(etcd.endpoints_from(leader), Duration::from_secs(5)))
+        .collect();
+    let locks: Vec<_> = clients
+        .iter()
+        .enumerate()
+        .map(|(i, (c, _))| c.lock(&format!("l{i}"), Duration::from_secs(5)).unwrap())
+        .collect();
+    let sessions: Vec<u64> = clients.iter().map(|(c, _)| c.session_id()).collect();
+    etcd.kill(leader);
+    // Through the election and well past a TTL: nothing is lost.
+    let until = Instant::now() + Duration::from_secs(8);
+    while Instant::now() < until {
+        for l in &locks {
+            assert!(l.is_held(), "{} lost during the failover", l.name());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for (i, (c, events)) in clients.iter().enumerate() {
+        assert_eq!(c.session_id(), sessions[i], "the session survived");
+        assert!(lost(events).is_empty(), "{:?}", lost(events));
+        assert!(c.is_connected());
+    }
+    // The cluster still grants, and the killed member rejoins.
+    let next = clients[0].0.lock("after", Duration::from_secs(5)).unwrap();
+    assert!(next.fencing_token() > locks.iter().map(|l| l.fencing_token()).max().unwrap());
+    etcd.spawn(leader);
+    etcd.wait_healthy(Duration::from_secs(30));
+}
