@@ -350,6 +350,12 @@ fn three_members_exclusion_and_a_killed_leader_costs_no_session_or_lock() {
         .map(|(i, (c, _))| c.lock(&format!("l{i}"), Duration::from_secs(5)).unwrap())
         .collect();
     let sessions: Vec<u64> = clients.iter().map(|(c, _)| c.session_id()).collect();
+    let e = clients[1]
+        .0
+        .campaign("sched", tenure::client::Candidacy::new("me", 1))
+        .unwrap();
+    wait_for(Duration::from_secs(5), "mastership", || e.is_master());
+    let epoch = e.master_epoch();
     etcd.kill(leader);
     // Through the election and well past a TTL: nothing is lost.
     let until = Instant::now() + Duration::from_secs(8);
@@ -357,6 +363,7 @@ fn three_members_exclusion_and_a_killed_leader_costs_no_session_or_lock() {
         for l in &locks {
             assert!(l.is_held(), "{} lost during the failover", l.name());
         }
+        assert!(e.is_master(), "the mastership is kept");
         std::thread::sleep(Duration::from_millis(50));
     }
     for (i, (c, events)) in clients.iter().enumerate() {
@@ -364,9 +371,110 @@ fn three_members_exclusion_and_a_killed_leader_costs_no_session_or_lock() {
         assert!(lost(events).is_empty(), "{:?}", lost(events));
         assert!(c.is_connected());
     }
+    assert_eq!(e.master_epoch(), epoch);
     // The cluster still grants, and the killed member rejoins.
     let next = clients[0].0.lock("after", Duration::from_secs(5)).unwrap();
     assert!(next.fencing_token() > locks.iter().map(|l| l.fencing_token()).max().unwrap());
     etcd.spawn(leader);
     etcd.wait_healthy(Duration::from_secs(30));
+}
+
+fn masters(events: &Mutex<Vec<Event>>, election: &str) -> Vec<(u64, Option<String>)> {
+    events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|e| match e {
+            Event::MasterChanged {
+                election: n,
+                epoch,
+                master,
+            } if n == election => Some((*epoch, master.as_ref().map(|m| m.id.clone()))),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn elections_designate_by_priority_tell_observers_fail_over_and_preempt() {
+    use tenure::client::Candidacy;
+    let etcd = Etcd::start(1);
+    let ttl = Duration::from_secs(2);
+    let (a, _) = client(etcd.endpoints(), ttl);
+    let (b, _) = client(etcd.endpoints(), ttl);
+    let (o, seen) = client(etcd.endpoints(), ttl);
+    let obs = o.observe("sched").unwrap();
+    let ea = a.campaign("sched", Candidacy::new("a", 1)).unwrap();
+    wait_for(Duration::from_secs(5), "a is master", || ea.is_master());
+    // A higher priority without preemption does not take over a live master.
+    let eb = b.campaign("sched", Candidacy::new("b", 5)).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(ea.is_master() && !eb.is_master());
+    let e1 = ea.master_epoch().unwrap();
+    assert_eq!(
+        o.request_election("sched", Duration::from_secs(5))
+            .unwrap()
+            .master
+            .unwrap()
+            .id,
+        "a"
+    );
+    // The master's client closes: b is designated, with a larger epoch, and everyone is told.
+    a.close();
+    wait_for(Duration::from_secs(5), "b is master", || eb.is_master());
+    let e2 = eb.master_epoch().unwrap();
+    assert!(e2 > e1);
+    wait_for(Duration::from_secs(5), "the observer sees b", || {
+        obs.master().master.is_some_and(|m| m.id == "b")
+    });
+    // Preemption: b steps down (no master, a new epoch), and c is designated only after b's
+    // TTL, so the two never overlap.
+    let (c, _) = client(etcd.endpoints(), ttl);
+    let mut cand = Candidacy::new("c", 9);
+    cand.preempt = true;
+    let asked = Instant::now();
+    let ec = c.campaign("sched", cand).unwrap();
+    wait_for(Duration::from_secs(10), "c is master", || ec.is_master());
+    let took = asked.elapsed();
+    assert!(!eb.is_master());
+    assert!(
+        took >= ttl,
+        "c designated {took:?} after asking, before b's TTL passed"
+    );
+    wait_for(Duration::from_secs(5), "the observer is told of c", || {
+        masters(&seen, "sched")
+            .last()
+            .is_some_and(|m| m.1.as_deref() == Some("c"))
+    });
+    let order = masters(&seen, "sched");
+    let ids: Vec<Option<String>> = order.iter().map(|(_, m)| m.clone()).collect();
+    let tail = &ids[ids.len() - 2..];
+    assert_eq!(tail, &[None, Some("c".to_string())], "{order:?}");
+    assert!(
+        order.windows(2).all(|w| w[0].0 < w[1].0),
+        "epochs grow: {order:?}"
+    );
+    // A candidate whose endpoint refuses connections is skipped.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_addr = dead.local_addr().unwrap().to_string();
+    drop(dead);
+    let (d, _) = client(etcd.endpoints(), ttl);
+    let mut cd = Candidacy::new("d", 20);
+    cd.endpoint = Some(dead_addr);
+    cd.preempt = true;
+    let ed = d.campaign("sched", cd).unwrap();
+    std::thread::sleep(ttl + Duration::from_millis(500));
+    assert!(
+        ec.is_master() && !ed.is_master(),
+        "an unreachable candidate is skipped"
+    );
+    let st = o.status().unwrap();
+    let info = st
+        .elections
+        .iter()
+        .find(|e| e.name == "sched")
+        .expect("listed");
+    let ids: Vec<&str> = info.candidates.iter().map(|c| c.0.as_str()).collect();
+    assert_eq!(ids, ["d", "c", "b"]);
+    assert_eq!(info.master.master.as_ref().unwrap().0, "c");
 }

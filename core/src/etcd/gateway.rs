@@ -11,6 +11,8 @@
 //! heartbeat goes unanswered, and which then drops the connection, ending the gateway and
 //! everything it runs.
 
+mod elections;
+
 use super::keys::{self, Entry, Existing};
 use crate::proto::{
     self, ClientMsg, ErrorReply, FrameReader, Incarnation, LockInfo, MemberInfo, Notice, Reply,
@@ -192,6 +194,7 @@ async fn serve(sock: UnixStream, addr: String, step: Duration) {
         tasks: Mutex::new(Vec::new()),
         attached: Mutex::new(HashSet::new()),
         keeper: tokio::sync::Mutex::new(None),
+        elections: Mutex::new(HashMap::new()),
     });
     'conn: loop {
         loop {
@@ -243,6 +246,8 @@ struct Gateway {
     attached: Mutex<HashSet<SessionId>>,
     /// The keep-alive stream of the session heard last.
     keeper: tokio::sync::Mutex<Option<(SessionId, LeaseKeeper, LeaseKeepAliveStream)>>,
+    /// The elections this connection takes part in, by name.
+    elections: Mutex<HashMap<String, elections::Participation>>,
 }
 
 impl Gateway {
@@ -264,6 +269,7 @@ impl Gateway {
         }
         self.watching.lock().clear();
         self.waits.lock().clear();
+        self.elections.lock().clear();
     }
 
     fn dispatch(self: &Arc<Self>, session: SessionId, req: u64, body: Request) {
@@ -342,13 +348,20 @@ impl Gateway {
             Request::Cancel { target } => self.cancel(session, target, cancelled).await,
             Request::Release { name, token } => self.release(session, &name, token).await,
             Request::Close => self.close(session).await,
-            Request::Campaign { .. }
-            | Request::Resign { .. }
-            | Request::Observe { .. }
-            | Request::RequestElection { .. }
-            | Request::Master { .. } => Err(invalid(
-                "elections are not available on the etcd backend yet".into(),
-            )),
+            Request::Campaign {
+                election,
+                id,
+                priority,
+                endpoint,
+                preempt,
+            } => {
+                self.campaign(session, (election, id, priority, endpoint, preempt))
+                    .await
+            }
+            Request::Resign { election, id } => self.resign(session, &election, &id).await,
+            Request::Observe { election } => self.observe(session, &election, true).await,
+            Request::Master { election } => self.observe(session, &election, false).await,
+            Request::RequestElection { election } => self.request_election(&election).await,
             Request::Join { .. }
             | Request::Leave { .. }
             | Request::ReportCheck { .. }
@@ -380,9 +393,12 @@ impl Gateway {
         }
     }
 
-    /// The session is gone: forget its grants.
+    /// The session is gone: forget its grants and its part in elections.
     fn forget(&self, session: SessionId) {
         granted().lock().remove(&(self.incarnation, session));
+        for p in self.elections.lock().values_mut() {
+            p.leave(session);
+        }
         self.watching.lock().retain(|(s, _), h| {
             if *s == session {
                 h.abort();
@@ -753,8 +769,8 @@ impl Gateway {
         }
     }
 
-    /// Status: sessions and locks from their keys (at most [`STATUS_LIMIT`] of each), and
-    /// etcd's members. Elections and groups are not on this backend yet.
+    /// Status: sessions, locks and elections from their keys (at most [`STATUS_LIMIT`] keys
+    /// of each kind), and etcd's members. Groups are not on this backend yet.
     async fn status(&self) -> Result<Reply, Fail> {
         let mut c = self.etcd();
         let s = c
@@ -826,7 +842,7 @@ impl Gateway {
             revision: l.header().map_or(0, |h| h.revision()) as u64,
             sessions,
             locks: locks.into_values().collect(),
-            elections: vec![],
+            elections: self.election_status().await?,
             groups: vec![],
             next: None,
             leader: members.iter().find(|m| m.id == leader).cloned(),

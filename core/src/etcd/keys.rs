@@ -8,6 +8,8 @@
 //! | `tenure/incarnation` | the service's incarnation token (32 hex digits), made once | none |
 //! | `tenure/sessions/<lease>` | the session's TTL in milliseconds | the session's |
 //! | `tenure/locks/<name>/<lease>` | `w <req>` while waiting, `h <req>` once granted | the session's |
+//! | `tenure/elections/<name>/c/<id>` | the candidate ([`CandidateRecord`], JSON) | the candidate's session's |
+//! | `tenure/elections/<name>/master` | the master cache ([`MasterRecord`], JSON) | none |
 //!
 //! `<lease>` is the session's etcd lease id as 16 hex digits (the session id is the lease id);
 //! `<name>` is the lock's name with `%` and `/` escaped, so that no name's directory is a
@@ -23,7 +25,10 @@
 //! way the token is the etcd revision of the grant, so tokens grow across every lock of the
 //! cluster in grant order, as the tenure server's do.
 
+use crate::election::{Candidate, Election, Step};
 use crate::proto::{SessionId, Token};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
 
 /// The prefix of every key tenure writes.
 pub const PREFIX: &str = "tenure/";
@@ -73,6 +78,151 @@ pub fn parse_lock_key(key: &str) -> Option<(String, SessionId)> {
 pub fn parse_session_key(key: &str) -> Option<SessionId> {
     let lease = key.strip_prefix(&sessions_dir())?;
     (lease.len() == 16).then(|| u64::from_str_radix(lease, 16).ok())?
+}
+
+/// The directory of election `name`: its candidates and its master cache.
+pub fn election_dir(name: &str) -> String {
+    format!("{PREFIX}elections/{}/", escape(name))
+}
+
+/// The key of candidate `id` of election `name`.
+pub fn candidate_key(name: &str, id: &str) -> String {
+    format!("{}c/{}", election_dir(name), escape(id))
+}
+
+/// The key of election `name`'s master cache.
+pub fn master_key(name: &str) -> String {
+    format!("{}master", election_dir(name))
+}
+
+/// The election and, for a candidate's key, the candidate id of a key under
+/// `tenure/elections/` (`Some((name, None))` for a master key; `None` for any other key).
+pub fn parse_election_key(key: &str) -> Option<(String, Option<String>)> {
+    let rest = key.strip_prefix(&format!("{PREFIX}elections/"))?;
+    let (name, rest) = rest.split_once('/')?;
+    let name = unescape(name)?;
+    if rest == "master" {
+        return Some((name, None));
+    }
+    let id = unescape(rest.strip_prefix("c/")?)?;
+    Some((name, Some(id)))
+}
+
+/// A candidate as its key records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CandidateRecord {
+    /// Its id (also in the key, escaped).
+    pub id: String,
+    /// Priority: higher wins.
+    pub priority: i64,
+    /// Checked with a connection before it is designated.
+    pub endpoint: Option<String>,
+    /// The session it lives under.
+    pub session: SessionId,
+    /// It asked to take over from a live master of lower priority.
+    pub preempt: bool,
+    /// Its session's TTL: how long a master it replaces waits after stepping down.
+    pub ttl_ms: u64,
+}
+
+/// The master cache as its key records it. Its epoch is the key's modification revision:
+/// every write is a change of master (or a step-down), so epochs strictly increase.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct MasterRecord {
+    /// The master's candidate id, if there is a master.
+    pub master: Option<String>,
+    /// After a step-down for a higher-priority candidate: nobody is designated until this
+    /// long after the step-down was seen (the old master's TTL, by when it has been told or
+    /// seen its lease end), so two masters never overlap.
+    pub wait_ms: u64,
+}
+
+/// The rules of [`crate::election`] over what etcd holds: the election's candidates and its
+/// master cache.
+pub fn election(candidates: &[CandidateRecord], master: &MasterRecord, epoch: u64) -> Election {
+    let mut e = Election::default();
+    for c in candidates {
+        let cand = Candidate {
+            id: c.id.clone(),
+            priority: c.priority,
+            endpoint: c.endpoint.clone(),
+            session: c.session,
+        };
+        // Ids are unique per key, so registration cannot conflict.
+        let _ = e.register(cand, c.preempt);
+    }
+    e.set_master(master.master.clone(), epoch);
+    e
+}
+
+/// What a participant does next about an election.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Nothing until the election changes.
+    Keep,
+    /// Write the master cache (if it is still as read).
+    Write(MasterRecord),
+    /// Check this candidate's endpoint first, then decide again.
+    Check {
+        /// Candidate id.
+        id: String,
+        /// Its endpoint.
+        endpoint: String,
+    },
+    /// A step-down is in progress: decide again once its wait has passed.
+    WaitStepDown,
+}
+
+/// Decides the next step of an election: the candidates and cache as read, whether a
+/// step-down's wait has passed, the candidates whose check failed in this round and those
+/// whose check passed.
+pub fn decide(
+    candidates: &[CandidateRecord],
+    master: &MasterRecord,
+    epoch: u64,
+    stepdown_over: bool,
+    failed: &BTreeSet<String>,
+    checked: &BTreeSet<String>,
+) -> Decision {
+    let e = election(candidates, master, epoch);
+    let live_master = e.master().map(|m| m.id.clone());
+    if master.master.is_some() && live_master.is_none() && candidates.is_empty() {
+        // The master's candidacy ended and nobody else stands: no master, a new epoch.
+        return Decision::Write(MasterRecord::default());
+    }
+    if master.master.is_none() && master.wait_ms > 0 && !stepdown_over {
+        return Decision::WaitStepDown;
+    }
+    let designate = |id: String| match &live_master {
+        // A live master of lower priority steps down first and waits out its TTL.
+        Some(m) => {
+            let ttl = candidates
+                .iter()
+                .find(|c| &c.id == m)
+                .map_or(0, |c| c.ttl_ms);
+            Decision::Write(MasterRecord {
+                master: None,
+                wait_ms: ttl.max(1),
+            })
+        }
+        None => Decision::Write(MasterRecord {
+            master: Some(id),
+            wait_ms: 0,
+        }),
+    };
+    match e.next_step(failed) {
+        Step::Keep => Decision::Keep,
+        Step::Designate(id) => designate(id),
+        Step::Check { id, .. } if checked.contains(&id) => designate(id),
+        Step::Check { id, endpoint } => Decision::Check { id, endpoint },
+        Step::NoneReachable => match &live_master {
+            Some(m) if failed.contains(m) => Decision::Write(MasterRecord::default()),
+            _ if master.master.is_some() && live_master.is_none() => {
+                Decision::Write(MasterRecord::default())
+            }
+            _ => Decision::Keep,
+        },
+    }
 }
 
 /// `name` with `%` and `/` written as `%25` and `%2F`.
@@ -210,6 +360,119 @@ mod tests {
             Existing::AlreadyHeld
         );
         assert_eq!(existing(6, None, 42), Existing::AlreadyHeld);
+    }
+
+    fn cand(id: &str, priority: i64, preempt: bool, endpoint: Option<&str>) -> CandidateRecord {
+        CandidateRecord {
+            id: id.into(),
+            priority,
+            endpoint: endpoint.map(Into::into),
+            session: 1,
+            preempt,
+            ttl_ms: 2000,
+        }
+    }
+
+    fn master(m: Option<&str>, wait_ms: u64) -> MasterRecord {
+        MasterRecord {
+            master: m.map(Into::into),
+            wait_ms,
+        }
+    }
+
+    #[test]
+    fn elections_designate_by_priority_keep_a_live_master_and_step_down_to_preempt() {
+        let none = BTreeSet::new();
+        let c = [cand("a", 1, false, None), cand("b", 5, false, None)];
+        // No master: the highest priority is designated.
+        assert_eq!(
+            decide(&c, &master(None, 0), 0, false, &none, &none),
+            Decision::Write(master(Some("b"), 0))
+        );
+        // A live master is kept, even below a higher priority, without preemption.
+        assert_eq!(
+            decide(&c, &master(Some("a"), 0), 7, false, &none, &none),
+            Decision::Keep
+        );
+        // With preemption it steps down first, for its TTL, then the top is designated.
+        let p = [cand("a", 1, false, None), cand("b", 5, true, None)];
+        assert_eq!(
+            decide(&p, &master(Some("a"), 0), 7, false, &none, &none),
+            Decision::Write(master(None, 2000))
+        );
+        assert_eq!(
+            decide(&p, &master(None, 2000), 8, false, &none, &none),
+            Decision::WaitStepDown
+        );
+        assert_eq!(
+            decide(&p, &master(None, 2000), 8, true, &none, &none),
+            Decision::Write(master(Some("b"), 0))
+        );
+        // A master whose candidacy ended is replaced; with nobody left, cleared.
+        assert_eq!(
+            decide(&c[..1], &master(Some("b"), 0), 9, false, &none, &none),
+            Decision::Write(master(Some("a"), 0))
+        );
+        assert_eq!(
+            decide(&[], &master(Some("b"), 0), 9, false, &none, &none),
+            Decision::Write(master(None, 0))
+        );
+        assert_eq!(
+            decide(&[], &master(None, 0), 10, false, &none, &none),
+            Decision::Keep
+        );
+    }
+
+    #[test]
+    fn candidates_with_endpoints_are_checked_and_skipped_when_unreachable() {
+        let c = [
+            cand("a", 1, false, None),
+            cand("b", 5, false, Some("127.0.0.1:9")),
+        ];
+        let none = BTreeSet::new();
+        let b: BTreeSet<String> = ["b".to_string()].into();
+        assert_eq!(
+            decide(&c, &master(None, 0), 0, false, &none, &none),
+            Decision::Check {
+                id: "b".into(),
+                endpoint: "127.0.0.1:9".into()
+            }
+        );
+        assert_eq!(
+            decide(&c, &master(None, 0), 0, false, &none, &b),
+            Decision::Write(master(Some("b"), 0))
+        );
+        assert_eq!(
+            decide(&c, &master(None, 0), 0, false, &b, &none),
+            Decision::Write(master(Some("a"), 0))
+        );
+        // Everyone unreachable: an unreachable master is cleared.
+        let only_b = [cand("b", 5, false, Some("127.0.0.1:9"))];
+        assert_eq!(
+            decide(&only_b, &master(Some("b"), 0), 3, false, &b, &none),
+            Decision::Keep,
+            "a live master is kept without a designation to make"
+        );
+        assert_eq!(
+            decide(&only_b, &master(None, 0), 3, false, &b, &none),
+            Decision::Keep
+        );
+    }
+
+    #[test]
+    fn election_keys_escape_names_and_ids() {
+        assert!(!candidate_key("e/x", "a").starts_with(&election_dir("e")));
+        assert!(candidate_key("e", "a/b").starts_with(&election_dir("e")));
+        assert_eq!(master_key("e"), "tenure/elections/e/master");
+        assert_eq!(
+            parse_election_key(&candidate_key("e/x", "a/b")),
+            Some(("e/x".into(), Some("a/b".into())))
+        );
+        assert_eq!(
+            parse_election_key(&master_key("e/x")),
+            Some(("e/x".into(), None))
+        );
+        assert_eq!(parse_election_key("tenure/elections/e/other"), None);
     }
 
     #[test]
