@@ -60,6 +60,19 @@ pub struct Change {
 }
 
 impl Group {
+    /// The view as clients see it: the number and the members in id order, `true` for full
+    /// members.
+    pub fn info(&self) -> crate::proto::ViewInfo {
+        crate::proto::ViewInfo {
+            view: self.view,
+            members: self
+                .members
+                .iter()
+                .map(|(id, m)| (id.clone(), m.full))
+                .collect(),
+        }
+    }
+
     /// The current view number (0 before the first change).
     pub fn view(&self) -> u64 {
         self.view

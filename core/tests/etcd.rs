@@ -478,3 +478,85 @@ fn elections_designate_by_priority_tell_observers_fail_over_and_preempt() {
     assert_eq!(ids, ["d", "c", "b"]);
     assert_eq!(info.master.master.as_ref().unwrap().0, "c");
 }
+
+#[test]
+fn groups_promote_after_probation_gate_on_checks_replace_in_one_view_and_drop_ended_sessions() {
+    use tenure::client::JoinOptions;
+    let etcd = Etcd::start(1);
+    let ttl = Duration::from_secs(2);
+    let (w, _) = client(etcd.endpoints(), ttl);
+    let watch = w.watch_group("g").unwrap();
+    let views = Arc::new(Mutex::new(Vec::new()));
+    let v2 = views.clone();
+    watch.on_view_change(move |ev| v2.lock().unwrap().push(ev));
+
+    // Probation: full after 1 s of heartbeats, not before.
+    let (a, _) = client(etcd.endpoints(), ttl);
+    let joined = Instant::now();
+    let ma = a
+        .join("g", JoinOptions::new("a", Duration::from_secs(1)))
+        .unwrap();
+    assert!(ma.is_member() && !ma.is_full());
+    wait_for(Duration::from_secs(10), "a promoted", || ma.is_full());
+    assert!(joined.elapsed() >= Duration::from_secs(1));
+
+    // A check gates promotion; a failed check removes.
+    let (b, _) = client(etcd.endpoints(), ttl);
+    let mut o = JoinOptions::new("b", Duration::ZERO);
+    o.needs_check = true;
+    let mb = b.join("g", o).unwrap();
+    std::thread::sleep(Duration::from_millis(600));
+    assert!(!mb.is_full(), "waits for its check");
+    mb.report_check(true).unwrap();
+    wait_for(
+        Duration::from_secs(10),
+        "b promoted after its check",
+        || mb.is_full(),
+    );
+    let (c, _) = client(etcd.endpoints(), ttl);
+    let mut o = JoinOptions::new("c", Duration::ZERO);
+    o.needs_check = true;
+    let mc = c.join("g", o).unwrap();
+    mc.report_check(false).unwrap();
+    wait_for(Duration::from_secs(10), "c removed", || !mc.is_member());
+
+    // Replacement: one view removes a and promotes d.
+    let (d, _) = client(etcd.endpoints(), ttl);
+    let md = d
+        .join("g", JoinOptions::new("d", Duration::from_secs(3600)))
+        .unwrap();
+    wait_for(Duration::from_secs(10), "the watcher sees d", || {
+        watch.view().members.iter().any(|m| m.id == "d")
+    });
+    assert!(matches!(
+        w.replace("g", "d", "a"),
+        Err(tenure::Error::InvalidArgument(_))
+    ));
+    let before = watch.view().number;
+    let v = w.replace("g", "a", "d").unwrap();
+    assert_eq!(v.number, before + 1, "one view change");
+    let ids: Vec<(&str, bool)> = v.members.iter().map(|m| (m.id.as_str(), m.full)).collect();
+    assert_eq!(ids, [("b", true), ("d", true)]);
+    wait_for(Duration::from_secs(10), "a told", || !ma.is_member());
+    wait_for(Duration::from_secs(10), "d full", || md.is_full());
+
+    // A session that ends (its client closed) loses its membership in a new view.
+    d.close();
+    wait_for(Duration::from_secs(10), "d removed", || {
+        watch.view().members.iter().all(|m| m.id != "d")
+    });
+    let st = w.status().unwrap();
+    let g = st.groups.iter().find(|(n, _)| n == "g").expect("listed");
+    assert_eq!(g.1.members, vec![("b".to_string(), true)]);
+    let numbers: Vec<u64> = views
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|e| match e {
+            Event::ViewChanged { view, .. } => Some(*view),
+            _ => None,
+        })
+        .collect();
+    assert!(numbers.windows(2).all(|w| w[0] < w[1]), "{numbers:?}");
+    assert!(!numbers.is_empty());
+}

@@ -12,6 +12,7 @@
 //! everything it runs.
 
 mod elections;
+mod groups;
 
 use super::keys::{self, Entry, Existing};
 use crate::proto::{
@@ -26,11 +27,12 @@ use etcd_client::{
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::task::AbortHandle;
 
 /// Worker threads of the runtime that every gateway of the process runs on.
@@ -75,6 +77,17 @@ pub(super) fn open(addr: &str, step: Duration) -> Result<UnixStream, String> {
         serve(theirs, addr, step).await;
     });
     Ok(mine)
+}
+
+/// Per session and lock name: the id of the last turn given out and what ends it.
+type Chains = HashMap<(SessionId, String), (u64, oneshot::Receiver<()>)>;
+
+/// A request's turn among the requests about one lock of one session ([`Gateway::turn`]);
+/// dropping it lets the next one go.
+struct Turn {
+    key: (SessionId, String),
+    id: u64,
+    _tx: oneshot::Sender<()>,
 }
 
 /// Why a request got no reply of its own.
@@ -195,6 +208,12 @@ async fn serve(sock: UnixStream, addr: String, step: Duration) {
         attached: Mutex::new(HashSet::new()),
         keeper: tokio::sync::Mutex::new(None),
         elections: Mutex::new(HashMap::new()),
+        groups: Mutex::new(HashMap::new()),
+        evaluator: Mutex::new(crate::membership::Evaluator::new()),
+        evaluating: Mutex::new(HashSet::new()),
+        evaluations: Notify::new(),
+        chains: Mutex::new(HashMap::new()),
+        turns: AtomicU64::new(0),
     });
     'conn: loop {
         loop {
@@ -248,6 +267,17 @@ struct Gateway {
     keeper: tokio::sync::Mutex<Option<(SessionId, LeaseKeeper, LeaseKeepAliveStream)>>,
     /// The elections this connection takes part in, by name.
     elections: Mutex<HashMap<String, elections::Participation>>,
+    /// The groups this connection takes part in, by name.
+    groups: Mutex<HashMap<String, groups::Participation>>,
+    /// Probation of the probationary members of this connection's sessions.
+    evaluator: Mutex<crate::membership::Evaluator>,
+    /// (group, member) under evaluation here.
+    evaluating: Mutex<HashSet<(String, String)>>,
+    /// Wakes the group keepers: an evaluation started.
+    evaluations: Notify,
+    /// The last turn given out per session and lock ([`Gateway::turn`]).
+    chains: Mutex<Chains>,
+    turns: AtomicU64,
 }
 
 impl Gateway {
@@ -270,6 +300,28 @@ impl Gateway {
         self.watching.lock().clear();
         self.waits.lock().clear();
         self.elections.lock().clear();
+        self.groups.lock().clear();
+    }
+
+    /// The turn of a request about lock `name` of `session`: it starts once the previous
+    /// such request of this connection has ended its turn, so that a session's requests about
+    /// one lock take effect in the order sent (a cancel before the acquire that follows it),
+    /// as on a tenure server. A waiting acquire ends its turn once it is queued.
+    fn turn(&self, session: SessionId, name: &str) -> (Option<oneshot::Receiver<()>>, Turn) {
+        let (tx, rx) = oneshot::channel();
+        let id = self.turns.fetch_add(1, Ordering::Relaxed);
+        let key = (session, name.to_string());
+        let prev = self.chains.lock().insert(key.clone(), (id, rx));
+        (prev.map(|(_, r)| r), Turn { key, id, _tx: tx })
+    }
+
+    fn end_turn(&self, turn: Option<Turn>) {
+        if let Some(t) = turn {
+            let mut c = self.chains.lock();
+            if c.get(&t.key).is_some_and(|(id, _)| *id == t.id) {
+                c.remove(&t.key);
+            }
+        }
     }
 
     fn dispatch(self: &Arc<Self>, session: SessionId, req: u64, body: Request) {
@@ -285,9 +337,26 @@ impl Gateway {
         if let Request::Acquire { name, .. } = &body {
             self.waits.lock().insert(req, (name.clone(), None));
         }
+        let about = match &body {
+            Request::Acquire { name, .. } | Request::Release { name, .. } => Some(name.clone()),
+            Request::Cancel { .. } => cancelled.clone(),
+            _ => None,
+        };
+        let (prev, turn) = match about {
+            Some(name) => {
+                let (p, t) = self.turn(session, &name);
+                (p, Some(t))
+            }
+            None => (None, None),
+        };
         let gw = self.clone();
         let h = tokio::spawn(async move {
-            let result = gw.handle(session, req, body, cancelled).await;
+            if let Some(p) = prev {
+                let _ = p.await;
+            }
+            let mut turn = turn;
+            let result = gw.handle(session, req, body, cancelled, &mut turn).await;
+            gw.end_turn(turn);
             gw.waits.lock().remove(&req);
             gw.finish(session, req, result);
         });
@@ -328,6 +397,7 @@ impl Gateway {
         req: u64,
         body: Request,
         cancelled: Option<String>,
+        turn: &mut Option<Turn>,
     ) -> Result<Reply, Fail> {
         match body {
             Request::Open { ttl_ms } => return self.open_session(ttl_ms).await,
@@ -344,7 +414,7 @@ impl Gateway {
         self.attach(session);
         match body {
             Request::Heartbeat => self.heartbeat(session).await,
-            Request::Acquire { name, wait } => self.acquire(session, req, &name, wait).await,
+            Request::Acquire { name, wait } => self.acquire(session, req, &name, wait, turn).await,
             Request::Cancel { target } => self.cancel(session, target, cancelled).await,
             Request::Release { name, token } => self.release(session, &name, token).await,
             Request::Close => self.close(session).await,
@@ -362,14 +432,27 @@ impl Gateway {
             Request::Observe { election } => self.observe(session, &election, true).await,
             Request::Master { election } => self.observe(session, &election, false).await,
             Request::RequestElection { election } => self.request_election(&election).await,
-            Request::Join { .. }
-            | Request::Leave { .. }
-            | Request::ReportCheck { .. }
-            | Request::Replace { .. }
-            | Request::WatchGroup { .. }
-            | Request::View { .. } => Err(invalid(
-                "groups are not available on the etcd backend yet".into(),
-            )),
+            Request::Join {
+                group,
+                id,
+                probation_ms,
+                needs_check,
+            } => {
+                self.join(session, &group, &id, probation_ms, needs_check)
+                    .await
+            }
+            Request::Leave { group, id } => self.leave(session, &group, &id).await,
+            Request::ReportCheck { group, id, ok } => {
+                self.report_check(session, &group, &id, ok).await
+            }
+            Request::Replace {
+                group,
+                failed,
+                probationary,
+            } => self.replace(&group, &failed, &probationary).await,
+            Request::WatchGroup { group } | Request::View { group } => {
+                self.watch_group(session, &group).await
+            }
             Request::Open { .. }
             | Request::Status { .. }
             | Request::Revoke { .. }
@@ -397,6 +480,9 @@ impl Gateway {
     fn forget(&self, session: SessionId) {
         granted().lock().remove(&(self.incarnation, session));
         for p in self.elections.lock().values_mut() {
+            p.leave(session);
+        }
+        for p in self.groups.lock().values_mut() {
             p.leave(session);
         }
         self.watching.lock().retain(|(s, _), h| {
@@ -564,7 +650,12 @@ impl Gateway {
         };
         keeper.keep_alive().await?;
         match stream.message().await? {
-            Some(r) if r.ttl() > 0 => Ok(Reply::Alive),
+            Some(r) if r.ttl() > 0 => {
+                self.evaluator
+                    .lock()
+                    .heard(session, std::time::Instant::now());
+                Ok(Reply::Alive)
+            }
             Some(_) => Err(Fail::Reply(ErrorReply::UnknownSession)),
             None => Err(Fail::Broken("etcd ended the keep-alive stream".into())),
         }
@@ -579,6 +670,7 @@ impl Gateway {
         req: u64,
         name: &str,
         wait: bool,
+        turn: &mut Option<Turn>,
     ) -> Result<Reply, Fail> {
         Text::LockName.check(name).map_err(invalid)?;
         let dir = keys::lock_dir(name);
@@ -623,6 +715,8 @@ impl Gateway {
                 }
                 mine = revision(&r) as i64;
             }
+            // Queued: the session's next request about this lock may go.
+            self.end_turn(turn.take());
             let before = GetOptions::new()
                 .with_prefix()
                 .with_sort(SortTarget::Create, SortOrder::Descend)
@@ -769,8 +863,8 @@ impl Gateway {
         }
     }
 
-    /// Status: sessions, locks and elections from their keys (at most [`STATUS_LIMIT`] keys
-    /// of each kind), and etcd's members. Groups are not on this backend yet.
+    /// Status: sessions, locks, elections and groups from their keys (at most
+    /// [`STATUS_LIMIT`] keys of each kind), and etcd's members.
     async fn status(&self) -> Result<Reply, Fail> {
         let mut c = self.etcd();
         let s = c
@@ -843,7 +937,7 @@ impl Gateway {
             sessions,
             locks: locks.into_values().collect(),
             elections: self.election_status().await?,
-            groups: vec![],
+            groups: self.group_status().await?,
             next: None,
             leader: members.iter().find(|m| m.id == leader).cloned(),
             members,

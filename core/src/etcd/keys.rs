@@ -10,6 +10,8 @@
 //! | `tenure/locks/<name>/<lease>` | `w <req>` while waiting, `h <req>` once granted | the session's |
 //! | `tenure/elections/<name>/c/<id>` | the candidate ([`CandidateRecord`], JSON) | the candidate's session's |
 //! | `tenure/elections/<name>/master` | the master cache ([`MasterRecord`], JSON) | none |
+//! | `tenure/groups/<name>/view` | the group ([`crate::membership::Group`], JSON) | none |
+//! | `tenure/groups/<name>/m/<id>` | the member's session id (its presence) | the member's session's |
 //!
 //! `<lease>` is the session's etcd lease id as 16 hex digits (the session id is the lease id);
 //! `<name>` is the lock's name with `%` and `/` escaped, so that no name's directory is a
@@ -105,6 +107,34 @@ pub fn parse_election_key(key: &str) -> Option<(String, Option<String>)> {
         return Some((name, None));
     }
     let id = unescape(rest.strip_prefix("c/")?)?;
+    Some((name, Some(id)))
+}
+
+/// The directory of group `name`: its view and its members' presence keys.
+pub fn group_dir(name: &str) -> String {
+    format!("{PREFIX}groups/{}/", escape(name))
+}
+
+/// The key holding group `name`'s state.
+pub fn group_view_key(name: &str) -> String {
+    format!("{}view", group_dir(name))
+}
+
+/// The presence key of member `id` of group `name`.
+pub fn group_member_key(name: &str, id: &str) -> String {
+    format!("{}m/{}", group_dir(name), escape(id))
+}
+
+/// The group and, for a presence key, the member id of a key under `tenure/groups/`
+/// (`Some((name, None))` for a view key; `None` for any other key).
+pub fn parse_group_key(key: &str) -> Option<(String, Option<String>)> {
+    let rest = key.strip_prefix(&format!("{PREFIX}groups/"))?;
+    let (name, rest) = rest.split_once('/')?;
+    let name = unescape(name)?;
+    if rest == "view" {
+        return Some((name, None));
+    }
+    let id = unescape(rest.strip_prefix("m/")?)?;
     Some((name, Some(id)))
 }
 
@@ -473,6 +503,15 @@ mod tests {
             Some(("e/x".into(), None))
         );
         assert_eq!(parse_election_key("tenure/elections/e/other"), None);
+        assert_eq!(
+            parse_group_key(&group_member_key("g/1", "m/2")),
+            Some(("g/1".into(), Some("m/2".into())))
+        );
+        assert_eq!(
+            parse_group_key(&group_view_key("g/1")),
+            Some(("g/1".into(), None))
+        );
+        assert!(!group_member_key("g/1", "x").starts_with(&group_dir("g")));
     }
 
     #[test]

@@ -632,10 +632,7 @@ impl Page {
 }
 
 fn view_info(g: &Group) -> ViewInfo {
-    ViewInfo {
-        view: g.view(),
-        members: g.members().map(|(id, m)| (id.clone(), m.full)).collect(),
-    }
+    g.info()
 }
 
 fn master_info(e: &Election) -> MasterInfo {
