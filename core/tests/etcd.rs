@@ -560,3 +560,21 @@ fn groups_promote_after_probation_gate_on_checks_replace_in_one_view_and_drop_en
     assert!(numbers.windows(2).all(|w| w[0] < w[1]), "{numbers:?}");
     assert!(!numbers.is_empty());
 }
+
+#[test]
+fn a_thousand_uncontended_lock_release_rounds_all_succeed() {
+    let etcd = Etcd::start(1);
+    let (c, events) = client(etcd.endpoints(), Duration::from_secs(5));
+    let mut last = 0;
+    for i in 0..1000 {
+        let l = c.lock("loop", Duration::from_secs(5)).unwrap();
+        assert!(l.fencing_token() > last);
+        last = l.fencing_token();
+        if let Err(e) = l.release() {
+            panic!(
+                "round {i}: release: {e}; events {:?}",
+                events.lock().unwrap()
+            );
+        }
+    }
+}

@@ -25,7 +25,7 @@ use etcd_client::{
     Txn, TxnOp, TxnOpResponse, TxnResponse, WatchFilterType, WatchOptions,
 };
 use parking_lot::Mutex;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -37,6 +37,11 @@ use tokio::task::AbortHandle;
 
 /// Worker threads of the runtime that every gateway of the process runs on.
 const WORKERS: usize = 2;
+
+/// Keys ahead of a waiter whose deletion it can check in its grant's transaction (each is a
+/// comparison; etcd allows 128 operations in a transaction by default). With more ahead, the
+/// waiter reads the queue again when its predecessor goes.
+const OLDER_KNOWN: usize = 8;
 
 /// Sessions and locks a status reply lists at most (a reply is one frame).
 pub const STATUS_LIMIT: i64 = 5_000;
@@ -63,6 +68,40 @@ type Granted = HashMap<(Incarnation, SessionId), HashMap<String, Token>>;
 fn granted() -> &'static Mutex<Granted> {
     static G: OnceLock<Mutex<Granted>> = OnceLock::new();
     G.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+/// Replies remembered per session, by incarnation and session: the last [`REPLY_WINDOW`] of
+/// each session's requests that change something, so that a request resent on a new
+/// connection (its reply was lost with the old one) is answered as the first attempt was,
+/// not done twice, as a tenure server does with its window of remembered replies. The
+/// gateway runs in the client's process, so the window outlives its connections.
+type Replies = HashMap<(Incarnation, SessionId), VecDeque<(u64, Result<Reply, ErrorReply>)>>;
+
+/// Replies remembered per session (see [`Replies`]).
+pub const REPLY_WINDOW: usize = 64;
+
+fn replies() -> &'static Mutex<Replies> {
+    static R: OnceLock<Mutex<Replies>> = OnceLock::new();
+    R.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+/// Whether a request's reply is remembered: those under a session that change something.
+/// (Reads are answered afresh; heartbeats must reach etcd; requests without a session carry
+/// request ids that are only unique per client; a close ends the session and its window, and
+/// closing again is harmless.)
+fn remembered(session: SessionId, body: &Request) -> bool {
+    session != 0
+        && !matches!(
+            body,
+            Request::Heartbeat
+                | Request::Close
+                | Request::Status { .. }
+                | Request::Master { .. }
+                | Request::View { .. }
+                | Request::Observe { .. }
+                | Request::WatchGroup { .. }
+                | Request::RequestElection { .. }
+        )
 }
 
 /// See [`super::open`].
@@ -325,6 +364,21 @@ impl Gateway {
     }
 
     fn dispatch(self: &Arc<Self>, session: SessionId, req: u64, body: Request) {
+        let remember = remembered(session, &body);
+        if remember {
+            let known = replies()
+                .lock()
+                .get(&(self.incarnation, session))
+                .and_then(|w| w.iter().find(|(r, _)| *r == req).map(|(_, a)| a.clone()));
+            if let Some(result) = known {
+                let _ = self.out.send(ServerMsg::Reply {
+                    session,
+                    req,
+                    result,
+                });
+                return;
+            }
+        }
         let mut cancelled = None;
         if let Request::Cancel { target } = &body {
             if let Some((name, h)) = self.waits.lock().remove(target) {
@@ -358,7 +412,7 @@ impl Gateway {
             let result = gw.handle(session, req, body, cancelled, &mut turn).await;
             gw.end_turn(turn);
             gw.waits.lock().remove(&req);
-            gw.finish(session, req, result);
+            gw.finish(session, req, result, remember);
         });
         if let Some(e) = self.waits.lock().get_mut(&req) {
             e.1 = Some(h.abort_handle());
@@ -366,7 +420,7 @@ impl Gateway {
         self.track(h.abort_handle());
     }
 
-    fn finish(&self, session: SessionId, req: u64, result: Result<Reply, Fail>) {
+    fn finish(&self, session: SessionId, req: u64, result: Result<Reply, Fail>, remember: bool) {
         let result = match result {
             Ok(r) => Ok(r),
             Err(Fail::Reply(e)) => {
@@ -380,6 +434,14 @@ impl Gateway {
                 return;
             }
         };
+        if remember && result != Err(ErrorReply::UnknownSession) {
+            let mut all = replies().lock();
+            let w = all.entry((self.incarnation, session)).or_default();
+            if w.len() >= REPLY_WINDOW {
+                w.pop_front();
+            }
+            w.push_back((req, result.clone()));
+        }
         let session = match &result {
             Ok(Reply::Opened { session, .. }) => *session,
             _ => session,
@@ -476,9 +538,11 @@ impl Gateway {
         }
     }
 
-    /// The session is gone: forget its grants and its part in elections.
+    /// The session is gone: forget its grants, its remembered replies and its part in
+    /// elections and groups.
     fn forget(&self, session: SessionId) {
         granted().lock().remove(&(self.incarnation, session));
+        replies().lock().remove(&(self.incarnation, session));
         for p in self.elections.lock().values_mut() {
             p.leave(session);
         }
@@ -661,9 +725,14 @@ impl Gateway {
         }
     }
 
-    /// Acquire: take the lock if its directory is empty; else join the queue (or find the
-    /// key a resent request made) and, waiting, watch the key just before ours until none is
-    /// left; then write the grant.
+    /// Acquire: take the lock if its directory is empty, else (waiting) join the queue, in one
+    /// transaction; or find the key a resent request made. A waiter then waits for the keys
+    /// ahead of it to go, and writes the grant.
+    ///
+    /// A waiter watches the lock's deletions *before* that transaction, from the current
+    /// revision: etcd serves a watch that starts in the past (as one made after a read must,
+    /// to miss nothing) from a loop that runs every 100 ms, which is where its own recipes'
+    /// hand-over cliff comes from. It costs an uncontended waiting acquire one round trip.
     async fn acquire(
         self: &Arc<Self>,
         session: SessionId,
@@ -677,88 +746,189 @@ impl Gateway {
         let key = keys::lock_key(name, session);
         let lease = PutOptions::new().with_lease(session as i64);
         let mut c = self.etcd();
+        let mut deletions = if wait {
+            let opts = WatchOptions::new()
+                .with_prefix()
+                .with_filters([WatchFilterType::NoPut]);
+            Some(c.watch(dir.clone(), Some(opts)).await?)
+        } else {
+            None
+        };
+        let held = TxnOp::put(key.clone(), Entry::Held(req).value(), Some(lease.clone()));
+        let mut otherwise = vec![TxnOp::get(key.clone(), None)];
+        if wait {
+            otherwise.push(TxnOp::txn(self.enqueue_txn(&dir, &key, req, &lease)));
+        }
         let t = Txn::new()
             .when([Compare::create_revision(dir.clone(), CompareOp::Equal, 0).with_prefix()])
-            .and_then([TxnOp::put(
-                key.clone(),
-                Entry::Held(req).value(),
-                Some(lease.clone()),
-            )])
-            .or_else([TxnOp::get(key.clone(), None)]);
+            .and_then([held])
+            .or_else(otherwise);
         let r = c.txn(t).await?;
         if r.succeeded() {
             return Ok(self.grant(session, name, revision(&r)));
         }
-        let mut mine = match first_kv(&r) {
+        let ops = r.op_responses();
+        let existing = match ops.first() {
+            Some(TxnOpResponse::Get(g)) => g.kvs().first().cloned(),
+            _ => None,
+        };
+        let (mut mine, mut older, mut at) = match existing {
             Some(kv) => match keys::existing(req, Entry::parse(kv.value()), kv.mod_revision()) {
                 Existing::Granted(token) => return Ok(self.grant(session, name, token)),
                 Existing::AlreadyHeld => return Err(Fail::Reply(ErrorReply::AlreadyHeld)),
-                Existing::Waiting => kv.create_revision(),
+                Existing::Waiting => {
+                    let (older, at) = self.ahead(&dir, kv.create_revision()).await?;
+                    (kv.create_revision(), older, at)
+                }
             },
             // Taken or queued for: a try is answered at once.
             None if !wait => return Ok(Reply::Busy),
-            None => 0,
+            None => match ops.get(1) {
+                Some(TxnOpResponse::Txn(q)) if q.succeeded() => queued(q, revision(&r) as i64),
+                _ => return Err(Fail::Reply(ErrorReply::AlreadyHeld)),
+            },
+        };
+        // Queued: the session's next request about this lock may go.
+        self.end_turn(turn.take());
+        let Some((_w, deletions)) = deletions.as_mut() else {
+            unreachable!("a waiting acquire watches")
         };
         loop {
-            if mine == 0 {
-                let t = Txn::new()
-                    .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
-                    .and_then([TxnOp::put(
-                        key.clone(),
-                        Entry::Waiting(req).value(),
-                        Some(lease.clone()),
-                    )]);
-                let r = c.txn(t).await?;
-                if !r.succeeded() {
-                    // Another request of this session queued meanwhile.
-                    return Err(Fail::Reply(ErrorReply::AlreadyHeld));
-                }
-                mine = revision(&r) as i64;
-            }
-            // Queued: the session's next request about this lock may go.
-            self.end_turn(turn.take());
-            let before = GetOptions::new()
-                .with_prefix()
-                .with_sort(SortTarget::Create, SortOrder::Descend)
-                .with_max_create_revision(mine - 1)
-                .with_limit(1);
-            let g = c.get(dir.clone(), Some(before)).await?;
-            let at = g.header().map_or(0, |h| h.revision());
-            let Some(pred) = g.kvs().first() else {
+            if older.is_empty() {
                 // First in the queue: the lock is ours. Written as granted unless our key went
                 // meanwhile (the lease ended, or someone deleted it).
-                let t = Txn::new()
-                    .when([Compare::create_revision(
-                        key.clone(),
-                        CompareOp::Equal,
-                        mine,
-                    )])
-                    .and_then([TxnOp::put(
-                        key.clone(),
-                        Entry::Held(req).value(),
-                        Some(lease.clone()),
-                    )]);
-                let r = c.txn(t).await?;
-                if r.succeeded() {
-                    return Ok(self.grant(session, name, revision(&r)));
+                if let Some(token) = self.mark_held(&key, mine, &[], req, session).await? {
+                    return Ok(self.grant(session, name, token));
                 }
-                self.lease_alive(session).await?;
-                mine = 0;
+                (mine, older, at) = self.requeue(&dir, &key, req, &lease, session).await?;
                 continue;
-            };
-            if !wait {
-                let t = Txn::new()
-                    .when([Compare::create_revision(
-                        key.clone(),
-                        CompareOp::Equal,
-                        mine,
-                    )])
-                    .and_then([TxnOp::delete(key.clone(), None)]);
-                c.txn(t).await?;
-                return Ok(Reply::Busy);
             }
-            deleted(&mut c, pred.key().to_vec(), at).await?;
+            let known = older.len() <= OLDER_KNOWN;
+            let mut ahead: HashSet<Vec<u8>> = older.iter().map(|(k, _)| k.clone()).collect();
+            let mut lost_place = false;
+            // Until every known key ahead is gone (or, with more ahead than known, any), or
+            // ours is (the lease ended, or someone deleted it).
+            'wait: loop {
+                let Some(m) = deletions.message().await? else {
+                    return Err(Fail::Broken("etcd ended a watch".into()));
+                };
+                if m.canceled() {
+                    // Compacted or refused: read the queue again, and watch anew.
+                    return Err(Fail::Broken("etcd cancelled a watch".into()));
+                }
+                for e in m.events() {
+                    let Some(kv) = e.kv() else { continue };
+                    if kv.mod_revision() <= at {
+                        continue;
+                    }
+                    if kv.key() == key.as_bytes() {
+                        lost_place = true;
+                        break 'wait;
+                    }
+                    if ahead.remove(kv.key()) && !known {
+                        break 'wait;
+                    }
+                }
+                if ahead.is_empty() {
+                    break;
+                }
+            }
+            if lost_place {
+                (mine, older, at) = self.requeue(&dir, &key, req, &lease, session).await?;
+                continue;
+            }
+            if known && ahead.is_empty() {
+                // Every key that was ahead is gone: the grant needs no read first (a
+                // hand-over costs one watch event and one write).
+                if let Some(token) = self.mark_held(&key, mine, &older, req, session).await? {
+                    return Ok(self.grant(session, name, token));
+                }
+            }
+            (older, at) = self.ahead(&dir, mine).await?;
         }
+    }
+
+    /// The transaction that queues `key` for acquire `req` (unless it is there) and reads the
+    /// keys ahead of it (see [`queued`]).
+    fn enqueue_txn(&self, dir: &str, key: &str, req: u64, lease: &PutOptions) -> Txn {
+        let ahead = GetOptions::new()
+            .with_prefix()
+            .with_sort(SortTarget::Create, SortOrder::Descend)
+            .with_keys_only()
+            .with_limit(OLDER_KNOWN as i64 + 2);
+        Txn::new()
+            .when([Compare::create_revision(key, CompareOp::Equal, 0)])
+            .and_then([
+                TxnOp::put(key, Entry::Waiting(req).value(), Some(lease.clone())),
+                TxnOp::get(dir, Some(ahead)),
+            ])
+    }
+
+    /// Our key went while we waited: if the session lives, queue again at the back.
+    async fn requeue(
+        &self,
+        dir: &str,
+        key: &str,
+        req: u64,
+        lease: &PutOptions,
+        session: SessionId,
+    ) -> Result<(i64, Vec<(Vec<u8>, i64)>, i64), Fail> {
+        self.lease_alive(session).await?;
+        let r = self
+            .etcd()
+            .txn(self.enqueue_txn(dir, key, req, lease))
+            .await?;
+        if !r.succeeded() {
+            return Err(Fail::Reply(ErrorReply::AlreadyHeld));
+        }
+        Ok(queued(&r, revision(&r) as i64))
+    }
+
+    /// The keys created before ours (at `mine`), newest first: up to OLDER_KNOWN + 1 of them,
+    /// so that when there are fewer the whole set is known; and the revision read at.
+    async fn ahead(&self, dir: &str, mine: i64) -> Result<(Vec<(Vec<u8>, i64)>, i64), Fail> {
+        let before = GetOptions::new()
+            .with_prefix()
+            .with_sort(SortTarget::Create, SortOrder::Descend)
+            .with_max_create_revision(mine - 1)
+            .with_keys_only()
+            .with_limit(OLDER_KNOWN as i64 + 1);
+        let g = self.etcd().get(dir, Some(before)).await?;
+        let at = g.header().map_or(0, |h| h.revision());
+        let older = g
+            .kvs()
+            .iter()
+            .map(|kv| (kv.key().to_vec(), kv.create_revision()))
+            .collect();
+        Ok((older, at))
+    }
+
+    /// Writes the grant of our queue key (created at `mine`) if it is still there and every
+    /// key of `older` (key, creation revision) is gone (or was made again, after ours). The
+    /// grant's revision, or `None` when the transaction did not hold.
+    async fn mark_held(
+        &self,
+        key: &str,
+        mine: i64,
+        older: &[(Vec<u8>, i64)],
+        req: u64,
+        session: SessionId,
+    ) -> Result<Option<Token>, Fail> {
+        let mut when = vec![Compare::create_revision(key, CompareOp::Equal, mine)];
+        for (k, created) in older {
+            when.push(Compare::create_revision(
+                k.clone(),
+                CompareOp::NotEqual,
+                *created,
+            ));
+        }
+        let t = Txn::new().when(when).and_then([TxnOp::put(
+            key,
+            Entry::Held(req).value(),
+            Some(PutOptions::new().with_lease(session as i64)),
+        )]);
+        let r = self.etcd().txn(t).await?;
+        Ok(r.succeeded().then(|| revision(&r)))
     }
 
     /// Cancel: the acquire `target` is given up; its key goes, whether it waited or was
@@ -817,8 +987,12 @@ impl Gateway {
                 CompareOp::Equal,
                 token as i64,
             )])
-            .and_then([TxnOp::delete(key, None)]);
-        if self.etcd().txn(t).await?.succeeded() {
+            .and_then([TxnOp::delete(key.clone(), None)])
+            .or_else([TxnOp::get(key, None)]);
+        let r = self.etcd().txn(t).await?;
+        // A key already gone was released (a resend whose first attempt did it) or taken
+        // away (the holder is told by its watch): either way there is nothing to give up.
+        if r.succeeded() || first_kv(&r).is_none() {
             Ok(Reply::Done)
         } else {
             Err(Fail::Reply(ErrorReply::NotHolder))
@@ -945,28 +1119,25 @@ impl Gateway {
     }
 }
 
-/// Waits until `key` is deleted, watching from revision `at + 1` (the revision after the read
-/// that found it), so that a deletion between that read and the watch is not missed. Also
-/// returns when etcd cancels the watch (compaction): the caller reads again.
-async fn deleted(c: &mut Client, key: Vec<u8>, at: i64) -> Result<(), Fail> {
-    let opts = WatchOptions::new()
-        .with_start_revision(at + 1)
-        .with_filters([WatchFilterType::NoPut]);
-    let (_w, mut s) = c.watch(key, Some(opts)).await?;
-    loop {
-        match s.message().await? {
-            Some(r) => {
-                if r.canceled()
-                    || r.events()
-                        .iter()
-                        .any(|e| e.event_type() == EventType::Delete)
-                {
-                    return Ok(());
-                }
-            }
-            None => return Err(Fail::Broken("etcd ended a watch".into())),
-        }
-    }
+/// Our place in a queue from the response of [`Gateway::enqueue_txn`] written at revision
+/// `mine`: the creation revision, the keys ahead (newest first, ours left out) and the
+/// revision they were read at.
+fn queued(r: &TxnResponse, mine: i64) -> (i64, Vec<(Vec<u8>, i64)>, i64) {
+    let older = r
+        .op_responses()
+        .into_iter()
+        .find_map(|op| match op {
+            TxnOpResponse::Get(g) => Some(
+                g.kvs()
+                    .iter()
+                    .filter(|kv| kv.create_revision() < mine)
+                    .map(|kv| (kv.key().to_vec(), kv.create_revision()))
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .unwrap_or_default();
+    (mine, older, mine)
 }
 
 /// The revision a transaction wrote at.
