@@ -215,7 +215,7 @@ mkdir -p "$retry_dir"
 retry_rc=0
 target/debug/tenure-bench --retry --smoke --plan-out "$retry_dir/plan.json" || retry_rc=$?
 TENURE_RETRY_PLAN="$retry_dir/plan.json" TENURE_RETRY_OUT="$retry_dir/sim.json" \
-  cargo test -p tenure --lib sim::retry::bench -- --ignored --exact || retry_rc=$?
+  cargo test -p tenure --features etcd --lib sim::retry::bench -- --ignored --exact || retry_rc=$?
 timeout 300 target/debug/tenure-bench --retry --smoke --tenure target/release/tenure \
   --plan "$retry_dir/plan.json" --sim "$retry_dir/sim.json" 2>&1 \
   | tee target/bench-smoke-retry-output.txt || retry_rc=${PIPESTATUS[0]}
@@ -224,6 +224,20 @@ echo
 echo "${retry_line:-bench-smoke retry: 0 passed, 1 failed}"
 if [ "$retry_rc" -ne 0 ] || [ -z "$retry_line" ]; then
   echo "bench-smoke retry: the retry benchmark failed (exit code $retry_rc)" >&2
+  exit 1
+fi
+# The etcd backend beside etcd's own lock recipes (`tests/bench/run.sh --etcd-backend`) with
+# tiny counts: tenure on etcd, etcd-client's lock RPC and `etcdctl lock`, each measured
+# (lock+release, hand-over); checks that each ran and that no waiter was granted before the
+# release. Prints "bench-smoke etcd-backend: N passed, N failed".
+eb_rc=0
+timeout 300 target/debug/tenure-bench --etcd-backend --smoke 2>&1 \
+  | tee target/bench-smoke-etcd-backend-output.txt || eb_rc=${PIPESTATUS[0]}
+eb_line=$(grep -E '^bench-smoke etcd-backend: [0-9]+ passed, [0-9]+ failed$' target/bench-smoke-etcd-backend-output.txt | tail -n 1 || true)
+echo
+echo "${eb_line:-bench-smoke etcd-backend: 0 passed, 1 failed}"
+if [ "$eb_rc" -ne 0 ] || [ -z "$eb_line" ]; then
+  echo "bench-smoke etcd-backend: the etcd backend benchmark failed (exit code $eb_rc)" >&2
   exit 1
 fi
 # ---- end of benchmark harness smoke -------------------------------------------------------

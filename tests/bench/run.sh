@@ -14,6 +14,9 @@
 #                                      # simulation (cargo test, 10,000 sessions per policy)
 #                                      # and real processes through a fault proxy; replaces
 #                                      # the retry section of BENCHMARKS.md (--smoke: tiny)
+#   bash tests/bench/run.sh --etcd-backend  # tenure's client on etcd beside etcd-client's
+#                                      # lock RPC and `etcdctl lock`; replaces its section of
+#                                      # BENCHMARKS.md (--smoke: tiny counts)
 #   bash tests/bench/run.sh --compare DIR  # this build against another build's `tenure` and
 #                                      # `tenure-bench` in DIR, alternately; writes
 #                                      # target/release/bench-compare.md, not BENCHMARKS.md
@@ -28,6 +31,7 @@ cd "$(dirname "$0")/../.."
 
 need=()
 command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
+command -v etcdctl >/dev/null 2>&1 || need+=(etcd-client)
 command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
 if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
@@ -46,7 +50,7 @@ esac
 # The `tenure` command (its `serve` is the server measured), the benchmark program, and the
 # failure-detector benchmark whose output the trade-off plot is drawn from.
 cargo build --release -p tenure -p tenure-bench
-cargo build --release -p tenure --example detector_bench
+cargo build --release -p tenure --features etcd --example detector_bench
 bin="${CARGO_TARGET_DIR:-target}/release"
 case " $* " in
     *" --retry "*)
@@ -57,7 +61,7 @@ case " $* " in
         out=$(cd "$out" && pwd)
         "$bin/tenure-bench" "$@" --plan-out "$out/plan.json"
         TENURE_RETRY_PLAN="$out/plan.json" TENURE_RETRY_OUT="$out/sim.json" \
-            cargo test --release -p tenure --lib sim::retry::bench -- --ignored --exact --nocapture
+            cargo test --release -p tenure --features etcd --lib sim::retry::bench -- --ignored --exact --nocapture
         exec "$bin/tenure-bench" "$@" --plan "$out/plan.json" --sim "$out/sim.json"
         ;;
 esac

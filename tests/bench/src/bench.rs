@@ -130,7 +130,11 @@ impl Ctx {
 }
 
 /// Runs a worker that prints one `samples` line; returns the samples.
-fn samples_worker(name: &str, args: &[String], timeout: Duration) -> Result<Vec<u64>, String> {
+pub(crate) fn samples_worker(
+    name: &str,
+    args: &[String],
+    timeout: Duration,
+) -> Result<Vec<u64>, String> {
     let mut all = vec![name.to_string()];
     all.extend_from_slice(args);
     let w = Child::worker(name, &all)?;
@@ -143,7 +147,7 @@ fn samples_worker(name: &str, args: &[String], timeout: Duration) -> Result<Vec<
     Ok(s)
 }
 
-fn strs(v: &[&str]) -> Vec<String> {
+pub(crate) fn strs(v: &[&str]) -> Vec<String> {
     v.iter().map(|s| s.to_string()).collect()
 }
 
@@ -318,6 +322,28 @@ pub(crate) struct HoOut {
     /// Waiter granted before the holder's release call: mutual exclusion broken.
     pub(crate) violations: usize,
     pub(crate) first_failure: Option<String>,
+}
+
+impl HoOut {
+    /// A result measured outside [`handover`] (no exclusions, no violations checked).
+    pub(crate) fn new(
+        stats: Stats,
+        samples: Vec<u64>,
+        valid: usize,
+        failed: usize,
+        first_failure: Option<String>,
+    ) -> HoOut {
+        HoOut {
+            stats,
+            samples,
+            queued_p50: 0,
+            valid,
+            excluded: 0,
+            failed,
+            violations: 0,
+            first_failure,
+        }
+    }
 }
 
 pub(crate) fn ho_plan(delay_ms: u64, quick: Scale) -> HoPlan {
@@ -1011,6 +1037,12 @@ pub fn main(a: &Args) -> i32 {
 
     if a.has("retry") {
         let code = retry_main(&mut ctx, a, &source, &mach, &exe_dir, t_run);
+        let _ = std::fs::remove_dir_all(&tmp);
+        return code;
+    }
+
+    if a.has("etcd-backend") {
+        let code = etcd_backend_main(&mut ctx, a, &source, &mach, &exe_dir, t_run);
         let _ = std::fs::remove_dir_all(&tmp);
         return code;
     }
@@ -2154,6 +2186,68 @@ fn section_head(
         text.push_str(&format!("- {k}: {v}\n"));
     }
     text
+}
+
+/// Where the etcd backend's report goes in BENCHMARKS.md.
+const ETCD_BACKEND_BEGIN: &str =
+    "<!-- etcd-backend-bench: begin (written by `tests/bench/run.sh --etcd-backend`) -->";
+const ETCD_BACKEND_END: &str = "<!-- etcd-backend-bench: end -->";
+
+/// `--etcd-backend`: tenure's client on etcd beside etcd's own recipes
+/// ([`crate::etcd_backend`]). A full or quick run replaces its section of BENCHMARKS.md; a
+/// smoke run writes target/bench-smoke/etcd-backend.md and checks that every part ran.
+fn etcd_backend_main(
+    ctx: &mut Ctx,
+    a: &Args,
+    source: &str,
+    mach: &[(String, String)],
+    exe_dir: &Path,
+    t_run: Instant,
+) -> i32 {
+    let scale = ctx.opts.quick;
+    let smoke = scale == Scale::Smoke;
+    let o = crate::etcd_backend::run(ctx, scale);
+    let mut text = section_head(
+        ETCD_BACKEND_BEGIN,
+        "tenure on etcd beside etcd's own lock recipes (issue 16)",
+        "--etcd-backend",
+        scale,
+        source,
+        mach,
+        t_run,
+        "",
+    );
+    for e in &o.errors {
+        text.push_str(&format!("\n**Error:** {e}\n"));
+    }
+    crate::etcd_backend::report(&o, &mut text);
+    text.push_str(&format!("\n{ETCD_BACKEND_END}\n"));
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let smoke_dir = exe_dir.parent().unwrap_or(exe_dir).join("bench-smoke");
+    let _ = std::fs::create_dir_all(&smoke_dir);
+    let out = if smoke {
+        smoke_dir.join("etcd-backend.md")
+    } else if a.has("out") {
+        ctx.opts.out.clone()
+    } else {
+        repo.join("BENCHMARKS.md")
+    };
+    print!("{text}");
+    let section = !smoke && !a.has("out");
+    if let Err(e) = write_section(&out, section, ETCD_BACKEND_BEGIN, ETCD_BACKEND_END, &text) {
+        eprintln!("{e}");
+        return 1;
+    }
+    if smoke {
+        let checks = crate::etcd_backend::checks(&o);
+        let failed = print_checks(&checks);
+        eprintln!(
+            "bench-smoke etcd-backend: {} passed, {failed} failed",
+            checks.len() - failed
+        );
+        return i32::from(failed > 0);
+    }
+    i32::from(!o.errors.is_empty())
 }
 
 /// Where the retry report goes in BENCHMARKS.md.

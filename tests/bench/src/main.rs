@@ -5,6 +5,7 @@
 //! cargo run --release -p tenure-bench [-- --quick | --smoke] [--out FILE] [--no-etcd]
 //!                                      [--tenure PATH] [--time-limit SECS] [--compare DIR [--rounds N]]
 //! cargo run --release -p tenure-bench -- --group [--quick | --smoke] [--trials N] [--systems LIST] [--zk]
+//! cargo run --release -p tenure-bench -- --etcd-backend [--quick | --smoke]
 //! ```
 //!
 //! The program is an orchestrator: it starts the servers (`tenure serve`, or an embedded
@@ -20,6 +21,7 @@ mod bench;
 mod child;
 mod elect;
 mod etcd;
+mod etcd_backend;
 mod failover;
 mod group;
 mod keepalive;
@@ -50,6 +52,7 @@ fn main() {
         println!(
             "usage: tenure-bench [--quick | --smoke] [--out FILE] [--no-etcd] [--tenure PATH] [--time-limit SECS] [--compare DIR [--rounds N]]\n\
              \x20      tenure-bench --group [--quick | --smoke] [--trials N] [--systems tenure,etcd,etcd-fast,zk] [--zk]\n\
+             \x20      tenure-bench --etcd-backend [--quick | --smoke]\n\
              Measures tenure (and etcd) on this machine and writes BENCHMARKS.md (keeping its part\n\
              after the `---` line) and the plots in tests/bench/plots. --smoke: tiny counts,\n\
              checks that every phase works, writes target/bench-smoke/ and prints\n\
@@ -58,7 +61,10 @@ fn main() {
              writes bench-compare.md beside this program (or --out FILE). --group: three-member\n\
              tenure, etcd and ZooKeeper clusters side by side (lock+release, 64 clients, leader\n\
              kill -9 trials, keep-alives with 100,000 sessions); replaces the group section of\n\
-             BENCHMARKS.md (smoke: target/bench-smoke/group.md, ZooKeeper only with --zk)."
+             BENCHMARKS.md (smoke: target/bench-smoke/group.md, ZooKeeper only with --zk).\n\
+             --etcd-backend: tenure's client on etcd beside etcd-client's lock RPC and etcdctl\n\
+             lock (lock+release, hand-over to a waiter queued 1 ms); replaces its section of\n\
+             BENCHMARKS.md (smoke: target/bench-smoke/etcd-backend.md)."
         );
         return;
     }
