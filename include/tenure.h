@@ -491,7 +491,9 @@ enum tenure_status tenure_client_builder_new(struct tenure_client_builder **buil
 
 /**
  * Adds a server endpoint (`host:port`); endpoints are tried in the order added. At least
- * one is needed.
+ * one is needed. `etcd://host:port` (or several, comma-separated) names members of an etcd
+ * cluster instead: the etcd backend (see the README); the first endpoint's scheme applies to
+ * all.
  *
  * The string is copied. Errors: `TENURE_STATUS_NULL_ARGUMENT`, `TENURE_STATUS_INVALID_UTF8`,
  * `TENURE_STATUS_INVALID_ARGUMENT` (empty), `TENURE_STATUS_LIMIT` (more than 64 endpoints),

@@ -223,7 +223,8 @@ export class Client extends EventEmitter<EmitterArgs<ClientEvents>> {
 
   /**
    * Connects to the first reachable endpoint (`host:port`, or a list tried in order), opens
-   * a session and starts keeping it alive. Rejects with `ERR_TENURE_CONNECTION_FAILED` when
+   * a session and starts keeping it alive; `etcd://host:port,host:port` endpoints use an etcd
+   * cluster instead of tenure servers (the etcd backend). Rejects with `ERR_TENURE_CONNECTION_FAILED` when
    * no endpoint answers.
    */
   static async connect(endpoints_: string | readonly string[], options?: ClientOptions): Promise<Client> {

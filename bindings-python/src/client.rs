@@ -231,7 +231,8 @@ impl Subscription {
 
 /// A connection to the tenure service with one session, kept alive by heartbeats on a
 /// library thread. `Client(endpoints, session_ttl=10.0)` connects (blocking; Ctrl-C aborts
-/// it). Use it as a context manager, or call `close()`: the session ends and every lock it
+/// it); `"etcd://host:port,host:port"` endpoints use an etcd cluster instead of tenure
+/// servers (the etcd backend). Use it as a context manager, or call `close()`: the session ends and every lock it
 /// holds is released (reported lost with reason "client_closed"). `on_event=callback` gets
 /// every event of the client from the session's first `connected` on (`client.on_event(...)`,
 /// called after the constructor returns, cannot see that first one), until the client closes.

@@ -54,7 +54,8 @@ lock    Takes the lock NAME, runs CMD with TENURE_LOCK_NAME and TENURE_FENCING_T
         signal ends the wait for the lock (exit 128+N).
         Exit 3: --timeout passed without the lock. Exit 69: no server reachable.
         --endpoints defaults to $TENURE_ENDPOINTS, then 127.0.0.1:7411; --ttl to 10 s;
-        --timeout to waiting without limit.
+        --timeout to waiting without limit. Endpoints written etcd://HOST:PORT,HOST:PORT
+        use the members of an etcd cluster instead of tenure servers (the etcd backend).
 status  Prints the incarnation, the servers' group (leader, members and roles), sessions
         and locks with holders and fencing tokens; --json prints one JSON object.
 revoke  Administrative: releases lock NAME whoever holds it; the holder is told (reason
