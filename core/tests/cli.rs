@@ -2,7 +2,7 @@
 //! and restarted. Every wait is bounded.
 
 mod common;
-use common::{first_line, tmpdir, Proc};
+use common::{first_line, tmpdir, wait_exit, wait_file, Proc};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
@@ -66,38 +66,6 @@ fn lock_cmd(addr: &str, extra: &[&str], name: &str, cmd: &[&str]) -> Command {
         });
     }
     c
-}
-
-/// Waits for a child's exit status, killing it and failing after `limit`.
-fn wait_exit(c: &mut Child, limit: Duration) -> i32 {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(st) = c.try_wait().unwrap() {
-            return st.code().unwrap_or(-1);
-        }
-        if Instant::now() > deadline {
-            let _ = c.kill();
-            panic!("process did not exit within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-fn wait_file(p: &Path, limit: Duration) -> String {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Ok(s) = std::fs::read_to_string(p) {
-            if s.ends_with('\n') {
-                return s;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} not written within {limit:?}",
-            p.display()
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
 }
 
 fn status(addr: &str) -> String {

@@ -2,10 +2,10 @@
 //! paused. Every wait is bounded.
 
 mod common;
-use common::{tmpdir, Proc};
+use common::{tmpdir, wait_exit, Proc};
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
@@ -83,20 +83,6 @@ fn became_master(dir: &Path, id: &str, limit: Duration) -> Option<(i32, u64)> {
         if Instant::now() > deadline {
             return None;
         }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
-fn wait_exit(c: &mut Child, limit: Duration) -> i32 {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(st) = c.try_wait().unwrap() {
-            return st.code().unwrap_or(-1);
-        }
-        assert!(
-            Instant::now() < deadline,
-            "process did not exit within {limit:?}"
-        );
         std::thread::sleep(Duration::from_millis(5));
     }
 }

@@ -5,9 +5,9 @@
 
 mod common;
 use common::etcd::Etcd;
-use common::{tmpdir, wait_for, Proc};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use common::{tmpdir, wait_exit, wait_file, wait_for, Proc};
+
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -177,37 +177,6 @@ fn revocations_from_outside_lose_the_lock_with_their_reasons() {
 fn signal(pid: i32, sig: i32) {
     // SAFETY: signalling a process this test started.
     unsafe { libc::kill(pid, sig) };
-}
-
-fn wait_file(p: &Path, limit: Duration) -> String {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Ok(s) = std::fs::read_to_string(p) {
-            if s.ends_with('\n') {
-                return s;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} not written within {limit:?}",
-            p.display()
-        );
-        std::thread::sleep(Duration::from_millis(2));
-    }
-}
-
-fn wait_exit(c: &mut Child, limit: Duration) -> i32 {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(st) = c.try_wait().unwrap() {
-            return st.code().unwrap_or(-1);
-        }
-        if Instant::now() > deadline {
-            let _ = c.kill();
-            panic!("process did not exit within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 /// `tenure lock --endpoints etcd://... --ttl TTL NAME -- sh -c SCRIPT`.

@@ -22,7 +22,7 @@ use crate::proto::{
 use etcd_client::{
     Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, KeyValue,
     LeaseKeepAliveStream, LeaseKeeper, LeaseTimeToLiveOptions, PutOptions, SortOrder, SortTarget,
-    Txn, TxnOp, TxnOpResponse, TxnResponse, WatchFilterType, WatchOptions,
+    Txn, TxnOp, TxnOpResponse, TxnResponse, WatchFilterType, WatchOptions, WatchStream,
 };
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
@@ -322,6 +322,16 @@ struct Gateway {
 impl Gateway {
     fn etcd(&self) -> Client {
         self.etcd.clone()
+    }
+
+    /// Sends `notice` to each of `sessions` (on this connection).
+    fn tell(&self, sessions: impl IntoIterator<Item = SessionId>, notice: Notice) {
+        for session in sessions {
+            let _ = self.out.send(ServerMsg::Notice {
+                session,
+                notice: notice.clone(),
+            });
+        }
     }
 
     fn track(&self, h: AbortHandle) {
@@ -1138,6 +1148,59 @@ fn queued(r: &TxnResponse, mine: i64) -> (i64, Vec<(Vec<u8>, i64)>, i64) {
         })
         .unwrap_or_default();
     (mine, older, mine)
+}
+
+/// How a wait for a change ended ([`next_change`]).
+enum Woke {
+    /// Something changed after what was read.
+    Changed,
+    /// The time given passed, or the nudge fired.
+    Timer,
+    /// etcd cancelled the watch: watch again (then read again).
+    Rewatch,
+}
+
+/// Waits for an event of watch `s` after revision `after` (earlier ones are in what was read
+/// already), or until `until`, or until `nudge` fires. The watch must have been made before
+/// the read, from the then current revision (never from the past: etcd serves those from a
+/// loop that runs every 100 ms).
+async fn next_change(
+    s: &mut WatchStream,
+    after: i64,
+    until: Option<std::time::Instant>,
+    mut nudge: Option<std::pin::Pin<&mut tokio::sync::futures::Notified<'_>>>,
+) -> Result<Woke, Fail> {
+    let deadline = until.map(tokio::time::Instant::from_std);
+    loop {
+        let nudged = async {
+            match nudge.as_mut() {
+                Some(n) => n.as_mut().await,
+                None => std::future::pending().await,
+            }
+        };
+        let timer = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            m = s.message() => match m? {
+                Some(r) if r.canceled() => return Ok(Woke::Rewatch),
+                Some(r) if r
+                    .events()
+                    .iter()
+                    .any(|e| e.kv().is_some_and(|kv| kv.mod_revision() > after)) =>
+                {
+                    return Ok(Woke::Changed)
+                }
+                Some(_) => {}
+                None => return Err(Fail::Broken("etcd ended a watch".into())),
+            },
+            _ = timer => return Ok(Woke::Timer),
+            _ = nudged => return Ok(Woke::Timer),
+        }
+    }
 }
 
 /// The revision a transaction wrote at.

@@ -160,3 +160,37 @@ pub fn first_line(c: &mut Child, limit: Duration) -> Option<String> {
         .map(|l| l.trim().to_string())
         .filter(|l| !l.is_empty())
 }
+
+/// Waits for a child's exit status, killing it and failing after `limit`.
+pub fn wait_exit(c: &mut Child, limit: Duration) -> i32 {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(st) = c.try_wait().unwrap() {
+            return st.code().unwrap_or(-1);
+        }
+        if Instant::now() > deadline {
+            let _ = c.kill();
+            panic!("process did not exit within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Waits until file `p` holds a whole line (ends with a newline) and returns it, failing
+/// after `limit`.
+pub fn wait_file(p: &Path, limit: Duration) -> String {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Ok(s) = std::fs::read_to_string(p) {
+            if s.ends_with('\n') {
+                return s;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} not written within {limit:?}",
+            p.display()
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}

@@ -2205,7 +2205,6 @@ fn etcd_backend_main(
     t_run: Instant,
 ) -> i32 {
     let scale = ctx.opts.quick;
-    let smoke = scale == Scale::Smoke;
     let o = crate::etcd_backend::run(ctx, scale);
     let mut text = section_head(
         ETCD_BACKEND_BEGIN,
@@ -2222,32 +2221,58 @@ fn etcd_backend_main(
     }
     crate::etcd_backend::report(&o, &mut text);
     text.push_str(&format!("\n{ETCD_BACKEND_END}\n"));
+    let checks = crate::etcd_backend::checks(&o);
+    let section = (ETCD_BACKEND_BEGIN, ETCD_BACKEND_END, "etcd-backend");
+    emit_section(
+        ctx,
+        a,
+        exe_dir,
+        section,
+        &text,
+        &checks,
+        !o.errors.is_empty(),
+    )
+}
+
+/// Writes a section made by one of the benchmark's modes: into BENCHMARKS.md between its
+/// markers (a full or quick run), to `--out FILE`, or for a smoke run to
+/// target/bench-smoke/NAME.md, then prints the smoke checks and
+/// `bench-smoke NAME: N passed, N failed`. The exit status: 1 when writing failed, a smoke
+/// check failed, or (other runs) `errors`.
+fn emit_section(
+    ctx: &Ctx,
+    a: &Args,
+    exe_dir: &Path,
+    (begin, end, name): (&str, &str, &str),
+    text: &str,
+    checks: &[(String, Result<(), String>)],
+    errors: bool,
+) -> i32 {
+    let smoke = ctx.opts.quick == Scale::Smoke;
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let smoke_dir = exe_dir.parent().unwrap_or(exe_dir).join("bench-smoke");
     let _ = std::fs::create_dir_all(&smoke_dir);
     let out = if smoke {
-        smoke_dir.join("etcd-backend.md")
+        smoke_dir.join(format!("{name}.md"))
     } else if a.has("out") {
         ctx.opts.out.clone()
     } else {
         repo.join("BENCHMARKS.md")
     };
     print!("{text}");
-    let section = !smoke && !a.has("out");
-    if let Err(e) = write_section(&out, section, ETCD_BACKEND_BEGIN, ETCD_BACKEND_END, &text) {
+    if let Err(e) = write_section(&out, !smoke && !a.has("out"), begin, end, text) {
         eprintln!("{e}");
         return 1;
     }
     if smoke {
-        let checks = crate::etcd_backend::checks(&o);
-        let failed = print_checks(&checks);
+        let failed = print_checks(checks);
         eprintln!(
-            "bench-smoke etcd-backend: {} passed, {failed} failed",
+            "bench-smoke {name}: {} passed, {failed} failed",
             checks.len() - failed
         );
         return i32::from(failed > 0);
     }
-    i32::from(!o.errors.is_empty())
+    i32::from(errors)
 }
 
 /// Where the retry report goes in BENCHMARKS.md.
@@ -2285,7 +2310,6 @@ fn retry_main(
         text.push_str(&format!("**Error:** {e}\n\n"));
     }
     text.push_str(&body);
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let smoke_dir = exe_dir.parent().unwrap_or(exe_dir).join("bench-smoke");
     let plot_dir = if smoke || a.has("out") {
         smoke_dir.clone()
@@ -2309,26 +2333,19 @@ fn retry_main(
         }
     }
     text.push_str(&format!("\n{RETRY_END}\n"));
-    let out = if smoke {
-        smoke_dir.join("retry.md")
-    } else if a.has("out") {
-        ctx.opts.out.clone()
+    let checks = if smoke {
+        crate::retry::checks(&o)
     } else {
-        repo.join("BENCHMARKS.md")
+        vec![]
     };
-    print!("{text}");
-    if let Err(e) = write_section(&out, !smoke && !a.has("out"), RETRY_BEGIN, RETRY_END, &text) {
-        eprintln!("{e}");
-        return 1;
-    }
-    if smoke {
-        let checks = crate::retry::checks(&o);
-        let failed = print_checks(&checks);
-        eprintln!(
-            "bench-smoke retry: {} passed, {failed} failed",
-            checks.len() - failed
-        );
-        return i32::from(failed > 0);
-    }
-    i32::from(!o.errors.is_empty())
+    let section = (RETRY_BEGIN, RETRY_END, "retry");
+    emit_section(
+        ctx,
+        a,
+        exe_dir,
+        section,
+        &text,
+        &checks,
+        !o.errors.is_empty(),
+    )
 }

@@ -10,7 +10,7 @@
 
 use super::{keys, Fail, Gateway};
 use crate::etcd::keys::{CandidateRecord, Decision, MasterRecord};
-use crate::proto::{ErrorReply, MasterInfo, Notice, Reply, ServerMsg, SessionId, Text};
+use crate::proto::{ErrorReply, MasterInfo, Notice, Reply, SessionId, Text};
 use etcd_client::{Compare, CompareOp, GetOptions, PutOptions, Txn, TxnOp, WatchOptions};
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
@@ -157,144 +157,133 @@ impl Gateway {
     }
 
     /// Runs election `name` for this connection: read, decide, write, then wait for the next
-    /// change (or a step-down's end, or a retry of failed checks).
+    /// change (or a step-down's end, or a retry of failed checks). The watch is made before
+    /// the first read and kept ([`super::next_change`]).
     async fn elector(self: Arc<Self>, name: String, tx: watch::Sender<Option<Snapshot>>) {
         let mut c = self.etcd();
         let (mut failed, mut checked) = (BTreeSet::new(), BTreeSet::new());
         let mut stepdown: Option<(u64, Instant)> = None;
         let mut told = None;
         let mut retry_at: Option<Instant> = None;
-        loop {
-            let Ok(r) = self.read_election(&name).await else {
-                self.broken.notify_one();
-                return;
-            };
-            let info = r.info();
-            let live = r
-                .master
-                .master
-                .as_ref()
-                .is_some_and(|m| r.candidates.iter().any(|(c, _)| &c.id == m));
-            tx.send_replace(Some(Snapshot {
-                info: info.clone(),
-                live,
-                candidates: r.candidates.len(),
-                revision: r.revision,
-            }));
-            if told != Some(r.epoch) {
-                told = Some(r.epoch);
-                failed.clear();
-                checked.clear();
-                retry_at = None;
-                let sessions: Vec<SessionId> = self
-                    .elections
-                    .lock()
-                    .get(&name)
-                    .map(|p| p.sessions.iter().copied().collect())
-                    .unwrap_or_default();
-                for session in sessions {
-                    let _ = self.out.send(ServerMsg::Notice {
-                        session,
-                        notice: Notice::MasterChanged {
-                            election: name.clone(),
-                            info: info.clone(),
-                        },
-                    });
-                }
-            }
-            if retry_at.is_some_and(|t| Instant::now() >= t) {
-                failed.clear();
-                retry_at = None;
-            }
-            let mut wake = retry_at;
-            let over = if r.master.master.is_none() && r.master.wait_ms > 0 {
-                let seen = match stepdown {
-                    Some((e, t)) if e == r.epoch => t,
-                    _ => Instant::now(),
-                };
-                stepdown = Some((r.epoch, seen));
-                let end = seen + Duration::from_millis(r.master.wait_ms);
-                if Instant::now() < end {
-                    wake = Some(wake.map_or(end, |w| w.min(end)));
-                    false
-                } else {
-                    true
-                }
-            } else {
-                false
-            };
-            let cands: Vec<CandidateRecord> = r.candidates.iter().map(|(c, _)| c.clone()).collect();
-            match keys::decide(&cands, &r.master, r.epoch, over, &failed, &checked) {
-                Decision::Keep | Decision::WaitStepDown => {}
-                Decision::Write(rec) => {
-                    let mkey = keys::master_key(&name);
-                    let mut when = vec![Compare::mod_revision(
-                        mkey.clone(),
-                        CompareOp::Equal,
-                        r.epoch as i64,
-                    )];
-                    if let Some(id) = &rec.master {
-                        let created = r
-                            .candidates
-                            .iter()
-                            .find(|(c, _)| &c.id == id)
-                            .map_or(0, |(_, rev)| *rev);
-                        when.push(Compare::create_revision(
-                            keys::candidate_key(&name, id),
-                            CompareOp::Equal,
-                            created,
-                        ));
-                    }
-                    let value = serde_json::to_string(&rec).unwrap_or_default();
-                    let t = Txn::new()
-                        .when(when)
-                        .and_then([TxnOp::put(mkey, value, None)]);
-                    if c.txn(t).await.is_err() {
-                        self.broken.notify_one();
-                        return;
-                    }
-                    continue;
-                }
-                Decision::Check { id, endpoint } => {
-                    if reachable(&endpoint).await {
-                        checked.insert(id);
-                    } else {
-                        failed.insert(id);
-                        retry_at = Some(Instant::now() + crate::server::node::DESIGNATION_RETRY);
-                    }
-                    continue;
-                }
-            }
-            // Wait for the next change after what was read, or the wake time.
-            let opts = WatchOptions::new()
-                .with_prefix()
-                .with_start_revision(r.revision + 1);
+        'watch: loop {
+            let opts = WatchOptions::new().with_prefix();
             let Ok((_w, mut s)) = c.watch(keys::election_dir(&name), Some(opts)).await else {
                 self.broken.notify_one();
                 return;
             };
             loop {
-                let next = s.message();
-                let m = match wake {
-                    Some(w) => {
-                        let left = w.saturating_duration_since(Instant::now());
-                        match tokio::time::timeout(left, next).await {
-                            Ok(m) => m,
-                            Err(_) => break,
-                        }
-                    }
-                    None => next.await,
+                let Ok(r) = self.read_election(&name).await else {
+                    self.broken.notify_one();
+                    return;
                 };
-                match m {
-                    Ok(Some(resp)) if !resp.events().is_empty() || resp.canceled() => break,
-                    Ok(Some(_)) => {}
-                    _ => {
+                let info = r.info();
+                let live = r
+                    .master
+                    .master
+                    .as_ref()
+                    .is_some_and(|m| r.candidates.iter().any(|(c, _)| &c.id == m));
+                tx.send_replace(Some(Snapshot {
+                    info: info.clone(),
+                    live,
+                    candidates: r.candidates.len(),
+                    revision: r.revision,
+                }));
+                if told != Some(r.epoch) {
+                    told = Some(r.epoch);
+                    failed.clear();
+                    checked.clear();
+                    retry_at = None;
+                    let sessions: Vec<SessionId> = self
+                        .elections
+                        .lock()
+                        .get(&name)
+                        .map(|p| p.sessions.iter().copied().collect())
+                        .unwrap_or_default();
+                    let election = name.clone();
+                    self.tell(sessions, Notice::MasterChanged { election, info });
+                }
+                if retry_at.is_some_and(|t| Instant::now() >= t) {
+                    failed.clear();
+                    retry_at = None;
+                }
+                let mut wake = retry_at;
+                let over = if r.master.master.is_none() && r.master.wait_ms > 0 {
+                    let seen = match stepdown {
+                        Some((e, t)) if e == r.epoch => t,
+                        _ => Instant::now(),
+                    };
+                    stepdown = Some((r.epoch, seen));
+                    let end = seen + Duration::from_millis(r.master.wait_ms);
+                    if Instant::now() < end {
+                        wake = Some(wake.map_or(end, |w| w.min(end)));
+                        false
+                    } else {
+                        true
+                    }
+                } else {
+                    false
+                };
+                let cands: Vec<CandidateRecord> =
+                    r.candidates.iter().map(|(c, _)| c.clone()).collect();
+                match keys::decide(&cands, &r.master, r.epoch, over, &failed, &checked) {
+                    Decision::Keep | Decision::WaitStepDown => {}
+                    Decision::Write(rec) => {
+                        if self.write_master(&name, &r, &rec).await.is_err() {
+                            self.broken.notify_one();
+                            return;
+                        }
+                        continue;
+                    }
+                    Decision::Check { id, endpoint } => {
+                        if reachable(&endpoint).await {
+                            checked.insert(id);
+                        } else {
+                            failed.insert(id);
+                            retry_at =
+                                Some(Instant::now() + crate::server::node::DESIGNATION_RETRY);
+                        }
+                        continue;
+                    }
+                }
+                match super::next_change(&mut s, r.revision, wake, None).await {
+                    Ok(super::Woke::Rewatch) => continue 'watch,
+                    Ok(_) => {}
+                    Err(_) => {
                         self.broken.notify_one();
                         return;
                     }
                 }
             }
         }
+    }
+
+    /// Writes the master cache `rec` if the cache and the designated candidate are still as
+    /// `r` read them.
+    async fn write_master(&self, name: &str, r: &Read, rec: &MasterRecord) -> Result<(), Fail> {
+        let mkey = keys::master_key(name);
+        let mut when = vec![Compare::mod_revision(
+            mkey.clone(),
+            CompareOp::Equal,
+            r.epoch as i64,
+        )];
+        if let Some(id) = &rec.master {
+            let created = r
+                .candidates
+                .iter()
+                .find(|(c, _)| &c.id == id)
+                .map_or(0, |(_, rev)| *rev);
+            when.push(Compare::create_revision(
+                keys::candidate_key(name, id),
+                CompareOp::Equal,
+                created,
+            ));
+        }
+        let value = serde_json::to_string(rec).unwrap_or_default();
+        let t = Txn::new()
+            .when(when)
+            .and_then([TxnOp::put(mkey, value, None)]);
+        self.etcd().txn(t).await?;
+        Ok(())
     }
 
     pub(super) async fn campaign(

@@ -15,7 +15,7 @@
 
 use super::{invalid, keys, Fail, Gateway};
 use crate::membership::{Group, MemberRec};
-use crate::proto::{echo, ErrorReply, Notice, Reply, ServerMsg, SessionId, Text, ViewInfo};
+use crate::proto::{echo, ErrorReply, Notice, Reply, SessionId, Text, ViewInfo};
 use etcd_client::{Compare, CompareOp, GetOptions, PutOptions, Txn, TxnOp, WatchOptions};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -146,97 +146,41 @@ impl Gateway {
     }
 
     /// Keeps group `name` for this connection: tells its sessions of new views, removes
-    /// members whose session ended, promotes the members this gateway evaluates once due.
+    /// members whose session ended, promotes the members this gateway evaluates once due. The
+    /// watch is made before the first read and kept ([`super::next_change`]).
     async fn keeper_loop(self: Arc<Self>, name: String) {
         let mut told = None;
-        loop {
-            let Ok(r) = self.read_group(&name).await else {
-                self.broken.notify_one();
-                return;
-            };
-            if told != Some(r.group.view()) {
-                told = Some(r.group.view());
-                let info = r.group.info();
-                let sessions: Vec<SessionId> = self
-                    .groups
-                    .lock()
-                    .get(&name)
-                    .map(|p| p.sessions.iter().copied().collect())
-                    .unwrap_or_default();
-                for session in sessions {
-                    let _ = self.out.send(ServerMsg::Notice {
-                        session,
-                        notice: Notice::ViewChanged {
-                            group: name.clone(),
-                            info: info.clone(),
-                        },
-                    });
-                }
-            }
-            // Members whose session ended: removed, one view per session.
-            let mut gone: BTreeMap<SessionId, Vec<String>> = BTreeMap::new();
-            for (id, m) in r.group.members() {
-                if !r.present.contains(id) {
-                    gone.entry(m.session).or_default().push(id.clone());
-                }
-            }
-            if let Some((&session, _)) = gone.iter().next() {
-                let res = self
-                    .update_group(
-                        &name,
-                        |g| {
-                            g.remove_session(session);
-                            Ok(())
-                        },
-                        |_| vec![],
-                    )
-                    .await;
-                if let Err(Fail::Broken(_)) = res {
-                    self.broken.notify_one();
-                    return;
-                }
-                continue;
-            }
-            // Promotions due (judged here for this connection's sessions' members).
-            let now = Instant::now();
-            let due: Vec<String> = self
-                .evaluator
-                .lock()
-                .due(now)
-                .into_iter()
-                .filter(|(g, _)| g == &name)
-                .map(|(_, id)| id)
-                .collect();
-            if !due.is_empty() {
-                for id in due {
-                    let waits = r
-                        .group
-                        .member(&id)
-                        .is_some_and(|m| m.needs_check && !m.check_passed);
-                    if waits {
-                        self.evaluator.lock().mark_eligible(&name, &id);
-                        continue;
-                    }
-                    self.evaluator.lock().stop(&name, &id);
-                    let res = self
-                        .update_group(&name, |g| Ok(g.promote(&id)), |_| vec![])
-                        .await;
-                    if let Err(Fail::Broken(_)) = res {
-                        self.broken.notify_one();
-                        return;
-                    }
-                }
-                continue;
-            }
-            let opts = WatchOptions::new()
-                .with_prefix()
-                .with_start_revision(r.revision + 1);
+        'watch: loop {
+            let opts = WatchOptions::new().with_prefix();
             let Ok((_w, mut s)) = self.etcd().watch(group_dir(&name), Some(opts)).await else {
                 self.broken.notify_one();
                 return;
             };
-            // Until the group changes, or a member evaluated here is due for promotion.
             loop {
+                let Ok(r) = self.read_group(&name).await else {
+                    self.broken.notify_one();
+                    return;
+                };
+                if told != Some(r.group.view()) {
+                    told = Some(r.group.view());
+                    let sessions: Vec<SessionId> = self
+                        .groups
+                        .lock()
+                        .get(&name)
+                        .map(|p| p.sessions.iter().copied().collect())
+                        .unwrap_or_default();
+                    let (group, info) = (name.clone(), r.group.info());
+                    self.tell(sessions, Notice::ViewChanged { group, info });
+                }
+                match self.keep(&name, &r).await {
+                    Ok(true) => continue,
+                    Ok(false) => {}
+                    Err(_) => {
+                        self.broken.notify_one();
+                        return;
+                    }
+                }
+                // Until the group changes, or a member evaluated here may be due.
                 let started = self.evaluations.notified();
                 tokio::pin!(started);
                 started.as_mut().enable();
@@ -250,31 +194,70 @@ impl Gateway {
                         .iter()
                         .any(|(g, _)| g == &name);
                 if due {
-                    break;
+                    continue;
                 }
                 // Evaluations move with heartbeats: look again at least every second.
                 let wake = here.then(|| {
                     let next = self.evaluator.lock().next_due().unwrap_or(now);
-                    tokio::time::Instant::from_std(
-                        next.max(now + Duration::from_millis(10))
-                            .min(now + Duration::from_secs(1)),
-                    )
+                    next.max(now + Duration::from_millis(10))
+                        .min(now + Duration::from_secs(1))
                 });
-                tokio::select! {
-                    m = s.message() => match m {
-                        Ok(Some(resp)) if !resp.events().is_empty() || resp.canceled() => break,
-                        Ok(Some(_)) => {}
-                        _ => {
-                            self.broken.notify_one();
-                            return;
-                        }
-                    },
-                    _ = &mut started => {}
-                    _ = tokio::time::sleep_until(wake.unwrap_or_else(tokio::time::Instant::now)),
-                        if wake.is_some() => {}
+                match super::next_change(&mut s, r.revision, wake, Some(started.as_mut())).await {
+                    Ok(super::Woke::Rewatch) => continue 'watch,
+                    Ok(_) => {}
+                    Err(_) => {
+                        self.broken.notify_one();
+                        return;
+                    }
                 }
             }
         }
+    }
+
+    /// One change the keeper owes group `name` as read in `r`: removes the members of one
+    /// session that ended, or promotes the members due. True when it changed something
+    /// (read again).
+    async fn keep(&self, name: &str, r: &Read) -> Result<bool, Fail> {
+        let mut gone: BTreeMap<SessionId, Vec<String>> = BTreeMap::new();
+        for (id, m) in r.group.members() {
+            if !r.present.contains(id) {
+                gone.entry(m.session).or_default().push(id.clone());
+            }
+        }
+        if let Some((&session, _)) = gone.iter().next() {
+            self.update_group(
+                name,
+                |g| {
+                    g.remove_session(session);
+                    Ok(())
+                },
+                |_| vec![],
+            )
+            .await?;
+            return Ok(true);
+        }
+        let due: Vec<String> = self
+            .evaluator
+            .lock()
+            .due(Instant::now())
+            .into_iter()
+            .filter(|(g, _)| g == name)
+            .map(|(_, id)| id)
+            .collect();
+        for id in &due {
+            let waits = r
+                .group
+                .member(id)
+                .is_some_and(|m| m.needs_check && !m.check_passed);
+            if waits {
+                self.evaluator.lock().mark_eligible(name, id);
+                continue;
+            }
+            self.evaluator.lock().stop(name, id);
+            self.update_group(name, |g| Ok(g.promote(id)), |_| vec![])
+                .await?;
+        }
+        Ok(!due.is_empty())
     }
 
     /// Starts evaluating `session`'s probationary members of group `name` that this
