@@ -1048,7 +1048,8 @@ impl Gateway {
     }
 
     /// Status: sessions, locks, elections and groups from their keys (at most
-    /// [`STATUS_LIMIT`] keys of each kind), and etcd's members.
+    /// [`STATUS_LIMIT`] keys of each kind, and what fits one page: [`fit_page`]), and etcd's
+    /// members.
     async fn status(&self) -> Result<Reply, Fail> {
         let mut c = self.etcd();
         let s = c
@@ -1115,7 +1116,7 @@ impl Gateway {
                 .into(),
             })
             .collect::<Vec<_>>();
-        Ok(Reply::Status(StatusInfo {
+        let mut st = StatusInfo {
             incarnation: self.incarnation,
             revision: l.header().map_or(0, |h| h.revision()) as u64,
             sessions,
@@ -1125,7 +1126,36 @@ impl Gateway {
             next: None,
             leader: members.iter().find(|m| m.id == leader).cloned(),
             members,
-        }))
+        };
+        fit_page(&mut st);
+        Ok(Reply::Status(st))
+    }
+}
+
+/// Shortens a status until it fits one page ([`proto::STATUS_PAGE_BYTES`]) by dropping the
+/// last entries of its longest list: the etcd backend answers status in one page (with a
+/// thousand locks of long names, what does not fit is left out rather than the connection
+/// broken by a frame too large).
+fn fit_page(st: &mut StatusInfo) {
+    // (No size at all: larger than a frame.)
+    while proto::encoded_len(st).map_or(true, |n| n > proto::STATUS_PAGE_BYTES) {
+        let lens = [
+            st.sessions.len(),
+            st.locks.len(),
+            st.elections.len(),
+            st.groups.len(),
+        ];
+        let longest = (0..4).max_by_key(|&i| lens[i]).unwrap_or(0);
+        if lens[longest] == 0 {
+            return;
+        }
+        let cut = lens[longest] - (lens[longest] / 8).max(1);
+        match longest {
+            0 => st.sessions.truncate(cut),
+            1 => st.locks.truncate(cut),
+            2 => st.elections.truncate(cut),
+            _ => st.groups.truncate(cut),
+        }
     }
 }
 
@@ -1214,4 +1244,34 @@ fn first_kv(r: &TxnResponse) -> Option<KeyValue> {
         TxnOpResponse::Get(g) => g.kvs().first().cloned(),
         _ => None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_status_too_large_for_a_page_is_shortened_to_fit() {
+        let mut st = StatusInfo::default();
+        for i in 0..3000 {
+            st.locks.push(LockInfo {
+                name: format!("{i:01000}"),
+                holder: i,
+                token: i,
+                waiters: vec![],
+            });
+        }
+        st.sessions = (0..100)
+            .map(|id| SessionInfo { id, ttl_ms: 1000 })
+            .collect();
+        fit_page(&mut st);
+        let n = proto::encoded_len(&st).unwrap();
+        assert!(n <= proto::STATUS_PAGE_BYTES, "{n}");
+        assert!(st.locks.len() > 500 && st.locks.len() < 3000);
+        assert_eq!(
+            st.sessions.len(),
+            100,
+            "the longest list is shortened first"
+        );
+    }
 }
