@@ -547,3 +547,34 @@ fn a_thousand_uncontended_lock_release_rounds_all_succeed() {
         }
     }
 }
+
+#[test]
+fn timed_out_waits_leave_no_key_behind() {
+    let etcd = Etcd::start(1);
+    let (a, _) = client(etcd.endpoints(), Duration::from_secs(5));
+    let (b, _) = client(etcd.endpoints(), Duration::from_secs(5));
+    let (c, _) = client(etcd.endpoints(), Duration::from_secs(5));
+    let held = a.lock("t", Duration::from_secs(5)).unwrap();
+    // Waits given up at every point of the acquire: before, during and after queueing.
+    for i in 0..30 {
+        let r = b.lock("t", Duration::from_millis(i % 10));
+        assert!(matches!(r, Err(tenure::Error::Timeout)), "{r:?}");
+    }
+    held.release().unwrap();
+    // Nothing of b's is left in the queue: the lock is free (b's last cancel may still be on
+    // its way, hence a bounded retry).
+    let mut got = None;
+    wait_for(Duration::from_secs(5), "the lock free", || {
+        got = c.try_lock("t").unwrap();
+        got.is_some()
+    });
+    // A cancelled acquire whose transaction was already on its way to etcd queues, then
+    // leaves: wait for the queue to be only c.
+    wait_for(Duration::from_secs(5), "no waiter left", || {
+        let st = c.status().unwrap();
+        let info = st.locks.iter().find(|l| l.name == "t").expect("held by c");
+        assert_eq!(info.holder, c.session_id());
+        info.waiters.is_empty()
+    });
+    drop(got);
+}

@@ -32,7 +32,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio::task::AbortHandle;
 
 /// Worker threads of the runtime that every gateway of the process runs on.
@@ -116,6 +116,34 @@ pub(super) fn open(addr: &str, step: Duration) -> Result<UnixStream, String> {
         serve(theirs, addr, step).await;
     });
     Ok(mine)
+}
+
+/// An acquire in progress, as a cancel finds it.
+struct Waiting {
+    /// The lock's name.
+    name: String,
+    /// Tells the acquire to stop.
+    cancel: Arc<Stop>,
+    /// Ends (its sender is dropped) when the acquire's task has ended.
+    done: watch::Receiver<()>,
+}
+
+/// A cancel's signal to its acquire: checked before each of its transactions, and awaited
+/// while it waits.
+#[derive(Default)]
+struct Stop {
+    set: std::sync::atomic::AtomicBool,
+    wake: Notify,
+}
+
+impl Stop {
+    fn fire(&self) {
+        self.set.store(true, Ordering::Release);
+        self.wake.notify_one();
+    }
+    fn is_set(&self) -> bool {
+        self.set.load(Ordering::Acquire)
+    }
 }
 
 /// Per session and lock name: the id of the last turn given out and what ends it.
@@ -295,7 +323,7 @@ struct Gateway {
     /// Set when etcd failed: the connection ends.
     broken: Notify,
     /// Acquires in progress, by request id: the lock's name and the task (once started).
-    waits: Mutex<HashMap<u64, (String, Option<AbortHandle>)>>,
+    waits: Mutex<HashMap<u64, Waiting>>,
     /// The watch of each granted lock, by session and name.
     watching: Mutex<HashMap<(SessionId, String), AbortHandle>>,
     /// Every task of the connection, stopped with it.
@@ -389,21 +417,33 @@ impl Gateway {
                 return;
             }
         }
+        // A cancel does not abort its acquire (a transaction in flight would still land, and
+        // leave a key behind): it tells it to stop waiting, waits for its task to end, and
+        // then removes whatever key that acquire made.
         let mut cancelled = None;
         if let Request::Cancel { target } = &body {
-            if let Some((name, h)) = self.waits.lock().remove(target) {
-                if let Some(h) = h {
-                    h.abort();
-                }
-                cancelled = Some(name);
+            if let Some(w) = self.waits.lock().remove(target) {
+                w.cancel.fire();
+                cancelled = Some((w.name, w.done));
             }
         }
+        let mut stop = None;
+        let mut running = None;
         if let Request::Acquire { name, .. } = &body {
-            self.waits.lock().insert(req, (name.clone(), None));
+            let (tx, rx) = watch::channel(());
+            let cancel = Arc::new(Stop::default());
+            let w = Waiting {
+                name: name.clone(),
+                cancel: cancel.clone(),
+                done: rx,
+            };
+            self.waits.lock().insert(req, w);
+            stop = Some(cancel);
+            running = Some(tx);
         }
         let about = match &body {
             Request::Acquire { name, .. } | Request::Release { name, .. } => Some(name.clone()),
-            Request::Cancel { .. } => cancelled.clone(),
+            Request::Cancel { .. } => cancelled.as_ref().map(|(n, _)| n.clone()),
             _ => None,
         };
         let (prev, turn) = match about {
@@ -415,18 +455,21 @@ impl Gateway {
         };
         let gw = self.clone();
         let h = tokio::spawn(async move {
+            let _running = running;
             if let Some(p) = prev {
                 let _ = p.await;
             }
+            let mut name = None;
+            if let Some((n, mut done)) = cancelled {
+                while done.changed().await.is_ok() {}
+                name = Some(n);
+            }
             let mut turn = turn;
-            let result = gw.handle(session, req, body, cancelled, &mut turn).await;
+            let result = gw.handle(session, req, body, name, stop, &mut turn).await;
             gw.end_turn(turn);
             gw.waits.lock().remove(&req);
             gw.finish(session, req, result, remember);
         });
-        if let Some(e) = self.waits.lock().get_mut(&req) {
-            e.1 = Some(h.abort_handle());
-        }
         self.track(h.abort_handle());
     }
 
@@ -469,6 +512,7 @@ impl Gateway {
         req: u64,
         body: Request,
         cancelled: Option<String>,
+        stop: Option<Arc<Stop>>,
         turn: &mut Option<Turn>,
     ) -> Result<Reply, Fail> {
         match body {
@@ -486,7 +530,10 @@ impl Gateway {
         self.attach(session);
         match body {
             Request::Heartbeat => self.heartbeat(session).await,
-            Request::Acquire { name, wait } => self.acquire(session, req, &name, wait, turn).await,
+            Request::Acquire { name, wait } => {
+                let stop = stop.unwrap_or_default();
+                self.acquire(session, req, &name, wait, &stop, turn).await
+            }
             Request::Cancel { target } => self.cancel(session, target, cancelled).await,
             Request::Release { name, token } => self.release(session, &name, token).await,
             Request::Close => self.close(session).await,
@@ -749,9 +796,14 @@ impl Gateway {
         req: u64,
         name: &str,
         wait: bool,
+        stop: &Stop,
         turn: &mut Option<Turn>,
     ) -> Result<Reply, Fail> {
         Text::LockName.check(name).map_err(invalid)?;
+        if stop.is_set() {
+            // Cancelled before it began: nothing to undo.
+            return Ok(Reply::Done);
+        }
         let dir = keys::lock_dir(name);
         let key = keys::lock_key(name, session);
         let lease = PutOptions::new().with_lease(session as i64);
@@ -819,7 +871,12 @@ impl Gateway {
             // Until every known key ahead is gone (or, with more ahead than known, any), or
             // ours is (the lease ended, or someone deleted it).
             'wait: loop {
-                let Some(m) = deletions.message().await? else {
+                let m = tokio::select! {
+                    m = deletions.message() => m?,
+                    // Cancelled: the cancel removes our key once this task has ended.
+                    _ = stop.wake.notified() => return Ok(Reply::Done),
+                };
+                let Some(m) = m else {
                     return Err(Fail::Broken("etcd ended a watch".into()));
                 };
                 if m.canceled() {
