@@ -578,3 +578,30 @@ fn timed_out_waits_leave_no_key_behind() {
     });
     drop(got);
 }
+
+#[test]
+fn a_wiped_etcd_is_data_lost_and_a_new_session_opens() {
+    let mut etcd = Etcd::start(1);
+    // A TTL longer than etcd's restart, so that the loss is the data's, not the lease's.
+    let (a, events) = client(etcd.endpoints(), Duration::from_secs(15));
+    let l = a.lock("w", Duration::from_secs(5)).unwrap();
+    let (old_session, old_inc) = (a.session_id(), a.incarnation());
+    etcd.wipe(0);
+    etcd.spawn(0);
+    etcd.wait_healthy(Duration::from_secs(30));
+    wait_for(Duration::from_secs(15), "data_lost", || {
+        lost(&events).contains(&("w".into(), LostReason::DataLost))
+    });
+    assert!(!l.is_held());
+    assert!(events
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|e| matches!(e, Event::DataLost { .. })));
+    wait_for(Duration::from_secs(15), "a new session", || {
+        a.is_connected() && a.session_id() != old_session
+    });
+    assert_ne!(a.incarnation(), old_inc);
+    let l = a.lock("w", Duration::from_secs(5)).unwrap();
+    assert!(l.is_held());
+}

@@ -184,6 +184,13 @@ impl Etcd {
         }
     }
 
+    /// SIGKILLs member `i` and deletes its data: started again with [`Etcd::spawn`], it is a
+    /// new, empty cluster on the same addresses.
+    pub fn wipe(&mut self, i: usize) {
+        self.kill(i);
+        let _ = std::fs::remove_dir_all(self.members[i].dir.join("data"));
+    }
+
     /// The pid of member `i`.
     pub fn pid(&self, i: usize) -> i32 {
         self.members[i].proc.as_ref().expect("member runs").id() as i32
