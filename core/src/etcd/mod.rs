@@ -22,9 +22,11 @@
 //! - the incarnation token is a random value kept in etcd (`tenure/incarnation`): an etcd
 //!   whose data was wiped makes a new one, and clients report `data_lost`.
 //!
-//! The gateway itself keeps nothing that matters across connections except which locks each
-//! session was granted, so that a new connection watches them again from their grant's
-//! revision and so reports a deletion that happened while the session was disconnected.
+//! The gateway keeps two things across a session's connections, in the process: which locks
+//! each session was granted, so that a new connection watches them again from their grant's
+//! revision and so reports a deletion that happened while the session was disconnected; and
+//! the replies to its last requests, so that a request resent after a reconnection is
+//! answered as the first attempt was, not done twice.
 
 pub mod keys;
 
