@@ -593,11 +593,14 @@ fn a_wiped_etcd_is_data_lost_and_a_new_session_opens() {
         lost(&events).contains(&("w".into(), LostReason::DataLost))
     });
     assert!(!l.is_held());
-    assert!(events
-        .lock()
-        .unwrap()
-        .iter()
-        .any(|e| matches!(e, Event::DataLost { .. })));
+    // The session's event follows its locks' on the dispatcher thread.
+    wait_for(Duration::from_secs(5), "the data_lost event", || {
+        events
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|e| matches!(e, Event::DataLost { .. }))
+    });
     wait_for(Duration::from_secs(15), "a new session", || {
         a.is_connected() && a.session_id() != old_session
     });
