@@ -60,6 +60,25 @@ pub struct Change {
 }
 
 impl Group {
+    /// Leave and check reports: member `id` must not be another session's and, with
+    /// `must_exist` (a check report), must be a member. `group` names the group in errors.
+    pub fn check_member(
+        &self,
+        group: &str,
+        id: &str,
+        session: SessionId,
+        must_exist: bool,
+    ) -> Result<(), String> {
+        use crate::proto::echo;
+        match self.members.get(id) {
+            Some(m) if m.session != session => {
+                Err(format!("member {} belongs to another session", echo(id)))
+            }
+            None if must_exist => Err(format!("no member {} in {}", echo(id), echo(group))),
+            _ => Ok(()),
+        }
+    }
+
     /// The view as clients see it: the number and the members in id order, `true` for full
     /// members.
     pub fn info(&self) -> crate::proto::ViewInfo {

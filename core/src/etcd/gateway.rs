@@ -735,15 +735,7 @@ impl Gateway {
     }
 
     async fn open_session(&self, ttl_ms: u64) -> Result<Reply, Fail> {
-        let (lo, hi) = (
-            crate::server::state::MIN_TTL_MS,
-            crate::server::state::MAX_TTL_MS,
-        );
-        if !(lo..=hi).contains(&ttl_ms) {
-            return Err(invalid(format!(
-                "session TTL {ttl_ms} ms is outside {lo} ms ..= {hi} ms"
-            )));
-        }
+        crate::server::state::check_ttl(ttl_ms).map_err(invalid)?;
         let mut c = self.etcd();
         let g = c.lease_grant(keys::lease_seconds(ttl_ms), None).await?;
         let ttl_ms = g.ttl() as u64 * 1000;

@@ -15,7 +15,7 @@
 
 use super::{invalid, keys, Fail, Gateway};
 use crate::membership::{Group, MemberRec};
-use crate::proto::{echo, ErrorReply, Notice, Reply, SessionId, Text, ViewInfo};
+use crate::proto::{ErrorReply, Notice, Reply, SessionId, Text, ViewInfo};
 use etcd_client::{Compare, CompareOp, GetOptions, PutOptions, Txn, TxnOp, WatchOptions};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -48,6 +48,17 @@ impl Participation {
 impl Drop for Participation {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+/// The extra operation of a change that may remove a member: its presence key goes with it.
+fn presence_removal(presence: &str) -> impl Fn(&bool) -> Vec<TxnOp> + '_ {
+    move |removed| {
+        if *removed {
+            vec![TxnOp::delete(presence, None)]
+        } else {
+            vec![]
+        }
     }
 }
 
@@ -358,23 +369,6 @@ impl Gateway {
         Ok(Reply::View(info))
     }
 
-    /// The member must be `session`'s (and, with `must_exist`, exist).
-    fn own(
-        g: &Group,
-        session: SessionId,
-        group: &str,
-        id: &str,
-        must_exist: bool,
-    ) -> Result<(), String> {
-        match g.member(id) {
-            Some(m) if m.session != session => {
-                Err(format!("member {} belongs to another session", echo(id)))
-            }
-            None if must_exist => Err(format!("no member {} in {}", echo(id), echo(group))),
-            _ => Ok(()),
-        }
-    }
-
     pub(super) async fn leave(
         &self,
         session: SessionId,
@@ -387,16 +381,10 @@ impl Gateway {
         self.update_group(
             group,
             |g| {
-                Self::own(g, session, group, id, false)?;
+                g.check_member(group, id, session, false)?;
                 Ok(g.remove(id).is_some())
             },
-            |removed| {
-                if *removed {
-                    vec![TxnOp::delete(presence.clone(), None)]
-                } else {
-                    vec![]
-                }
-            },
+            presence_removal(&presence),
         )
         .await?;
         self.evaluator.lock().stop(group, id);
@@ -420,16 +408,10 @@ impl Gateway {
             .update_group(
                 group,
                 |g| {
-                    Self::own(g, session, group, id, true)?;
+                    g.check_member(group, id, session, true)?;
                     Ok(g.report_check(id, ok).is_some())
                 },
-                |removed| {
-                    if *removed {
-                        vec![TxnOp::delete(presence.clone(), None)]
-                    } else {
-                        vec![]
-                    }
-                },
+                presence_removal(&presence),
             )
             .await?;
         if removed {

@@ -10,7 +10,7 @@
 //! - A group watches at most [`crate::membership::MAX_MEMBERS`] non-member sessions.
 
 use super::{check, view_info, Output, State, MAX_TTL_MS};
-use crate::membership::{Change, MemberRec, MAX_MEMBERS};
+use crate::membership::{Change, Group, MemberRec, MAX_MEMBERS};
 use crate::proto::{echo, ErrorReply, Notice, Reply, SessionId, Text};
 use std::collections::BTreeSet;
 
@@ -75,18 +75,10 @@ impl State {
     ) -> Result<(), ErrorReply> {
         check(Text::GroupName, group)?;
         check(Text::MemberId, id)?;
-        match self.groups.get(group).and_then(|g| g.member(id)) {
-            Some(m) if m.session != session => Err(ErrorReply::Invalid(format!(
-                "member {} belongs to another session",
-                echo(id)
-            ))),
-            None if must_exist => Err(ErrorReply::Invalid(format!(
-                "no member {} in {}",
-                echo(id),
-                echo(group)
-            ))),
-            _ => Ok(()),
-        }
+        let none = Group::default();
+        let g = self.groups.get(group).unwrap_or(&none);
+        g.check_member(group, id, session, must_exist)
+            .map_err(ErrorReply::Invalid)
     }
 
     pub(super) fn leave(

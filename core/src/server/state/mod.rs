@@ -36,6 +36,18 @@ use std::collections::{BTreeMap, BTreeSet};
 pub const MIN_TTL_MS: u64 = 50;
 /// Longest session TTL accepted, in milliseconds (one day).
 pub const MAX_TTL_MS: u64 = 86_400_000;
+
+/// Checks a session TTL asked for in an open (the server's rule, which the etcd backend's
+/// gateway applies too).
+pub fn check_ttl(ttl_ms: u64) -> Result<(), String> {
+    if (MIN_TTL_MS..=MAX_TTL_MS).contains(&ttl_ms) {
+        Ok(())
+    } else {
+        Err(format!(
+            "session TTL {ttl_ms} ms is outside {MIN_TTL_MS}..={MAX_TTL_MS} ms"
+        ))
+    }
+}
 /// Most sessions one service holds.
 pub const MAX_SESSIONS: usize = 1_000_000;
 /// Most locks held or awaited by one session.

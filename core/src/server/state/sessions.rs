@@ -10,7 +10,7 @@
 //!   requests. A request id seen before gets the remembered reply and changes nothing; a
 //!   waiting request sent again stays one waiter; an id older than the window gets `Stale`.
 
-use super::{Output, State, MAX_SESSIONS, MAX_TTL_MS, MIN_TTL_MS, REPLY_WINDOW};
+use super::{Output, State, MAX_SESSIONS, REPLY_WINDOW};
 use crate::proto::{ErrorReply, Reply, Request, SessionId};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -146,11 +146,7 @@ impl Session {
 
 impl State {
     pub(super) fn check_open(&self, ttl_ms: u64) -> Result<(), ErrorReply> {
-        if !(MIN_TTL_MS..=MAX_TTL_MS).contains(&ttl_ms) {
-            return Err(ErrorReply::Invalid(format!(
-                "session TTL {ttl_ms} ms is outside {MIN_TTL_MS}..={MAX_TTL_MS} ms"
-            )));
-        }
+        super::check_ttl(ttl_ms).map_err(ErrorReply::Invalid)?;
         if self.sessions.len() >= MAX_SESSIONS {
             return Err(ErrorReply::Limit(format!(
                 "the server holds {MAX_SESSIONS} sessions already"
