@@ -12,6 +12,7 @@
 //! everything it runs.
 
 mod elections;
+mod expiry;
 mod groups;
 
 use super::keys::{self, Entry, Existing};
@@ -761,17 +762,29 @@ impl Gateway {
         let Some((_, keeper, stream)) = k.as_mut() else {
             unreachable!("set above")
         };
-        keeper.keep_alive().await?;
-        match stream.message().await? {
-            Some(r) if r.ttl() > 0 => {
-                self.evaluator
-                    .lock()
-                    .heard(session, std::time::Instant::now());
-                Ok(Reply::Alive)
+        // The keep-alive and the session key's write (see [`expiry`]), side by side: the
+        // session lives on only when both are done.
+        let kept = async {
+            keeper.keep_alive().await?;
+            match stream.message().await? {
+                Some(r) if r.ttl() > 0 => Ok(()),
+                Some(_) => Err(Fail::Reply(ErrorReply::UnknownSession)),
+                None => Err(Fail::Broken("etcd ended the keep-alive stream".into())),
             }
-            Some(_) => Err(Fail::Reply(ErrorReply::UnknownSession)),
-            None => Err(Fail::Broken("etcd ended the keep-alive stream".into())),
+        };
+        let mut c = self.etcd();
+        let written = c.txn(Self::heartbeat_write(session));
+        let (kept, written) = tokio::join!(kept, written);
+        kept?;
+        if !written?.succeeded() {
+            // A waiter ended the session (it was silent for its TTL): its lease goes too.
+            let _ = c.lease_revoke(session as i64).await;
+            return Err(Fail::Reply(ErrorReply::UnknownSession));
         }
+        self.evaluator
+            .lock()
+            .heard(session, std::time::Instant::now());
+        Ok(Reply::Alive)
     }
 
     /// Acquire: take the lock if its directory is empty, else (waiting) join the queue, in one
@@ -860,6 +873,12 @@ impl Gateway {
             let known = older.len() <= OLDER_KNOWN;
             let mut ahead: HashSet<Vec<u8>> = older.iter().map(|(k, _)| k.clone()).collect();
             let mut lost_place = false;
+            // Next in line: end the head's session once it has been silent for its TTL
+            // ([`expiry`]). Should that fail, etcd still ends its lease, later.
+            let mut watching_head = older.len() == 1;
+            let head = older.first().cloned().unwrap_or_default();
+            let silent = self.expire_silent(&head.0, head.1);
+            tokio::pin!(silent);
             // Until every known key ahead is gone (or, with more ahead than known, any), or
             // ours is (the lease ended, or someone deleted it).
             'wait: loop {
@@ -867,6 +886,11 @@ impl Gateway {
                     m = deletions.message() => m?,
                     // Cancelled: the cancel removes our key once this task has ended.
                     _ = stop.wake.notified() => return Ok(Reply::Done),
+                    // Ended or failed: either way, the head's key going is seen on the watch.
+                    _ = &mut silent, if watching_head => {
+                        watching_head = false;
+                        continue;
+                    }
                 };
                 let Some(m) = m else {
                     return Err(Fail::Broken("etcd ended a watch".into()));

@@ -6,7 +6,7 @@
 //! | key | value | lease |
 //! |---|---|---|
 //! | `tenure/incarnation` | the service's incarnation token (32 hex digits), made once | none |
-//! | `tenure/sessions/<lease>` | the session's TTL in milliseconds | the session's |
+//! | `tenure/sessions/<lease>` | the session's TTL in milliseconds, written again by every heartbeat | the session's |
 //! | `tenure/locks/<name>/<lease>` | `w <req>` while waiting, `h <req>` once granted | the session's |
 //! | `tenure/elections/<name>/c/<id>` | the candidate ([`CandidateRecord`], JSON) | the candidate's session's |
 //! | `tenure/elections/<name>/master` | the master cache ([`MasterRecord`], JSON) | none |

@@ -11,7 +11,11 @@
 //!
 //! - a session is an etcd lease with the session's TTL rounded up to whole seconds (etcd's
 //!   unit), so etcd never ends it before the client's own deadline; a heartbeat is one
-//!   `LeaseKeepAlive` on the connection's stream;
+//!   `LeaseKeepAlive` on the connection's stream and one write of the session's key;
+//! - a session that stops heartbeating while it heads a lock's queue is ended by the waiter
+//!   next in line, TTL after the last heartbeat write that waiter saw (the tenure server's
+//!   rule), not up to half a second later by etcd's lease expiry (`gateway/expiry.rs` says
+//!   why that is safe);
 //! - a lock is a key per session under the lock's directory, ordered by creation revision;
 //!   each waiter watches the key just before its own from the revision it read, so a
 //!   hand-over costs one watch event and one write, with no polling;

@@ -145,6 +145,22 @@ impl Drop for Proc {
     }
 }
 
+/// Busy processes, one per core (the machine has two), that spin until dropped: a guarantee
+/// is tested on a loaded machine too.
+#[allow(dead_code)]
+pub fn load() -> Vec<Proc> {
+    (0..2)
+        .map(|_| {
+            Proc(
+                std::process::Command::new("sh")
+                    .args(["-c", "while :; do :; done"])
+                    .spawn()
+                    .expect("sh runs"),
+            )
+        })
+        .collect()
+}
+
 /// The first line a child prints on its stdout (taken from it), trimmed; `None` when none
 /// comes within `limit`.
 pub fn first_line(c: &mut Child, limit: Duration) -> Option<String> {
