@@ -5,7 +5,7 @@ use crate::error::{coded, conv, to_napi, Op, INVALID_ARGUMENT};
 use crate::events::JsCallback;
 use crate::events::{MasterStateValue, RawArray, Relay, ViewValue};
 use crate::group::{NativeGroupWatch, NativeMembership};
-use crate::pool::promise;
+use crate::pool::{pending_promise, promise};
 use napi::bindgen_prelude::{Object, ToNapiValue};
 use napi::{sys, Env, JsValue};
 use napi_derive::napi;
@@ -177,11 +177,9 @@ impl NativeClient {
         timeout_ms: f64,
     ) -> napi::Result<Object<'env>> {
         let timeout = millis("timeoutMs", timeout_ms)?;
-        let client = self.client.clone();
-        promise(env, move || {
-            let lock = client
-                .lock(&name, timeout)
-                .map_err(|e| to_napi(e, Op::Lock))?;
+        // The core keeps the timeout: no thread waits for this lock.
+        pending_promise(env, self.client.lock_start(&name, timeout), |r| {
+            let lock = r.map_err(|e| to_napi(e, Op::Lock))?;
             Ok(NativeLock::new(lock))
         })
     }

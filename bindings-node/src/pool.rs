@@ -158,3 +158,45 @@ where
     }
     Ok(promise)
 }
+
+/// A promise of a core pending call's result, with no thread: the core settles it when the
+/// result is there (`map`, which converts it, runs on the client's I/O thread and must not
+/// block). The core keeps the call's timeout, so the promise is always settled. A call that
+/// could not start rejects the promise, as a failed call does.
+pub fn pending_promise<'env, U, T, F>(
+    env: &'env Env,
+    started: tenure::Result<tenure::Pending<U>>,
+    map: F,
+) -> napi::Result<Object<'env>>
+where
+    U: Send + 'static,
+    T: ToNapiValue + Send + 'static,
+    F: FnOnce(tenure::Result<U>) -> napi::Result<T> + Send + 'static,
+{
+    let (deferred, promise): (JsDeferred<T, Resolver<T>>, Object<'env>) = env.create_deferred()?;
+    let p = match started {
+        Ok(p) => std::sync::Arc::new(p),
+        Err(e) => {
+            match map(Err(e)) {
+                Ok(v) => deferred.resolve(Box::new(move |_env| Ok(v))),
+                Err(e) => deferred.reject(e),
+            }
+            return Ok(promise);
+        }
+    };
+    let taker = p.clone();
+    p.on_complete(move || {
+        let Some(r) = taker.take() else {
+            return;
+        };
+        match catch_unwind(AssertUnwindSafe(move || map(r))) {
+            Ok(Ok(v)) => deferred.resolve(Box::new(move |_env| Ok(v))),
+            Ok(Err(e)) => deferred.reject(e),
+            Err(_) => deferred.reject(crate::error::coded(
+                "ERR_TENURE_PANIC",
+                "a tenure call panicked; this is a bug",
+            )),
+        }
+    });
+    Ok(promise)
+}

@@ -304,3 +304,26 @@ test('status shows sessions and locks with bigint ids and tokens', { timeout: 20
   assert.equal(c.incarnation, server.incarnation);
   await waitFor(() => c.droppedEvents === 0, 100, 'no dropped events');
 });
+
+test('waiting locks take no thread each: the core keeps their timeouts', { timeout: 30000 }, async (t) => {
+  const fs = require('node:fs');
+  const threads = () => fs.readdirSync('/proc/self/task').length;
+  const server = await startServer(t);
+  const a = await connect(t, server.address);
+  const b = await connect(t, server.address);
+  const held = [];
+  for (let i = 0; i < 50; i++) held.push(await a.lock(`n${i}`));
+  const blocker = await a.lock('short');
+  const before = threads();
+  const waits = held.map((_, i) => b.lock(`n${i}`, { timeoutMs: 10000 }));
+  // Handled from the start: it rejects while the thread count is read.
+  const short = rejectsWith(b.lock('short', { timeoutMs: 200 }), 'ERR_TENURE_LOCK_TIMEOUT');
+  await new Promise((r) => setTimeout(r, 300));
+  assert.ok(threads() - before < 5, `threads ${before} -> ${threads()} for 51 waiting locks`);
+  await short;
+  for (const l of held) await l.release();
+  const granted = await within(Promise.all(waits), 10000, 'the waiting locks');
+  assert.ok(granted.every((l) => l.held));
+  for (const l of granted) await l.release();
+  await blocker.release();
+});

@@ -328,25 +328,27 @@ impl Client {
         Ok(&self.shared.client)
     }
 
+    /// Starts waiting for a lock: the core's pending call, with no thread of its own (the
+    /// core keeps the timeout, and cancels).
     fn start_lock(
         &self,
         py: Python<'_>,
         name: String,
         timeout: Option<f64>,
         on_lost: Option<Bound<'_, PyAny>>,
-    ) -> PyResult<Parts<tenure::Lock>> {
+    ) -> PyResult<pending::Pending> {
         let on_lost = util::callback("on_lost", on_lost)?;
         let t = util::timeout(py, timeout)?;
         check_name(py, Text::LockName, &name)?;
-        let c = self.client(py)?.clone();
+        let p = self
+            .client(py)?
+            .lock_start(&name, t)
+            .map_err(|e| errors::to_py(py, e, Op::Lock))?;
         let shared = self.shared.clone();
-        Ok((
-            Box::new(move || c.lock(&name, t)),
-            Box::new(move |py: Python<'_>, r: tenure::Result<tenure::Lock>| {
-                let l = r.map_err(|e| errors::to_py(py, e, Op::Lock))?;
-                lock_obj(py, &shared, l, None, on_lost)
-            }),
-        ))
+        Ok(pending::adopt("lock", p, move |py, r| {
+            let l = r.map_err(|e| errors::to_py(py, e, Op::Lock))?;
+            lock_obj(py, &shared, l, None, on_lost)
+        }))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -597,9 +599,7 @@ impl Client {
         timeout: Option<f64>,
         on_lost: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
-        let (work, finish) = self.start_lock(py, name, timeout, on_lost)?;
-        let r = pending::run(py, "lock", work)?;
-        finish(py, r)
+        self.start_lock(py, name, timeout, on_lost)?.wait(py)
     }
 
     /// Awaitable variant of `lock`. Cancelling the task gives the wait up (a grant that races
@@ -612,8 +612,8 @@ impl Client {
         timeout: Option<f64>,
         on_lost: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
-        let (work, finish) = self.start_lock(py, name, timeout, on_lost)?;
-        pending::awaitable(py, "lock", work, finish)
+        let p = self.start_lock(py, name, timeout, on_lost)?;
+        pending::awaitable_of(py, p)
     }
 
     /// Takes the lock `name` if it is free: the `Lock`, or None when another session holds

@@ -12,6 +12,11 @@
 //! released, a connected client closed, a candidacy withdrawn, a server stopped). The core
 //! call itself cannot be cancelled (the core has no cancel for a waiting acquire): it runs to
 //! its own end, a grant or its timeout, on the helper thread.
+//!
+//! A lock is the exception, and the pattern the other calls will follow: the core's
+//! [`tenure::Pending`] keeps its timeout and can be cancelled, so [`Op::adopt`] wraps it with
+//! no helper thread; the core tells the op when the result is there, and abandoning the op
+//! cancels the core call (a grant that raced the cancel is released).
 
 use crate::dispatch::{self, Job};
 use parking_lot::{Condvar, Mutex};
@@ -31,11 +36,13 @@ enum State<T> {
     Abandoned,
 }
 
-/// One blocking call on a helper thread.
+/// One call: a blocking one on a helper thread, or a core pending call ([`Op::adopt`]).
 pub(crate) struct Op<T> {
     state: Mutex<State<T>>,
     cv: Condvar,
     what: &'static str,
+    /// Cancels the core call of an adopted op.
+    cancel: Mutex<Option<Box<dyn FnOnce() + Send>>>,
 }
 
 impl<T: Send + 'static> Op<T> {
@@ -44,34 +51,68 @@ impl<T: Send + 'static> Op<T> {
         what: &'static str,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> PyResult<Arc<Op<T>>> {
-        let op = Arc::new(Op {
-            state: Mutex::new(State::Running(Vec::new())),
-            cv: Condvar::new(),
-            what,
-        });
+        let op = Op::running(what);
         let op2 = op.clone();
         std::thread::Builder::new()
             .name(format!("tenure-{what}"))
-            .spawn(move || {
-                let value = work();
-                let mut g = op2.state.lock();
-                match std::mem::replace(&mut *g, State::Taken) {
-                    State::Running(callbacks) => {
-                        *g = State::Done(value);
-                        drop(g);
-                        op2.cv.notify_all();
-                        notify(callbacks);
-                    }
-                    other => {
-                        // Abandoned: drop the value here, releasing what it holds.
-                        *g = other;
-                        drop(g);
-                        drop(value);
-                    }
-                }
-            })
+            .spawn(move || op2.finish(work()))
             .map_err(|e| PyRuntimeError::new_err(format!("cannot start a thread: {e}")))?;
         Ok(op)
+    }
+
+    fn running(what: &'static str) -> Arc<Op<T>> {
+        Arc::new(Op {
+            state: Mutex::new(State::Running(Vec::new())),
+            cv: Condvar::new(),
+            what,
+            cancel: Mutex::new(None),
+        })
+    }
+
+    /// An op over a core pending call, with no thread: the core tells it when the result is
+    /// there (on the client's I/O thread, where `map` runs: it must not block), and
+    /// abandoning it cancels the core call.
+    pub(crate) fn adopt<U: Send + 'static>(
+        what: &'static str,
+        p: tenure::Pending<U>,
+        map: impl FnOnce(tenure::Result<U>) -> T + Send + 'static,
+    ) -> Arc<Op<T>> {
+        let op = Op::running(what);
+        let p = Arc::new(p);
+        let canceller = p.clone();
+        *op.cancel.lock() = Some(Box::new(move || canceller.cancel()));
+        let weak = Arc::downgrade(&op);
+        let taker = p.clone();
+        p.on_complete(move || {
+            if let Some(r) = taker.take() {
+                let value = map(r);
+                match weak.upgrade() {
+                    Some(op) => op.finish(value),
+                    // Nobody holds the op: dropping the value releases what it holds.
+                    None => drop(value),
+                }
+            }
+        });
+        op
+    }
+
+    /// The call's value: kept for the caller, or dropped (releasing what it holds) when the
+    /// caller gave up.
+    fn finish(&self, value: T) {
+        let mut g = self.state.lock();
+        match std::mem::replace(&mut *g, State::Taken) {
+            State::Running(callbacks) => {
+                *g = State::Done(value);
+                drop(g);
+                self.cv.notify_all();
+                notify(callbacks);
+            }
+            other => {
+                *g = other;
+                drop(g);
+                drop(value);
+            }
+        }
     }
 
     /// Waits for the value with the GIL released, checking for signals every [`SLICE`]. A
@@ -134,7 +175,15 @@ impl<T: Send + 'static> Op<T> {
                     .spawn(move || drop(v));
             }
             State::Taken => *g = State::Taken,
-            State::Running(_) | State::Abandoned => {}
+            State::Running(_) => {
+                drop(g);
+                // An adopted core call is cancelled: it ends at once, and a grant that
+                // raced the cancel comes to `finish`, which drops it.
+                if let Some(cancel) = self.cancel.lock().take() {
+                    cancel();
+                }
+            }
+            State::Abandoned => {}
         }
     }
 
@@ -207,6 +256,25 @@ where
     Ok(Pending { op })
 }
 
+/// The awaitable pending object over a core pending call ([`Op::adopt`]); `finish` turns its
+/// result into the Python result.
+pub(crate) fn adopt<U, F>(what: &'static str, p: tenure::Pending<U>, finish: F) -> Pending
+where
+    U: Send + 'static,
+    F: FnOnce(Python<'_>, tenure::Result<U>) -> PyResult<Py<PyAny>> + Send + 'static,
+{
+    let op = Op::adopt(what, p, move |r| -> Produce {
+        Box::new(move |py| finish(py, r))
+    });
+    Pending { op }
+}
+
+/// Wraps a pending object in the awaitable of `tenure._aio`.
+pub(crate) fn awaitable_of(py: Python<'_>, p: Pending) -> PyResult<Py<PyAny>> {
+    let op = py.import("tenure._aio")?.getattr("Op")?;
+    Ok(op.call1((Py::new(py, p)?,))?.unbind())
+}
+
 /// Starts `work` as [`spawn`] does and wraps it in the awaitable of `tenure._aio`.
 pub(crate) fn awaitable<T, W, F>(
     py: Python<'_>,
@@ -233,7 +301,7 @@ impl Pending {
 
     /// Waits for the call and returns its result (or raises its exception). Releases the GIL
     /// while waiting and lets Ctrl-C through (which cancels the call).
-    fn wait(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+    pub(crate) fn wait(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         let produce = self.op.wait(py)?;
         produce(py)
     }

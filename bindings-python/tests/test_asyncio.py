@@ -115,3 +115,40 @@ def test_on_loop_needs_a_loop():
         tenure.on_loop(print)  # no running loop, none given
     with pytest.raises(TypeError):
         tenure.on_loop(42, loop=asyncio.new_event_loop())
+
+
+def _threads() -> int:
+    import os
+
+    return len(os.listdir("/proc/self/task"))
+
+
+def test_waiting_locks_take_no_thread_each(tmp_path):
+    """Fifty lock_async calls waiting on held locks add no thread per call: the core keeps
+    their timeouts and tells them when they are granted. Each is then granted or times out."""
+
+    async def main():
+        server = await tenure.Server.start_async("127.0.0.1:0", str(tmp_path / "d"))
+        a = await tenure.Client.connect_async([server.address], session_ttl=2.0)
+        b = await tenure.Client.connect_async([server.address], session_ttl=2.0)
+        held = [await a.lock_async(f"n{i}") for i in range(50)]
+        before = _threads()
+        waits = [asyncio.ensure_future(b.lock_async(f"n{i}", timeout=10.0)) for i in range(50)]
+        blocker = await a.lock_async("short")
+        short = asyncio.ensure_future(b.lock_async("short", timeout=0.2))
+        await asyncio.sleep(0.3)
+        assert _threads() - before < 5, (before, _threads())
+        with pytest.raises(tenure.LockTimeout):
+            await short
+        for lock in held:
+            await lock.release_async()
+        granted = await asyncio.gather(*waits)
+        assert all(l.held for l in granted)
+        for l in granted:
+            await l.release_async()
+        await blocker.release_async()
+        await a.close_async()
+        await b.close_async()
+        await server.stop_async()
+
+    run(main())

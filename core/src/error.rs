@@ -28,6 +28,8 @@ pub enum Error {
     AlreadyHeld(String),
     /// An operating-system error (binding a socket, the data directory).
     Io(String),
+    /// The caller cancelled the call ([`crate::Pending::cancel`]).
+    Cancelled,
 }
 
 impl fmt::Display for Error {
@@ -49,6 +51,7 @@ impl fmt::Display for Error {
                 write!(f, "this client's session already holds the lock {name:?}")
             }
             Error::Io(s) => write!(f, "I/O error: {s}"),
+            Error::Cancelled => write!(f, "the call was cancelled"),
         }
     }
 }

@@ -48,7 +48,7 @@ pub mod server;
 #[cfg(test)]
 mod sim;
 
-pub use client::{Client, ClientConfig, Lock, SessionState};
+pub use client::{Client, ClientConfig, Lock, Pending, SessionState};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, Result};
 pub use events::{Event, LostReason, Master, Member, Subscription, SuspicionKind};

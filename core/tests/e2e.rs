@@ -584,3 +584,66 @@ fn close_is_prompt_while_other_threads_use_the_client() {
     );
     srv.stop().unwrap();
 }
+
+/// `lock_start`: a pending lock needs no waiting thread. It tells `on_complete` when granted,
+/// cancels with `Cancelled`, gives back what it is dropped with, and times out by itself.
+#[test]
+fn pending_locks_complete_cancel_drop_and_time_out_without_a_thread() {
+    let dir = tmpdir("pending");
+    let srv = server(&dir);
+    let addr = srv.local_addr().to_string();
+    let a = client(&addr, 2000);
+    let b = client(&addr, 2000);
+    let held = a.lock("p", Duration::from_secs(5)).unwrap();
+
+    // Granted on release: `on_complete` is told, `take` has the lock.
+    let p = b.lock_start("p", Duration::from_secs(10)).unwrap();
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    p.on_complete(move || {
+        let _ = tx.send(Instant::now());
+    });
+    assert!(!p.is_done() && p.take().is_none());
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(rx.try_recv().is_err(), "told before the grant");
+    let token = held.fencing_token();
+    held.release().unwrap();
+    rx.recv_timeout(Duration::from_secs(5))
+        .expect("on_complete told");
+    let l = p.take().expect("done").expect("granted");
+    assert!(l.is_held() && l.fencing_token() > token);
+    assert!(p.take().is_none(), "taken once");
+
+    // Cancelled while waiting: `Cancelled`, and the lock's queue forgets it.
+    let p = a.lock_start("p", Duration::from_secs(10)).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    p.cancel();
+    let r = p.wait_timeout(Duration::from_secs(5)).expect("answered");
+    assert!(matches!(r, Err(Error::Cancelled)), "{r:?}");
+    // A pending dropped while waiting is withdrawn too.
+    drop(a.lock_start("p", Duration::from_secs(10)).unwrap());
+    std::thread::sleep(Duration::from_millis(50));
+    let t = l.fencing_token();
+    l.release().unwrap();
+    let c = client(&addr, 2000);
+    let l = c.lock("p", Duration::from_secs(5)).unwrap();
+    assert!(l.fencing_token() > t, "nobody cancelled held it meanwhile");
+
+    // Times out by itself, with nobody waiting on it, within its bound.
+    let p = a.lock_start("p", Duration::from_millis(200)).unwrap();
+    let t0 = Instant::now();
+    let r = p.wait_timeout(Duration::from_secs(5)).expect("answered");
+    assert!(matches!(r, Err(Error::Timeout)), "{r:?}");
+    let took = t0.elapsed();
+    assert!(
+        took >= Duration::from_millis(190) && took < Duration::from_secs(2),
+        "{took:?}"
+    );
+
+    // A grant nobody took is released when its `Pending` is dropped.
+    let p = a.lock_start("p", Duration::from_secs(10)).unwrap();
+    l.release().unwrap();
+    wait_for(Duration::from_secs(5), "the grant", || p.is_done());
+    drop(p);
+    let l = c.lock("p", Duration::from_secs(5)).expect("given back");
+    l.release().unwrap();
+}

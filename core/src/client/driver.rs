@@ -20,9 +20,10 @@
 use super::conn::{dial, queue, Connection, Dialed};
 use super::election::ElectionShared;
 use super::group::GroupShared;
+use super::pending::Completer;
 use super::session::{DialInfo, Io, Session};
 use super::ClientConfig;
-use super::{Answer, Shared};
+use super::Shared;
 use crate::error::{Error, Result};
 use crate::events::Sink;
 use crate::lease::LeaseConfig;
@@ -40,11 +41,14 @@ pub(crate) enum Cmd {
     Call {
         req: u64,
         body: Request,
-        reply: Option<Sender<Answer>>,
+        reply: Option<Completer>,
+        /// When the session withdraws it unanswered ([`Error::Timeout`](crate::Error)).
+        deadline: Option<Instant>,
     },
-    /// The user gave up waiting for acquire `req`.
+    /// The user gave up call `req` (`why` it ends so).
     Cancel {
         req: u64,
+        why: crate::error::Error,
     },
     Subscribe(Sink),
     /// An election handle was dropped: stop updating it.
@@ -257,8 +261,13 @@ impl Driver {
     fn handle(&mut self, now: Instant, cmd: Cmd) {
         let s = &mut self.session;
         match cmd {
-            Cmd::Call { req, body, reply } => s.call(now, req, body, reply),
-            Cmd::Cancel { req } => s.cancel(now, req),
+            Cmd::Call {
+                req,
+                body,
+                reply,
+                deadline,
+            } => s.call(now, req, body, reply, deadline),
+            Cmd::Cancel { req, why } => s.cancel(now, req, why),
             Cmd::Subscribe(sink) => s.subscribe(sink),
             Cmd::Forget { shared } => s.forget(&shared),
             Cmd::ForgetGroup { shared } => s.forget_group(&shared),

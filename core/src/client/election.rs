@@ -7,7 +7,6 @@ use super::{Client, Shared};
 use crate::error::{Error, Result};
 use crate::events::{Callback, Event, Master, Sink, Subscription};
 use crate::proto::{MasterInfo, Reply, Request, Text};
-use crossbeam_channel::RecvTimeoutError;
 use parking_lot::Mutex;
 use std::fmt;
 use std::sync::atomic::Ordering;
@@ -299,10 +298,12 @@ impl Client {
         let wait = self.inner.ttl.max(Duration::from_secs(5));
         let (req, _rx, r) = self.call(body, wait)?;
         match r {
-            Ok(a) => Ok(a),
-            Err(RecvTimeoutError::Disconnected) => Err(Error::Closed),
-            Err(RecvTimeoutError::Timeout) => {
-                let _ = self.send(Cmd::Cancel { req });
+            Some(a) => Ok(a),
+            None => {
+                let _ = self.send(Cmd::Cancel {
+                    req,
+                    why: Error::Timeout,
+                });
                 Err(Error::ConnectionFailed("no answer from the service".into()))
             }
         }
@@ -354,12 +355,14 @@ impl Client {
         };
         let (req, _rx, r) = self.call(body, timeout)?;
         match r {
-            Ok(Ok((Reply::Master(info), _))) => Ok(to_state(&info)),
-            Ok(Ok((r, _))) => Err(Error::Rejected(format!("unexpected reply {r:?}"))),
-            Ok(Err(e)) => Err(e),
-            Err(RecvTimeoutError::Disconnected) => Err(Error::Closed),
-            Err(RecvTimeoutError::Timeout) => {
-                let _ = self.send(Cmd::Cancel { req });
+            Some(Ok((Reply::Master(info), _))) => Ok(to_state(&info)),
+            Some(Ok((r, _))) => Err(Error::Rejected(format!("unexpected reply {r:?}"))),
+            Some(Err(e)) => Err(e),
+            None => {
+                let _ = self.send(Cmd::Cancel {
+                    req,
+                    why: Error::Timeout,
+                });
                 Err(Error::Timeout)
             }
         }

@@ -8,7 +8,6 @@ use super::{Client, Held};
 use crate::error::{Error, Result};
 use crate::events::{Callback, Event, Member, Sink, Subscription};
 use crate::proto::{Reply, Request, Text, ViewInfo};
-use crossbeam_channel::RecvTimeoutError;
 use parking_lot::Mutex;
 use std::fmt;
 use std::sync::atomic::Ordering;
@@ -306,10 +305,12 @@ impl Client {
         let wait = self.inner.ttl.max(Duration::from_secs(5));
         let (req, _rx, r) = self.call(body, wait)?;
         match r {
-            Ok(a) => a,
-            Err(RecvTimeoutError::Disconnected) => Err(Error::Closed),
-            Err(RecvTimeoutError::Timeout) => {
-                let _ = self.send(Cmd::Cancel { req });
+            Some(a) => a,
+            None => {
+                let _ = self.send(Cmd::Cancel {
+                    req,
+                    why: Error::Timeout,
+                });
                 Err(Error::ConnectionFailed("no answer from the service".into()))
             }
         }

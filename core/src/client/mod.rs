@@ -19,19 +19,22 @@ mod conn;
 mod driver;
 pub(crate) mod election;
 mod group;
+pub(crate) mod pending;
 pub(crate) mod session;
 
 pub use election::{Candidacy, Election, MasterState, Observer};
 pub use group::{GroupWatch, JoinOptions, Membership, View};
+pub use pending::Pending;
 
 use crate::error::{Error, Result};
 use crate::events::{Callback, Event, LostReason, Sink, Subscription};
 use crate::lease::LeaseConfig;
 use crate::proto::{Incarnation, Reply, Request, SessionId, StatusInfo, Text, Token};
 use crate::retry::{InverseExponential, RetryPolicy};
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::Sender;
 use driver::{Cmd, Driver};
 use parking_lot::Mutex;
+use pending::Waiter;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -488,19 +491,24 @@ impl Client {
         self.inner.send(cmd)
     }
 
-    fn call(
-        &self,
-        body: Request,
-        timeout: Duration,
-    ) -> Result<(u64, Receiver<Answer>, Result<Answer, RecvTimeoutError>)> {
+    /// Sends call `body` (the session withdraws it at `deadline` if still unanswered); its
+    /// request id and the caller's end of its answer.
+    fn start(&self, body: Request, deadline: Option<Instant>) -> Result<(u64, Waiter)> {
         self.check_open()?;
         let req = self.inner.shared.req();
-        let (tx, rx) = crossbeam_channel::bounded(1);
+        let (tx, rx) = pending::slot();
         self.send(Cmd::Call {
             req,
             body,
             reply: Some(tx),
+            deadline,
         })?;
+        Ok((req, rx))
+    }
+
+    /// Sends call `body` and waits up to `timeout` for its answer (`None`: none came).
+    fn call(&self, body: Request, timeout: Duration) -> Result<(u64, Waiter, Option<Answer>)> {
+        let (req, rx) = self.start(body, None)?;
         let r = rx.recv_timeout(timeout);
         Ok((req, rx, r))
     }
@@ -508,32 +516,28 @@ impl Client {
     /// Waits up to `timeout` for the lock `name`. Waiters are served in arrival order. Fails
     /// with [`Error::Timeout`] when the time passes; no lock is then held.
     pub fn lock(&self, name: &str, timeout: Duration) -> Result<Lock> {
+        self.lock_start(name, timeout)?.wait()
+    }
+
+    /// Starts waiting up to `timeout` for the lock `name`, without blocking: the result is
+    /// the [`Lock`], or [`Error::Timeout`] once the time passed with no lock held, or
+    /// [`Error::Cancelled`] after [`Pending::cancel`]. The client's session keeps the timeout,
+    /// so no thread waits for it.
+    pub fn lock_start(&self, name: &str, timeout: Duration) -> Result<Pending<Lock>> {
         check(Text::LockName, name)?;
         check_timeout(timeout)?;
         let body = Request::Acquire {
             name: name.to_string(),
             wait: true,
         };
-        let (req, rx, r) = self.call(body, timeout)?;
-        match r {
-            Ok(a) => self.lock_from(a),
-            Err(RecvTimeoutError::Disconnected) => Err(Error::Closed),
-            Err(RecvTimeoutError::Timeout) => {
-                // Give up: the driver answers exactly once more, either with the grant that
-                // raced the cancel (which we release) or with the cancellation.
-                self.send(Cmd::Cancel { req })?;
-                match rx.recv_timeout(self.inner.ttl.max(Duration::from_secs(1))) {
-                    Ok(Ok((_, Held::Lock(l)))) => {
-                        drop(Lock {
-                            client: self.clone(),
-                            shared: l,
-                        });
-                        Err(Error::Timeout)
-                    }
-                    _ => Err(Error::Timeout),
-                }
-            }
-        }
+        let (req, rx) = self.start(body, Instant::now().checked_add(timeout))?;
+        Ok(Pending::new(
+            self.clone(),
+            req,
+            rx,
+            Client::lock_from,
+            "lock",
+        ))
     }
 
     /// Takes the lock `name` if it is free; `Ok(None)` when another session holds it.
@@ -546,11 +550,13 @@ impl Client {
         let wait = self.inner.ttl.max(Duration::from_secs(5));
         let (req, _rx, r) = self.call(body, wait)?;
         match r {
-            Ok(Ok((Reply::Busy, _))) => Ok(None),
-            Ok(a) => self.lock_from(a).map(Some),
-            Err(RecvTimeoutError::Disconnected) => Err(Error::Closed),
-            Err(RecvTimeoutError::Timeout) => {
-                let _ = self.send(Cmd::Cancel { req });
+            Some(Ok((Reply::Busy, _))) => Ok(None),
+            Some(a) => self.lock_from(a).map(Some),
+            None => {
+                let _ = self.send(Cmd::Cancel {
+                    req,
+                    why: Error::Timeout,
+                });
                 Err(Error::ConnectionFailed("no answer from the service".into()))
             }
         }
@@ -577,13 +583,10 @@ impl Client {
             let body = Request::Status { from: from.take() };
             let (_, _, r) = self.call(body, self.inner.ttl.max(Duration::from_secs(5)))?;
             let page = match r {
-                Ok(Ok((Reply::Status(s), _))) => s,
-                Ok(Ok((r, _))) => return Err(Error::Rejected(format!("unexpected reply {r:?}"))),
-                Ok(Err(e)) => return Err(e),
-                Err(RecvTimeoutError::Timeout) => {
-                    return Err(Error::ConnectionFailed("no answer from the service".into()))
-                }
-                Err(RecvTimeoutError::Disconnected) => return Err(Error::Closed),
+                Some(Ok((Reply::Status(s), _))) => s,
+                Some(Ok((r, _))) => return Err(Error::Rejected(format!("unexpected reply {r:?}"))),
+                Some(Err(e)) => return Err(e),
+                None => return Err(Error::ConnectionFailed("no answer from the service".into())),
             };
             all.incarnation = page.incarnation;
             all.revision = page.revision;
@@ -606,16 +609,22 @@ impl Client {
     /// does no answer within a TTL: by then the lease has lapsed.
     pub(crate) fn give_up(&self, body: Request, wait: bool) -> Result<()> {
         let req = self.inner.shared.req();
-        let (tx, rx) = crossbeam_channel::bounded(1);
+        let (tx, rx) = pending::slot();
         let reply = wait.then_some(tx);
-        if self.inner.send(Cmd::Call { req, body, reply }).is_err() || !wait {
+        let call = Cmd::Call {
+            req,
+            body,
+            reply,
+            deadline: None,
+        };
+        if self.inner.send(call).is_err() || !wait {
             return Ok(());
         }
         match rx.recv_timeout(self.inner.ttl) {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(Error::SessionExpired | Error::DataLost | Error::Closed)) => Ok(()),
-            Ok(Err(e)) => Err(e),
-            Err(_) => Ok(()),
+            Some(Ok(_)) => Ok(()),
+            Some(Err(Error::SessionExpired | Error::DataLost | Error::Closed)) => Ok(()),
+            Some(Err(e)) => Err(e),
+            None => Ok(()),
         }
     }
 
@@ -628,12 +637,9 @@ impl Client {
         };
         let (_, _, r) = self.call(body, self.inner.ttl.max(Duration::from_secs(5)))?;
         match r {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(e),
-            Err(RecvTimeoutError::Timeout) => {
-                Err(Error::ConnectionFailed("no answer from the service".into()))
-            }
-            Err(RecvTimeoutError::Disconnected) => Err(Error::Closed),
+            Some(Ok(_)) => Ok(()),
+            Some(Err(e)) => Err(e),
+            None => Err(Error::ConnectionFailed("no answer from the service".into())),
         }
     }
 
@@ -646,12 +652,9 @@ impl Client {
         let body = Request::ChangeMembers { change };
         let (_, _, r) = self.call(body, self.inner.ttl.max(Duration::from_secs(5)))?;
         match r {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(e),
-            Err(RecvTimeoutError::Timeout) => {
-                Err(Error::ConnectionFailed("no answer from the service".into()))
-            }
-            Err(RecvTimeoutError::Disconnected) => Err(Error::Closed),
+            Some(Ok(_)) => Ok(()),
+            Some(Err(e)) => Err(e),
+            None => Err(Error::ConnectionFailed("no answer from the service".into())),
         }
     }
 

@@ -17,6 +17,7 @@
 
 use super::election::ElectionShared;
 use super::group::{view_events, GroupShared};
+use super::pending::Completer;
 use super::ClientConfig;
 use super::{Answer, Held, LockShared, SessionState, Shared};
 use crate::error::{Error, Result};
@@ -27,7 +28,7 @@ use crate::proto::{
     ViewInfo,
 };
 use crossbeam_channel::Sender;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -94,7 +95,7 @@ pub(crate) struct DialInfo {
 
 struct Pending {
     body: Request,
-    reply: Option<Sender<Answer>>,
+    reply: Option<Completer>,
 }
 
 /// A close waiting for the server's reply.
@@ -141,6 +142,9 @@ pub(crate) struct Session {
     quick_redial: Option<Instant>,
     incarnation: Option<Incarnation>,
     pending: BTreeMap<u64, Pending>,
+    /// When calls that wait give up (a lock's timeout), by request id. An entry whose call
+    /// was answered meanwhile is dropped when it comes due.
+    deadlines: BTreeSet<(Instant, u64)>,
     locks: BTreeMap<String, Arc<LockShared>>,
     /// Campaigns and observations, per election.
     elections: BTreeMap<String, Vec<Arc<ElectionShared>>>,
@@ -201,6 +205,7 @@ impl Session {
             quick_redial: None,
             incarnation: None,
             pending: BTreeMap::new(),
+            deadlines: BTreeSet::new(),
             locks: BTreeMap::new(),
             elections: BTreeMap::new(),
             epochs: BTreeMap::new(),
@@ -233,9 +238,13 @@ impl Session {
         if self.exited {
             return None;
         }
-        match (&self.lease, self.reopen_at) {
+        let lease = match (&self.lease, self.reopen_at) {
             (Some(l), _) => l.next_wakeup(),
             (None, r) => r,
+        };
+        match (lease, self.deadlines.first()) {
+            (Some(l), Some(&(d, _))) => Some(l.min(d)),
+            (l, d) => l.or(d.map(|x| x.0)),
         }
     }
 
@@ -277,13 +286,16 @@ impl Session {
         self.drop_conn();
     }
 
-    /// A user request; `reply` gets exactly one answer (none for fire-and-forget).
+    /// A user request; `reply` gets exactly one answer (none for fire-and-forget). At
+    /// `deadline` (a lock's timeout) a call still unanswered is withdrawn and answered
+    /// [`Error::Timeout`].
     pub(crate) fn call(
         &mut self,
         now: Instant,
         req: u64,
         body: Request,
-        reply: Option<Sender<Answer>>,
+        reply: Option<Completer>,
+        deadline: Option<Instant>,
     ) {
         self.now = now;
         if self.exited {
@@ -292,14 +304,17 @@ impl Session {
             }
             return;
         }
+        if let Some(d) = deadline {
+            self.deadlines.insert((d, req));
+        }
         self.request(req, body, reply);
     }
 
-    /// The user gave up waiting for acquire `req`.
-    pub(crate) fn cancel(&mut self, now: Instant, req: u64) {
+    /// The user gave up call `req` (`why`: it timed out, or was cancelled).
+    pub(crate) fn cancel(&mut self, now: Instant, req: u64, why: Error) {
         self.now = now;
         if !self.exited {
-            self.withdraw(req);
+            self.withdraw(req, why);
         }
     }
 
@@ -442,6 +457,13 @@ impl Session {
         }
         if self.exited {
             return;
+        }
+        while let Some(&(d, req)) = self.deadlines.first() {
+            if d > now {
+                break;
+            }
+            self.deadlines.pop_first();
+            self.withdraw(req, Error::Timeout);
         }
         if self.lease.is_some() {
             let actions = match self.lease.as_mut() {
@@ -807,7 +829,7 @@ impl Session {
         }
     }
 
-    fn request(&mut self, req: u64, body: Request, reply: Option<Sender<Answer>>) {
+    fn request(&mut self, req: u64, body: Request, reply: Option<Completer>) {
         if self.lease.is_none() && !sessionless(&body) {
             if matches!(body, Request::Release { .. }) {
                 // No session, so nothing is held: the release is done already.
@@ -845,10 +867,10 @@ impl Session {
         }
     }
 
-    fn withdraw(&mut self, req: u64) {
+    fn withdraw(&mut self, req: u64, why: Error) {
         if let Some(p) = self.pending.remove(&req) {
             if let Some(r) = p.reply {
-                let _ = r.send(Err(Error::Timeout));
+                let _ = r.send(Err(why));
             }
             // Tell the server; it removes the waiter, or gives back a grant that raced us.
             let c = self.shared.req();
@@ -929,7 +951,7 @@ impl Session {
     }
 
     /// The reply to a join, watch or view read.
-    fn view_reply(&mut self, body: Request, info: ViewInfo, reply: Option<Sender<Answer>>) {
+    fn view_reply(&mut self, body: Request, info: ViewInfo, reply: Option<Completer>) {
         let (group, id) = match &body {
             Request::Join { group, id, .. } => (group.clone(), Some(id.clone())),
             Request::WatchGroup { group }
@@ -965,7 +987,7 @@ impl Session {
     }
 
     /// The reply to a campaign, observation, election request or master read.
-    fn master_reply(&mut self, body: Request, info: MasterInfo, reply: Option<Sender<Answer>>) {
+    fn master_reply(&mut self, body: Request, info: MasterInfo, reply: Option<Completer>) {
         let (election, id) = match &body {
             Request::Campaign { election, id, .. } => (election.clone(), Some(id.clone())),
             Request::Observe { election }
@@ -1132,9 +1154,13 @@ impl Session {
                     },
                     Held::Lock(l),
                 ));
-                match p.reply {
-                    Some(r) if r.send(answer).is_ok() => {}
-                    _ => {
+                let taken = match p.reply {
+                    Some(r) => r.send(answer).is_ok(),
+                    None => false,
+                };
+                match taken {
+                    true => {}
+                    false => {
                         // Nobody waits for this grant any more: give it back.
                         self.locks.remove(&name);
                         let c = self.shared.req();
@@ -1378,20 +1404,20 @@ mod tests {
 
         /// Takes lock `name` (granted with `token`): the handle's record.
         fn lock(&mut self, conn: u64, name: &str, token: u64) -> Arc<LockShared> {
-            let (tx, rx) = crossbeam_channel::bounded(1);
+            let (tx, rx) = crate::client::pending::slot();
             let req = self.shared.req();
             let body = Request::Acquire {
                 name: name.into(),
                 wait: true,
             };
-            self.s.call(self.now(), req, body, Some(tx));
+            self.s.call(self.now(), req, body, Some(tx), None);
             assert_eq!(T::sent(&self.io()).len(), 1);
             let granted = Reply::Granted {
                 name: name.into(),
                 token,
             };
             self.reply(conn, SID, req, Ok(granted));
-            let Ok(Ok((_, Held::Lock(l)))) = rx.try_recv() else {
+            let Some(Ok((_, Held::Lock(l)))) = rx.try_recv() else {
                 panic!("no grant")
             };
             self.events();
@@ -1481,17 +1507,80 @@ mod tests {
     }
 
     #[test]
-    fn a_reconnect_in_jeopardy_sends_a_fresh_heartbeat_then_resends_what_was_in_flight() {
+    fn a_call_s_deadline_withdraws_it_with_timeout_and_a_late_grant_is_given_back() {
         let mut t = T::new(3000, 1);
         let conn = t.open();
-        // A waiting acquire in flight when the connection breaks.
-        let (tx, _rx) = crossbeam_channel::bounded(1);
+        let (tx, rx) = crate::client::pending::slot();
         let req = t.shared.req();
         let body = Request::Acquire {
             name: "q".into(),
             wait: true,
         };
-        t.s.call(t.now(), req, body.clone(), Some(tx));
+        let deadline = t.now() + ms(500);
+        t.s.call(t.now(), req, body, Some(tx), Some(deadline));
+        t.io();
+        // The timer is asked for the deadline, before the next heartbeat (TTL/3 = 1 s).
+        assert_eq!(t.s.next_wakeup(), Some(deadline));
+        t.clock.advance(ms(499));
+        t.s.tick(t.now());
+        assert!(rx.try_recv().is_none() && T::sent(&t.io()).is_empty());
+        t.clock.advance(ms(1));
+        t.s.tick(t.now());
+        assert!(matches!(rx.try_recv(), Some(Err(Error::Timeout))));
+        let sent = T::sent(&t.io());
+        assert!(
+            matches!(sent[..], [(_, SID, _, Request::Cancel { target })] if target == req),
+            "{sent:?}"
+        );
+        // A grant that crossed the cancel is no one's: the session has forgotten the call,
+        // and the server's answer to the cancel gives the lock back.
+        let granted = Reply::Granted {
+            name: "q".into(),
+            token: 9,
+        };
+        t.reply(conn, SID, req, Ok(granted));
+        assert!(t.s.locks.is_empty());
+    }
+
+    #[test]
+    fn a_grant_for_a_caller_that_gave_up_is_released_at_once() {
+        let mut t = T::new(3000, 1);
+        let conn = t.open();
+        let (tx, rx) = crate::client::pending::slot();
+        let req = t.shared.req();
+        let body = Request::Acquire {
+            name: "q".into(),
+            wait: true,
+        };
+        t.s.call(t.now(), req, body, Some(tx), None);
+        t.io();
+        // The caller gives up (a `Pending` dropped) just before the grant comes.
+        assert!(rx.abandon().is_none());
+        let granted = Reply::Granted {
+            name: "q".into(),
+            token: 9,
+        };
+        t.reply(conn, SID, req, Ok(granted));
+        assert!(t.s.locks.is_empty());
+        let sent = T::sent(&t.io());
+        assert!(
+            matches!(&sent[..], [(_, SID, _, Request::Release { name, token: 9 })] if name == "q"),
+            "{sent:?}"
+        );
+    }
+
+    #[test]
+    fn a_reconnect_in_jeopardy_sends_a_fresh_heartbeat_then_resends_what_was_in_flight() {
+        let mut t = T::new(3000, 1);
+        let conn = t.open();
+        // A waiting acquire in flight when the connection breaks.
+        let (tx, _rx) = crate::client::pending::slot();
+        let req = t.shared.req();
+        let body = Request::Acquire {
+            name: "q".into(),
+            wait: true,
+        };
+        t.s.call(t.now(), req, body.clone(), Some(tx), None);
         t.io();
         t.clock.advance(ms(100));
         t.s.broken(t.now(), conn);
@@ -1646,13 +1735,13 @@ mod tests {
             })
         };
         // A request in flight; the member says the leader is endpoint 2: dialled at once.
-        let (tx, _rx) = crossbeam_channel::bounded(1);
+        let (tx, _rx) = crate::client::pending::slot();
         let req = t.shared.req();
         let body = Request::Acquire {
             name: "next".into(),
             wait: true,
         };
-        t.s.call(t.now(), req, body, Some(tx));
+        t.s.call(t.now(), req, body, Some(tx), None);
         t.io();
         t.reply(conn, SID, req, not_leader(Some("10.0.0.2:7411")));
         let io = t.io();
@@ -1689,13 +1778,13 @@ mod tests {
         let conn = t.open();
         let l = t.lock(conn, "held", 5);
         // A request in flight when the leader changes: the member says it no longer leads.
-        let (tx, rx) = crossbeam_channel::bounded(1);
+        let (tx, rx) = crate::client::pending::slot();
         let req = t.shared.req();
         let body = Request::Acquire {
             name: "next".into(),
             wait: true,
         };
-        t.s.call(t.now(), req, body.clone(), Some(tx));
+        t.s.call(t.now(), req, body.clone(), Some(tx), None);
         t.io();
         let not_leader = |leader: Option<&str>| {
             Err(ErrorReply::NotLeader {
@@ -1733,7 +1822,7 @@ mod tests {
                 token: 9,
             }),
         );
-        assert!(matches!(rx.try_recv(), Ok(Ok(_))));
+        assert!(matches!(rx.try_recv(), Some(Ok(_))));
         // No leader known (an election): the next endpoint, after a pause.
         t.reply(attempt, SID, sent[0].2, not_leader(None));
         let io = t.io();
@@ -1855,18 +1944,18 @@ mod tests {
         let retry_at = t.s.next_wakeup().unwrap();
         assert!(retry_at - t.now() > ms(2000));
         t.clock.advance(ms(1500));
-        let (tx, _rx) = crossbeam_channel::bounded(1);
+        let (tx, _rx) = crate::client::pending::slot();
         let req = t.shared.req();
-        t.s.call(t.now(), req, Request::Status { from: None }, Some(tx));
+        t.s.call(t.now(), req, Request::Status { from: None }, Some(tx), None);
         let [(second, _)] = T::dials(&t.io())[..] else {
             panic!("a request without a connection dials at once")
         };
         t.s.dialed(t.now(), second, Err("refused".into()));
         // Another request soon after waits for the schedule (or the next second).
         t.clock.advance(ms(100));
-        let (tx, _rx) = crossbeam_channel::bounded(1);
+        let (tx, _rx) = crate::client::pending::slot();
         let req = t.shared.req();
-        t.s.call(t.now(), req, Request::Status { from: None }, Some(tx));
+        t.s.call(t.now(), req, Request::Status { from: None }, Some(tx), None);
         assert!(T::dials(&t.io()).is_empty());
     }
 
@@ -1892,9 +1981,9 @@ mod tests {
             }
             assert!(done_rx.try_recv().is_ok());
             assert!(t.s.is_done());
-            let (tx, rx) = crossbeam_channel::bounded(1);
-            t.s.call(t.now(), 99, Request::Status { from: None }, Some(tx));
-            assert!(matches!(rx.try_recv(), Ok(Err(Error::Closed))));
+            let (tx, rx) = crate::client::pending::slot();
+            t.s.call(t.now(), 99, Request::Status { from: None }, Some(tx), None);
+            assert!(matches!(rx.try_recv(), Some(Err(Error::Closed))));
         }
     }
 

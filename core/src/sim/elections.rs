@@ -42,11 +42,12 @@
 
 use super::{ms_range, Ev, Faults, Scenario, Violation, World, MS};
 use crate::client::election::ElectionShared;
-use crate::client::{Answer, Held};
+use crate::client::pending::{self, Waiter};
+use crate::client::Held;
+use crate::error::Error;
 use crate::events::Event;
 use crate::proto::{MasterInfo, Notice, Reply, Request, SessionId};
 use crate::server::state::{Command, Output};
-use crossbeam_channel::Receiver;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -138,7 +139,7 @@ enum Role {
 /// user gives up.
 struct Call {
     req: u64,
-    rx: Receiver<Answer>,
+    rx: Waiter,
     until: Instant,
 }
 
@@ -352,7 +353,7 @@ impl Elections {
     fn answers(&mut self, w: &mut World, c: usize) {
         let now = w.local_now(c);
         if let Some(call) = &self.procs[c].call {
-            if let Ok(a) = call.rx.try_recv() {
+            if let Some(a) = call.rx.try_recv() {
                 self.procs[c].call = None;
                 match a {
                     Ok((Reply::Master(info), Held::Election(h))) => {
@@ -379,7 +380,7 @@ impl Elections {
             }
         }
         if let Some(call) = &self.procs[c].asking {
-            if call.rx.try_recv().is_ok() {
+            if call.rx.try_recv().is_some() {
                 self.procs[c].asking = None;
             }
         }
@@ -395,11 +396,11 @@ impl Elections {
         {
             let a = self.procs[c].asking.take().unwrap();
             self.stats.asks_given_up += 1;
-            w.with_session(c, |s, now| s.cancel(now, a.req));
+            w.with_session(c, |s, now| s.cancel(now, a.req, Error::Timeout));
         }
         if self.procs[c].call.as_ref().is_some_and(|a| now >= a.until) {
             let a = self.procs[c].call.take().unwrap();
-            w.with_session(c, |s, now| s.cancel(now, a.req));
+            w.with_session(c, |s, now| s.cancel(now, a.req, Error::Timeout));
         }
         // A candidacy that ended with its session is let go of (the handle dropped).
         if let Some(h) = &self.procs[c].handle {
@@ -435,9 +436,9 @@ impl Elections {
             // `Client::election_call` waits max(TTL, 5 s).
             let wait = w.clients[c].cfg.session_ttl.max(Duration::from_secs(5));
             let req = w.clients[c].shared.req();
-            let (tx, rx) = crossbeam_channel::bounded(1);
+            let (tx, rx) = pending::slot();
             w.trace(|| format!("client {c} calls {body:?} (req {req})"));
-            w.with_session(c, |s, now| s.call(now, req, body, Some(tx)));
+            w.with_session(c, |s, now| s.call(now, req, body, Some(tx), None));
             let pr = &mut self.procs[c];
             pr.resigned_until = None;
             pr.call = Some(Call {
@@ -453,8 +454,8 @@ impl Elections {
             let body = Request::RequestElection {
                 election: ELECTION.into(),
             };
-            let (tx, rx) = crossbeam_channel::bounded(1);
-            w.with_session(c, |s, now| s.call(now, req, body, Some(tx)));
+            let (tx, rx) = pending::slot();
+            w.with_session(c, |s, now| s.call(now, req, body, Some(tx), None));
             self.stats.asks += 1;
             let timeout = Duration::from_millis(w.rng.u64(200..=2000));
             self.procs[c].asking = Some(Call {
@@ -488,7 +489,7 @@ impl Elections {
             id,
         };
         w.with_session(c, |s, now| {
-            s.call(now, req, body, None);
+            s.call(now, req, body, None, None);
             s.forget(&h);
         });
         let later = Duration::from_millis(w.rng.u64(50..=800));

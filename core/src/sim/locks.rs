@@ -1,7 +1,8 @@
 //! Fenced locks under faults, on the real session and node (SPEC 3.1, 3.2, 7).
 //!
-//! Each client's user acquires one of 1–3 lock names (waiting, with a timeout after which it
-//! cancels, as `Client::lock` does), and while it holds the lock (`is_held`: granted, not
+//! Each client's user acquires one of 1–3 lock names (waiting, with a timeout that the
+//! session keeps, as `Client::lock_start` does; one user in four cancels before it), and
+//! while it holds the lock (`is_held`: granted, not
 //! released, lease valid at the client's local time) writes to a fenced resource with its
 //! token, then releases it. On a grant the first thing the user does is a write (fencing
 //! needs the resource to learn each new token before an older holder's late write can be
@@ -37,11 +38,12 @@
 //! seeds `0..n`: `SIM_SEED=7 SIM_TRACE=1 cargo test -p tenure --lib sim::locks -- --nocapture`.
 
 use super::{ms_range, Ev, Faults, Scenario, Violation, World, MS};
-use crate::client::{Answer, ClientConfig, Held, LockShared};
+use crate::client::pending::{self, Waiter};
+use crate::client::{ClientConfig, Held, LockShared};
+use crate::error::Error;
 use crate::events::{Event, LostReason};
 use crate::proto::{Reply, Request, SessionId, Token};
 use crate::server::state::{Command, Output};
-use crossbeam_channel::Receiver;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -91,6 +93,7 @@ struct Stats {
     late_writes: u64,
     stale_rejected: u64,
     cancels: u64,
+    timeouts: u64,
     releases: u64,
     closes: u64,
     locks_lost_to_data_loss: u64,
@@ -110,6 +113,7 @@ impl Stats {
         self.late_writes += o.late_writes;
         self.stale_rejected += o.stale_rejected;
         self.cancels += o.cancels;
+        self.timeouts += o.timeouts;
         self.releases += o.releases;
         self.closes += o.closes;
         self.locks_lost_to_data_loss += o.locks_lost_to_data_loss;
@@ -128,7 +132,7 @@ enum User {
         session: SessionId,
         /// The incarnation it was made in (by its number, [`super::Service::epoch`]).
         epoch: u64,
-        rx: Receiver<Answer>,
+        rx: Waiter,
     },
     Holding {
         lock: Arc<LockShared>,
@@ -285,7 +289,7 @@ impl Locks {
                 name: l.name().to_string(),
                 token: l.token(),
             };
-            w.with_session(c, |s, now| s.call(now, req, body, None));
+            w.with_session(c, |s, now| s.call(now, req, body, None, None));
         }
     }
 
@@ -301,7 +305,7 @@ impl Locks {
             return;
         };
         let (req, session, epoch) = (*req, *session, *epoch);
-        let Ok(answer) = rx.try_recv() else {
+        let Some(answer) = rx.try_recv() else {
             return;
         };
         match answer {
@@ -338,8 +342,12 @@ impl Locks {
                     self.think(w, c);
                 }
             }
-            _ => {
-                // The acquire ended without a grant (an error, the session ended).
+            other => {
+                // The acquire ended without a grant (its timeout, an error, the session
+                // ended).
+                if matches!(other, Err(Error::Timeout)) {
+                    self.stats.timeouts += 1;
+                }
                 self.users[c].user = User::Idle;
                 self.think(w, c);
             }
@@ -363,10 +371,13 @@ impl Locks {
                     name: name.clone(),
                     wait: true,
                 };
-                let (tx, rx) = crossbeam_channel::bounded(1);
+                let (tx, rx) = pending::slot();
                 w.trace(|| format!("client {c} acquires {name} (req {req})"));
                 let session = w.clients[c].shared.session_id();
-                w.with_session(c, |s, now| s.call(now, req, body, Some(tx)));
+                // `Client::lock_start`: the session keeps the timeout.
+                let timeout = Duration::from_millis(w.rng.u64(300..=3000));
+                let until = now + timeout;
+                w.with_session(c, |s, now| s.call(now, req, body, Some(tx), Some(until)));
                 let epoch = w.server.epoch;
                 self.users[c].user = User::Waiting {
                     req,
@@ -374,15 +385,17 @@ impl Locks {
                     epoch,
                     rx,
                 };
-                let timeout = Duration::from_millis(w.rng.u64(300..=3000));
-                self.users[c].next = Some(now + timeout);
+                // One user in four gives up before its timeout (`Pending::cancel`, or the
+                // `Pending` dropped); the others wait for the answer, a grant or the timeout.
+                self.users[c].next =
+                    (w.rng.f64() < 0.25).then(|| now + timeout.mul_f64(w.rng.f64()));
             }
             User::Waiting { req, rx, .. } => {
-                // `Client::lock` timed out: cancel. A grant that raced the cancel is given back.
+                // Cancelled. A grant that came first is the user's, who drops it (given back).
                 w.trace(|| format!("client {c} cancels req {req}"));
                 self.stats.cancels += 1;
-                w.with_session(c, |s, now| s.cancel(now, req));
-                if let Ok(Ok((_, Held::Lock(l)))) = rx.try_recv() {
+                w.with_session(c, |s, now| s.cancel(now, req, Error::Cancelled));
+                if let Some(Ok((_, Held::Lock(l)))) = rx.try_recv() {
                     self.give_back(w, c, &l);
                 }
                 self.think(w, c);
@@ -667,7 +680,7 @@ fn mutual_exclusion_and_fencing_hold_under_faults() {
          {:.2?} ({} events)\n  grants {}, hand-overs {} ({} after a server expiry), sessions \
          opened {}\n  client expiries {} (locks lost to expiry {}), jeopardy {}, recovered \
          {}\n  writes accepted {}, late writes {}, stale writes rejected {}\n  cancels {}, \
-         releases {}, closes {}\n  dials {} ({} failed), connection resets {}, dropped {}, \
+         timeouts {}, releases {}, closes {}\n  dials {} ({} failed), connection resets {}, dropped {}, \
          partitions {}, pauses {} ({} long)\n  {}",
         seeds.len(),
         p.sim_ms as f64 / 1000.0,
@@ -685,6 +698,7 @@ fn mutual_exclusion_and_fencing_hold_under_faults() {
         t.late_writes,
         t.stale_rejected,
         t.cancels,
+        t.timeouts,
         t.releases,
         t.closes,
         ws.dials,
