@@ -5,7 +5,7 @@ use crate::error::{coded, conv, to_napi, Op, INVALID_ARGUMENT};
 use crate::events::JsCallback;
 use crate::events::{MasterStateValue, RawArray, Relay, ViewValue};
 use crate::group::{NativeGroupWatch, NativeMembership};
-use crate::pool::{pending_promise, promise};
+use crate::pool::{pending_promise, promise, ready_promise};
 use napi::bindgen_prelude::{Object, ToNapiValue};
 use napi::{sys, Env, JsValue};
 use napi_derive::napi;
@@ -187,9 +187,8 @@ impl NativeClient {
     /// Takes the lock `name` if it is free; resolves to null when another session holds it.
     #[napi(ts_return_type = "Promise<NativeLock | null>")]
     pub fn try_lock<'env>(&self, env: &'env Env, name: String) -> napi::Result<Object<'env>> {
-        let client = self.client.clone();
-        promise(env, move || {
-            let lock = client.try_lock(&name).map_err(|e| to_napi(e, Op::Lock))?;
+        pending_promise(env, self.client.try_lock_start(&name), |r| {
+            let lock = r.map_err(|e| to_napi(e, Op::Lock))?;
             Ok(lock.map(NativeLock::new))
         })
     }
@@ -197,8 +196,7 @@ impl NativeClient {
     /// Administrative: releases the lock `name` whoever holds it.
     #[napi(ts_return_type = "Promise<void>")]
     pub fn revoke<'env>(&self, env: &'env Env, name: String) -> napi::Result<Object<'env>> {
-        let client = self.client.clone();
-        promise(env, move || client.revoke(&name).map_err(conv))
+        pending_promise(env, self.client.revoke_start(&name), |r| r.map_err(conv))
     }
 
     /// The service's sessions, locks, elections and groups.
@@ -219,15 +217,14 @@ impl NativeClient {
         endpoint: Option<String>,
         preempt: bool,
     ) -> napi::Result<Object<'env>> {
-        let client = self.client.clone();
-        promise(env, move || {
-            let c = Candidacy {
-                id,
-                priority,
-                endpoint,
-                preempt,
-            };
-            let e = client.campaign(&election, c).map_err(conv)?;
+        let c = Candidacy {
+            id,
+            priority,
+            endpoint,
+            preempt,
+        };
+        pending_promise(env, self.client.campaign_start(&election, c), |r| {
+            let e = r.map_err(conv)?;
             Ok(NativeElection::new(e))
         })
     }
@@ -235,9 +232,8 @@ impl NativeClient {
     /// Observes `election` without being a candidate.
     #[napi(ts_return_type = "Promise<NativeObserver>")]
     pub fn observe<'env>(&self, env: &'env Env, election: String) -> napi::Result<Object<'env>> {
-        let client = self.client.clone();
-        promise(env, move || {
-            let o = client.observe(&election).map_err(conv)?;
+        pending_promise(env, self.client.observe_start(&election), |r| {
+            let o = r.map_err(conv)?;
             Ok(NativeObserver::new(o))
         })
     }
@@ -251,13 +247,8 @@ impl NativeClient {
         timeout_ms: f64,
     ) -> napi::Result<Object<'env>> {
         let timeout = millis("timeoutMs", timeout_ms)?;
-        let client = self.client.clone();
-        promise(env, move || {
-            client
-                .request_election(&election, timeout)
-                .map(MasterStateValue)
-                .map_err(conv)
-        })
+        let started = self.client.request_election_start(&election, timeout);
+        pending_promise(env, started, |r| r.map(MasterStateValue).map_err(conv))
     }
 
     /// Joins `group` as a probationary member.
@@ -271,11 +262,10 @@ impl NativeClient {
         needs_check: bool,
     ) -> napi::Result<Object<'env>> {
         let probation = millis("probationMs", probation_ms)?;
-        let client = self.client.clone();
-        promise(env, move || {
-            let mut o = JoinOptions::new(id, probation);
-            o.needs_check = needs_check;
-            let m = client.join(&group, o).map_err(conv)?;
+        let mut o = JoinOptions::new(id, probation);
+        o.needs_check = needs_check;
+        pending_promise(env, self.client.join_start(&group, o), |r| {
+            let m = r.map_err(conv)?;
             Ok(NativeMembership::new(m))
         })
     }
@@ -283,9 +273,8 @@ impl NativeClient {
     /// Watches `group`'s views.
     #[napi(ts_return_type = "Promise<NativeGroupWatch>")]
     pub fn watch_group<'env>(&self, env: &'env Env, group: String) -> napi::Result<Object<'env>> {
-        let client = self.client.clone();
-        promise(env, move || {
-            let w = client.watch_group(&group).map_err(conv)?;
+        pending_promise(env, self.client.watch_group_start(&group), |r| {
+            let w = r.map_err(conv)?;
             Ok(NativeGroupWatch::new(w))
         })
     }
@@ -300,13 +289,8 @@ impl NativeClient {
         failed: String,
         probationary: String,
     ) -> napi::Result<Object<'env>> {
-        let client = self.client.clone();
-        promise(env, move || {
-            client
-                .replace(&group, &failed, &probationary)
-                .map(ViewValue)
-                .map_err(conv)
-        })
+        let started = self.client.replace_start(&group, &failed, &probationary);
+        pending_promise(env, started, |r| r.map(ViewValue).map_err(conv))
     }
 
     /// Closes the session; held locks are reported lost with reason `client_closed`. Once
@@ -385,11 +369,12 @@ impl NativeLock {
     /// `ERR_TENURE_LOCK_LOST` when it had been lost; resolves at once when already released.
     #[napi(ts_return_type = "Promise<void>")]
     pub fn release<'env>(&self, env: &'env Env) -> napi::Result<Object<'env>> {
-        let lock = self.lock.lock().take();
-        promise(env, move || match lock {
-            Some(l) => l.release().map_err(|e| to_napi(e, Op::Release)),
-            None => Ok(()),
-        })
+        match self.lock.lock().take() {
+            Some(l) => pending_promise(env, l.release_start(), |r| {
+                r.map_err(|e| to_napi(e, Op::Release))
+            }),
+            None => ready_promise(env, Ok(())),
+        }
     }
 }
 

@@ -3,7 +3,7 @@
 use crate::error::conv;
 use crate::events::JsCallback;
 use crate::events::{MasterStateValue, Relay};
-use crate::pool::promise;
+use crate::pool::{pending_promise, ready_promise};
 use napi::bindgen_prelude::Object;
 use napi::Env;
 use napi_derive::napi;
@@ -75,10 +75,10 @@ impl NativeElection {
         if let Some(e) = &e {
             *self.last.lock() = e.master();
         }
-        promise(env, move || match e {
-            Some(e) => e.resign().map_err(conv),
-            None => Ok(()),
-        })
+        match e {
+            Some(e) => pending_promise(env, e.resign_start(), |r| r.map_err(conv)),
+            None => ready_promise(env, Ok(())),
+        }
     }
 }
 

@@ -3,7 +3,7 @@
 use crate::error::conv;
 use crate::events::JsCallback;
 use crate::events::{Relay, ViewValue};
-use crate::pool::promise;
+use crate::pool::{pending_promise, ready_promise};
 use napi::bindgen_prelude::Object;
 use napi::Env;
 use napi_derive::napi;
@@ -74,13 +74,16 @@ impl NativeMembership {
     #[napi(ts_return_type = "Promise<void>")]
     pub fn report_check<'env>(&self, env: &'env Env, ok: bool) -> napi::Result<Object<'env>> {
         let m = self.inner.lock().clone();
-        promise(env, move || match m {
-            Some(m) => m.report_check(ok).map_err(conv),
-            None => Err(crate::error::coded(
-                "ERR_TENURE_CLOSED",
-                "the membership has ended",
-            )),
-        })
+        match m {
+            Some(m) => pending_promise(env, m.report_check_start(ok), |r| r.map_err(conv)),
+            None => ready_promise::<()>(
+                env,
+                Err(crate::error::coded(
+                    "ERR_TENURE_CLOSED",
+                    "the membership has ended",
+                )),
+            ),
+        }
     }
 
     /// Leaves the group. Idempotent.
@@ -90,13 +93,13 @@ impl NativeMembership {
         if let Some(m) = &m {
             *self.last.lock() = m.view();
         }
-        promise(env, move || match m.map(Arc::try_unwrap) {
-            Some(Ok(m)) => m.leave().map_err(conv),
-            // A report_check is in flight: the membership is left (without waiting for the
-            // confirmation) when it finishes and drops the last reference.
-            Some(Err(_shared)) => Ok(()),
-            None => Ok(()),
-        })
+        match m.map(Arc::try_unwrap) {
+            Some(Ok(m)) => pending_promise(env, m.leave_start(), |r| r.map_err(conv)),
+            // A report_check is being started: the membership is left (without waiting for
+            // the confirmation) when it drops the last reference.
+            Some(Err(_shared)) => ready_promise(env, Ok(())),
+            None => ready_promise(env, Ok(())),
+        }
     }
 }
 

@@ -1,6 +1,11 @@
-//! Where blocking calls run: an elastic pool of native threads, and the promises they settle.
+//! The promises of tenure's calls, and where the calls that still block run.
 //!
-//! tenure's calls block (a lock waits up to its timeout, a release up to a TTL). They must
+//! Locks, releases, elections, groups and revokes are the core's pending calls
+//! ([`pending_promise`]): the core keeps their timeouts and settles the promise from the
+//! client's I/O thread, so no thread waits for them. What is left (connecting, closing,
+//! status, detectors, servers) blocks, as follows.
+//!
+//! tenure's blocking calls block (a lock waits up to its timeout, a release up to a TTL). They must
 //! not run on the JavaScript thread, and not on libuv's small shared thread pool either: four
 //! waiting `lock()` calls would starve file-system work and every other tenure call, including
 //! the `release()` those waiters wait for. So each call runs on a thread of this pool, which
@@ -177,6 +182,7 @@ where
     let p = match started {
         Ok(p) => std::sync::Arc::new(p),
         Err(e) => {
+            // Settled here: a deferred dropped unsettled would keep the event loop alive.
             match map(Err(e)) {
                 Ok(v) => deferred.resolve(Box::new(move |_env| Ok(v))),
                 Err(e) => deferred.reject(e),
@@ -198,5 +204,18 @@ where
             )),
         }
     });
+    Ok(promise)
+}
+
+/// A promise settled already with `r` (a call with nothing to wait for).
+pub fn ready_promise<'env, T>(env: &'env Env, r: napi::Result<T>) -> napi::Result<Object<'env>>
+where
+    T: ToNapiValue + Send + 'static,
+{
+    let (deferred, promise): (JsDeferred<T, Resolver<T>>, Object<'env>) = env.create_deferred()?;
+    match r {
+        Ok(v) => deferred.resolve(Box::new(move |_env| Ok(v))),
+        Err(e) => deferred.reject(e),
+    }
     Ok(promise)
 }

@@ -308,8 +308,9 @@ fn lock_obj(
     Ok(Py::new(py, lock)?.into_any())
 }
 
-/// The core call of an operation, run on a helper thread.
-type Work<T> = Box<dyn FnOnce() -> tenure::Result<T> + Send>;
+/// The core call of an operation, started (the core keeps its timeout and tells its result:
+/// no helper thread waits for it).
+type Work<T> = tenure::Result<tenure::Pending<T>>;
 /// Turns the core call's result into the Python result, on the waiting thread.
 type Finish<T> = Box<dyn FnOnce(Python<'_>, tenure::Result<T>) -> PyResult<Py<PyAny>> + Send>;
 /// Both halves of an operation, shared by a blocking method and its `*_async` variant.
@@ -367,13 +368,11 @@ impl Client {
         let c = self.client(py)?.clone();
         let shared = self.shared.clone();
         let id = candidate_id.clone();
+        let mut cand = tenure::client::Candidacy::new(candidate_id, priority);
+        cand.endpoint = endpoint;
+        cand.preempt = preempt;
         Ok((
-            Box::new(move || {
-                let mut cand = tenure::client::Candidacy::new(candidate_id, priority);
-                cand.endpoint = endpoint;
-                cand.preempt = preempt;
-                c.campaign(&election, cand)
-            }),
+            c.campaign_start(&election, cand),
             Box::new(
                 move |py: Python<'_>, r: tenure::Result<tenure::client::Election>| {
                     let e = Election::new(shared, r.py_err(py)?, id);
@@ -401,12 +400,10 @@ impl Client {
         let c = self.client(py)?.clone();
         let shared = self.shared.clone();
         let id = member_id.clone();
+        let mut o = tenure::client::JoinOptions::new(member_id, probation);
+        o.needs_check = needs_check;
         Ok((
-            Box::new(move || {
-                let mut o = tenure::client::JoinOptions::new(member_id, probation);
-                o.needs_check = needs_check;
-                c.join(&group, o)
-            }),
+            c.join_start(&group, o),
             Box::new(
                 move |py: Python<'_>, r: tenure::Result<tenure::client::Membership>| {
                     let m = Membership::new(shared, r.py_err(py)?, id);
@@ -651,38 +648,30 @@ impl Client {
     ) -> PyResult<Py<PyAny>> {
         let on_lost = util::callback("on_lost", on_lost)?;
         check_name(py, Text::LockName, &name)?;
-        let c = self.client(py)?.clone();
+        let started = self.client(py)?.try_lock_start(&name);
         let shared = self.shared.clone();
-        pending::awaitable(
-            py,
-            "try_lock",
-            move || c.try_lock(&name),
-            move |py, r| match r {
-                Ok(Some(l)) => lock_obj(py, &shared, l, None, on_lost),
-                Ok(None) => Ok(py.None()),
-                Err(e) => Err(errors::to_py(py, e, Op::Lock)),
-            },
-        )
+        pending::awaitable_core(py, "try_lock", started, move |py, r| match r {
+            Ok(Some(l)) => lock_obj(py, &shared, l, None, on_lost),
+            Ok(None) => Ok(py.None()),
+            Err(e) => Err(errors::to_py(py, e, Op::Lock)),
+        })
     }
 
     /// Administrative: releases the lock `name` whoever holds it. The holder's lock is lost
     /// with reason "released" and the next waiter is granted it.
     fn revoke(&self, py: Python<'_>, name: String) -> PyResult<()> {
         check_name(py, Text::LockName, &name)?;
-        let c = self.client(py)?.clone();
-        pending::run(py, "revoke", move || c.revoke(&name))?.py_err(py)
+        let started = self.client(py)?.revoke_start(&name);
+        pending::wait_core(py, "revoke", started)?.py_err(py)
     }
 
     /// Awaitable variant of `revoke`.
     fn revoke_async(&self, py: Python<'_>, name: String) -> PyResult<Py<PyAny>> {
         check_name(py, Text::LockName, &name)?;
-        let c = self.client(py)?.clone();
-        pending::awaitable(
-            py,
-            "revoke",
-            move || c.revoke(&name),
-            |py, r| r.py_err(py).map(|()| py.None()),
-        )
+        let started = self.client(py)?.revoke_start(&name);
+        pending::awaitable_core(py, "revoke", started, |py, r| {
+            r.py_err(py).map(|()| py.None())
+        })
     }
 
     /// Registers this client as candidate `candidate_id` of `election` with `priority`
@@ -711,7 +700,7 @@ impl Client {
             on_master_change,
             preempt,
         )?;
-        let r = pending::run(py, "campaign", work)?;
+        let r = pending::wait_core(py, "campaign", work)?;
         finish(py, r)
     }
 
@@ -738,7 +727,7 @@ impl Client {
             on_master_change,
             preempt,
         )?;
-        pending::awaitable(py, "campaign", work, finish)
+        pending::awaitable_core(py, "campaign", work, finish)
     }
 
     /// Observes `election` without being a candidate. Returns the `Observer`;
@@ -751,7 +740,7 @@ impl Client {
         on_master_change: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
         let p = self.observe_parts(py, election, on_master_change)?;
-        let r = pending::run(py, "observe", p.0)?;
+        let r = pending::wait_core(py, "observe", p.0)?;
         (p.1)(py, r)
     }
 
@@ -764,7 +753,7 @@ impl Client {
         on_master_change: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
         let p = self.observe_parts(py, election, on_master_change)?;
-        pending::awaitable(py, "observe", p.0, p.1)
+        pending::awaitable_core(py, "observe", p.0, p.1)
     }
 
     /// Asks for `election`'s master: the current one when it is live, else the one the
@@ -779,10 +768,8 @@ impl Client {
     ) -> PyResult<Py<PyAny>> {
         check_name(py, Text::ElectionName, &election)?;
         let t = util::secs(py, "timeout", timeout)?;
-        let c = self.client(py)?.clone();
-        let r = pending::run(py, "request_election", move || {
-            c.request_election(&election, t)
-        })?;
+        let started = self.client(py)?.request_election_start(&election, t);
+        let r = pending::wait_core(py, "request_election", started)?;
         master_result(py, r)
     }
 
@@ -796,13 +783,8 @@ impl Client {
     ) -> PyResult<Py<PyAny>> {
         check_name(py, Text::ElectionName, &election)?;
         let t = util::secs(py, "timeout", timeout)?;
-        let c = self.client(py)?.clone();
-        pending::awaitable(
-            py,
-            "request_election",
-            move || c.request_election(&election, t),
-            master_result,
-        )
+        let started = self.client(py)?.request_election_start(&election, t);
+        pending::awaitable_core(py, "request_election", started, master_result)
     }
 
     /// Joins `group` as probationary member `member_id`. The service promotes it to full
@@ -822,7 +804,7 @@ impl Client {
     ) -> PyResult<Py<PyAny>> {
         let (work, finish) =
             self.start_join(py, group, member_id, probation, needs_check, on_view_change)?;
-        let r = pending::run(py, "join", work)?;
+        let r = pending::wait_core(py, "join", work)?;
         finish(py, r)
     }
 
@@ -840,7 +822,7 @@ impl Client {
     ) -> PyResult<Py<PyAny>> {
         let (work, finish) =
             self.start_join(py, group, member_id, probation, needs_check, on_view_change)?;
-        pending::awaitable(py, "join", work, finish)
+        pending::awaitable_core(py, "join", work, finish)
     }
 
     /// Watches `group`'s views without being a member. Returns the `GroupWatch`.
@@ -852,7 +834,7 @@ impl Client {
         on_view_change: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
         let p = self.watch_parts(py, group, on_view_change)?;
-        let r = pending::run(py, "watch_group", p.0)?;
+        let r = pending::wait_core(py, "watch_group", p.0)?;
         (p.1)(py, r)
     }
 
@@ -865,7 +847,7 @@ impl Client {
         on_view_change: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
         let p = self.watch_parts(py, group, on_view_change)?;
-        pending::awaitable(py, "watch_group", p.0, p.1)
+        pending::awaitable_core(py, "watch_group", p.0, p.1)
     }
 
     /// Removes the failed full member `failed` and promotes the probationary member
@@ -878,11 +860,10 @@ impl Client {
         probationary: String,
     ) -> PyResult<View> {
         check_name(py, Text::GroupName, &group)?;
-        let c = self.client(py)?.clone();
-        let v = pending::run(py, "replace", move || {
-            c.replace(&group, &failed, &probationary)
-        })?
-        .py_err(py)?;
+        let started = self
+            .client(py)?
+            .replace_start(&group, &failed, &probationary);
+        let v = pending::wait_core(py, "replace", started)?.py_err(py)?;
         Ok(View::from_core(v))
     }
 
@@ -895,13 +876,12 @@ impl Client {
         probationary: String,
     ) -> PyResult<Py<PyAny>> {
         check_name(py, Text::GroupName, &group)?;
-        let c = self.client(py)?.clone();
-        pending::awaitable(
-            py,
-            "replace",
-            move || c.replace(&group, &failed, &probationary),
-            |py, r| Ok(Py::new(py, View::from_core(r.py_err(py)?))?.into_any()),
-        )
+        let started = self
+            .client(py)?
+            .replace_start(&group, &failed, &probationary);
+        pending::awaitable_core(py, "replace", started, |py, r| {
+            Ok(Py::new(py, View::from_core(r.py_err(py)?))?.into_any())
+        })
     }
 
     /// Closes the session: every held lock is reported lost ("client_closed") and released,
@@ -949,7 +929,7 @@ impl Client {
         let c = self.client(py)?.clone();
         let shared = self.shared.clone();
         Ok((
-            Box::new(move || c.observe(&election)),
+            c.observe_start(&election),
             Box::new(
                 move |py: Python<'_>, r: tenure::Result<tenure::client::Observer>| {
                     let o = Observer::new(shared, r.py_err(py)?);
@@ -974,7 +954,7 @@ impl Client {
         let shared = self.shared.clone();
         let name = group.clone();
         Ok((
-            Box::new(move || c.watch_group(&group)),
+            c.watch_group_start(&group),
             Box::new(
                 move |py: Python<'_>, r: tenure::Result<tenure::client::GroupWatch>| {
                     let w = GroupWatch::new(shared, r.py_err(py)?, name);
@@ -1096,21 +1076,16 @@ impl Lock {
         // The first release's outcome is known only when it completes; a release made
         // meanwhile resolves at once with None, as before.
         let record = first.then(|| self.released.clone());
-        pending::awaitable(
-            py,
-            "release",
-            move || {
-                let r = match l {
-                    Some(l) => l.release(),
-                    None => earlier.unwrap_or(Ok(())),
-                };
-                if let Some(slot) = record {
-                    *slot.lock() = Some(r.clone());
-                }
-                r
-            },
-            |py, r| r.py_err(py).map(|()| py.None()),
-        )
+        let finish = move |py: Python<'_>, r: tenure::Result<()>| {
+            if let Some(slot) = record {
+                *slot.lock() = Some(r.clone());
+            }
+            r.py_err(py).map(|()| py.None())
+        };
+        match l {
+            Some(l) => pending::awaitable_core(py, "release", l.release_start(), finish),
+            None => pending::ready(py, "release", earlier.unwrap_or(Ok(())), finish),
+        }
     }
 
     /// Releases the lock if it is still held; never raises `NotHeld`.
@@ -1126,16 +1101,14 @@ impl Lock {
 
     /// Awaitable variant of `close`.
     fn close_async(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        let l = self.take();
-        pending::awaitable(
-            py,
-            "release",
-            move || l.map_or(Ok(()), |l| l.release()),
-            |py, r| match r {
-                Ok(()) | Err(tenure::Error::NotHeld) => Ok(py.None()),
-                Err(e) => Err(errors::to_py(py, e, Op::Other)),
-            },
-        )
+        let finish = |py: Python<'_>, r: tenure::Result<()>| match r {
+            Ok(()) | Err(tenure::Error::NotHeld) => Ok(py.None()),
+            Err(e) => Err(errors::to_py(py, e, Op::Other)),
+        };
+        match self.take() {
+            Some(l) => pending::awaitable_core(py, "release", l.release_start(), finish),
+            None => pending::ready(py, "release", Ok(()), finish),
+        }
     }
 
     fn __enter__(slf: Py<Self>) -> Py<Self> {

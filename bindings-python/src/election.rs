@@ -124,13 +124,11 @@ impl Election {
     /// Awaitable variant of `resign`.
     fn resign_async(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         self.regs.close_all(py);
-        let e = self.take();
-        pending::awaitable(
-            py,
-            "resign",
-            move || e.map_or(Ok(()), |e| e.resign()),
-            |py, r| r.py_err(py).map(|()| py.None()),
-        )
+        let finish = |py: Python<'_>, r: tenure::Result<()>| r.py_err(py).map(|()| py.None());
+        match self.take() {
+            Some(e) => pending::awaitable_core(py, "resign", e.resign_start(), finish),
+            None => pending::ready(py, "resign", Ok(()), finish),
+        }
     }
 
     /// Same as `resign()`.

@@ -55,7 +55,7 @@ impl Membership {
     fn take(&self) -> Option<tenure::client::Membership> {
         let m = self.inner.lock().take()?;
         *self.last.lock() = m.view();
-        // A report_check running on a helper thread may hold a clone for a moment.
+        // A report_check being started may hold a clone for a moment.
         let mut m = m;
         loop {
             match Arc::try_unwrap(m) {
@@ -118,7 +118,9 @@ impl Membership {
         let m = self
             .current()
             .ok_or_else(|| errors::closed(py, "membership"))?;
-        pending::run(py, "report_check", move || m.report_check(ok))?.py_err(py)
+        let started = m.report_check_start(ok);
+        drop(m);
+        pending::wait_core(py, "report_check", started)?.py_err(py)
     }
 
     /// Awaitable variant of `report_check`.
@@ -126,12 +128,11 @@ impl Membership {
         let m = self
             .current()
             .ok_or_else(|| errors::closed(py, "membership"))?;
-        pending::awaitable(
-            py,
-            "report_check",
-            move || m.report_check(ok),
-            |py, r| r.py_err(py).map(|()| py.None()),
-        )
+        let started = m.report_check_start(ok);
+        drop(m);
+        pending::awaitable_core(py, "report_check", started, |py, r| {
+            r.py_err(py).map(|()| py.None())
+        })
     }
 
     /// Leaves the group and waits for the service to confirm. Idempotent.
@@ -146,13 +147,11 @@ impl Membership {
     /// Awaitable variant of `leave`.
     fn leave_async(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         self.regs.close_all(py);
-        let m = py.detach(|| self.take());
-        pending::awaitable(
-            py,
-            "leave",
-            move || m.map_or(Ok(()), |m| m.leave()),
-            |py, r| r.py_err(py).map(|()| py.None()),
-        )
+        let finish = |py: Python<'_>, r: tenure::Result<()>| r.py_err(py).map(|()| py.None());
+        match py.detach(|| self.take()) {
+            Some(m) => pending::awaitable_core(py, "leave", m.leave_start(), finish),
+            None => pending::ready(py, "leave", Ok(()), finish),
+        }
     }
 
     /// Same as `leave()`.

@@ -269,6 +269,53 @@ where
     Pending { op }
 }
 
+/// Waits for a started core call with the GIL released (see [`Op::wait`]): no helper thread.
+/// A call that could not start gives its error as its result.
+pub(crate) fn wait_core<U: Send + 'static>(
+    py: Python<'_>,
+    what: &'static str,
+    started: tenure::Result<tenure::Pending<U>>,
+) -> PyResult<tenure::Result<U>> {
+    match started {
+        Ok(p) => Op::adopt(what, p, |r| r).wait(py),
+        Err(e) => Ok(Err(e)),
+    }
+}
+
+/// The awaitable of `tenure._aio` over a started core call; `finish` turns its result into
+/// the Python result. A call that could not start gives its error as its result.
+pub(crate) fn awaitable_core<U, F>(
+    py: Python<'_>,
+    what: &'static str,
+    started: tenure::Result<tenure::Pending<U>>,
+    finish: F,
+) -> PyResult<Py<PyAny>>
+where
+    U: Send + 'static,
+    F: FnOnce(Python<'_>, tenure::Result<U>) -> PyResult<Py<PyAny>> + Send + 'static,
+{
+    match started {
+        Ok(p) => awaitable_of(py, adopt(what, p, finish)),
+        Err(e) => ready(py, what, Err(e), finish),
+    }
+}
+
+/// The awaitable of `tenure._aio` over a result known already (a call with nothing to do).
+pub(crate) fn ready<U, F>(
+    py: Python<'_>,
+    what: &'static str,
+    r: tenure::Result<U>,
+    finish: F,
+) -> PyResult<Py<PyAny>>
+where
+    U: Send + 'static,
+    F: FnOnce(Python<'_>, tenure::Result<U>) -> PyResult<Py<PyAny>> + Send + 'static,
+{
+    let op = Op::running(what);
+    op.finish(Box::new(move |py: Python<'_>| finish(py, r)) as Produce);
+    awaitable_of(py, Pending { op })
+}
+
 /// Wraps a pending object in the awaitable of `tenure._aio`.
 pub(crate) fn awaitable_of(py: Python<'_>, p: Pending) -> PyResult<Py<PyAny>> {
     let op = py.import("tenure._aio")?.getattr("Op")?;

@@ -42,8 +42,8 @@ pub(crate) enum Cmd {
         req: u64,
         body: Request,
         reply: Option<Completer>,
-        /// When the session withdraws it unanswered ([`Error::Timeout`](crate::Error)).
-        deadline: Option<Instant>,
+        /// When the session withdraws it unanswered, and the error it then ends with.
+        deadline: Option<(Instant, Error)>,
     },
     /// The user gave up call `req` (`why` it ends so).
     Cancel {

@@ -3,7 +3,7 @@
 //! keeps what it was told, in epoch order.
 
 use super::driver::Cmd;
-use super::{Client, Shared};
+use super::{Answer, Client, Pending, Shared};
 use crate::error::{Error, Result};
 use crate::events::{Callback, Event, Master, Sink, Subscription};
 use crate::proto::{MasterInfo, Reply, Request, Text};
@@ -11,7 +11,7 @@ use parking_lot::Mutex;
 use std::fmt;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// What a candidate registers.
 #[derive(Debug, Clone)]
@@ -210,20 +210,32 @@ impl Election {
         self.resign_inner(true)
     }
 
-    fn resign_inner(&self, wait: bool) -> Result<()> {
-        {
-            let mut g = self.shared.inner.lock();
-            if g.ended {
-                return Ok(());
-            }
-            g.ended = true;
+    /// [`Election::resign`] without blocking (see [`Client::lock_start`]).
+    pub fn resign_start(self) -> Result<Pending<()>> {
+        match self.mark_ended() {
+            Some(body) => self.client.give_up_start(body),
+            None => Ok(self.client.done_pending()),
         }
-        let id = self.shared.id.clone().unwrap_or_default();
-        let body = Request::Resign {
+    }
+
+    /// Marks the candidacy ended: the resignation to send (`None` when ended already).
+    fn mark_ended(&self) -> Option<Request> {
+        let mut g = self.shared.inner.lock();
+        if g.ended {
+            return None;
+        }
+        g.ended = true;
+        Some(Request::Resign {
             election: self.shared.name.clone(),
-            id,
-        };
-        self.client.give_up(body, wait)
+            id: self.shared.id.clone().unwrap_or_default(),
+        })
+    }
+
+    fn resign_inner(&self, wait: bool) -> Result<()> {
+        match self.mark_ended() {
+            Some(body) => self.client.give_up(body, wait),
+            None => Ok(()),
+        }
     }
 }
 
@@ -294,24 +306,15 @@ fn shared_of(client: &Client, a: super::Answer) -> Result<Arc<ElectionShared>> {
 }
 
 impl Client {
-    fn election_call(&self, body: Request) -> Result<super::Answer> {
-        let wait = self.inner.ttl.max(Duration::from_secs(5));
-        let (req, _rx, r) = self.call(body, wait)?;
-        match r {
-            Some(a) => Ok(a),
-            None => {
-                let _ = self.send(Cmd::Cancel {
-                    req,
-                    why: Error::Timeout,
-                });
-                Err(Error::ConnectionFailed("no answer from the service".into()))
-            }
-        }
-    }
-
     /// Registers this client as a candidate of `election`. When the election has no master,
     /// the service designates one at once (the highest priority that answers its check).
     pub fn campaign(&self, election: &str, c: Candidacy) -> Result<Election> {
+        self.campaign_start(election, c)?.wait()
+    }
+
+    /// [`Client::campaign`] without blocking (see [`Client::lock_start`]). A `Pending`
+    /// dropped before its result withdraws the candidacy.
+    pub fn campaign_start(&self, election: &str, c: Candidacy) -> Result<Pending<Election>> {
         super::check(Text::ElectionName, election)?;
         super::check(Text::CandidateId, &c.id)?;
         if let Some(e) = &c.endpoint {
@@ -324,48 +327,61 @@ impl Client {
             endpoint: c.endpoint,
             preempt: c.preempt,
         };
-        let shared = shared_of(self, self.election_call(body)?)?;
-        Ok(Election {
-            client: self.clone(),
-            shared,
-        })
+        let make = |c: &Client, a: Answer| {
+            Ok(Election {
+                client: c.clone(),
+                shared: shared_of(c, a)?,
+            })
+        };
+        self.pending(body, self.no_answer(), make, "campaign")
     }
 
     /// Observes `election`: its master and every change of it.
     pub fn observe(&self, election: &str) -> Result<Observer> {
+        self.observe_start(election)?.wait()
+    }
+
+    /// [`Client::observe`] without blocking (see [`Client::lock_start`]).
+    pub fn observe_start(&self, election: &str) -> Result<Pending<Observer>> {
         super::check(Text::ElectionName, election)?;
         let body = Request::Observe {
             election: election.to_string(),
         };
-        let shared = shared_of(self, self.election_call(body)?)?;
-        Ok(Observer {
-            client: self.clone(),
-            shared,
-        })
+        let make = |c: &Client, a: Answer| {
+            Ok(Observer {
+                client: c.clone(),
+                shared: shared_of(c, a)?,
+            })
+        };
+        self.pending(body, self.no_answer(), make, "observe")
     }
 
     /// Asks for `election`'s master: the cached one when it is live, else the one the
     /// service designates now (`master: None` when no candidate answers). Waits up to
     /// `timeout`.
     pub fn request_election(&self, election: &str, timeout: Duration) -> Result<MasterState> {
+        self.request_election_start(election, timeout)?.wait()
+    }
+
+    /// [`Client::request_election`] without blocking (see [`Client::lock_start`]).
+    pub fn request_election_start(
+        &self,
+        election: &str,
+        timeout: Duration,
+    ) -> Result<Pending<MasterState>> {
         super::check(Text::ElectionName, election)?;
         super::check_timeout(timeout)?;
         let body = Request::RequestElection {
             election: election.to_string(),
         };
-        let (req, _rx, r) = self.call(body, timeout)?;
-        match r {
-            Some(Ok((Reply::Master(info), _))) => Ok(to_state(&info)),
-            Some(Ok((r, _))) => Err(Error::Rejected(format!("unexpected reply {r:?}"))),
-            Some(Err(e)) => Err(e),
-            None => {
-                let _ = self.send(Cmd::Cancel {
-                    req,
-                    why: Error::Timeout,
-                });
-                Err(Error::Timeout)
-            }
-        }
+        let deadline = Instant::now()
+            .checked_add(timeout)
+            .map(|t| (t, Error::Timeout));
+        let make = |_: &Client, a: Answer| match a? {
+            (Reply::Master(info), _) => Ok(to_state(&info)),
+            (r, _) => Err(Error::Rejected(format!("unexpected reply {r:?}"))),
+        };
+        self.pending(body, deadline, make, "request_election")
     }
 }
 

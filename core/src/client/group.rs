@@ -4,7 +4,7 @@
 //! `member_removed` from consecutive views.
 
 use super::driver::Cmd;
-use super::{Client, Held};
+use super::{Answer, Client, Held, Pending};
 use crate::error::{Error, Result};
 use crate::events::{Callback, Event, Member, Sink, Subscription};
 use crate::proto::{Reply, Request, Text, ViewInfo};
@@ -217,15 +217,22 @@ impl Membership {
     /// Reports the application's evaluation of this (probationary) member: a pass lets the
     /// service promote it once its probation has passed; a failure removes it.
     pub fn report_check(&self, ok: bool) -> Result<()> {
+        self.report_check_start(ok)?.wait()
+    }
+
+    /// [`Membership::report_check`] without blocking (see [`Client::lock_start`]).
+    pub fn report_check_start(&self, ok: bool) -> Result<Pending<()>> {
         let body = Request::ReportCheck {
             group: self.shared.name.clone(),
             id: self.shared.id.clone().unwrap_or_default(),
             ok,
         };
-        match self.client.group_call(body)? {
+        let make = |_: &Client, a: Answer| match a? {
             (Reply::Done, _) => Ok(()),
             (r, _) => Err(Error::Rejected(format!("unexpected reply {r:?}"))),
-        }
+        };
+        let c = &self.client;
+        c.pending(body, c.no_answer(), make, "report_check")
     }
 
     /// Leaves the group and waits for the service to confirm.
@@ -233,19 +240,32 @@ impl Membership {
         self.leave_inner(true)
     }
 
-    fn leave_inner(&self, wait: bool) -> Result<()> {
-        {
-            let mut g = self.shared.inner.lock();
-            if g.ended {
-                return Ok(());
-            }
-            g.ended = true;
+    /// [`Membership::leave`] without blocking (see [`Client::lock_start`]).
+    pub fn leave_start(self) -> Result<Pending<()>> {
+        match self.mark_ended() {
+            Some(body) => self.client.give_up_start(body),
+            None => Ok(self.client.done_pending()),
         }
-        let body = Request::Leave {
+    }
+
+    /// Marks the membership ended: the leave to send (`None` when ended already).
+    fn mark_ended(&self) -> Option<Request> {
+        let mut g = self.shared.inner.lock();
+        if g.ended {
+            return None;
+        }
+        g.ended = true;
+        Some(Request::Leave {
             group: self.shared.name.clone(),
             id: self.shared.id.clone().unwrap_or_default(),
-        };
-        self.client.give_up(body, wait)
+        })
+    }
+
+    fn leave_inner(&self, wait: bool) -> Result<()> {
+        match self.mark_ended() {
+            Some(body) => self.client.give_up(body, wait),
+            None => Ok(()),
+        }
     }
 }
 
@@ -301,32 +321,16 @@ impl Drop for GroupWatch {
 }
 
 impl Client {
-    fn group_call(&self, body: Request) -> Result<(Reply, Held)> {
-        let wait = self.inner.ttl.max(Duration::from_secs(5));
-        let (req, _rx, r) = self.call(body, wait)?;
-        match r {
-            Some(a) => a,
-            None => {
-                let _ = self.send(Cmd::Cancel {
-                    req,
-                    why: Error::Timeout,
-                });
-                Err(Error::ConnectionFailed("no answer from the service".into()))
-            }
-        }
-    }
-
-    fn group_handle(&self, body: Request) -> Result<Arc<GroupShared>> {
-        match self.group_call(body)? {
-            (_, Held::Group(g)) => Ok(g),
-            (r, _) => Err(Error::Rejected(format!("unexpected reply {r:?}"))),
-        }
-    }
-
     /// Joins `group` as a probationary member. The service promotes it to full member once
     /// it has had a live session with no missed heartbeat for `probation` (and, with
     /// `needs_check`, its application check passed); it is removed when its session ends.
     pub fn join(&self, group: &str, opts: JoinOptions) -> Result<Membership> {
+        self.join_start(group, opts)?.wait()
+    }
+
+    /// [`Client::join`] without blocking (see [`Client::lock_start`]). A `Pending` dropped
+    /// before its result leaves the group again.
+    pub fn join_start(&self, group: &str, opts: JoinOptions) -> Result<Pending<Membership>> {
         super::check(Text::GroupName, group)?;
         super::check(Text::MemberId, &opts.id)?;
         let ms = opts.probation.as_millis();
@@ -342,38 +346,66 @@ impl Client {
             probation_ms: ms as u64,
             needs_check: opts.needs_check,
         };
-        let shared = self.group_handle(body)?;
-        Ok(Membership {
-            client: self.clone(),
-            shared,
-        })
+        let make = |c: &Client, a: Answer| {
+            Ok(Membership {
+                client: c.clone(),
+                shared: group_handle(a)?,
+            })
+        };
+        self.pending(body, self.no_answer(), make, "join")
     }
 
     /// Watches `group`'s views.
     pub fn watch_group(&self, group: &str) -> Result<GroupWatch> {
+        self.watch_group_start(group)?.wait()
+    }
+
+    /// [`Client::watch_group`] without blocking (see [`Client::lock_start`]).
+    pub fn watch_group_start(&self, group: &str) -> Result<Pending<GroupWatch>> {
         super::check(Text::GroupName, group)?;
         let body = Request::WatchGroup {
             group: group.to_string(),
         };
-        let shared = self.group_handle(body)?;
-        Ok(GroupWatch {
-            client: self.clone(),
-            shared,
-        })
+        let make = |c: &Client, a: Answer| {
+            Ok(GroupWatch {
+                client: c.clone(),
+                shared: group_handle(a)?,
+            })
+        };
+        self.pending(body, self.no_answer(), make, "watch_group")
     }
 
     /// Removes the failed full member `failed` and promotes the probationary member
     /// `probationary` in a single view change; returns the new view.
     pub fn replace(&self, group: &str, failed: &str, probationary: &str) -> Result<View> {
+        self.replace_start(group, failed, probationary)?.wait()
+    }
+
+    /// [`Client::replace`] without blocking (see [`Client::lock_start`]).
+    pub fn replace_start(
+        &self,
+        group: &str,
+        failed: &str,
+        probationary: &str,
+    ) -> Result<Pending<View>> {
         super::check(Text::GroupName, group)?;
         let body = Request::Replace {
             group: group.to_string(),
             failed: failed.to_string(),
             probationary: probationary.to_string(),
         };
-        match self.group_call(body)? {
+        let make = |_: &Client, a: Answer| match a? {
             (Reply::View(v), _) => Ok(to_view(&v)),
             (r, _) => Err(Error::Rejected(format!("unexpected reply {r:?}"))),
-        }
+        };
+        self.pending(body, self.no_answer(), make, "replace")
+    }
+}
+
+/// The group record of a join's or watch's answer.
+fn group_handle(a: Answer) -> Result<Arc<GroupShared>> {
+    match a? {
+        (_, Held::Group(g)) => Ok(g),
+        (r, _) => Err(Error::Rejected(format!("unexpected reply {r:?}"))),
     }
 }

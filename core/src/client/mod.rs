@@ -491,9 +491,37 @@ impl Client {
         self.inner.send(cmd)
     }
 
+    /// How long a call waits for the service's answer before it fails: the TTL, at least
+    /// 5 s (a lock's own timeout aside).
+    pub(crate) fn answer_wait(&self) -> Duration {
+        self.inner.ttl.max(Duration::from_secs(5))
+    }
+
+    /// The deadline of a call that waits for an answer: [`Client::answer_wait`] from now,
+    /// then [`Error::ConnectionFailed`].
+    pub(crate) fn no_answer(&self) -> Option<(Instant, Error)> {
+        let why = Error::ConnectionFailed("no answer from the service".into());
+        Instant::now()
+            .checked_add(self.answer_wait())
+            .map(|t| (t, why))
+    }
+
+    /// Starts call `body`, which ends at `deadline` if unanswered: its pending result, made
+    /// by `make` from the session's answer.
+    pub(crate) fn pending<T>(
+        &self,
+        body: Request,
+        deadline: Option<(Instant, Error)>,
+        make: fn(&Client, Answer) -> Result<T>,
+        what: &'static str,
+    ) -> Result<Pending<T>> {
+        let (req, rx) = self.start(body, deadline)?;
+        Ok(Pending::new(self.clone(), req, rx, make, what))
+    }
+
     /// Sends call `body` (the session withdraws it at `deadline` if still unanswered); its
     /// request id and the caller's end of its answer.
-    fn start(&self, body: Request, deadline: Option<Instant>) -> Result<(u64, Waiter)> {
+    fn start(&self, body: Request, deadline: Option<(Instant, Error)>) -> Result<(u64, Waiter)> {
         self.check_open()?;
         let req = self.inner.shared.req();
         let (tx, rx) = pending::slot();
@@ -530,36 +558,29 @@ impl Client {
             name: name.to_string(),
             wait: true,
         };
-        let (req, rx) = self.start(body, Instant::now().checked_add(timeout))?;
-        Ok(Pending::new(
-            self.clone(),
-            req,
-            rx,
-            Client::lock_from,
-            "lock",
-        ))
+        let deadline = Instant::now()
+            .checked_add(timeout)
+            .map(|t| (t, Error::Timeout));
+        self.pending(body, deadline, Client::lock_from, "lock")
     }
 
     /// Takes the lock `name` if it is free; `Ok(None)` when another session holds it.
     pub fn try_lock(&self, name: &str) -> Result<Option<Lock>> {
+        self.try_lock_start(name)?.wait()
+    }
+
+    /// [`Client::try_lock`] without blocking (see [`Client::lock_start`]).
+    pub fn try_lock_start(&self, name: &str) -> Result<Pending<Option<Lock>>> {
         check(Text::LockName, name)?;
         let body = Request::Acquire {
             name: name.to_string(),
             wait: false,
         };
-        let wait = self.inner.ttl.max(Duration::from_secs(5));
-        let (req, _rx, r) = self.call(body, wait)?;
-        match r {
-            Some(Ok((Reply::Busy, _))) => Ok(None),
-            Some(a) => self.lock_from(a).map(Some),
-            None => {
-                let _ = self.send(Cmd::Cancel {
-                    req,
-                    why: Error::Timeout,
-                });
-                Err(Error::ConnectionFailed("no answer from the service".into()))
-            }
-        }
+        let make = |c: &Client, a: Answer| match a {
+            Ok((Reply::Busy, _)) => Ok(None),
+            a => c.lock_from(a).map(Some),
+        };
+        self.pending(body, self.no_answer(), make, "try_lock")
     }
 
     fn lock_from(&self, a: Answer) -> Result<Lock> {
@@ -607,40 +628,74 @@ impl Client {
     /// and, with `wait`, waits up to a TTL for the service to confirm. A session that is gone
     /// (expired, lost, closed) has given everything up already, so that counts as done, and so
     /// does no answer within a TTL: by then the lease has lapsed.
+    pub(crate) fn give_up_start(&self, body: Request) -> Result<Pending<()>> {
+        let deadline = Instant::now()
+            .checked_add(self.inner.ttl)
+            .map(|t| (t, Error::Timeout));
+        fn given_up(_: &Client, a: Answer) -> Result<()> {
+            match a {
+                Ok(_) => Ok(()),
+                // Gone, or no answer within a TTL (the lease lapsed): given up all the same.
+                Err(Error::SessionExpired | Error::DataLost | Error::Closed | Error::Timeout) => {
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            }
+        }
+        /// A release the server refuses: the lock was not held any more.
+        fn released(c: &Client, a: Answer) -> Result<()> {
+            match given_up(c, a) {
+                Err(Error::Rejected(_)) => Err(Error::NotHeld),
+                r => r,
+            }
+        }
+        let make = match body {
+            Request::Release { .. } => released,
+            _ => given_up,
+        };
+        match self.pending(body, deadline, make, "give_up") {
+            Err(Error::Closed) => Ok(self.done_pending()),
+            r => r,
+        }
+    }
+
+    /// Sends a request that gives something up: see [`Client::give_up_start`]. Without
+    /// `wait`, sends it and returns.
     pub(crate) fn give_up(&self, body: Request, wait: bool) -> Result<()> {
-        let req = self.inner.shared.req();
-        let (tx, rx) = pending::slot();
-        let reply = wait.then_some(tx);
+        if wait {
+            return self.give_up_start(body)?.wait();
+        }
         let call = Cmd::Call {
-            req,
+            req: self.inner.shared.req(),
             body,
-            reply,
+            reply: None,
             deadline: None,
         };
-        if self.inner.send(call).is_err() || !wait {
-            return Ok(());
-        }
-        match rx.recv_timeout(self.inner.ttl) {
-            Some(Ok(_)) => Ok(()),
-            Some(Err(Error::SessionExpired | Error::DataLost | Error::Closed)) => Ok(()),
-            Some(Err(e)) => Err(e),
-            None => Ok(()),
-        }
+        let _ = self.inner.send(call);
+        Ok(())
+    }
+
+    /// A pending call that is done already, with `Ok(())`.
+    pub(crate) fn done_pending(&self) -> Pending<()> {
+        let (tx, rx) = pending::slot();
+        let _ = tx.send(Ok((Reply::Done, Held::None)));
+        Pending::new(self.clone(), 0, rx, |_, _| Ok(()), "give_up")
     }
 
     /// Administrative: releases the lock `name` whoever holds it. The holder is told (its
     /// lock is lost with reason `released`) and the next waiter is granted it.
     pub fn revoke(&self, name: &str) -> Result<()> {
+        self.revoke_start(name)?.wait()
+    }
+
+    /// [`Client::revoke`] without blocking (see [`Client::lock_start`]).
+    pub fn revoke_start(&self, name: &str) -> Result<Pending<()>> {
         check(Text::LockName, name)?;
         let body = Request::Revoke {
             name: name.to_string(),
         };
-        let (_, _, r) = self.call(body, self.inner.ttl.max(Duration::from_secs(5)))?;
-        match r {
-            Some(Ok(_)) => Ok(()),
-            Some(Err(e)) => Err(e),
-            None => Err(Error::ConnectionFailed("no answer from the service".into())),
-        }
+        let make = |_: &Client, a: Answer| a.map(|_| ());
+        self.pending(body, self.no_answer(), make, "revoke")
     }
 
     /// Administrative: changes the tenure group's own members (`tenure member`). Answered
@@ -765,20 +820,34 @@ impl Lock {
         self.release_inner(true)
     }
 
-    fn release_inner(&self, wait: bool) -> Result<()> {
-        {
-            let mut g = self.shared.inner.lock();
-            if g.released {
-                return Ok(());
-            }
-            g.released = true;
-            if g.lost.is_some() {
-                return Err(Error::NotHeld);
-            }
+    /// [`Lock::release`] without blocking (see [`Client::lock_start`]): the pending
+    /// confirmation. Fails at once with [`Error::NotHeld`] when the lock was lost.
+    pub fn release_start(self) -> Result<Pending<()>> {
+        match self.mark_released()? {
+            None => Ok(self.client.done_pending()),
+            Some(body) => self.client.give_up_start(body),
         }
-        let body = Request::Release {
+    }
+
+    /// Marks the lock released: the release to send (`None` when released already).
+    fn mark_released(&self) -> Result<Option<Request>> {
+        let mut g = self.shared.inner.lock();
+        if g.released {
+            return Ok(None);
+        }
+        g.released = true;
+        if g.lost.is_some() {
+            return Err(Error::NotHeld);
+        }
+        Ok(Some(Request::Release {
             name: self.shared.name.clone(),
             token: self.shared.token,
+        }))
+    }
+
+    fn release_inner(&self, wait: bool) -> Result<()> {
+        let Some(body) = self.mark_released()? else {
+            return Ok(());
         };
         match self.client.give_up(body, wait) {
             Err(Error::Rejected(_)) => Err(Error::NotHeld),

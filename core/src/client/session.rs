@@ -28,7 +28,7 @@ use crate::proto::{
     ViewInfo,
 };
 use crossbeam_channel::Sender;
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -96,6 +96,8 @@ pub(crate) struct DialInfo {
 struct Pending {
     body: Request,
     reply: Option<Completer>,
+    /// Its entry in [`Session::deadlines`], if it has one.
+    deadline: Option<Instant>,
 }
 
 /// A close waiting for the server's reply.
@@ -142,9 +144,10 @@ pub(crate) struct Session {
     quick_redial: Option<Instant>,
     incarnation: Option<Incarnation>,
     pending: BTreeMap<u64, Pending>,
-    /// When calls that wait give up (a lock's timeout), by request id. An entry whose call
-    /// was answered meanwhile is dropped when it comes due.
-    deadlines: BTreeSet<(Instant, u64)>,
+    /// When calls give up (a lock's timeout; no answer from the service), by request id,
+    /// with the error they then end with. An entry whose call was answered meanwhile is
+    /// dropped when it comes due.
+    deadlines: BTreeMap<(Instant, u64), Error>,
     locks: BTreeMap<String, Arc<LockShared>>,
     /// Campaigns and observations, per election.
     elections: BTreeMap<String, Vec<Arc<ElectionShared>>>,
@@ -205,7 +208,7 @@ impl Session {
             quick_redial: None,
             incarnation: None,
             pending: BTreeMap::new(),
-            deadlines: BTreeSet::new(),
+            deadlines: BTreeMap::new(),
             locks: BTreeMap::new(),
             elections: BTreeMap::new(),
             epochs: BTreeMap::new(),
@@ -242,9 +245,10 @@ impl Session {
             (Some(l), _) => l.next_wakeup(),
             (None, r) => r,
         };
-        match (lease, self.deadlines.first()) {
-            (Some(l), Some(&(d, _))) => Some(l.min(d)),
-            (l, d) => l.or(d.map(|x| x.0)),
+        let call = self.deadlines.first_key_value().map(|(k, _)| k.0);
+        match (lease, call) {
+            (Some(l), Some(d)) => Some(l.min(d)),
+            (l, d) => l.or(d),
         }
     }
 
@@ -287,15 +291,15 @@ impl Session {
     }
 
     /// A user request; `reply` gets exactly one answer (none for fire-and-forget). At
-    /// `deadline` (a lock's timeout) a call still unanswered is withdrawn and answered
-    /// [`Error::Timeout`].
+    /// `deadline` (a lock's timeout; how long a call waits for the service) a call still
+    /// unanswered is withdrawn and answered with the deadline's error.
     pub(crate) fn call(
         &mut self,
         now: Instant,
         req: u64,
         body: Request,
         reply: Option<Completer>,
-        deadline: Option<Instant>,
+        deadline: Option<(Instant, Error)>,
     ) {
         self.now = now;
         if self.exited {
@@ -304,10 +308,11 @@ impl Session {
             }
             return;
         }
-        if let Some(d) = deadline {
-            self.deadlines.insert((d, req));
-        }
         self.request(req, body, reply);
+        if let (Some((d, why)), Some(p)) = (deadline, self.pending.get_mut(&req)) {
+            p.deadline = Some(d);
+            self.deadlines.insert((d, req), why);
+        }
     }
 
     /// The user gave up call `req` (`why`: it timed out, or was cancelled).
@@ -458,12 +463,14 @@ impl Session {
         if self.exited {
             return;
         }
-        while let Some(&(d, req)) = self.deadlines.first() {
-            if d > now {
-                break;
+        while self
+            .deadlines
+            .first_key_value()
+            .is_some_and(|(k, _)| k.0 <= now)
+        {
+            if let Some(((_, req), why)) = self.deadlines.pop_first() {
+                self.withdraw(req, why);
             }
-            self.deadlines.pop_first();
-            self.withdraw(req, Error::Timeout);
         }
         if self.lease.is_some() {
             let actions = match self.lease.as_mut() {
@@ -611,13 +618,27 @@ impl Session {
             for election in names {
                 let r = self.shared.req();
                 let body = Request::Master { election };
-                self.pending.insert(r, Pending { body, reply: None });
+                self.pending.insert(
+                    r,
+                    Pending {
+                        body,
+                        reply: None,
+                        deadline: None,
+                    },
+                );
             }
             let names: Vec<String> = self.groups.keys().cloned().collect();
             for group in names {
                 let r = self.shared.req();
                 let body = Request::View { group };
-                self.pending.insert(r, Pending { body, reply: None });
+                self.pending.insert(
+                    r,
+                    Pending {
+                        body,
+                        reply: None,
+                        deadline: None,
+                    },
+                );
             }
             // The heartbeat first: it is what keeps the lease, and its ack is counted (a
             // heartbeat asked for before the connection broke would not be).
@@ -814,6 +835,7 @@ impl Session {
                 Error::SessionExpired
             }
         };
+        self.deadlines.clear();
         for (_, p) in std::mem::take(&mut self.pending) {
             if let Some(r) = p.reply {
                 let _ = r.send(Err(err.clone()));
@@ -855,6 +877,7 @@ impl Session {
             Pending {
                 body: body.clone(),
                 reply,
+                deadline: None,
             },
         );
         if self.conn.is_some() {
@@ -867,8 +890,17 @@ impl Session {
         }
     }
 
+    /// Removes call `req` from those in flight, with its deadline.
+    fn take_pending(&mut self, req: u64) -> Option<Pending> {
+        let p = self.pending.remove(&req)?;
+        if let Some(d) = p.deadline {
+            self.deadlines.remove(&(d, req));
+        }
+        Some(p)
+    }
+
     fn withdraw(&mut self, req: u64, why: Error) {
-        if let Some(p) = self.pending.remove(&req) {
+        if let Some(p) = self.take_pending(req) {
             if let Some(r) = p.reply {
                 let _ = r.send(Err(why));
             }
@@ -1135,7 +1167,7 @@ impl Session {
                 return;
             }
         }
-        let Some(p) = self.pending.remove(&req) else {
+        let Some(p) = self.take_pending(req) else {
             return;
         };
         let answer: Answer = match result {
@@ -1207,6 +1239,7 @@ impl Session {
                 self.emit(ev);
             }
         }
+        self.deadlines.clear();
         for (_, p) in std::mem::take(&mut self.pending) {
             if let Some(r) = p.reply {
                 let _ = r.send(Err(Error::Closed));
@@ -1243,6 +1276,7 @@ impl Session {
         self.groups.clear();
         self.locks.clear();
         self.pending.clear();
+        self.deadlines.clear();
         if let Some(c) = self.closing.take() {
             let _ = c.done.send(());
         }
@@ -1517,7 +1551,13 @@ mod tests {
             wait: true,
         };
         let deadline = t.now() + ms(500);
-        t.s.call(t.now(), req, body, Some(tx), Some(deadline));
+        t.s.call(
+            t.now(),
+            req,
+            body,
+            Some(tx),
+            Some((deadline, Error::Timeout)),
+        );
         t.io();
         // The timer is asked for the deadline, before the next heartbeat (TTL/3 = 1 s).
         assert_eq!(t.s.next_wakeup(), Some(deadline));

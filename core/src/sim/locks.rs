@@ -377,7 +377,9 @@ impl Locks {
                 // `Client::lock_start`: the session keeps the timeout.
                 let timeout = Duration::from_millis(w.rng.u64(300..=3000));
                 let until = now + timeout;
-                w.with_session(c, |s, now| s.call(now, req, body, Some(tx), Some(until)));
+                w.with_session(c, |s, now| {
+                    s.call(now, req, body, Some(tx), Some((until, Error::Timeout)))
+                });
                 let epoch = w.server.epoch;
                 self.users[c].user = User::Waiting {
                     req,
