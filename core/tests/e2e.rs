@@ -647,3 +647,34 @@ fn pending_locks_complete_cancel_drop_and_time_out_without_a_thread() {
     let l = c.lock("p", Duration::from_secs(5)).expect("given back");
     l.release().unwrap();
 }
+
+/// A completion callback runs once the client has let go of its session: it may call the
+/// client, release what it got, and even drop the client's last handle, without a deadlock.
+#[test]
+fn a_completion_may_release_and_drop_the_last_client_handle() {
+    let dir = tmpdir("pending-cb");
+    let srv = server(&dir);
+    let addr = srv.local_addr().to_string();
+    let other = client(&addr, 2000);
+    let held = other.lock("cb", Duration::from_secs(5)).unwrap();
+    let c = client(&addr, 2000);
+    let p = Arc::new(c.lock_start("cb", Duration::from_secs(10)).unwrap());
+    drop(c);
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    let p2 = p.clone();
+    p.on_complete(move || {
+        // The lock, then its client's last handle, go here.
+        let l = p2.take().expect("done").expect("granted");
+        let released = l.release_start().is_ok();
+        drop(p2);
+        let _ = tx.send(released);
+    });
+    drop(p);
+    held.release().unwrap();
+    assert!(rx.recv_timeout(Duration::from_secs(10)).expect("told"));
+    // Released, and that client closed: the lock is free again.
+    let l = other
+        .lock("cb", Duration::from_secs(5))
+        .expect("free again");
+    l.release().unwrap();
+}

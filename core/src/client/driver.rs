@@ -20,7 +20,7 @@
 use super::conn::{dial, queue, Connection, Dialed};
 use super::election::ElectionShared;
 use super::group::GroupShared;
-use super::pending::Completer;
+use super::pending::{self, Completer};
 use super::session::{DialInfo, Io, Session};
 use super::ClientConfig;
 use super::Shared;
@@ -126,22 +126,26 @@ impl Core {
         // The hand-off is "queue, then try the mutex" against "unlock, then look at the
         // queue": each side must see the other's first step, which needs full fences.
         fence(Ordering::SeqCst);
-        while let Some(d) = self.driver.try_lock() {
-            if !self.let_go(d) {
-                return;
+        pending::deferring(|| {
+            while let Some(d) = self.driver.try_lock() {
+                if !self.let_go(d) {
+                    return;
+                }
             }
-        }
+        })
     }
 
     /// Runs `f` on the driver (waiting for the mutex), then the queued commands.
     fn with<T>(&self, f: impl FnOnce(&mut Driver) -> T) -> T {
-        let mut d = self.driver.lock();
-        let out = f(&mut d);
-        d.perform(Instant::now());
-        if self.let_go(d) {
-            self.poke();
-        }
-        out
+        pending::deferring(|| {
+            let mut d = self.driver.lock();
+            let out = f(&mut d);
+            d.perform(Instant::now());
+            if self.let_go(d) {
+                self.poke();
+            }
+            out
+        })
     }
 
     /// Runs what is queued, lets go of the driver, nudges the timer thread when its wake-up
@@ -381,19 +385,23 @@ impl Driver {
 /// The timer thread: runs the session at its wake-ups and ends when the client is closed.
 fn timer_loop(core: &Core) {
     loop {
-        let mut d = core.driver.lock();
-        let now = Instant::now();
-        d.session.tick(now);
-        d.perform(now);
-        d.drain(&core.rx);
-        if d.session.is_done() {
-            return;
-        }
-        let wake = d.session.next_wakeup();
-        d.planned = wake;
-        if core.let_go(d) {
-            core.poke();
-        }
+        let wake = pending::deferring(|| {
+            let mut d = core.driver.lock();
+            let now = Instant::now();
+            d.session.tick(now);
+            d.perform(now);
+            d.drain(&core.rx);
+            if d.session.is_done() {
+                return None;
+            }
+            let wake = d.session.next_wakeup();
+            d.planned = wake;
+            if core.let_go(d) {
+                core.poke();
+            }
+            Some(wake)
+        });
+        let Some(wake) = wake else { return };
         core.alarm.sleep(wake);
     }
 }

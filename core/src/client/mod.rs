@@ -750,7 +750,11 @@ impl Drop for Inner {
             }
         }
         if let Some(t) = self.driver.lock().take() {
-            let _ = t.join();
+            // The last handle may go on the timer thread itself (in a completion callback):
+            // it ends by itself once the session has closed.
+            if t.thread().id() != std::thread::current().id() {
+                let _ = t.join();
+            }
         }
     }
 }

@@ -11,11 +11,50 @@
 use super::{Answer, Client, Cmd};
 use crate::error::{Error, Result};
 use parking_lot::{Condvar, Mutex};
+use std::cell::RefCell;
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 type Notify = Box<dyn FnOnce() + Send>;
+
+thread_local! {
+    /// Completions told while this thread runs the session (holding the driver's mutex):
+    /// run once it has let go ([`deferring`]).
+    static DEFERRED: RefCell<Option<Vec<Notify>>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` (which holds the driver's mutex) with completion callbacks deferred until it
+/// returns, so that a callback that calls the client, or drops its last handle, never runs
+/// under that mutex.
+pub(crate) fn deferring<R>(f: impl FnOnce() -> R) -> R {
+    let outer = DEFERRED.with(|d| {
+        let mut d = d.borrow_mut();
+        d.is_none().then(|| *d = Some(Vec::new())).is_some()
+    });
+    let r = f();
+    if outer {
+        let told = DEFERRED.with(|d| d.borrow_mut().take()).unwrap_or_default();
+        for n in told {
+            n();
+        }
+    }
+    r
+}
+
+/// Calls `n` now, or once the driver is let go when this thread runs it.
+fn tell(n: Notify) {
+    let now = DEFERRED.with(|d| match d.borrow_mut().as_mut() {
+        Some(v) => {
+            v.push(n);
+            None
+        }
+        None => Some(n),
+    });
+    if let Some(n) = now {
+        n();
+    }
+}
 
 enum State {
     /// Not answered yet; who to tell when it is.
@@ -57,7 +96,7 @@ impl Completer {
                 drop(g);
                 self.0.cv.notify_all();
                 for n in notify {
-                    n();
+                    tell(n);
                 }
                 Ok(())
             }
@@ -234,9 +273,10 @@ impl<T> Pending<T> {
     }
 
     /// Calls `f` once the result is there (then [`Pending::take`] has it): at once, on this
-    /// thread, when it already is; otherwise on the thread that delivers it, the client's
-    /// I/O thread. `f` must return quickly and must not wait for the client: it is meant to
-    /// hand over to the caller's own loop (a binding's dispatcher, an async waker).
+    /// thread, when it already is; otherwise on the thread that delivers it (one of the
+    /// client's, once it has let go of the session). `f` should return quickly, as it holds
+    /// up that thread: it is meant to hand over to the caller's own loop (a binding's
+    /// dispatcher, an async waker).
     pub fn on_complete(&self, f: impl FnOnce() + Send + 'static) {
         self.waiter.notify(Box::new(f));
     }
