@@ -1,10 +1,11 @@
 //! `Client`, `Lock` and `Subscription`.
 //!
 //! Which calls run where:
-//! - Calls that wait on other processes by design (connecting, `lock`, `campaign`,
-//!   `observe`, `request_election`, `join`, `watch_group`, `replace`, `revoke`,
-//!   `report_check`, `close`) run on a helper thread ([`crate::pending`]); the calling
-//!   thread waits with the GIL released and checks for signals every 50 ms.
+//! - Calls that wait on other processes by design (`lock`, `campaign`, `observe`,
+//!   `request_election`, `join`, `watch_group`, `replace`, `revoke`, `report_check`) are
+//!   the core's pending calls, which need no thread: the calling thread waits with the GIL
+//!   released and checks for signals every 50 ms ([`crate::pending`]). Connecting and
+//!   `close` still run on a helper thread.
 //! - `try_lock`, `Lock.release`, `Election.resign` and `Membership.leave` are one request
 //!   and its answer: they run on the calling thread with the GIL released (no thread
 //!   hand-off, which would cost more than the rest of the binding). The core bounds their
@@ -316,7 +317,7 @@ type Finish<T> = Box<dyn FnOnce(Python<'_>, tenure::Result<T>) -> PyResult<Py<Py
 /// Both halves of an operation, shared by a blocking method and its `*_async` variant.
 type Parts<T> = (Work<T>, Finish<T>);
 
-/// Checks a lock, election or group name before it reaches a helper thread, so that bad
+/// Checks a lock, election or group name before the call starts, so that bad
 /// input fails at once with the core's message (which names what was wrong: "election name
 /// is 2000 bytes long; the limit is 1024").
 fn check_name(py: Python<'_>, kind: Text, name: &str) -> PyResult<()> {

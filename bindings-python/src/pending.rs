@@ -1,22 +1,19 @@
-//! Blocking operations run on a helper thread, so that the calling Python thread can wait in
-//! slices, let Ctrl-C through, or be awaited from asyncio.
+//! Calls in flight, so that the calling Python thread can wait in slices, let Ctrl-C through,
+//! or be awaited from asyncio.
 //!
-//! An [`Op`] is one call of the core running on a thread of its own. The synchronous API
-//! waits for it with the GIL released, waking every [`SLICE`] to run Python's signal handlers
+//! An [`Op`] is one call: a core pending call ([`Op::adopt`]: locks, elections, groups,
+//! revokes), which needs no thread (the core keeps its timeout and tells the op when its
+//! result is there), or a blocking call of the core on a helper thread of its own
+//! ([`Op::spawn`]: connecting, closing, detectors, servers). The synchronous API waits for it
+//! with the GIL released, waking every [`SLICE`] to run Python's signal handlers
 //! (`KeyboardInterrupt`); the asyncio layer (`tenure._aio`) gets a [`Pending`], registers a
 //! completion callback and awaits a future.
 //!
 //! Abandoning a call (Ctrl-C in the waiting thread, `cancel()`, an asyncio task cancelled, or
-//! the `Pending` object garbage-collected) never leaves anything held: the result is dropped
-//! as soon as it exists, and dropping a core handle releases what it holds (a granted lock is
-//! released, a connected client closed, a candidacy withdrawn, a server stopped). The core
-//! call itself cannot be cancelled (the core has no cancel for a waiting acquire): it runs to
-//! its own end, a grant or its timeout, on the helper thread.
-//!
-//! A lock is the exception, and the pattern the other calls will follow: the core's
-//! [`tenure::Pending`] keeps its timeout and can be cancelled, so [`Op::adopt`] wraps it with
-//! no helper thread; the core tells the op when the result is there, and abandoning the op
-//! cancels the core call (a grant that raced the cancel is released).
+//! the `Pending` object garbage-collected) never leaves anything held. A core pending call is
+//! cancelled (a grant that raced the cancel is released); a blocking call runs to its own
+//! end on its helper thread, and its result is dropped as soon as it exists, which releases
+//! what it holds (a connected client closed, a server stopped).
 
 use crate::dispatch::{self, Job};
 use parking_lot::{Condvar, Mutex};

@@ -18,7 +18,7 @@ def _resolve(fut: "asyncio.Future[None]") -> None:
 
 
 class Op(Generic[T]):
-    """A blocking call of tenure running on a helper thread, as an awaitable.
+    """A call of tenure in flight, as an awaitable.
 
     ``await op`` gives its result (or raises its exception). Cancelling the awaiting task gives
     the call up: whatever it produces (a granted lock, a connected client, ...) is released.

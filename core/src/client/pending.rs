@@ -86,8 +86,9 @@ pub(crate) fn slot() -> (Completer, Waiter) {
 }
 
 impl Completer {
-    /// Answers the call and tells whoever asked to be told (on this thread: see
-    /// [`Pending::on_complete`]). `Err` hands the answer back when the caller has given up.
+    /// Answers the call and tells whoever asked to be told (on this thread, once it has let
+    /// go of the session: see [`deferring`]). `Err` hands the answer back when the caller
+    /// has given up.
     pub(crate) fn send(self, a: Answer) -> std::result::Result<(), Box<Answer>> {
         let mut g = self.0.state.lock();
         match std::mem::replace(&mut *g, State::Taken) {
