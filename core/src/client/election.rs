@@ -212,10 +212,7 @@ impl Election {
 
     /// [`Election::resign`] without blocking (see [`Client::lock_start`]).
     pub fn resign_start(self) -> Result<Pending<()>> {
-        match self.mark_ended() {
-            Some(body) => self.client.give_up_start(body),
-            None => Ok(self.client.done_pending()),
-        }
+        self.client.give_up_start(self.mark_ended())
     }
 
     /// Marks the candidacy ended: the resignation to send (`None` when ended already).

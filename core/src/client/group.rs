@@ -242,10 +242,7 @@ impl Membership {
 
     /// [`Membership::leave`] without blocking (see [`Client::lock_start`]).
     pub fn leave_start(self) -> Result<Pending<()>> {
-        match self.mark_ended() {
-            Some(body) => self.client.give_up_start(body),
-            None => Ok(self.client.done_pending()),
-        }
+        self.client.give_up_start(self.mark_ended())
     }
 
     /// Marks the membership ended: the leave to send (`None` when ended already).

@@ -628,7 +628,11 @@ impl Client {
     /// and, with `wait`, waits up to a TTL for the service to confirm. A session that is gone
     /// (expired, lost, closed) has given everything up already, so that counts as done, and so
     /// does no answer within a TTL: by then the lease has lapsed.
-    pub(crate) fn give_up_start(&self, body: Request) -> Result<Pending<()>> {
+    /// `None`: nothing left to give up (done already).
+    pub(crate) fn give_up_start(&self, body: Option<Request>) -> Result<Pending<()>> {
+        let Some(body) = body else {
+            return Ok(self.done_pending());
+        };
         let deadline = Instant::now()
             .checked_add(self.inner.ttl)
             .map(|t| (t, Error::Timeout));
@@ -663,7 +667,7 @@ impl Client {
     /// `wait`, sends it and returns.
     pub(crate) fn give_up(&self, body: Request, wait: bool) -> Result<()> {
         if wait {
-            return self.give_up_start(body)?.wait();
+            return self.give_up_start(Some(body))?.wait();
         }
         let call = Cmd::Call {
             req: self.inner.shared.req(),
@@ -676,7 +680,7 @@ impl Client {
     }
 
     /// A pending call that is done already, with `Ok(())`.
-    pub(crate) fn done_pending(&self) -> Pending<()> {
+    fn done_pending(&self) -> Pending<()> {
         let (tx, rx) = pending::slot();
         let _ = tx.send(Ok((Reply::Done, Held::None)));
         Pending::new(self.clone(), 0, rx, |_, _| Ok(()), "give_up")
@@ -827,10 +831,7 @@ impl Lock {
     /// [`Lock::release`] without blocking (see [`Client::lock_start`]): the pending
     /// confirmation. Fails at once with [`Error::NotHeld`] when the lock was lost.
     pub fn release_start(self) -> Result<Pending<()>> {
-        match self.mark_released()? {
-            None => Ok(self.client.done_pending()),
-            Some(body) => self.client.give_up_start(body),
-        }
+        self.client.give_up_start(self.mark_released()?)
     }
 
     /// Marks the lock released: the release to send (`None` when released already).

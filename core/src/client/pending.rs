@@ -95,7 +95,12 @@ impl Completer {
             State::Running(notify) => {
                 *g = State::Done(Box::new(a));
                 drop(g);
-                self.0.cv.notify_all();
+                // Woken once the session's I/O of this step is done (a timed-out lock's
+                // cancel is on its way to the server before its caller goes on).
+                let slot = self.0.clone();
+                tell(Box::new(move || {
+                    slot.cv.notify_all();
+                }));
                 for n in notify {
                     tell(n);
                 }
