@@ -410,8 +410,9 @@ typedef struct tenure_subscription tenure_subscription;
  * result: `drop` (when not NULL) runs exactly once, after the last `call`.
  *
  * Guarantees, for every registration:
- * - `call(user_data, event)` runs on a library thread: a dispatcher thread of the
- *   registration's own, never the thread that keeps the session alive (heartbeats, I/O) and
+ * - `call(user_data, event)` runs on a library thread: the dispatcher thread of the client
+ *   (or detector) the registration belongs to, which runs the calls of all that client's
+ *   registrations; never the thread that keeps the session alive (heartbeats, I/O) and
  *   never the caller's thread. The first `call` may come before the registering function
  *   has returned (the current master, for example, is delivered at once), so do not expect
  *   the handle output to be written yet when it runs.
@@ -419,17 +420,20 @@ typedef struct tenure_subscription tenure_subscription;
  * - `call` is never invoked after `drop` started; `drop` runs exactly once, after the last
  *   `call` has returned. When the registering call fails, or `call` is NULL (no callback
  *   wanted), `drop` runs before the registering call returns, on the caller's thread.
- *   Otherwise it runs on the dispatcher thread when the registration ends: when its handle
- *   is freed; for a lock, an election or a membership also when it is released, resigned
- *   or left; for `tenure_client_subscribe` also when the client is closed.
+ *   Otherwise it runs when the registration ends: on the thread that frees its handle, or
+ *   that releases, resigns or leaves a lock, an election or a membership; on the dispatcher
+ *   thread, after the events already queued, when it ends by itself (a
+ *   `tenure_client_subscribe` registration when the client is closed).
  * - Freeing the handle of a registration (`tenure_subscription_free`, `tenure_lock_free`,
  *   `tenure_lock_release`, `tenure_election_free`, `tenure_election_resign`,
  *   `tenure_membership_free`) waits for a running `call` of it to return and for its `drop`
  *   to finish, so `user_data` may be released right after. Called from inside that `call`
  *   it does not wait (it must not deadlock): `call` is not invoked again and `drop` runs
  *   right after the running `call` returns.
- * - A `call` that blocks delays later events of its own registration only; it never delays
- *   heartbeats, so it cannot cost the session, a lock or a mastership.
+ * - A `call` that blocks delays later events of the registrations of its client (they share
+ *   its dispatcher thread); it never delays heartbeats, so it cannot cost the session, a
+ *   lock or a mastership. Do not block in a `call` waiting for another event of the same
+ *   client.
  *
  * `event` is valid only until `call` returns; copy what you need. `call` must not unwind
  * (C++ exceptions, `longjmp`) into tenure. `user_data` is used from the dispatcher thread,
@@ -718,7 +722,7 @@ enum tenure_status tenure_client_incarnation(const struct tenure_client *client,
 
 /**
  * Delivers every event of this client (session, locks, data loss) to `on_event`, from the
- * moment of the call, on a dispatcher thread of the subscription's own (see
+ * moment of the call, on the client's dispatcher thread (see
  * `tenure_callback` for the guarantees).
  *
  * `on_event` is taken over whatever the result; its `call` must not be NULL. On success
@@ -967,7 +971,7 @@ enum tenure_status tenure_detector_start(struct tenure_detector_builder *builder
 
 /**
  * Delivers the detector's later events ("peer_suspected", "peer_recovered",
- * "network_down", "network_up") to `on_event` on a dispatcher thread of its own (see
+ * "network_down", "network_up") to `on_event` on the detector's dispatcher thread (see
  * `tenure_callback`).
  *
  * `on_event` is taken over whatever the result; its `call` must not be NULL. On success

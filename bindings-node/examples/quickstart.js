@@ -19,11 +19,11 @@ async function main() {
   console.log(`holding ${lock.name} with fencing token ${lock.fencingToken}`);
   await lock.release();
 
-  // An election: 'masterChange' tells every candidate and observer, in epoch order (the
+  // An election: 'masterChanged' tells every candidate and observer, in epoch order (the
   // first event carries the current master).
   const election = await client.campaign('scheduler', { candidateId: 'a', priority: 10 });
   const designated = new Promise((resolve) => {
-    election.on('masterChange', (ev) => {
+    election.on('masterChanged', (ev) => {
       console.log(`master of ${ev.election}: ${ev.master ? ev.master.id : 'none'} (epoch ${ev.epoch})`);
       if (ev.master) resolve(ev.master);
     });

@@ -17,7 +17,7 @@ import {
   type LockLostEvent,
   type LostReason,
   type Master,
-  type MasterChangeEvent,
+  type MasterChangedEvent,
   type Member,
   type MemberPromotedEvent,
   type MemberRemovedEvent,
@@ -127,7 +127,9 @@ export interface ClientEvents {
   dataLost: DataLostEvent;
   lockAcquired: LockAcquiredEvent;
   lockLost: LockLostEvent;
-  masterChange: MasterChangeEvent;
+  masterChanged: MasterChangedEvent;
+  /** @deprecated The same event as `masterChanged`, under its first name. */
+  masterChange: MasterChangedEvent;
   viewChanged: ViewChangedEvent;
   memberPromoted: MemberPromotedEvent;
   memberRemoved: MemberRemovedEvent;
@@ -190,7 +192,7 @@ const CLOSE_MARKER_WAIT_MS = 3000;
  *
  * Events (see {@link ClientEvents}): `'connected'` (a session re-opened after an expiry; the
  * first session is open when `connect()` resolves), `'jeopardy'`, `'recovered'`, `'expired'`,
- * `'dataLost'`, `'lockAcquired'`, `'lockLost'`, `'masterChange'` and group events of the
+ * `'dataLost'`, `'lockAcquired'`, `'lockLost'`, `'masterChanged'` and group events of the
  * elections and groups this client takes part in, and `'close'`. Also
  * `for await (const ev of client.events())`.
  *
@@ -343,7 +345,7 @@ export class Client extends EventEmitter<EmitterArgs<ClientEvents>> {
   /**
    * Registers this client as a candidate of `election`. When the election has no master,
    * the service designates one at once (the highest priority that answers its check). The
-   * returned {@link Election} emits `'masterChange'`, first with the current master.
+   * returned {@link Election} emits `'masterChanged'`, first with the current master.
    */
   async campaign(election: string, options: CampaignOptions): Promise<Election> {
     v.name('election', election);
@@ -362,7 +364,7 @@ export class Client extends EventEmitter<EmitterArgs<ClientEvents>> {
 
   /**
    * Observes `election` without being a candidate. Returns at once; the returned
-   * {@link Observer} emits `'masterChange'`, first with the current master, once the service
+   * {@link Observer} emits `'masterChanged'`, first with the current master, once the service
    * answered (`observer.ready`).
    */
   observe(election: string): Observer {

@@ -3,7 +3,7 @@
 import { EventEmitter } from 'node:events';
 import type { Child, ClientLink } from './client';
 import { call, closedError } from './errors';
-import { deliver, type Master, type MasterChangeEvent, type EmitterArgs } from './events';
+import { deliver, type Master, type MasterChangedEvent, type EmitterArgs } from './events';
 import type { NativeElection, NativeMasterState, NativeObserver } from './native';
 
 /** The events of an {@link Election} or {@link Observer}. */
@@ -12,13 +12,15 @@ export interface ElectionEvents {
    * The master changed, in strictly increasing epoch order; the first event after the
    * object is created carries the current master (when one is known).
    */
-  masterChange: MasterChangeEvent;
+  masterChanged: MasterChangedEvent;
+  /** @deprecated The same event as `masterChanged`, under its first name. */
+  masterChange: MasterChangedEvent;
 }
 
 const NO_MASTER: NativeMasterState = { master: null, epoch: 0n };
 
 /**
- * A candidacy in an election, from {@link Client.campaign}. Emits `'masterChange'`.
+ * A candidacy in an election, from {@link Client.campaign}. Emits `'masterChanged'`.
  * It ends with {@link Election.resign}, when the client is closed, or when the session
  * expires.
  */
@@ -143,7 +145,7 @@ export class PendingHandle<N extends { close(): void; subscribe(cb: (ev: { type:
 
 /**
  * An observation of an election without candidacy, from {@link Client.observe}. Emits
- * `'masterChange'`, first with the current master once {@link Observer.ready}. It carries
+ * `'masterChanged'`, first with the current master once {@link Observer.ready}. It carries
  * over to the client's next session after an expiry.
  */
 export class Observer extends EventEmitter<EmitterArgs<ElectionEvents>> {

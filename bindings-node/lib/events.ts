@@ -29,6 +29,12 @@ export interface Member {
   full: boolean;
 }
 
+/**
+ * The `masterChanged` event under the name this package gave it first.
+ * @deprecated Use {@link MasterChangedEvent} and listen to `'masterChanged'`.
+ */
+export type MasterChangeEvent = MasterChangedEvent;
+
 /** A session was opened again (after an expiry, with `reopen`). */
 export interface ConnectedEvent {
   type: 'connected';
@@ -69,8 +75,8 @@ export interface LockLostEvent {
   reason: LostReason;
 }
 /** The master of an election changed. Epochs strictly increase. */
-export interface MasterChangeEvent {
-  type: 'masterChange';
+export interface MasterChangedEvent {
+  type: 'masterChanged';
   election: string;
   epoch: bigint;
   /** The new master, or null when the election has none. */
@@ -128,7 +134,7 @@ export type ClientEvent =
   | DataLostEvent
   | LockAcquiredEvent
   | LockLostEvent
-  | MasterChangeEvent
+  | MasterChangedEvent
   | ViewChangedEvent
   | MemberPromotedEvent
   | MemberRemovedEvent;
@@ -174,6 +180,20 @@ interface Emitter {
 
 /** Calls every listener of `type` on `emitter` with `ev`, each guarded. */
 export function deliver(emitter: Emitter, type: string, ev: unknown): void {
+  deliverTo(emitter, type, ev);
+  const alias = ALIASES[type];
+  if (alias !== undefined) {
+    deliverTo(emitter, alias, ev);
+  }
+}
+
+/**
+ * Event names this package used before the canonical ones (the camelCase of SPEC section 4's
+ * names): their listeners still receive the event, after the canonical name's listeners.
+ */
+const ALIASES: Record<string, string> = { masterChanged: 'masterChange' };
+
+function deliverTo(emitter: Emitter, type: string, ev: unknown): void {
   const listeners = emitter.rawListeners(type);
   for (const l of listeners) {
     try {

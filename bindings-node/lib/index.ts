@@ -52,6 +52,7 @@ export {
   type LostReason,
   type Master,
   type MasterChangeEvent,
+  type MasterChangedEvent,
   type Member,
   type MemberPromotedEvent,
   type MemberRemovedEvent,

@@ -1,16 +1,21 @@
 //! Events from the core's threads to JavaScript, and the JavaScript shape of what the core
 //! returns.
 //!
-//! The core runs each subscription's callback on a dispatcher thread of its own ([`tenure::events`]).
-//! The callback installed here only hands the event to a napi `ThreadsafeFunction` in
-//! non-blocking mode and returns, so no core thread ever waits for JavaScript. The function
+//! The handler installed in the core is inline ([`tenure::Handler::inline`]): the core's thread
+//! that produced an event calls it, and it only hands the event to a napi
+//! `ThreadsafeFunction` in non-blocking mode and returns, so no core thread ever waits for
+//! JavaScript and no subscription costs a thread. The function
 //! is *weak*: it does not keep the event loop alive (the TypeScript layer decides what keeps
 //! the process alive), and its queue is bounded ([`QUEUE_CAPACITY`]); when JavaScript falls
 //! that far behind, further events are dropped and counted. The JavaScript function is the
 //! package's own dispatcher, which catches whatever a user listener throws.
 //!
-//! Event objects have `type` (the camelCase event name) and the fields of SPEC section 4 in
-//! camelCase; tokens, epochs, view numbers, session ids and incarnations are `bigint`.
+//! Event objects are built from the core's flat record ([`tenure::events::Record`]): `type` is
+//! the camelCase event name and every field is the record's canonical name in camelCase
+//! (`fencing_token` → `fencingToken`); durations are milliseconds with an `Ms` suffix
+//! (`remainingMs`); tokens, epochs, view numbers, session ids and incarnations are `bigint`.
+//! Two fields keep the names this package gave them first ([`RENAMED`]): `sessionId` and
+//! `kind` (of `peerSuspected`).
 
 use napi::bindgen_prelude::{Function, Object, ToNapiValue, Unknown};
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
@@ -20,7 +25,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tenure::client::{MasterState, View};
-use tenure::events::Member;
+use tenure::events::{Field, Member};
 use tenure::Event;
 
 /// Events waiting for the JavaScript thread, per subscription, before new ones are dropped.
@@ -78,22 +83,24 @@ impl Relay {
         }
     }
 
-    /// A callback for the core's `subscribe`/`on_*` methods: it queues each event for the
-    /// JavaScript thread without waiting.
-    pub fn callback(&self) -> impl Fn(Event) + Send + Sync + 'static {
+    /// A handler for the core's `subscribe`/`on_*` methods: inline
+    /// ([`tenure::Handler::inline`]), so the core's thread that produced an event queues it
+    /// for the JavaScript thread directly, without waiting and with no core dispatcher thread
+    /// in between.
+    pub fn callback(&self) -> tenure::Handler {
         let tsfn = self.tsfn.lock().clone();
         let dropped = self.dropped.clone();
         let alive = self.callbacks.clone();
-        move |ev| {
+        tenure::Handler::inline(move |ev| {
             let _ = &alive;
             if let Some(tsfn) = &tsfn {
                 Relay::send_to(tsfn, &dropped, Msg::Event(ev));
             }
-        }
+        })
     }
 
-    /// Waits up to `limit` for every callback handed out to be dropped (its dispatcher thread
-    /// has delivered what it had and ended), sends the `close` message after them, and lets
+    /// Waits up to `limit` for every handler handed out to be dropped (its subscription is
+    /// closed), sends the `close` message after them, and lets
     /// the threadsafe function go (it is destroyed once its queue is delivered). Later
     /// callbacks do nothing.
     pub fn finish(&self, limit: Duration) {
@@ -116,6 +123,10 @@ impl Relay {
 fn object(env: &Env) -> napi::Result<Object<'_>> {
     Object::new(env)
 }
+
+/// Record fields whose JavaScript name is not the camelCase of the canonical one: this
+/// package's first names, kept so that code written against them goes on working.
+const RENAMED: &[(&str, &str)] = &[("session", "sessionId"), ("suspicion", "kind")];
 
 /// A message as a JavaScript object.
 pub struct EventValue(pub Msg);
@@ -147,103 +158,30 @@ impl ToNapiValue for EventValue {
                 return Ok(o.raw());
             }
         };
-        match ev {
-            Event::SessionConnected {
-                session,
-                incarnation,
-            } => {
-                o.set("type", "connected")?;
-                o.set("sessionId", session)?;
-                o.set("incarnation", incarnation)?;
-            }
-            Event::SessionJeopardy { remaining } => {
-                o.set("type", "jeopardy")?;
-                o.set("remainingMs", remaining.as_secs_f64() * 1000.0)?;
-            }
-            Event::SessionRecovered => o.set("type", "recovered")?,
-            Event::SessionExpired => o.set("type", "expired")?,
-            Event::LockAcquired { name, token } => {
-                o.set("type", "lockAcquired")?;
-                o.set("name", name)?;
-                o.set("fencingToken", token)?;
-            }
-            Event::LockLost {
-                name,
-                token,
-                reason,
-            } => {
-                o.set("type", "lockLost")?;
-                o.set("name", name)?;
-                o.set("fencingToken", token)?;
-                o.set("reason", reason.as_str())?;
-            }
-            Event::DataLost { old, new } => {
-                o.set("type", "dataLost")?;
-                o.set("oldIncarnation", old)?;
-                o.set("newIncarnation", new)?;
-            }
-            Event::MasterChanged {
-                election,
-                epoch,
-                master,
-            } => {
-                o.set("type", "masterChange")?;
-                o.set("election", election)?;
-                o.set("epoch", epoch)?;
-                o.set(
-                    "master",
-                    master.map(|m| MasterValue {
-                        id: m.id,
-                        endpoint: m.endpoint,
-                        epoch,
+        let rec = ev.record();
+        o.set("type", camel(rec.kind))?;
+        for (name, f) in rec.fields() {
+            let key = match RENAMED.iter().find(|(from, _)| *from == name) {
+                Some((_, to)) => (*to).to_string(),
+                None => camel(name),
+            };
+            match f {
+                Field::U64(v) => o.set(&key, v)?,
+                Field::U128(v) => o.set(&key, v)?,
+                // Durations are milliseconds in JavaScript, named so.
+                Field::Duration(d) => o.set(format!("{key}Ms"), d.as_secs_f64() * 1000.0)?,
+                Field::Text(t) => o.set(&key, t)?,
+                Field::OptText(t) => o.set(&key, t)?,
+                Field::Master(m) => o.set(
+                    &key,
+                    m.map(|m| MasterValue {
+                        id: m.id.clone(),
+                        endpoint: m.endpoint.clone(),
+                        epoch: rec.epoch.unwrap_or_default(),
                     }),
-                )?;
+                )?,
+                Field::Members(ms) => o.set(&key, members_value(ms.to_vec()))?,
             }
-            Event::PeerSuspected {
-                peer,
-                kind,
-                network,
-            } => {
-                o.set("type", "peerSuspected")?;
-                o.set("peer", peer)?;
-                o.set("kind", kind.as_str())?;
-                o.set("network", network)?;
-            }
-            Event::PeerRecovered { peer, network } => {
-                o.set("type", "peerRecovered")?;
-                o.set("peer", peer)?;
-                o.set("network", network)?;
-            }
-            Event::NetworkDown { network } => {
-                o.set("type", "networkDown")?;
-                o.set("network", network)?;
-            }
-            Event::NetworkUp { network } => {
-                o.set("type", "networkUp")?;
-                o.set("network", network)?;
-            }
-            Event::ViewChanged {
-                group,
-                view,
-                members,
-            } => {
-                o.set("type", "viewChanged")?;
-                o.set("group", group)?;
-                o.set("view", view)?;
-                o.set("members", members_value(members))?;
-            }
-            Event::MemberPromoted { group, member } => {
-                o.set("type", "memberPromoted")?;
-                o.set("group", group)?;
-                o.set("member", member)?;
-            }
-            Event::MemberRemoved { group, member } => {
-                o.set("type", "memberRemoved")?;
-                o.set("group", group)?;
-                o.set("member", member)?;
-            }
-            // The vocabulary is non-exhaustive: a newer event still arrives, with its name.
-            other => o.set("type", camel(other.kind()))?,
         }
         Ok(o.raw())
     }

@@ -27,7 +27,6 @@ use napi::Env;
 use napi_derive::napi;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
-use tenure::events::Subscription;
 use tenure::{Client, ClientConfig, Event};
 
 fn epoch() -> Instant {
@@ -121,7 +120,7 @@ pub fn bench_events<'env>(
     callback: JsCallback<'_>,
 ) -> napi::Result<Object<'env>> {
     let relay = events::Relay::new(callback)?;
-    let (sub, sink) = Subscription::start("bench", std::sync::Arc::new(relay.callback()));
+    let (sub, sink) = tenure::events::Dispatcher::new("bench").subscribe(relay.callback());
     pool::promise(env, move || {
         let _relay = relay;
         for _ in 0..n {
@@ -131,8 +130,6 @@ pub fn bench_events<'env>(
             });
             std::thread::sleep(Duration::from_micros(gap_us.into()));
         }
-        // Let the dispatcher hand the last events over before the subscription closes.
-        std::thread::sleep(Duration::from_millis(200));
         drop(sub);
         Ok(())
     })

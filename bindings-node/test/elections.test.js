@@ -26,6 +26,9 @@ test('master changes on candidates and an observer, in epoch order', { timeout: 
   const observer = co.observe('scheduler');
   assert.ok(observer instanceof tenure.Observer);
   const seenO = recorder(observer);
+  // The canonical name, 'masterChanged', gets the same events as the first name.
+  const seenOCanonical = [];
+  observer.on('masterChanged', (ev) => seenOCanonical.push(ev));
   await within(observer.ready, 5000, 'observer ready');
   assert.equal(observer.master, null);
 
@@ -63,10 +66,11 @@ test('master changes on candidates and an observer, in epoch order', { timeout: 
   await waitFor(() => clientEvents.some((e) => e.master === null && e.epoch > first), 5000, 'the client-level event');
   assert.equal(await co.requestElection('scheduler', { timeoutMs: 2000 }), null);
 
+  assert.deepEqual(seenOCanonical, seenO, "'masterChanged' and 'masterChange' listeners see the same events");
   for (const [who, evs] of [['a', seenA], ['b', seenB], ['observer', seenO], ['observer client', clientEvents]]) {
     assertEpochOrder(evs, who);
     for (const ev of evs) {
-      assert.equal(ev.type, 'masterChange');
+      assert.equal(ev.type, 'masterChanged');
       assert.equal(ev.election, 'scheduler');
       assert.equal(typeof ev.epoch, 'bigint');
       if (ev.master) assert.equal(ev.master.epoch, ev.epoch);

@@ -327,3 +327,33 @@ test('waiting locks take no thread each: the core keeps their timeouts', { timeo
   for (const l of granted) await l.release();
   await blocker.release();
 });
+
+test('subscriptions take no thread each: events go straight to the JavaScript thread', { timeout: 30000 }, async (t) => {
+  const fs = require('node:fs');
+  const threads = () => fs.readdirSync('/proc/self/task').length;
+  const server = await startServer(t);
+  const a = await connect(t, server.address);
+  const b = await connect(t, server.address);
+  const before = threads();
+  const seen = [];
+  const observers = [];
+  const watches = [];
+  for (let i = 0; i < 10; i++) {
+    const o = a.observe(`sub/e${i}`);
+    o.on('masterChanged', (ev) => seen.push(ev));
+    observers.push(o);
+    const w = a.watchGroup(`sub/g${i}`);
+    w.on('viewChanged', (ev) => seen.push(ev));
+    watches.push(w);
+  }
+  for (const o of observers) await within(o.ready, 5000, 'observer ready');
+  for (const w of watches) await within(w.ready, 5000, 'watch ready');
+  assert.ok(threads() - before <= 1, `threads ${before} -> ${threads()} for 20 subscriptions`);
+  const elections = [];
+  for (let i = 0; i < 10; i++) elections.push(await b.campaign(`sub/e${i}`, { candidateId: 'b', priority: 1 }));
+  await waitFor(() => seen.filter((e) => e.type === 'masterChanged' && e.master).length === 10, 5000, 'every observer told');
+  assert.ok(threads() - before <= 1, `threads ${before} -> ${threads()} after the events`);
+  for (const e of elections) await e.resign();
+  for (const o of observers) o.close();
+  for (const w of watches) w.close();
+});

@@ -57,7 +57,7 @@ fn _bench_events(
     let d = Dispatcher::start("bench")
         .map_err(|e| PyRuntimeError::new_err(format!("cannot start a dispatcher: {e}")))?;
     let (reg, forward) = d.register(cb, "bench");
-    let (sub, sink) = tenure::events::Subscription::start("bench", std::sync::Arc::new(forward));
+    let (sub, sink) = tenure::events::Dispatcher::new("bench").subscribe(forward);
     std::thread::Builder::new()
         .name("tenure-bench-source".into())
         .spawn(move || {

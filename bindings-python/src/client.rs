@@ -75,10 +75,7 @@ impl ClientShared {
         &self,
         cb: Py<PyAny>,
         what: &'static str,
-    ) -> PyResult<(
-        Arc<Registration>,
-        impl Fn(tenure::Event) + Send + Sync + 'static,
-    )> {
+    ) -> PyResult<(Arc<Registration>, tenure::Handler)> {
         Ok(self.dispatcher()?.register(cb, what))
     }
 }

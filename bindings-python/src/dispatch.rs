@@ -1,8 +1,10 @@
 //! Delivery of events to Python callbacks on dispatcher threads owned by the package.
 //!
-//! The core runs each subscription's callback on a thread of its own (never the heartbeat or
-//! I/O thread). The closures this module hands to the core do not touch Python: they put the
-//! event on the queue of a [`Dispatcher`], and return. A dispatcher is one long-lived thread
+//! The handlers this module gives the core are inline ([`tenure::Handler::inline`]): the
+//! core's thread that produced an event (heartbeat, I/O, timer) calls them, and they only put
+//! the event on the queue of a [`Dispatcher`] and return, without touching Python. So an
+//! event crosses one thread hand-off, from the core's thread to the dispatcher, and no
+//! subscription costs a thread. A dispatcher is one long-lived thread
 //! that attaches to the interpreter once, for its whole life, so its Python thread state is
 //! created once and kept; it detaches while it waits for work, and re-attaches (takes the
 //! GIL) once per batch of queued events.
@@ -109,15 +111,14 @@ impl Dispatcher {
         Ok(d)
     }
 
-    /// Registers `callback`; returns the registration and the closure to give the core.
+    /// Registers `callback`; returns the registration and the handler to give the core: an
+    /// inline one ([`tenure::Handler::inline`]), so the core's thread that produced an event
+    /// queues it here directly, with no core dispatcher thread in between.
     pub(crate) fn register(
         self: &Arc<Self>,
         callback: Py<PyAny>,
         what: &'static str,
-    ) -> (
-        Arc<Registration>,
-        impl Fn(tenure::Event) + Send + Sync + 'static,
-    ) {
+    ) -> (Arc<Registration>, tenure::Handler) {
         let reg = Arc::new(Registration {
             callback,
             what,
@@ -132,7 +133,7 @@ impl Dispatcher {
                 d.send(Job::Event { reg: r.clone(), ev });
             }
         };
-        (reg, forward)
+        (reg, tenure::Handler::inline(forward))
     }
 
     /// Queues a job; never blocks. A stopped dispatcher drops it.

@@ -161,122 +161,28 @@ impl View {
 /// attributes, the others are None.
 #[pyclass(frozen, module = "tenure", name = "Event")]
 pub(crate) struct Event {
-    kind: &'static str,
-    session: Option<u64>,
-    incarnation: Option<u128>,
-    remaining: Option<f64>,
-    name: Option<String>,
-    fencing_token: Option<u64>,
-    reason: Option<&'static str>,
-    old_incarnation: Option<u128>,
-    new_incarnation: Option<u128>,
-    election: Option<String>,
+    /// The core's flat record: the fields and their names are the core's.
+    rec: tenure::events::Record,
+    /// `rec.master` as the `Master` object handed out (with the epoch).
     master: Option<Py<Master>>,
-    epoch: Option<u64>,
-    peer: Option<String>,
-    suspicion: Option<&'static str>,
-    network: Option<String>,
-    group: Option<String>,
-    view: Option<u64>,
-    members: Option<Vec<tenure::Member>>,
-    member: Option<String>,
 }
 
 impl Event {
-    fn empty(kind: &'static str) -> Event {
-        Event {
-            kind,
-            session: None,
-            incarnation: None,
-            remaining: None,
-            name: None,
-            fencing_token: None,
-            reason: None,
-            old_incarnation: None,
-            new_incarnation: None,
-            election: None,
-            master: None,
-            epoch: None,
-            peer: None,
-            suspicion: None,
-            network: None,
-            group: None,
-            view: None,
-            members: None,
-            member: None,
-        }
-    }
-
     /// The Python event for a core event.
     pub(crate) fn from_core(py: Python<'_>, ev: tenure::Event) -> PyResult<Py<Event>> {
-        use tenure::Event as E;
-        let mut e = Event::empty(ev.kind());
-        match ev {
-            E::SessionConnected {
-                session,
-                incarnation,
-            } => {
-                e.session = Some(session);
-                e.incarnation = Some(incarnation);
-            }
-            E::SessionJeopardy { remaining } => e.remaining = Some(remaining.as_secs_f64()),
-            E::SessionRecovered | E::SessionExpired => {}
-            E::LockAcquired { name, token } => {
-                e.name = Some(name);
-                e.fencing_token = Some(token);
-            }
-            E::LockLost {
-                name,
-                token,
-                reason,
-            } => {
-                e.name = Some(name);
-                e.fencing_token = Some(token);
-                e.reason = Some(reason.as_str());
-            }
-            E::DataLost { old, new } => {
-                e.old_incarnation = Some(old);
-                e.new_incarnation = Some(new);
-            }
-            E::MasterChanged {
-                election,
-                epoch,
-                master,
-            } => {
-                e.master = Master::from_state(py, &tenure::client::MasterState { master, epoch })?;
-                e.election = Some(election);
-                e.epoch = Some(epoch);
-            }
-            E::PeerSuspected {
-                peer,
-                kind,
-                network,
-            } => {
-                e.peer = Some(peer);
-                e.suspicion = Some(kind.as_str());
-                e.network = network;
-            }
-            E::PeerRecovered { peer, network } => {
-                e.peer = Some(peer);
-                e.network = network;
-            }
-            E::NetworkDown { network } | E::NetworkUp { network } => e.network = Some(network),
-            E::ViewChanged {
-                group,
-                view,
-                members,
-            } => {
-                e.group = Some(group);
-                e.view = Some(view);
-                e.members = Some(members);
-            }
-            E::MemberPromoted { group, member } | E::MemberRemoved { group, member } => {
-                e.group = Some(group);
-                e.member = Some(member);
-            }
-            _ => {}
-        }
-        Py::new(py, e)
+        let rec = ev.record();
+        let master = match (&rec.master, rec.epoch) {
+            (Some(m), Some(epoch)) => Some(Py::new(
+                py,
+                Master {
+                    id: m.id.clone(),
+                    endpoint: m.endpoint.clone(),
+                    epoch,
+                },
+            )?),
+            _ => None,
+        };
+        Py::new(py, Event { rec, master })
     }
 }
 
@@ -287,52 +193,52 @@ impl Event {
     /// "network_down", "network_up", "view_changed", "member_promoted", "member_removed".
     #[getter]
     fn kind(&self) -> &'static str {
-        self.kind
+        self.rec.kind
     }
     /// connected: the session id.
     #[getter]
     fn session(&self) -> Option<u64> {
-        self.session
+        self.rec.session
     }
     /// connected: the service's incarnation token.
     #[getter]
     fn incarnation(&self) -> Option<u128> {
-        self.incarnation
+        self.rec.incarnation
     }
     /// jeopardy: seconds left until the client's deadline.
     #[getter]
     fn remaining(&self) -> Option<f64> {
-        self.remaining
+        self.rec.remaining.map(|d| d.as_secs_f64())
     }
     /// lock_acquired, lock_lost: the lock's name.
     #[getter]
     fn name(&self) -> Option<&str> {
-        self.name.as_deref()
+        self.rec.name.as_deref()
     }
     /// lock_acquired, lock_lost: the fencing token of the grant.
     #[getter]
     fn fencing_token(&self) -> Option<u64> {
-        self.fencing_token
+        self.rec.fencing_token
     }
     /// lock_lost: "session_expired", "released", "data_lost" or "client_closed".
     #[getter]
     fn reason(&self) -> Option<&'static str> {
-        self.reason
+        self.rec.reason.map(|r| r.as_str())
     }
     /// data_lost: the incarnation the client knew.
     #[getter]
     fn old_incarnation(&self) -> Option<u128> {
-        self.old_incarnation
+        self.rec.old_incarnation
     }
     /// data_lost: the new incarnation.
     #[getter]
     fn new_incarnation(&self) -> Option<u128> {
-        self.new_incarnation
+        self.rec.new_incarnation
     }
     /// master_changed: the election's name.
     #[getter]
     fn election(&self) -> Option<&str> {
-        self.election.as_deref()
+        self.rec.election.as_deref()
     }
     /// master_changed: the new master, or None when the election has no master.
     #[getter]
@@ -342,38 +248,39 @@ impl Event {
     /// master_changed: the epoch of this change.
     #[getter]
     fn epoch(&self) -> Option<u64> {
-        self.epoch
+        self.rec.epoch
     }
     /// peer_suspected, peer_recovered: the peer's name.
     #[getter]
     fn peer(&self) -> Option<&str> {
-        self.peer.as_deref()
+        self.rec.peer.as_deref()
     }
     /// peer_suspected: "process" or "network".
     #[getter]
     fn suspicion(&self) -> Option<&'static str> {
-        self.suspicion
+        self.rec.suspicion.map(|k| k.as_str())
     }
     /// peer_suspected, peer_recovered, network_down, network_up: the network (None when a
     /// process suspicion concerns every network).
     #[getter]
     fn network(&self) -> Option<&str> {
-        self.network.as_deref()
+        self.rec.network.as_deref()
     }
     /// view_changed, member_promoted, member_removed: the group's name.
     #[getter]
     fn group(&self) -> Option<&str> {
-        self.group.as_deref()
+        self.rec.group.as_deref()
     }
     /// view_changed: the view number.
     #[getter]
     fn view(&self) -> Option<u64> {
-        self.view
+        self.rec.view
     }
     /// view_changed: the members of the new view (a list of `Member`).
     #[getter]
     fn members<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyList>>> {
-        self.members
+        self.rec
+            .members
             .as_ref()
             .map(|ms| members_list(py, ms))
             .transpose()
@@ -381,58 +288,33 @@ impl Event {
     /// member_promoted, member_removed: the member's id.
     #[getter]
     fn member(&self) -> Option<&str> {
-        self.member.as_deref()
+        self.rec.member.as_deref()
     }
 
-    fn __repr__(&self, py: Python<'_>) -> String {
-        let mut parts = vec![format!("kind={}", pyrepr(self.kind))];
-        let mut add = |k: &str, v: Option<String>| {
-            if let Some(v) = v {
-                parts.push(format!("{k}={v}"));
-            }
-        };
-        add("session", self.session.map(|v| v.to_string()));
-        add("incarnation", self.incarnation.map(|v| v.to_string()));
-        add("remaining", self.remaining.map(|v| format!("{v:.3}")));
-        add("name", self.name.as_ref().map(|v| pyrepr(v)));
-        add("fencing_token", self.fencing_token.map(|v| v.to_string()));
-        add("reason", self.reason.map(pyrepr));
-        add(
-            "old_incarnation",
-            self.old_incarnation.map(|v| v.to_string()),
-        );
-        add(
-            "new_incarnation",
-            self.new_incarnation.map(|v| v.to_string()),
-        );
-        add("election", self.election.as_ref().map(|v| pyrepr(v)));
-        if self.kind == "master_changed" {
-            add(
-                "master",
-                Some(match &self.master {
+    fn __repr__(&self) -> String {
+        use tenure::events::Field;
+        let mut parts = vec![format!("kind={}", pyrepr(self.rec.kind))];
+        for (name, f) in self.rec.fields() {
+            let v = match f {
+                Field::U64(v) => v.to_string(),
+                Field::U128(v) => v.to_string(),
+                Field::Duration(d) => format!("{:.3}", d.as_secs_f64()),
+                Field::Text(t) => pyrepr(t),
+                Field::OptText(t) => t.map_or_else(|| "None".into(), pyrepr),
+                Field::Master(_) => match &self.master {
                     Some(m) => m.get().__repr__(),
                     None => "None".into(),
-                }),
-            );
+                },
+                Field::Members(ms) => {
+                    let v: Vec<String> = ms
+                        .iter()
+                        .map(|m| format!("Member(id={}, full={})", pyrepr(&m.id), py_bool(m.full)))
+                        .collect();
+                    format!("[{}]", v.join(", "))
+                }
+            };
+            parts.push(format!("{name}={v}"));
         }
-        add("epoch", self.epoch.map(|v| v.to_string()));
-        add("peer", self.peer.as_ref().map(|v| pyrepr(v)));
-        add("suspicion", self.suspicion.map(pyrepr));
-        add("network", self.network.as_ref().map(|v| pyrepr(v)));
-        add("group", self.group.as_ref().map(|v| pyrepr(v)));
-        add("view", self.view.map(|v| v.to_string()));
-        add(
-            "members",
-            self.members.as_ref().map(|ms| {
-                let v: Vec<String> = ms
-                    .iter()
-                    .map(|m| format!("Member(id={}, full={})", pyrepr(&m.id), py_bool(m.full)))
-                    .collect();
-                format!("[{}]", v.join(", "))
-            }),
-        );
-        add("member", self.member.as_ref().map(|v| pyrepr(v)));
-        let _ = py;
         format!("Event({})", parts.join(", "))
     }
 }

@@ -193,3 +193,35 @@ def test_on_event_must_be_callable(connect):
 
     with pytest.raises(TypeError):
         connect(on_event=42)
+
+
+def _threads() -> int:
+    import os
+
+    return len(os.listdir("/proc/self/task"))
+
+
+def test_subscriptions_take_no_thread_each(connect):
+    """Ten client subscriptions and ten lost callbacks add no thread: the core hands each
+    event straight to the client's one dispatcher. Every callback still gets its events."""
+    a, admin = connect(), connect()
+    a.on_event(lambda ev: None)  # the client's dispatcher is running from here on
+    before = _threads()
+    seen = []
+    lost = []
+    subs = [a.on_event(seen.append) for _ in range(10)]
+    locks = [a.lock(f"sub/{i}", timeout=1.0, on_lost=lost.append) for i in range(10)]
+    assert _threads() == before, (before, _threads())
+    for i in range(10):
+        admin.revoke(f"sub/{i}")
+    wait_until(lambda: len(lost) == 10, 5.0, "ten lost callbacks")
+    wait_until(
+        lambda: sum(ev.kind == "lock_lost" for ev in seen) == 100,
+        5.0,
+        "every subscription told of every loss",
+    )
+    assert all(ev.reason == "released" for ev in lost)
+    assert _threads() == before, (before, _threads())
+    for s in subs:
+        s.close()
+    assert not any(l.held for l in locks)

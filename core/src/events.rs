@@ -1,20 +1,34 @@
 //! The event vocabulary (SPEC 4) and its delivery to user callbacks (SPEC 2.3).
 //!
-//! Library threads (heartbeats, I/O) never call user code. They put events on the bounded
-//! queue of each subscription; each subscription has a dispatcher thread that runs its
-//! callback. A callback that blocks delays later events of its own subscription and nothing
-//! else. A callback that panics is reported on stderr and the dispatcher goes on.
+//! Library threads (heartbeats, I/O) never call user code. They hand each event to the
+//! subscription's [`Sink`], which does one of two things, chosen by the subscriber's
+//! [`Handler`]:
 //!
-//! Queues hold at most [`QUEUE_CAPACITY`] events. When a subscriber falls that far behind, new
-//! events for it are dropped and counted ([`Subscription::dropped`]); the state they describe
-//! stays readable (`Lock::is_held`, `Client::state`).
+//! - **dispatched** (the default): the event goes on the queue of a [`Dispatcher`], one thread
+//!   that runs the callbacks of all the subscriptions it serves, one event at a time, in the
+//!   order they happened. Each client has one dispatcher (started at its first subscription)
+//!   shared by the client's own, its locks', elections' and groups' subscriptions; each
+//!   failure detector has its own. A callback that blocks delays the later events of its
+//!   dispatcher and nothing else: never a heartbeat, a lease or a detection. A callback that
+//!   panics is reported on stderr and the dispatcher goes on.
+//! - **inline** ([`Handler::inline`], for language bindings that own a dispatcher of their
+//!   own): the function runs on the library thread that produced the event, so the event
+//!   reaches the binding with no thread of the core in between. It must only hand the event
+//!   on (queue it, wake a loop) and return: never block, never call into tenure.
+//!
+//! A subscription's queue holds at most [`QUEUE_CAPACITY`] events. When a subscriber falls
+//! that far behind, new events for it are dropped and counted ([`Subscription::dropped`]); the
+//! state they describe stays readable (`Lock::is_held`, `Client::state`).
 
 use crate::proto::{Incarnation, SessionId, Token};
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+#[cfg(test)]
+use crossbeam_channel::Receiver;
+use crossbeam_channel::Sender;
+use parking_lot::Mutex;
+use std::cell::Cell;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
-use std::thread::{JoinHandle, ThreadId};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 /// Events queued per subscription before new ones are dropped.
@@ -194,6 +208,11 @@ pub struct Member {
 }
 
 impl Event {
+    /// The event as a flat [`Record`].
+    pub fn record(self) -> Record {
+        self.into()
+    }
+
     /// The stable event name used in every language.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -216,15 +235,428 @@ impl Event {
     }
 }
 
+/// An event as one flat record: every field of every event kind under its canonical name
+/// (SPEC 4), `None` where the kind has no such field. The bindings build their event objects
+/// from it (Python attributes with these names, Node properties in camelCase, the C
+/// accessors), so a field is named and converted in this one place.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Record {
+    /// The event's kind ([`Event::kind`]).
+    pub kind: &'static str,
+    /// Session id (`connected`).
+    pub session: Option<SessionId>,
+    /// The service's incarnation (`connected`).
+    pub incarnation: Option<Incarnation>,
+    /// Time left until the client's deadline (`jeopardy`).
+    pub remaining: Option<Duration>,
+    /// Lock name (`lock_acquired`, `lock_lost`).
+    pub name: Option<String>,
+    /// Fencing token of the grant (`lock_acquired`, `lock_lost`).
+    pub fencing_token: Option<Token>,
+    /// Why the lock was lost (`lock_lost`).
+    pub reason: Option<LostReason>,
+    /// The incarnation the client knew (`data_lost`).
+    pub old_incarnation: Option<Incarnation>,
+    /// The new incarnation (`data_lost`).
+    pub new_incarnation: Option<Incarnation>,
+    /// Election name (`master_changed`).
+    pub election: Option<String>,
+    /// The new master (`master_changed`; `None` also when the election has no master).
+    pub master: Option<Master>,
+    /// Epoch of the change (`master_changed`).
+    pub epoch: Option<u64>,
+    /// Peer name (`peer_suspected`, `peer_recovered`).
+    pub peer: Option<String>,
+    /// What is suspected (`peer_suspected`).
+    pub suspicion: Option<SuspicionKind>,
+    /// Network name (`network_down`, `network_up`; for `peer_suspected` and
+    /// `peer_recovered`, `None` when the process, not a network path, is concerned).
+    pub network: Option<String>,
+    /// Group name (`view_changed`, `member_promoted`, `member_removed`).
+    pub group: Option<String>,
+    /// View number (`view_changed`).
+    pub view: Option<u64>,
+    /// Members of the new view (`view_changed`).
+    pub members: Option<Vec<Member>>,
+    /// Member id (`member_promoted`, `member_removed`).
+    pub member: Option<String>,
+}
+
+/// A field of a [`Record`], for bindings that build event objects generically.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field<'a> {
+    /// A 64-bit counter or id (session, fencing token, epoch, view).
+    U64(u64),
+    /// An incarnation token.
+    U128(u128),
+    /// A duration (`remaining`).
+    Duration(Duration),
+    /// A name.
+    Text(&'a str),
+    /// A name that may be absent (`network` of peer events).
+    OptText(Option<&'a str>),
+    /// A master, or none.
+    Master(Option<&'a Master>),
+    /// A view's members.
+    Members(&'a [Member]),
+}
+
+impl fmt::Display for Field<'_> {
+    /// The value as text (durations in milliseconds, members as `id` or `id(probation)`).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Field::U64(v) => write!(f, "{v}"),
+            Field::U128(v) => write!(f, "{v}"),
+            Field::Duration(d) => write!(f, "{}ms", d.as_millis()),
+            Field::Text(t) => write!(f, "{t:?}"),
+            Field::OptText(Some(t)) => write!(f, "{t:?}"),
+            Field::OptText(None) | Field::Master(None) => f.write_str("none"),
+            Field::Master(Some(m)) => write!(f, "{:?}", m.id),
+            Field::Members(ms) => {
+                let v: Vec<String> = ms
+                    .iter()
+                    .map(|m| {
+                        if m.full {
+                            m.id.clone()
+                        } else {
+                            format!("{}(probation)", m.id)
+                        }
+                    })
+                    .collect();
+                write!(f, "[{}]", v.join(", "))
+            }
+        }
+    }
+}
+
+impl Record {
+    /// The fields this record's kind has, by canonical name, in a fixed order (`kind`
+    /// excluded). A field that a kind has but may leave empty (`master`, and `network` of
+    /// peer events) is listed with its `None`.
+    pub fn fields(&self) -> Vec<(&'static str, Field<'_>)> {
+        fn text(s: &Option<String>) -> Option<Field<'_>> {
+            s.as_deref().map(Field::Text)
+        }
+        let mut v: Vec<(&'static str, Field<'_>)> = Vec::with_capacity(4);
+        let mut put = |name: &'static str, f: Option<_>| {
+            if let Some(f) = f {
+                v.push((name, f));
+            }
+        };
+        put("session", self.session.map(Field::U64));
+        put("incarnation", self.incarnation.map(Field::U128));
+        put("remaining", self.remaining.map(Field::Duration));
+        put("name", text(&self.name));
+        put("fencing_token", self.fencing_token.map(Field::U64));
+        put("reason", self.reason.map(|r| Field::Text(r.as_str())));
+        put("old_incarnation", self.old_incarnation.map(Field::U128));
+        put("new_incarnation", self.new_incarnation.map(Field::U128));
+        put("election", text(&self.election));
+        let has_master = self.kind == "master_changed";
+        put(
+            "master",
+            has_master.then_some(Field::Master(self.master.as_ref())),
+        );
+        put("epoch", self.epoch.map(Field::U64));
+        put("peer", text(&self.peer));
+        put("suspicion", self.suspicion.map(|k| Field::Text(k.as_str())));
+        let network = match self.kind {
+            "peer_suspected" | "peer_recovered" => Some(Field::OptText(self.network.as_deref())),
+            _ => text(&self.network),
+        };
+        put("network", network);
+        put("group", text(&self.group));
+        put("view", self.view.map(Field::U64));
+        put("members", self.members.as_deref().map(Field::Members));
+        put("member", text(&self.member));
+        v
+    }
+}
+
+impl From<Event> for Record {
+    fn from(ev: Event) -> Record {
+        let mut r = Record {
+            kind: ev.kind(),
+            ..Record::default()
+        };
+        match ev {
+            Event::SessionConnected {
+                session,
+                incarnation,
+            } => {
+                r.session = Some(session);
+                r.incarnation = Some(incarnation);
+            }
+            Event::SessionJeopardy { remaining } => r.remaining = Some(remaining),
+            Event::SessionRecovered | Event::SessionExpired => {}
+            Event::LockAcquired { name, token } => {
+                r.name = Some(name);
+                r.fencing_token = Some(token);
+            }
+            Event::LockLost {
+                name,
+                token,
+                reason,
+            } => {
+                r.name = Some(name);
+                r.fencing_token = Some(token);
+                r.reason = Some(reason);
+            }
+            Event::DataLost { old, new } => {
+                r.old_incarnation = Some(old);
+                r.new_incarnation = Some(new);
+            }
+            Event::MasterChanged {
+                election,
+                epoch,
+                master,
+            } => {
+                r.election = Some(election);
+                r.epoch = Some(epoch);
+                r.master = master;
+            }
+            Event::PeerSuspected {
+                peer,
+                kind,
+                network,
+            } => {
+                r.peer = Some(peer);
+                r.suspicion = Some(kind);
+                r.network = network;
+            }
+            Event::PeerRecovered { peer, network } => {
+                r.peer = Some(peer);
+                r.network = network;
+            }
+            Event::NetworkDown { network } | Event::NetworkUp { network } => {
+                r.network = Some(network)
+            }
+            Event::ViewChanged {
+                group,
+                view,
+                members,
+            } => {
+                r.group = Some(group);
+                r.view = Some(view);
+                r.members = Some(members);
+            }
+            Event::MemberPromoted { group, member } | Event::MemberRemoved { group, member } => {
+                r.group = Some(group);
+                r.member = Some(member);
+            }
+        }
+        r
+    }
+}
+
 /// A callback receiving events.
 pub type Callback = Arc<dyn Fn(Event) + Send + Sync>;
 
-/// The sending side of a subscription, held by library threads (see [`Subscription::start`]).
+/// How a subscription's events reach its callback (see the module documentation). Any
+/// `Fn(Event) + Send + Sync` closure converts into a dispatched handler, so the subscribing
+/// methods take closures directly.
+#[derive(Clone)]
+pub struct Handler {
+    callback: Callback,
+    inline: bool,
+}
+
+impl fmt::Debug for Handler {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Handler")
+            .field("inline", &self.inline)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Handler {
+    /// Runs `callback` on the dispatcher thread of the client (or detector).
+    pub fn dispatched(callback: impl Fn(Event) + Send + Sync + 'static) -> Handler {
+        Handler {
+            callback: Arc::new(callback),
+            inline: false,
+        }
+    }
+
+    /// Runs `hook` on the library thread that produced the event, for a language binding
+    /// that delivers events on a dispatcher of its own: `hook` must only queue the event and
+    /// return, without blocking and without calling into tenure (the library may hold the
+    /// client's state locked while it runs). Calls of one subscription never overlap.
+    pub fn inline(hook: impl Fn(Event) + Send + Sync + 'static) -> Handler {
+        Handler {
+            callback: Arc::new(hook),
+            inline: true,
+        }
+    }
+}
+
+impl<F: Fn(Event) + Send + Sync + 'static> From<F> for Handler {
+    fn from(f: F) -> Handler {
+        Handler::dispatched(f)
+    }
+}
+
+/// One subscription's state, shared by its [`Subscription`], its [`Sink`] and the queued jobs.
+struct Slot {
+    /// False once the subscription is closed.
+    active: AtomicBool,
+    /// The callback, held locked while it runs; emptied at close.
+    callback: Mutex<Option<Callback>>,
+    /// Events queued and not yet delivered (dispatched subscriptions).
+    queued: AtomicUsize,
+    dropped: AtomicU64,
+}
+
+thread_local! {
+    /// The slot whose callback this dispatcher thread is running (null outside callbacks).
+    static RUNNING: Cell<*const Slot> = const { Cell::new(std::ptr::null()) };
+}
+
+impl Slot {
+    /// Runs the callback with `ev` unless the subscription is closed.
+    fn run(self: &Arc<Slot>, ev: Event) {
+        let g = self.callback.lock();
+        let Some(cb) = g.as_ref().filter(|_| self.active.load(Ordering::Acquire)) else {
+            return;
+        };
+        let kind = ev.kind();
+        let prev = RUNNING.with(|r| r.replace(Arc::as_ptr(self)));
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cb(ev)));
+        RUNNING.with(|r| r.set(prev));
+        if r.is_err() {
+            eprintln!("tenure: an event callback panicked on a {kind} event; later events are still delivered");
+        }
+        if !self.active.load(Ordering::Acquire) {
+            // Closed from inside its own callback: let the callback go now that it returned.
+            let mut g = g;
+            *g = None;
+        }
+    }
+}
+
+impl Slot {
+    /// Ends the subscription from the sending side: no more calls, and the callback goes
+    /// (after a running call returns; at once when this runs inside that call, which can
+    /// only be an inline handler's own thread and never happens: hooks do not drop sinks).
+    fn end(self: &Arc<Slot>) {
+        self.active.store(false, Ordering::Release);
+        if RUNNING.with(|r| r.get()) == Arc::as_ptr(self) {
+            return;
+        }
+        let cb = self.callback.lock().take();
+        drop(cb);
+    }
+}
+
+/// A job for a dispatcher thread: an event to deliver, or (`None`) the end of the
+/// subscription's sinks, after which its callback is dropped.
+type Job = (Arc<Slot>, Option<Event>);
+
+/// A thread that runs the callbacks of the subscriptions it serves (see the module
+/// documentation). Cheap to clone; the thread starts with the first subscription and ends
+/// once every clone and every sink of its subscriptions is dropped.
+#[derive(Clone)]
+pub struct Dispatcher {
+    name: &'static str,
+    tx: Arc<OnceLock<Sender<Job>>>,
+}
+
+impl fmt::Debug for Dispatcher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Dispatcher")
+            .field("name", &self.name)
+            .field("started", &self.tx.get().is_some())
+            .finish()
+    }
+}
+
+impl Dispatcher {
+    /// A dispatcher whose thread (started at the first dispatched subscription) is named
+    /// `tenure-dispatch-{name}`.
+    pub fn new(name: &'static str) -> Dispatcher {
+        Dispatcher {
+            name,
+            tx: Arc::new(OnceLock::new()),
+        }
+    }
+
+    fn sender(&self) -> Sender<Job> {
+        self.tx
+            .get_or_init(|| {
+                let (tx, rx) = crossbeam_channel::unbounded::<Job>();
+                std::thread::Builder::new()
+                    .name(format!("tenure-dispatch-{}", self.name))
+                    .spawn(move || {
+                        while let Ok((slot, ev)) = rx.recv() {
+                            match ev {
+                                Some(ev) => {
+                                    slot.queued.fetch_sub(1, Ordering::AcqRel);
+                                    slot.run(ev);
+                                }
+                                None => slot.end(),
+                            }
+                        }
+                    })
+                    .expect("spawn dispatcher thread");
+                tx
+            })
+            .clone()
+    }
+
+    /// Starts a subscription delivering to `handler`; returns it and the sink library
+    /// threads send its events to.
+    pub fn subscribe(&self, handler: impl Into<Handler>) -> (Subscription, Sink) {
+        let h = handler.into();
+        let slot = Arc::new(Slot {
+            active: AtomicBool::new(true),
+            callback: Mutex::new(Some(h.callback)),
+            queued: AtomicUsize::new(0),
+            dropped: AtomicU64::new(0),
+        });
+        let tx = (!h.inline).then(|| self.sender());
+        let end = Arc::new(SinkEnd {
+            slot: slot.clone(),
+            tx: tx.clone(),
+        });
+        (
+            Subscription { slot: slot.clone() },
+            Sink {
+                slot,
+                tx,
+                _end: end,
+            },
+        )
+    }
+}
+
+/// The sending side of a subscription, held by library threads. When the last clone is
+/// dropped (its source is gone: the client closed, the lock released), the subscription ends:
+/// the events already queued are delivered, then the callback is dropped.
 #[derive(Clone)]
 pub struct Sink {
-    tx: Sender<Event>,
-    closed: Arc<AtomicBool>,
-    dropped: Arc<AtomicU64>,
+    slot: Arc<Slot>,
+    /// The dispatcher's queue; `None` for an inline subscription.
+    tx: Option<Sender<Job>>,
+    _end: Arc<SinkEnd>,
+}
+
+/// Shared by the clones of a sink; ends the subscription when the last one goes.
+struct SinkEnd {
+    slot: Arc<Slot>,
+    tx: Option<Sender<Job>>,
+}
+
+impl Drop for SinkEnd {
+    fn drop(&mut self) {
+        match &self.tx {
+            Some(tx) => {
+                if tx.send((self.slot.clone(), None)).is_err() {
+                    self.slot.end();
+                }
+            }
+            None => self.slot.end(),
+        }
+    }
 }
 
 impl Sink {
@@ -232,53 +664,48 @@ impl Sink {
     /// tests of the sans-IO machines and the simulation.
     #[cfg(test)]
     pub(crate) fn channel() -> (Sink, Receiver<Event>) {
-        // Unbounded: a bounded channel allocates all its slots at once, which for thousands
-        // of simulated sessions costs more than the simulation.
         let (tx, rx) = crossbeam_channel::unbounded();
-        let sink = Sink {
-            tx,
-            closed: Arc::new(AtomicBool::new(false)),
-            dropped: Arc::new(AtomicU64::new(0)),
-        };
+        let (sub, sink) = Dispatcher::new("test").subscribe(Handler::inline(move |e| {
+            let _ = tx.send(e);
+        }));
+        // The subscription only closes the sink; the receiver side is the test's.
+        std::mem::forget(sub);
         (sink, rx)
     }
 
-    /// Queues an event without blocking. False when the subscription is closed, so the owner
-    /// can forget the sink.
+    /// Delivers or queues an event without blocking. False when the subscription is closed,
+    /// so the owner can forget the sink.
     pub fn send(&self, ev: Event) -> bool {
-        if self.closed.load(Ordering::Acquire) {
+        let slot = &self.slot;
+        if !slot.active.load(Ordering::Acquire) {
             return false;
         }
-        // The queue grows as events wait (nothing is set aside for it up front: a preallocated
-        // queue of this capacity cost every subscription 5.5 MiB), up to the capacity.
-        if self.tx.len() >= QUEUE_CAPACITY {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
+        let Some(tx) = &self.tx else {
+            slot.run(ev);
+            return true;
+        };
+        if slot.queued.load(Ordering::Acquire) >= QUEUE_CAPACITY {
+            slot.dropped.fetch_add(1, Ordering::Relaxed);
             return true;
         }
-        match self.tx.try_send(ev) {
-            Ok(()) => true,
-            Err(TrySendError::Full(_)) => {
-                self.dropped.fetch_add(1, Ordering::Relaxed);
-                true
-            }
-            Err(TrySendError::Disconnected(_)) => false,
+        slot.queued.fetch_add(1, Ordering::AcqRel);
+        if tx.send((slot.clone(), Some(ev))).is_err() {
+            slot.queued.fetch_sub(1, Ordering::AcqRel);
+            return false;
         }
+        true
     }
 }
 
-/// A live subscription: its dispatcher thread runs the callback until the subscription is
-/// closed or dropped.
+/// A live subscription: its callback runs until the subscription is closed or dropped.
 ///
-/// Guarantees: the callback runs on the subscription's own thread, one event at a time, in
-/// the order the events happened. After [`Subscription::close`] (or drop) returns, the
-/// callback does not run again; if a call is running, close waits for it to return, except
-/// when close is called from inside that callback, where it returns at once.
+/// Guarantees: calls of one subscription's callback never overlap and come in the order the
+/// events happened. After [`Subscription::close`] (or drop) returns, the callback does not
+/// run again and has been dropped; if a call is running, close waits for it to return,
+/// except when close is called from inside that callback, where it returns at once (the
+/// callback is dropped when it returns).
 pub struct Subscription {
-    stop: Option<Sender<()>>,
-    closed: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-    thread_id: ThreadId,
-    dropped: Arc<AtomicU64>,
+    slot: Arc<Slot>,
 }
 
 impl fmt::Debug for Subscription {
@@ -288,69 +715,23 @@ impl fmt::Debug for Subscription {
 }
 
 impl Subscription {
-    /// Starts a dispatcher thread for `callback`; returns the subscription and its sink.
-    pub fn start(name: &str, callback: Callback) -> (Subscription, Sink) {
-        let (tx, rx): (Sender<Event>, Receiver<Event>) = crossbeam_channel::unbounded();
-        let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(1);
-        let dropped = Arc::new(AtomicU64::new(0));
-        let closed = Arc::new(AtomicBool::new(false));
-        let closed2 = closed.clone();
-        let thread = std::thread::Builder::new()
-            .name(format!("tenure-dispatch-{name}"))
-            .spawn(move || loop {
-                crossbeam_channel::select! {
-                    recv(stop_rx) -> _ => break,
-                    recv(rx) -> ev => {
-                        let Ok(ev) = ev else { break };
-                        if closed2.load(Ordering::Acquire) {
-                            break;
-                        }
-                        let kind = ev.kind();
-                        let cb = &callback;
-                        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cb(ev))).is_err() {
-                            eprintln!("tenure: an event callback panicked on a {kind} event; later events are still delivered");
-                        }
-                    }
-                }
-            })
-            .expect("spawn dispatcher thread");
-        let thread_id = thread.thread().id();
-        (
-            Subscription {
-                stop: Some(stop_tx),
-                closed: closed.clone(),
-                thread: Some(thread),
-                thread_id,
-                dropped: dropped.clone(),
-            },
-            Sink {
-                tx,
-                closed,
-                dropped,
-            },
-        )
-    }
-
     /// Events dropped because the queue was full.
     pub fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
+        self.slot.dropped.load(Ordering::Relaxed)
     }
 
     /// Stops delivery (see the type's guarantees).
-    pub fn close(mut self) {
-        self.shutdown();
-    }
+    pub fn close(self) {}
 
     fn shutdown(&mut self) {
-        self.closed.store(true, Ordering::Release);
-        if let Some(s) = self.stop.take() {
-            let _ = s.try_send(());
+        if !self.slot.active.swap(false, Ordering::AcqRel) {
+            return;
         }
-        if let Some(t) = self.thread.take() {
-            if std::thread::current().id() != self.thread_id {
-                let _ = t.join();
-            }
+        if RUNNING.with(|r| r.get()) == Arc::as_ptr(&self.slot) {
+            return;
         }
+        let cb = self.slot.callback.lock().take();
+        drop(cb);
     }
 }
 
@@ -369,7 +750,7 @@ mod tests {
     fn events_arrive_in_order_and_close_stops_them() {
         let seen = Arc::new(Mutex::new(vec![]));
         let s2 = seen.clone();
-        let (sub, sink) = Subscription::start("t", Arc::new(move |e: Event| s2.lock().push(e)));
+        let (sub, sink) = Dispatcher::new("t").subscribe(move |e: Event| s2.lock().push(e));
         for _ in 0..100 {
             assert!(sink.send(Event::SessionRecovered));
         }
@@ -387,14 +768,11 @@ mod tests {
     fn a_panicking_callback_does_not_stop_delivery() {
         let n = Arc::new(AtomicU64::new(0));
         let n2 = n.clone();
-        let (sub, sink) = Subscription::start(
-            "p",
-            Arc::new(move |_e: Event| {
-                if n2.fetch_add(1, Ordering::SeqCst) == 0 {
-                    panic!("first");
-                }
-            }),
-        );
+        let (sub, sink) = Dispatcher::new("p").subscribe(move |_e: Event| {
+            if n2.fetch_add(1, Ordering::SeqCst) == 0 {
+                panic!("first");
+            }
+        });
         sink.send(Event::SessionRecovered);
         sink.send(Event::SessionRecovered);
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
@@ -402,6 +780,227 @@ mod tests {
             assert!(std::time::Instant::now() < deadline);
             std::thread::sleep(Duration::from_millis(1));
         }
+        drop(sub);
+    }
+
+    #[test]
+    fn one_dispatcher_serves_many_subscriptions_and_close_inside_a_callback_returns() {
+        let d = Dispatcher::new("shared");
+        let seen = Arc::new(Mutex::new(vec![]));
+        let mine: Arc<Mutex<Option<Subscription>>> = Arc::new(Mutex::new(None));
+        let (s2, m2) = (seen.clone(), mine.clone());
+        // The first subscription closes itself from inside its callback at its first event.
+        let (sub_a, sink_a) = d.subscribe(move |e: Event| {
+            s2.lock().push(("a", e));
+            let me = m2.lock().take();
+            drop(me);
+        });
+        *mine.lock() = Some(sub_a);
+        let s3 = seen.clone();
+        let (sub_b, sink_b) = d.subscribe(move |e: Event| s3.lock().push(("b", e)));
+        assert!(sink_a.send(Event::SessionRecovered));
+        assert!(sink_b.send(Event::SessionRecovered));
+        assert!(sink_b.send(Event::SessionExpired));
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while seen.lock().len() < 3 {
+            assert!(std::time::Instant::now() < deadline, "events not delivered");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert!(!sink_a.send(Event::SessionExpired), "a closed itself");
+        let names: Vec<_> = seen.lock().iter().map(|(n, _)| *n).collect();
+        assert_eq!(names, ["a", "b", "b"]);
+        drop(sub_b);
+        assert!(!sink_b.send(Event::SessionExpired));
+    }
+
+    #[test]
+    fn an_inline_handler_runs_on_the_sending_thread_until_closed() {
+        let seen = Arc::new(Mutex::new(vec![]));
+        let s2 = seen.clone();
+        let (sub, sink) = Dispatcher::new("never").subscribe(Handler::inline(move |e: Event| {
+            s2.lock().push((std::thread::current().id(), e))
+        }));
+        assert!(sink.send(Event::SessionRecovered));
+        assert_eq!(
+            seen.lock().as_slice(),
+            [(std::thread::current().id(), Event::SessionRecovered)]
+        );
+        sub.close();
+        assert!(!sink.send(Event::SessionExpired));
+        assert_eq!(seen.lock().len(), 1);
+    }
+
+    #[test]
+    fn close_drops_the_callback_before_it_returns() {
+        struct Flag(Arc<AtomicBool>);
+        impl Drop for Flag {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::SeqCst);
+            }
+        }
+        let dropped = Arc::new(AtomicBool::new(false));
+        let flag = Flag(dropped.clone());
+        let (sub, _sink) = Dispatcher::new("d").subscribe(move |_e: Event| {
+            let _ = &flag;
+        });
+        assert!(!dropped.load(Ordering::SeqCst));
+        sub.close();
+        assert!(dropped.load(Ordering::SeqCst));
+    }
+
+    #[test]
+    fn every_event_becomes_a_record_with_its_canonical_fields() {
+        let m = Master {
+            id: "a".into(),
+            endpoint: None,
+        };
+        let cases: Vec<(Event, &[&str])> = vec![
+            (
+                Event::SessionConnected {
+                    session: 1,
+                    incarnation: 2,
+                },
+                &["session", "incarnation"],
+            ),
+            (
+                Event::SessionJeopardy {
+                    remaining: Duration::from_millis(5),
+                },
+                &["remaining"],
+            ),
+            (Event::SessionRecovered, &[]),
+            (Event::SessionExpired, &[]),
+            (
+                Event::LockAcquired {
+                    name: "l".into(),
+                    token: 3,
+                },
+                &["name", "fencing_token"],
+            ),
+            (
+                Event::LockLost {
+                    name: "l".into(),
+                    token: 3,
+                    reason: LostReason::Released,
+                },
+                &["name", "fencing_token", "reason"],
+            ),
+            (
+                Event::DataLost { old: 1, new: 2 },
+                &["old_incarnation", "new_incarnation"],
+            ),
+            (
+                Event::MasterChanged {
+                    election: "e".into(),
+                    epoch: 4,
+                    master: None,
+                },
+                &["election", "master", "epoch"],
+            ),
+            (
+                Event::MasterChanged {
+                    election: "e".into(),
+                    epoch: 5,
+                    master: Some(m.clone()),
+                },
+                &["election", "master", "epoch"],
+            ),
+            (
+                Event::PeerSuspected {
+                    peer: "p".into(),
+                    kind: SuspicionKind::Process,
+                    network: None,
+                },
+                &["peer", "suspicion", "network"],
+            ),
+            (
+                Event::PeerRecovered {
+                    peer: "p".into(),
+                    network: Some("n".into()),
+                },
+                &["peer", "network"],
+            ),
+            (
+                Event::NetworkDown {
+                    network: "n".into(),
+                },
+                &["network"],
+            ),
+            (
+                Event::NetworkUp {
+                    network: "n".into(),
+                },
+                &["network"],
+            ),
+            (
+                Event::ViewChanged {
+                    group: "g".into(),
+                    view: 1,
+                    members: vec![],
+                },
+                &["group", "view", "members"],
+            ),
+            (
+                Event::MemberPromoted {
+                    group: "g".into(),
+                    member: "m".into(),
+                },
+                &["group", "member"],
+            ),
+            (
+                Event::MemberRemoved {
+                    group: "g".into(),
+                    member: "m".into(),
+                },
+                &["group", "member"],
+            ),
+        ];
+        for (ev, names) in cases {
+            let kind = ev.kind();
+            let r = ev.record();
+            assert_eq!(r.kind, kind);
+            let got: Vec<_> = r.fields().iter().map(|(n, _)| *n).collect();
+            assert_eq!(got, names, "{kind}");
+        }
+        let r = Event::MasterChanged {
+            election: "e".into(),
+            epoch: 5,
+            master: Some(m.clone()),
+        }
+        .record();
+        assert_eq!(r.fields()[1], ("master", Field::Master(Some(&m))));
+    }
+
+    #[test]
+    fn when_the_last_sink_goes_queued_events_are_delivered_then_the_callback_dropped() {
+        struct Flag(Arc<AtomicBool>);
+        impl Drop for Flag {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::SeqCst);
+            }
+        }
+        let dropped = Arc::new(AtomicBool::new(false));
+        let flag = Flag(dropped.clone());
+        let n = Arc::new(AtomicU64::new(0));
+        let n2 = n.clone();
+        let (sub, sink) = Dispatcher::new("end").subscribe(move |_e: Event| {
+            let _ = &flag;
+            std::thread::sleep(Duration::from_millis(1));
+            n2.fetch_add(1, Ordering::SeqCst);
+        });
+        let sink2 = sink.clone();
+        for _ in 0..10 {
+            sink.send(Event::SessionRecovered);
+        }
+        drop(sink);
+        assert!(!dropped.load(Ordering::SeqCst), "a clone still lives");
+        drop(sink2);
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !dropped.load(Ordering::SeqCst) {
+            assert!(std::time::Instant::now() < deadline, "callback not dropped");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(n.load(Ordering::SeqCst), 10, "queued events came first");
         drop(sub);
     }
 }

@@ -51,7 +51,7 @@ mod sim;
 pub use client::{Client, ClientConfig, Lock, Pending, SessionState};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, Result};
-pub use events::{Event, LostReason, Master, Member, Subscription, SuspicionKind};
+pub use events::{Event, Handler, LostReason, Master, Member, Subscription, SuspicionKind};
 pub use server::{Durability, Server, ServerConfig};
 
 /// The README's Rust examples, compiled as doctests so they stay true.

@@ -16,7 +16,7 @@ use std::hint::black_box;
 use std::ptr;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
-use tenure::events::Subscription;
+use tenure::events::{Dispatcher, Handler};
 use tenure::Event;
 use tenure_ffi::client::*;
 use tenure_ffi::event::*;
@@ -80,18 +80,17 @@ fn deliver(label: &str, c_callback: bool, events: usize, spacing: Duration) {
             drop: Some(c_drop),
             user_data: Arc::into_raw(lat.clone()) as *mut c_void,
         };
-        Subscription::start("bench", tenure_ffi::bench_adapter(cb).expect("a call"))
+        Dispatcher::new("bench").subscribe(Handler::dispatched(
+            tenure_ffi::bench_adapter(cb).expect("a call"),
+        ))
     } else {
         let l2 = lat.clone();
-        Subscription::start(
-            "bench",
-            Arc::new(move |ev: Event| {
-                let now = ns_since_epoch();
-                if let Event::LockAcquired { token, .. } = ev {
-                    l2.seen.lock().unwrap().push(now.saturating_sub(token));
-                }
-            }),
-        )
+        Dispatcher::new("bench").subscribe(move |ev: Event| {
+            let now = ns_since_epoch();
+            if let Event::LockAcquired { token, .. } = ev {
+                l2.seen.lock().unwrap().push(now.saturating_sub(token));
+            }
+        })
     };
     let start = Instant::now();
     for _ in 0..events {

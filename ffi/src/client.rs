@@ -536,7 +536,7 @@ pub unsafe extern "C" fn tenure_client_incarnation(
 }
 
 /// Delivers every event of this client (session, locks, data loss) to `on_event`, from the
-/// moment of the call, on a dispatcher thread of the subscription's own (see
+/// moment of the call, on the client's dispatcher thread (see
 /// `tenure_callback` for the guarantees).
 ///
 /// `on_event` is taken over whatever the result; its `call` must not be NULL. On success

@@ -262,7 +262,7 @@ pub unsafe extern "C" fn tenure_detector_start(
 }
 
 /// Delivers the detector's later events ("peer_suspected", "peer_recovered",
-/// "network_down", "network_up") to `on_event` on a dispatcher thread of its own (see
+/// "network_down", "network_up") to `on_event` on the detector's dispatcher thread (see
 /// `tenure_callback`).
 ///
 /// `on_event` is taken over whatever the result; its `call` must not be NULL. On success

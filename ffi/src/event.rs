@@ -3,6 +3,7 @@
 use crate::status::{fail, status, tenure_status, value, R};
 use crate::util::{out, split_u128, to_cstring};
 use std::ffi::{c_char, c_void, CString};
+use tenure::events::Record;
 use tenure::{Event, LostReason, SuspicionKind};
 
 /// A callback registered with tenure: a function, its finalizer and their context.
@@ -11,8 +12,9 @@ use tenure::{Event, LostReason, SuspicionKind};
 /// result: `drop` (when not NULL) runs exactly once, after the last `call`.
 ///
 /// Guarantees, for every registration:
-/// - `call(user_data, event)` runs on a library thread: a dispatcher thread of the
-///   registration's own, never the thread that keeps the session alive (heartbeats, I/O) and
+/// - `call(user_data, event)` runs on a library thread: the dispatcher thread of the client
+///   (or detector) the registration belongs to, which runs the calls of all that client's
+///   registrations; never the thread that keeps the session alive (heartbeats, I/O) and
 ///   never the caller's thread. The first `call` may come before the registering function
 ///   has returned (the current master, for example, is delivered at once), so do not expect
 ///   the handle output to be written yet when it runs.
@@ -20,17 +22,20 @@ use tenure::{Event, LostReason, SuspicionKind};
 /// - `call` is never invoked after `drop` started; `drop` runs exactly once, after the last
 ///   `call` has returned. When the registering call fails, or `call` is NULL (no callback
 ///   wanted), `drop` runs before the registering call returns, on the caller's thread.
-///   Otherwise it runs on the dispatcher thread when the registration ends: when its handle
-///   is freed; for a lock, an election or a membership also when it is released, resigned
-///   or left; for `tenure_client_subscribe` also when the client is closed.
+///   Otherwise it runs when the registration ends: on the thread that frees its handle, or
+///   that releases, resigns or leaves a lock, an election or a membership; on the dispatcher
+///   thread, after the events already queued, when it ends by itself (a
+///   `tenure_client_subscribe` registration when the client is closed).
 /// - Freeing the handle of a registration (`tenure_subscription_free`, `tenure_lock_free`,
 ///   `tenure_lock_release`, `tenure_election_free`, `tenure_election_resign`,
 ///   `tenure_membership_free`) waits for a running `call` of it to return and for its `drop`
 ///   to finish, so `user_data` may be released right after. Called from inside that `call`
 ///   it does not wait (it must not deadlock): `call` is not invoked again and `drop` runs
 ///   right after the running `call` returns.
-/// - A `call` that blocks delays later events of its own registration only; it never delays
-///   heartbeats, so it cannot cost the session, a lock or a mastership.
+/// - A `call` that blocks delays later events of the registrations of its client (they share
+///   its dispatcher thread); it never delays heartbeats, so it cannot cost the session, a
+///   lock or a mastership. Do not block in a `call` waiting for another event of the same
+///   client.
 ///
 /// `event` is valid only until `call` returns; copy what you need. `call` must not unwind
 /// (C++ exceptions, `longjmp`) into tenure. `user_data` is used from the dispatcher thread,
@@ -105,10 +110,10 @@ impl Drop for OwnedCallback {
 
 /// For the benchmark: the Rust callback tenure builds for a C callback.
 #[doc(hidden)]
-pub fn bench_adapter(cb: tenure_callback) -> Option<tenure::events::Callback> {
-    OwnedCallback::new(cb)
-        .into_rust()
-        .map(|f| std::sync::Arc::new(f) as tenure::events::Callback)
+pub fn bench_adapter(
+    cb: tenure_callback,
+) -> Option<impl Fn(tenure::Event) + Send + Sync + 'static> {
+    OwnedCallback::new(cb).into_rust()
 }
 
 /// The kinds of events (`tenure_event_kind()`). Values are stable; new kinds may be added, so
@@ -178,6 +183,17 @@ impl From<LostReason> for tenure_lost_reason {
     }
 }
 
+fn suspicion(k: Option<SuspicionKind>) -> tenure_suspicion_kind {
+    match k {
+        Some(SuspicionKind::Network) => tenure_suspicion_kind::Network,
+        _ => tenure_suspicion_kind::Process,
+    }
+}
+
+fn remaining_ms(d: Option<std::time::Duration>) -> u64 {
+    d.map_or(0, |d| d.as_millis().min(u64::MAX as u128) as u64)
+}
+
 /// What a failure detector suspects (`tenure_event_suspicion()`).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -192,168 +208,99 @@ pub enum tenure_suspicion_kind {
 /// only during the `call` it is passed to.
 pub struct tenure_event {
     kind: tenure_event_type,
-    name: &'static str,
-    /// Lock name, election, peer or group.
-    s1: Option<CString>,
-    /// Master id, network or member.
-    s2: Option<CString>,
-    /// Endpoint.
-    s3: Option<CString>,
-    /// Fencing token, epoch, view number, session id or remaining milliseconds.
-    n: u64,
-    inc: u128,
-    inc_old: u128,
-    reason: tenure_lost_reason,
-    suspicion: tenure_suspicion_kind,
+    /// The core's flat record: which fields an event kind has is decided there.
+    rec: Record,
+    /// The canonical names of the fields `rec` has ([`Record::fields`]).
+    has: Vec<&'static str>,
+    /// The record's texts as C strings, by name ("name", "election", "master_id",
+    /// "endpoint", "peer", "network", "group", "member").
+    texts: Vec<(&'static str, CString)>,
     members: Vec<(CString, bool)>,
 }
 
 impl tenure_event {
-    fn empty(kind: tenure_event_type, name: &'static str) -> tenure_event {
-        tenure_event {
-            kind,
-            name,
-            s1: None,
-            s2: None,
-            s3: None,
-            n: 0,
-            inc: 0,
-            inc_old: 0,
-            reason: tenure_lost_reason::None,
-            suspicion: tenure_suspicion_kind::Process,
-            members: Vec::new(),
-        }
-    }
-
     /// Converts a core event.
     pub(crate) fn from_core(ev: &Event) -> tenure_event {
         use tenure_event_type as T;
-        let name = ev.kind();
-        let c = |s: &str| Some(to_cstring(s));
-        match ev {
-            Event::SessionConnected {
-                session,
-                incarnation,
-            } => tenure_event {
-                n: *session,
-                inc: *incarnation,
-                ..Self::empty(T::Connected, name)
-            },
-            Event::SessionJeopardy { remaining } => tenure_event {
-                n: remaining.as_millis().min(u64::MAX as u128) as u64,
-                ..Self::empty(T::Jeopardy, name)
-            },
-            Event::SessionRecovered => Self::empty(T::Recovered, name),
-            Event::SessionExpired => Self::empty(T::Expired, name),
-            Event::LockAcquired { name: lock, token } => tenure_event {
-                s1: c(lock),
-                n: *token,
-                ..Self::empty(T::LockAcquired, name)
-            },
-            Event::LockLost {
-                name: lock,
-                token,
-                reason,
-            } => tenure_event {
-                s1: c(lock),
-                n: *token,
-                reason: (*reason).into(),
-                ..Self::empty(T::LockLost, name)
-            },
-            Event::DataLost { old, new } => tenure_event {
-                inc: *new,
-                inc_old: *old,
-                ..Self::empty(T::DataLost, name)
-            },
-            Event::MasterChanged {
-                election,
-                epoch,
-                master,
-            } => tenure_event {
-                s1: c(election),
-                s2: master.as_ref().and_then(|m| c(&m.id)),
-                s3: master
-                    .as_ref()
-                    .and_then(|m| m.endpoint.as_deref())
-                    .and_then(c),
-                n: *epoch,
-                ..Self::empty(T::MasterChanged, name)
-            },
-            Event::PeerSuspected {
-                peer,
-                kind,
-                network,
-            } => tenure_event {
-                s1: c(peer),
-                s2: network.as_deref().and_then(c),
-                suspicion: match kind {
-                    SuspicionKind::Process => tenure_suspicion_kind::Process,
-                    SuspicionKind::Network => tenure_suspicion_kind::Network,
-                },
-                ..Self::empty(T::PeerSuspected, name)
-            },
-            Event::PeerRecovered { peer, network } => tenure_event {
-                s1: c(peer),
-                s2: network.as_deref().and_then(c),
-                ..Self::empty(T::PeerRecovered, name)
-            },
-            Event::NetworkDown { network } => tenure_event {
-                s2: c(network),
-                ..Self::empty(T::NetworkDown, name)
-            },
-            Event::NetworkUp { network } => tenure_event {
-                s2: c(network),
-                ..Self::empty(T::NetworkUp, name)
-            },
-            Event::ViewChanged {
-                group,
-                view,
-                members,
-            } => tenure_event {
-                s1: c(group),
-                n: *view,
-                members: members
-                    .iter()
-                    .map(|m| (to_cstring(&m.id), m.full))
-                    .collect(),
-                ..Self::empty(T::ViewChanged, name)
-            },
-            Event::MemberPromoted { group, member } => tenure_event {
-                s1: c(group),
-                s2: c(member),
-                ..Self::empty(T::MemberPromoted, name)
-            },
-            Event::MemberRemoved { group, member } => tenure_event {
-                s1: c(group),
-                s2: c(member),
-                ..Self::empty(T::MemberRemoved, name)
-            },
-            _ => Self::empty(T::Unknown, name),
+        let kind = match ev {
+            Event::SessionConnected { .. } => T::Connected,
+            Event::SessionJeopardy { .. } => T::Jeopardy,
+            Event::SessionRecovered => T::Recovered,
+            Event::SessionExpired => T::Expired,
+            Event::LockAcquired { .. } => T::LockAcquired,
+            Event::LockLost { .. } => T::LockLost,
+            Event::DataLost { .. } => T::DataLost,
+            Event::MasterChanged { .. } => T::MasterChanged,
+            Event::PeerSuspected { .. } => T::PeerSuspected,
+            Event::PeerRecovered { .. } => T::PeerRecovered,
+            Event::NetworkDown { .. } => T::NetworkDown,
+            Event::NetworkUp { .. } => T::NetworkUp,
+            Event::ViewChanged { .. } => T::ViewChanged,
+            Event::MemberPromoted { .. } => T::MemberPromoted,
+            Event::MemberRemoved { .. } => T::MemberRemoved,
+            _ => T::Unknown,
+        };
+        let rec = ev.clone().record();
+        let has = rec.fields().iter().map(|(n, _)| *n).collect();
+        let mut texts = Vec::new();
+        let mut text = |k: &'static str, v: Option<&str>| {
+            if let Some(v) = v {
+                texts.push((k, to_cstring(v)));
+            }
+        };
+        text("name", rec.name.as_deref());
+        text("election", rec.election.as_deref());
+        text("master_id", rec.master.as_ref().map(|m| m.id.as_str()));
+        text(
+            "endpoint",
+            rec.master.as_ref().and_then(|m| m.endpoint.as_deref()),
+        );
+        text("peer", rec.peer.as_deref());
+        text("network", rec.network.as_deref());
+        text("group", rec.group.as_deref());
+        text("member", rec.member.as_deref());
+        let members = rec
+            .members
+            .iter()
+            .flatten()
+            .map(|m| (to_cstring(&m.id), m.full))
+            .collect();
+        tenure_event {
+            kind,
+            rec,
+            has,
+            texts,
+            members,
         }
+    }
+
+    /// The C string of a text field (NULL when absent).
+    fn text(&self, name: &str) -> *const c_char {
+        self.texts
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map_or(std::ptr::null(), |(_, v)| v.as_ptr())
     }
 }
 
-fn ptr(s: &Option<CString>) -> *const c_char {
-    s.as_ref().map_or(std::ptr::null(), |s| s.as_ptr())
-}
-
-/// Borrows a C event, checking it is not NULL and is one of `kinds`.
+/// Borrows a C event, checking it is not NULL and its kind has one of the record `fields`
+/// (canonical names, [`Record::fields`]).
 ///
 /// # Safety
 ///
 /// `ev` is NULL or an event passed to a running `call`.
-unsafe fn event<'a>(
-    ev: *const tenure_event,
-    field: &str,
-    kinds: &[tenure_event_type],
-) -> R<&'a tenure_event> {
+unsafe fn event<'a>(ev: *const tenure_event, fields: &[&str]) -> R<&'a tenure_event> {
     // SAFETY: the caller's contract.
     let e =
         unsafe { ev.as_ref() }.ok_or_else(|| fail(tenure_status::NullArgument, "event is NULL"))?;
-    if !kinds.contains(&e.kind) {
+    if !fields.iter().any(|f| e.has.contains(f)) {
         return Err(fail(
             tenure_status::WrongEventType,
-            format!("a {} event has no {field}", e.name),
+            format!(
+                "a {} event has no {}",
+                e.rec.kind,
+                fields[0].replace('_', " ")
+            ),
         ));
     }
     Ok(e)
@@ -367,13 +314,12 @@ unsafe fn event<'a>(
 unsafe fn get<V>(
     ev: *const tenure_event,
     field: &str,
-    kinds: &[tenure_event_type],
     value_out: *mut V,
     f: impl FnOnce(&tenure_event) -> V,
 ) -> tenure_status {
     status(|| {
         // SAFETY: the caller's contract.
-        let e = unsafe { event(ev, field, kinds) }?;
+        let e = unsafe { event(ev, &[field]) }?;
         let o = out(value_out, "value_out")?;
         let v = f(e);
         // SAFETY: checked non-NULL.
@@ -408,7 +354,7 @@ pub unsafe extern "C" fn tenure_event_name(event: *const tenure_event) -> *const
     value(b"\0".as_ptr().cast(), || {
         // SAFETY: the caller's contract.
         Ok(match unsafe { event.as_ref() } {
-            Some(e) => static_name(e.name),
+            Some(e) => static_name(e.rec.kind),
             None => b"\0".as_ptr().cast(),
         })
     })
@@ -504,15 +450,7 @@ pub unsafe extern "C" fn tenure_event_lock_name(
     value_out: *mut *const c_char,
 ) -> tenure_status {
     // SAFETY: the caller's contract.
-    unsafe {
-        get(
-            event,
-            "lock name",
-            &[tenure_event_type::LockAcquired, tenure_event_type::LockLost],
-            value_out,
-            |e| ptr(&e.s1),
-        )
-    }
+    unsafe { get(event, "name", value_out, |e| e.text("name")) }
 }
 /// Reads the fencing token of a "lock_acquired" or "lock_lost" event.
 ///
@@ -530,13 +468,9 @@ pub unsafe extern "C" fn tenure_event_fencing_token(
 ) -> tenure_status {
     // SAFETY: the caller's contract.
     unsafe {
-        get(
-            event,
-            "fencing token",
-            &[tenure_event_type::LockAcquired, tenure_event_type::LockLost],
-            value_out,
-            |e| e.n,
-        )
+        get(event, "fencing_token", value_out, |e| {
+            e.rec.fencing_token.unwrap_or_default()
+        })
     }
 }
 /// Reads why the lock of a "lock_lost" event was lost.
@@ -555,13 +489,9 @@ pub unsafe extern "C" fn tenure_event_reason(
 ) -> tenure_status {
     // SAFETY: the caller's contract.
     unsafe {
-        get(
-            event,
-            "reason",
-            &[tenure_event_type::LockLost],
-            value_out,
-            |e| e.reason,
-        )
+        get(event, "reason", value_out, |e| {
+            e.rec.reason.map_or(tenure_lost_reason::None, Into::into)
+        })
     }
 }
 /// Reads the election name of a "master_changed" event (valid until the callback returns).
@@ -579,15 +509,7 @@ pub unsafe extern "C" fn tenure_event_election(
     value_out: *mut *const c_char,
 ) -> tenure_status {
     // SAFETY: the caller's contract.
-    unsafe {
-        get(
-            event,
-            "election",
-            &[tenure_event_type::MasterChanged],
-            value_out,
-            |e| ptr(&e.s1),
-        )
-    }
+    unsafe { get(event, "election", value_out, |e| e.text("election")) }
 }
 /// Reads the new master's candidate id of a "master_changed" event: NULL when the
 /// election has no master (valid until the callback returns).
@@ -605,15 +527,7 @@ pub unsafe extern "C" fn tenure_event_master_id(
     value_out: *mut *const c_char,
 ) -> tenure_status {
     // SAFETY: the caller's contract.
-    unsafe {
-        get(
-            event,
-            "master id",
-            &[tenure_event_type::MasterChanged],
-            value_out,
-            |e| ptr(&e.s2),
-        )
-    }
+    unsafe { get(event, "master", value_out, |e| e.text("master_id")) }
 }
 /// Reads the new master's endpoint (`host:port`) of a "master_changed" event: NULL when
 /// there is no master or it gave no endpoint (valid until the callback returns).
@@ -631,15 +545,7 @@ pub unsafe extern "C" fn tenure_event_endpoint(
     value_out: *mut *const c_char,
 ) -> tenure_status {
     // SAFETY: the caller's contract.
-    unsafe {
-        get(
-            event,
-            "endpoint",
-            &[tenure_event_type::MasterChanged],
-            value_out,
-            |e| ptr(&e.s3),
-        )
-    }
+    unsafe { get(event, "master", value_out, |e| e.text("endpoint")) }
 }
 /// Reads the epoch of a "master_changed" event: it strictly increases for an election
 /// and serves as the master's fencing token.
@@ -658,13 +564,9 @@ pub unsafe extern "C" fn tenure_event_epoch(
 ) -> tenure_status {
     // SAFETY: the caller's contract.
     unsafe {
-        get(
-            event,
-            "epoch",
-            &[tenure_event_type::MasterChanged],
-            value_out,
-            |e| e.n,
-        )
+        get(event, "epoch", value_out, |e| {
+            e.rec.epoch.unwrap_or_default()
+        })
     }
 }
 /// Reads the peer of a "peer_suspected" or "peer_recovered" event (valid until the
@@ -683,18 +585,7 @@ pub unsafe extern "C" fn tenure_event_peer(
     value_out: *mut *const c_char,
 ) -> tenure_status {
     // SAFETY: the caller's contract.
-    unsafe {
-        get(
-            event,
-            "peer",
-            &[
-                tenure_event_type::PeerSuspected,
-                tenure_event_type::PeerRecovered,
-            ],
-            value_out,
-            |e| ptr(&e.s1),
-        )
-    }
+    unsafe { get(event, "peer", value_out, |e| e.text("peer")) }
 }
 /// Reads the network of a "network_down", "network_up", "peer_suspected" or
 /// "peer_recovered" event. For the peer events it is NULL when the event is about the
@@ -713,20 +604,7 @@ pub unsafe extern "C" fn tenure_event_network(
     value_out: *mut *const c_char,
 ) -> tenure_status {
     // SAFETY: the caller's contract.
-    unsafe {
-        get(
-            event,
-            "network",
-            &[
-                tenure_event_type::NetworkDown,
-                tenure_event_type::NetworkUp,
-                tenure_event_type::PeerSuspected,
-                tenure_event_type::PeerRecovered,
-            ],
-            value_out,
-            |e| ptr(&e.s2),
-        )
-    }
+    unsafe { get(event, "network", value_out, |e| e.text("network")) }
 }
 /// Reads what a "peer_suspected" event suspects: the process or a network path.
 ///
@@ -744,13 +622,9 @@ pub unsafe extern "C" fn tenure_event_suspicion(
 ) -> tenure_status {
     // SAFETY: the caller's contract.
     unsafe {
-        get(
-            event,
-            "suspicion kind",
-            &[tenure_event_type::PeerSuspected],
-            value_out,
-            |e| e.suspicion,
-        )
+        get(event, "suspicion", value_out, |e| {
+            suspicion(e.rec.suspicion)
+        })
     }
 }
 /// Reads the group of a "view_changed", "member_promoted" or "member_removed" event
@@ -769,19 +643,7 @@ pub unsafe extern "C" fn tenure_event_group(
     value_out: *mut *const c_char,
 ) -> tenure_status {
     // SAFETY: the caller's contract.
-    unsafe {
-        get(
-            event,
-            "group",
-            &[
-                tenure_event_type::ViewChanged,
-                tenure_event_type::MemberPromoted,
-                tenure_event_type::MemberRemoved,
-            ],
-            value_out,
-            |e| ptr(&e.s1),
-        )
-    }
+    unsafe { get(event, "group", value_out, |e| e.text("group")) }
 }
 /// Reads the member of a "member_promoted" or "member_removed" event (valid until the
 /// callback returns).
@@ -799,18 +661,7 @@ pub unsafe extern "C" fn tenure_event_member(
     value_out: *mut *const c_char,
 ) -> tenure_status {
     // SAFETY: the caller's contract.
-    unsafe {
-        get(
-            event,
-            "member",
-            &[
-                tenure_event_type::MemberPromoted,
-                tenure_event_type::MemberRemoved,
-            ],
-            value_out,
-            |e| ptr(&e.s2),
-        )
-    }
+    unsafe { get(event, "member", value_out, |e| e.text("member")) }
 }
 /// Reads the view number of a "view_changed" event; it strictly increases for a group.
 ///
@@ -827,15 +678,7 @@ pub unsafe extern "C" fn tenure_event_view(
     value_out: *mut u64,
 ) -> tenure_status {
     // SAFETY: the caller's contract.
-    unsafe {
-        get(
-            event,
-            "view number",
-            &[tenure_event_type::ViewChanged],
-            value_out,
-            |e| e.n,
-        )
-    }
+    unsafe { get(event, "view", value_out, |e| e.rec.view.unwrap_or_default()) }
 }
 /// Reads the number of members in the view of a "view_changed" event.
 ///
@@ -852,15 +695,7 @@ pub unsafe extern "C" fn tenure_event_member_count(
     value_out: *mut usize,
 ) -> tenure_status {
     // SAFETY: the caller's contract.
-    unsafe {
-        get(
-            event,
-            "member list",
-            &[tenure_event_type::ViewChanged],
-            value_out,
-            |e| e.members.len(),
-        )
-    }
+    unsafe { get(event, "members", value_out, |e| e.members.len()) }
 }
 /// Reads the session id of a "connected" event.
 ///
@@ -878,13 +713,9 @@ pub unsafe extern "C" fn tenure_event_session_id(
 ) -> tenure_status {
     // SAFETY: the caller's contract.
     unsafe {
-        get(
-            event,
-            "session id",
-            &[tenure_event_type::Connected],
-            value_out,
-            |e| e.n,
-        )
+        get(event, "session", value_out, |e| {
+            e.rec.session.unwrap_or_default()
+        })
     }
 }
 /// Reads the time left until the client's deadline, in milliseconds, of a "jeopardy"
@@ -904,13 +735,9 @@ pub unsafe extern "C" fn tenure_event_remaining_ms(
 ) -> tenure_status {
     // SAFETY: the caller's contract.
     unsafe {
-        get(
-            event,
-            "remaining time",
-            &[tenure_event_type::Jeopardy],
-            value_out,
-            |e| e.n,
-        )
+        get(event, "remaining", value_out, |e| {
+            remaining_ms(e.rec.remaining)
+        })
     }
 }
 
@@ -934,7 +761,7 @@ pub unsafe extern "C" fn tenure_event_member_at(
 ) -> tenure_status {
     status(|| {
         // SAFETY: the caller's contract.
-        let e = unsafe { self::event(event, "member list", &[tenure_event_type::ViewChanged]) }?;
+        let e = unsafe { self::event(event, &["members"]) }?;
         let id_out = out(id_out, "id_out")?;
         let full_out = out(full_out, "full_out")?;
         let (id, full) = e.members.get(index).ok_or_else(|| {
@@ -968,11 +795,15 @@ pub unsafe extern "C" fn tenure_event_incarnation(
     low_out: *mut u64,
 ) -> tenure_status {
     status(|| {
-        use tenure_event_type as T;
         // SAFETY: the caller's contract.
-        let e = unsafe { self::event(event, "incarnation", &[T::Connected, T::DataLost]) }?;
+        let e = unsafe { self::event(event, &["incarnation", "new_incarnation"]) }?;
         let (h, l) = (out(high_out, "high_out")?, out(low_out, "low_out")?);
-        let (hi, lo) = split_u128(e.inc);
+        let inc = e
+            .rec
+            .incarnation
+            .or(e.rec.new_incarnation)
+            .unwrap_or_default();
+        let (hi, lo) = split_u128(inc);
         // SAFETY: checked non-NULL.
         unsafe {
             h.write(hi);
@@ -998,9 +829,9 @@ pub unsafe extern "C" fn tenure_event_old_incarnation(
 ) -> tenure_status {
     status(|| {
         // SAFETY: the caller's contract.
-        let e = unsafe { self::event(event, "old incarnation", &[tenure_event_type::DataLost]) }?;
+        let e = unsafe { self::event(event, &["old_incarnation"]) }?;
         let (h, l) = (out(high_out, "high_out")?, out(low_out, "low_out")?);
-        let (hi, lo) = split_u128(e.inc_old);
+        let (hi, lo) = split_u128(e.rec.old_incarnation.unwrap_or_default());
         // SAFETY: checked non-NULL.
         unsafe {
             h.write(hi);

@@ -72,7 +72,7 @@ export async function usage(dataDir: string): Promise<void> {
       case 'lockLost':
         void (e.fencingToken + 1n);
         break;
-      case 'masterChange':
+      case 'masterChanged':
         void e.election;
         break;
       default:

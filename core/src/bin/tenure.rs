@@ -1086,7 +1086,15 @@ mod demo {
                 ),
                 None => format!("event master_changed {election:?}: no master, epoch {epoch}"),
             },
-            other => format!("event {}", other.kind()),
+            // The rest as the core's flat record: its kind and canonical fields.
+            other => {
+                let rec = other.clone().record();
+                let mut out = format!("event {}", rec.kind);
+                for (name, f) in rec.fields() {
+                    out.push_str(&format!(" {name}={f}"));
+                }
+                out
+            }
         }
     }
 

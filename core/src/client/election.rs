@@ -5,7 +5,7 @@
 use super::driver::Cmd;
 use super::{Answer, Client, Pending, Shared};
 use crate::error::{Error, Result};
-use crate::events::{Callback, Event, Master, Sink, Subscription};
+use crate::events::{Event, Handler, Master, Sink, Subscription};
 use crate::proto::{MasterInfo, Reply, Request, Text};
 use parking_lot::Mutex;
 use std::fmt;
@@ -140,8 +140,8 @@ impl ElectionShared {
     }
 }
 
-fn subscribe(shared: &ElectionShared, callback: Callback) {
-    let (sub, sink) = Subscription::start("election", callback);
+fn subscribe(client: &Client, shared: &ElectionShared, callback: Handler) {
+    let (sub, sink) = client.inner.dispatcher.subscribe(callback);
     let mut g = shared.inner.lock();
     if g.info.epoch > 0 {
         let st = to_state(&g.info);
@@ -200,8 +200,8 @@ impl Election {
 
     /// Calls `callback` with every `master_changed` event of this election, in epoch order,
     /// on a dispatcher thread; first with the current master if one is known.
-    pub fn on_master_change(&self, callback: impl Fn(Event) + Send + Sync + 'static) {
-        subscribe(&self.shared, Arc::new(callback));
+    pub fn on_master_change(&self, callback: impl Into<Handler>) {
+        subscribe(&self.client, &self.shared, callback.into());
     }
 
     /// Withdraws the candidacy and waits for the service to confirm. A master that resigns
@@ -276,8 +276,8 @@ impl Observer {
 
     /// Calls `callback` with every `master_changed` event of this election (see
     /// [`Election::on_master_change`]).
-    pub fn on_master_change(&self, callback: impl Fn(Event) + Send + Sync + 'static) {
-        subscribe(&self.shared, Arc::new(callback));
+    pub fn on_master_change(&self, callback: impl Into<Handler>) {
+        subscribe(&self.client, &self.shared, callback.into());
     }
 
     /// Stops the observation.

@@ -6,7 +6,7 @@
 use super::driver::Cmd;
 use super::{Answer, Client, Held, Pending};
 use crate::error::{Error, Result};
-use crate::events::{Callback, Event, Member, Sink, Subscription};
+use crate::events::{Event, Handler, Member, Sink, Subscription};
 use crate::proto::{Reply, Request, Text, ViewInfo};
 use parking_lot::Mutex;
 use std::fmt;
@@ -143,8 +143,8 @@ impl GroupShared {
     }
 }
 
-fn subscribe(shared: &GroupShared, callback: Callback) {
-    let (sub, sink) = Subscription::start("group", callback);
+fn subscribe(client: &Client, shared: &GroupShared, callback: Handler) {
+    let (sub, sink) = client.inner.dispatcher.subscribe(callback);
     let mut g = shared.inner.lock();
     if g.info.view > 0 {
         let v = to_view(&g.info);
@@ -210,8 +210,8 @@ impl Membership {
 
     /// Calls `callback` with `view_changed`, `member_promoted` and `member_removed` events of
     /// this group, in view order, on a dispatcher thread; first with the current view.
-    pub fn on_view_change(&self, callback: impl Fn(Event) + Send + Sync + 'static) {
-        subscribe(&self.shared, Arc::new(callback));
+    pub fn on_view_change(&self, callback: impl Into<Handler>) {
+        subscribe(&self.client, &self.shared, callback.into());
     }
 
     /// Reports the application's evaluation of this (probationary) member: a pass lets the
@@ -299,8 +299,8 @@ impl GroupWatch {
     }
 
     /// See [`Membership::on_view_change`].
-    pub fn on_view_change(&self, callback: impl Fn(Event) + Send + Sync + 'static) {
-        subscribe(&self.shared, Arc::new(callback));
+    pub fn on_view_change(&self, callback: impl Into<Handler>) {
+        subscribe(&self.client, &self.shared, callback.into());
     }
 
     /// Stops watching.

@@ -9,7 +9,7 @@
 //! - the *timer* thread runs the lease at its deadlines (heartbeats, expiry) and makes every
 //!   connection attempt.
 //! - a *reader* per connection queues the frames it reads and usually completes them itself.
-//! - a dispatcher per subscription runs user callbacks ([`crate::events`]).
+//! - one dispatcher thread per client runs user callbacks ([`crate::events`]).
 //!
 //! User calls (`lock`, `release`, ...) queue a command (usually writing the request from
 //! their own thread) and wait for its answer on a channel of their own. The rules of the lease (heartbeat schedule, deadline,
@@ -27,7 +27,7 @@ pub use group::{GroupWatch, JoinOptions, Membership, View};
 pub use pending::Pending;
 
 use crate::error::{Error, Result};
-use crate::events::{Callback, Event, LostReason, Sink, Subscription};
+use crate::events::{Dispatcher, Event, Handler, LostReason, Sink, Subscription};
 use crate::lease::LeaseConfig;
 use crate::proto::{Incarnation, Reply, Request, SessionId, StatusInfo, Text, Token};
 use crate::retry::{InverseExponential, RetryPolicy};
@@ -77,7 +77,7 @@ pub struct ClientConfig {
 
 /// The callback of [`ClientConfig::on_event`].
 #[derive(Clone)]
-pub struct EventCallback(pub Callback);
+pub struct EventCallback(pub Handler);
 
 impl fmt::Debug for EventCallback {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -107,10 +107,10 @@ impl ClientConfig {
         self
     }
 
-    /// Delivers every event of the client to `callback`, from the first `connected` on, on a
-    /// dispatcher thread of its own (see [`ClientConfig::on_event`]).
-    pub fn on_event(mut self, callback: impl Fn(Event) + Send + Sync + 'static) -> Self {
-        self.on_event = Some(EventCallback(Arc::new(callback)));
+    /// Delivers every event of the client to `callback`, from the first `connected` on, on
+    /// the client's dispatcher thread (see [`ClientConfig::on_event`] and [`Handler`]).
+    pub fn on_event(mut self, callback: impl Into<Handler>) -> Self {
+        self.on_event = Some(EventCallback(callback.into()));
         self
     }
 
@@ -353,6 +353,8 @@ struct Inner {
     shared: Arc<Shared>,
     driver: Mutex<Option<JoinHandle<()>>>,
     ttl: Duration,
+    /// Runs the callbacks of this client's subscriptions.
+    dispatcher: Dispatcher,
     /// The subscription of [`ClientConfig::on_event`], if any.
     _config_sub: Option<Subscription>,
 }
@@ -421,9 +423,10 @@ impl Client {
         let shared = Arc::new(Shared::new(Instant::now()));
         let (tx, rx) = crossbeam_channel::bounded(COMMAND_QUEUE);
         let ttl = cfg.session_ttl;
+        let dispatcher = Dispatcher::new("client");
         let (config_sub, sink) = match &cfg.on_event {
             Some(cb) => {
-                let (sub, sink) = Subscription::start("client", cb.0.clone());
+                let (sub, sink) = dispatcher.subscribe(cb.0.clone());
                 (Some(sub), Some(sink))
             }
             None => (None, None),
@@ -443,6 +446,7 @@ impl Client {
                 shared,
                 driver: Mutex::new(Some(driver)),
                 ttl,
+                dispatcher,
                 _config_sub: config_sub,
             }),
         })
@@ -468,14 +472,11 @@ impl Client {
         !self.inner.shared.closed.load(Ordering::Acquire) && self.inner.shared.valid_now()
     }
 
-    /// Delivers every event of this client (session, locks, data loss) to `callback`, on a
-    /// dispatcher thread of the subscription's own.
-    pub fn subscribe(
-        &self,
-        callback: impl Fn(Event) + Send + Sync + 'static,
-    ) -> Result<Subscription> {
+    /// Delivers every event of this client (session, locks, data loss) to `callback`, on
+    /// the client's dispatcher thread (see [`Handler`]).
+    pub fn subscribe(&self, callback: impl Into<Handler>) -> Result<Subscription> {
         self.check_open()?;
-        let (sub, sink) = Subscription::start("client", Arc::new(callback) as Callback);
+        let (sub, sink) = self.inner.dispatcher.subscribe(callback);
         self.send(Cmd::Subscribe(sink))?;
         Ok(sub)
     }
@@ -805,11 +806,11 @@ impl Lock {
         self.shared.inner.lock().lost
     }
 
-    /// Calls `callback` with the `lock_lost` event when the lock is lost, on a dispatcher
-    /// thread; at once (on that thread) if it is lost already. It fires no later than the
-    /// client's lease deadline. Releasing the lock is not a loss.
-    pub fn on_lost(&self, callback: impl Fn(Event) + Send + Sync + 'static) {
-        let (sub, sink) = Subscription::start("lock", Arc::new(callback) as Callback);
+    /// Calls `callback` with the `lock_lost` event when the lock is lost, on the client's
+    /// dispatcher thread; at once (on that thread) if it is lost already. It fires no later
+    /// than the client's lease deadline. Releasing the lock is not a loss.
+    pub fn on_lost(&self, callback: impl Into<Handler>) {
+        let (sub, sink) = self.client.inner.dispatcher.subscribe(callback);
         let mut g = self.shared.inner.lock();
         if let Some(reason) = g.lost {
             sink.send(Event::LockLost {

@@ -17,7 +17,7 @@ use super::{validate_name, DetectorConfig, DetectorCore, DetectorStatus, Estimat
 use super::{MAX_NETWORKS, MAX_PEERS};
 use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
-use crate::events::{Callback, Event, Sink, Subscription};
+use crate::events::{Dispatcher, Event, Handler, Sink, Subscription};
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token, Waker};
 use parking_lot::Mutex;
@@ -250,6 +250,8 @@ pub struct Detector {
     waker: Arc<Waker>,
     thread: Option<JoinHandle<()>>,
     networks: Vec<(String, SocketAddr)>,
+    /// Runs the callbacks of this detector's subscriptions.
+    dispatcher: Dispatcher,
 }
 
 impl std::fmt::Debug for Detector {
@@ -327,13 +329,14 @@ impl Detector {
             waker,
             thread: Some(thread),
             networks: local,
+            dispatcher: Dispatcher::new("detector"),
         })
     }
 
-    /// Delivers every later event of this detector to `callback`, on a dispatcher thread of
-    /// the subscription's own.
-    pub fn subscribe(&self, callback: impl Fn(Event) + Send + Sync + 'static) -> Subscription {
-        let (sub, sink) = Subscription::start("detector", Arc::new(callback) as Callback);
+    /// Delivers every later event of this detector to `callback`, on the detector's
+    /// dispatcher thread (see [`Handler`]).
+    pub fn subscribe(&self, callback: impl Into<Handler>) -> Subscription {
+        let (sub, sink) = self.dispatcher.subscribe(callback);
         self.shared.sinks.lock().push(sink);
         sub
     }
