@@ -20,9 +20,11 @@ use crate::group::{GroupWatch, Membership};
 use crate::pending;
 use crate::types::{Master, View};
 use crate::util;
+use crate::watch::{CoreHandle, Watch};
 use parking_lot::Mutex;
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
+use pyo3::pyclass_init::PyClassInitializer;
 use pyo3::types::PyString;
 use std::mem::ManuallyDrop;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -306,6 +308,23 @@ fn lock_obj(
     Ok(Py::new(py, lock)?.into_any())
 }
 
+/// The Python object `wrap` makes of a handle's watch, with `cb` (the call's change
+/// callback, if given) registered first.
+fn handle_obj<H: CoreHandle, P: pyo3::PyClass>(
+    py: Python<'_>,
+    w: Watch<H>,
+    cb: Option<Py<PyAny>>,
+    wrap: impl FnOnce(Watch<H>) -> P,
+) -> PyResult<Py<PyAny>>
+where
+    PyClassInitializer<P>: From<P>,
+{
+    if let Some(cb) = cb {
+        w.add_callback(cb)?;
+    }
+    Ok(Py::new(py, wrap(w))?.into_any())
+}
+
 /// The core call of an operation, started (the core keeps its timeout and tells its result:
 /// no helper thread waits for it).
 type Work<T> = tenure::Result<tenure::Pending<T>>;
@@ -373,11 +392,8 @@ impl Client {
             c.campaign_start(&election, cand),
             Box::new(
                 move |py: Python<'_>, r: tenure::Result<tenure::client::Election>| {
-                    let e = Election::new(shared, r.py_err(py)?, id);
-                    if let Some(cb) = cb {
-                        e.add_callback(cb)?;
-                    }
-                    Ok(Py::new(py, e)?.into_any())
+                    let w = Watch::new(shared, r.py_err(py)?);
+                    handle_obj(py, w, cb, |w| Election::new(w, id))
                 },
             ),
         ))
@@ -404,11 +420,8 @@ impl Client {
             c.join_start(&group, o),
             Box::new(
                 move |py: Python<'_>, r: tenure::Result<tenure::client::Membership>| {
-                    let m = Membership::new(shared, r.py_err(py)?, id);
-                    if let Some(cb) = cb {
-                        m.add_callback(cb)?;
-                    }
-                    Ok(Py::new(py, m)?.into_any())
+                    let w = Watch::new(shared, r.py_err(py)?);
+                    handle_obj(py, w, cb, |w| Membership::new(w, id))
                 },
             ),
         ))
@@ -930,11 +943,8 @@ impl Client {
             c.observe_start(&election),
             Box::new(
                 move |py: Python<'_>, r: tenure::Result<tenure::client::Observer>| {
-                    let o = Observer::new(shared, r.py_err(py)?);
-                    if let Some(cb) = cb {
-                        o.add_callback(cb)?;
-                    }
-                    Ok(Py::new(py, o)?.into_any())
+                    let w = Watch::new(shared, r.py_err(py)?);
+                    handle_obj(py, w, cb, Observer::new)
                 },
             ),
         ))
@@ -955,11 +965,8 @@ impl Client {
             c.watch_group_start(&group),
             Box::new(
                 move |py: Python<'_>, r: tenure::Result<tenure::client::GroupWatch>| {
-                    let w = GroupWatch::new(shared, r.py_err(py)?, name);
-                    if let Some(cb) = cb {
-                        w.add_callback(cb)?;
-                    }
-                    Ok(Py::new(py, w)?.into_any())
+                    let w = Watch::new(shared, r.py_err(py)?);
+                    handle_obj(py, w, cb, |w| GroupWatch::new(w, name))
                 },
             ),
         ))

@@ -1,14 +1,9 @@
 //! `Election` (a candidacy) and `Observer`.
 
-use crate::client::{ClientShared, Subscription};
-use crate::dispatch::Regs;
-use crate::errors::IntoPy;
-use crate::pending;
+use crate::client::Subscription;
 use crate::types::Master;
-use crate::util;
-use parking_lot::Mutex;
+use crate::watch::Watch;
 use pyo3::prelude::*;
-use std::sync::Arc;
 use tenure::client::MasterState;
 
 /// A candidacy in an election, from `client.campaign(...)`. `master` is the master as last
@@ -17,51 +12,18 @@ use tenure::client::MasterState;
 /// once); so does leaving the `with` block or dropping the object.
 #[pyclass(frozen, module = "tenure", name = "Election")]
 pub(crate) struct Election {
-    inner: Mutex<Option<tenure::client::Election>>,
+    pub(crate) w: Watch<tenure::client::Election>,
     name: String,
     candidate_id: String,
-    /// The master state when the candidacy ended.
-    last: Mutex<MasterState>,
-    regs: Regs,
-    client: Arc<ClientShared>,
 }
 
 impl Election {
-    pub(crate) fn new(
-        client: Arc<ClientShared>,
-        e: tenure::client::Election,
-        candidate_id: String,
-    ) -> Election {
+    pub(crate) fn new(w: Watch<tenure::client::Election>, candidate_id: String) -> Election {
         Election {
-            name: e.name().to_string(),
-            last: Mutex::new(e.master()),
-            inner: Mutex::new(Some(e)),
+            name: w.with(|e| e.name().to_string()).unwrap_or_default(),
+            w,
             candidate_id,
-            regs: Regs::default(),
-            client,
         }
-    }
-
-    pub(crate) fn add_callback(&self, cb: Py<PyAny>) -> PyResult<Subscription> {
-        let (reg, forward) = self.client.register(cb, "on_master_change")?;
-        if let Some(e) = &*self.inner.lock() {
-            e.on_master_change(forward);
-        }
-        self.regs.push(reg.clone());
-        Ok(Subscription::attached(reg))
-    }
-
-    fn state(&self) -> MasterState {
-        match &*self.inner.lock() {
-            Some(e) => e.master(),
-            None => self.last.lock().clone(),
-        }
-    }
-
-    fn take(&self) -> Option<tenure::client::Election> {
-        let e = self.inner.lock().take()?;
-        *self.last.lock() = e.master();
-        Some(e)
     }
 }
 
@@ -82,53 +44,43 @@ impl Election {
     /// The master as last told (with its epoch), or None.
     #[getter]
     fn master(&self, py: Python<'_>) -> PyResult<Option<Py<Master>>> {
-        Master::from_state(py, &self.state())
+        Master::from_state(py, &self.w.value())
     }
 
     /// The epoch of the last master change seen (0 before any).
     #[getter]
     fn epoch(&self) -> u64 {
-        self.state().epoch
+        self.w.value().epoch
     }
 
     /// True while this candidate is the master: designated, not resigned, and the session's
     /// lease valid by the client's own deadline.
     #[getter]
     fn is_master(&self) -> bool {
-        self.inner.lock().as_ref().is_some_and(|e| e.is_master())
+        self.w.with(|e| e.is_master()).unwrap_or(false)
     }
 
     /// The epoch at which this candidate became master, while it is master (use it as a
     /// fencing token for the master's writes); None otherwise.
     #[getter]
     fn master_epoch(&self) -> Option<u64> {
-        self.inner.lock().as_ref().and_then(|e| e.master_epoch())
+        self.w.with(|e| e.master_epoch()).flatten()
     }
 
     /// Calls `callback(event)` with every master_changed event of this election, in epoch
     /// order, on the client's dispatcher thread; first with the current master if known.
     fn on_master_change(&self, callback: Bound<'_, PyAny>) -> PyResult<Subscription> {
-        let cb = util::required_callback("callback", callback)?;
-        self.add_callback(cb)
+        self.w.on_change(callback)
     }
 
     /// Withdraws the candidacy and waits for the service to confirm. Idempotent.
     fn resign(&self, py: Python<'_>) -> PyResult<()> {
-        self.regs.close_all(py);
-        match self.take() {
-            Some(e) => py.detach(|| e.resign()).py_err(py),
-            None => Ok(()),
-        }
+        self.w.give_up(py, |e| e.resign())
     }
 
     /// Awaitable variant of `resign`.
     fn resign_async(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        self.regs.close_all(py);
-        let finish = |py: Python<'_>, r: tenure::Result<()>| r.py_err(py).map(|()| py.None());
-        match self.take() {
-            Some(e) => pending::awaitable_core(py, "resign", e.resign_start(), finish),
-            None => pending::ready(py, "resign", Ok(()), finish),
-        }
+        self.w.give_up_async(py, "resign", |e| e.resign_start())
     }
 
     /// Same as `resign()`.
@@ -152,52 +104,37 @@ impl Election {
     }
 
     fn __repr__(&self) -> String {
-        let st = self.state();
         format!(
-            "<tenure Election {:?} candidate={:?} master={:?} epoch={}>",
+            "<tenure Election {:?} candidate={:?} {}>",
             self.name,
             self.candidate_id,
-            st.master.map(|m| m.id),
-            st.epoch
+            master_repr(&self.w.value())
         )
     }
+}
+
+/// `master=... epoch=...` for the reprs.
+fn master_repr(st: &MasterState) -> String {
+    format!(
+        "master={:?} epoch={}",
+        st.master.as_ref().map(|m| &m.id),
+        st.epoch
+    )
 }
 
 /// An observation of an election's master, from `client.observe(...)`. `close()` (or the
 /// end of the `with` block, or dropping the object) stops it.
 #[pyclass(frozen, module = "tenure", name = "Observer")]
 pub(crate) struct Observer {
-    inner: Mutex<Option<tenure::client::Observer>>,
+    pub(crate) w: Watch<tenure::client::Observer>,
     name: String,
-    last: Mutex<MasterState>,
-    regs: Regs,
-    client: Arc<ClientShared>,
 }
 
 impl Observer {
-    pub(crate) fn new(client: Arc<ClientShared>, o: tenure::client::Observer) -> Observer {
+    pub(crate) fn new(w: Watch<tenure::client::Observer>) -> Observer {
         Observer {
-            name: o.name().to_string(),
-            last: Mutex::new(o.master()),
-            inner: Mutex::new(Some(o)),
-            regs: Regs::default(),
-            client,
-        }
-    }
-
-    pub(crate) fn add_callback(&self, cb: Py<PyAny>) -> PyResult<Subscription> {
-        let (reg, forward) = self.client.register(cb, "on_master_change")?;
-        if let Some(o) = &*self.inner.lock() {
-            o.on_master_change(forward);
-        }
-        self.regs.push(reg.clone());
-        Ok(Subscription::attached(reg))
-    }
-
-    fn state(&self) -> MasterState {
-        match &*self.inner.lock() {
-            Some(o) => o.master(),
-            None => self.last.lock().clone(),
+            name: w.with(|o| o.name().to_string()).unwrap_or_default(),
+            w,
         }
     }
 }
@@ -213,29 +150,26 @@ impl Observer {
     /// The master as last told (with its epoch), or None.
     #[getter]
     fn master(&self, py: Python<'_>) -> PyResult<Option<Py<Master>>> {
-        Master::from_state(py, &self.state())
+        Master::from_state(py, &self.w.value())
     }
 
     /// The epoch of the last master change seen (0 before any).
     #[getter]
     fn epoch(&self) -> u64 {
-        self.state().epoch
+        self.w.value().epoch
     }
 
     /// See `Election.on_master_change`.
     fn on_master_change(&self, callback: Bound<'_, PyAny>) -> PyResult<Subscription> {
-        let cb = util::required_callback("callback", callback)?;
-        self.add_callback(cb)
+        self.w.on_change(callback)
     }
 
     /// Stops the observation and its callbacks. Idempotent.
-    fn close(&self, py: Python<'_>) {
-        self.regs.close_all(py);
-        let o = self.inner.lock().take();
-        if let Some(o) = o {
-            *self.last.lock() = o.master();
-            py.detach(|| o.close());
-        }
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        self.w.give_up(py, |o| {
+            o.close();
+            Ok(())
+        })
     }
 
     fn __enter__(slf: Py<Self>) -> Py<Self> {
@@ -243,18 +177,16 @@ impl Observer {
     }
 
     #[pyo3(signature = (*_args))]
-    fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, pyo3::types::PyTuple>) -> bool {
-        self.close(py);
-        false
+    fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<bool> {
+        self.close(py)?;
+        Ok(false)
     }
 
     fn __repr__(&self) -> String {
-        let st = self.state();
         format!(
-            "<tenure Observer {:?} master={:?} epoch={}>",
+            "<tenure Observer {:?} {}>",
             self.name,
-            st.master.map(|m| m.id),
-            st.epoch
+            master_repr(&self.w.value())
         )
     }
 }

@@ -24,6 +24,7 @@ mod pending;
 mod server;
 mod types;
 mod util;
+mod watch;
 
 use pyo3::prelude::*;
 

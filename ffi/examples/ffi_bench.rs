@@ -130,6 +130,35 @@ fn deliver(label: &str, c_callback: bool, events: usize, spacing: Duration) {
     }
 }
 
+/// The floor of any delivery to another thread: a bare channel and a thread blocked on it,
+/// no tenure code, measured the same way as [`deliver`].
+fn floor(label: &str, events: usize, spacing: Duration) {
+    let (tx, rx) = std::sync::mpsc::channel::<u64>();
+    let t = std::thread::spawn(move || {
+        let mut seen = Vec::with_capacity(events);
+        while let Ok(sent) = rx.recv() {
+            seen.push(ns_since_epoch().saturating_sub(sent));
+        }
+        seen
+    });
+    for _ in 0..events {
+        tx.send(ns_since_epoch()).expect("receiver alive");
+        let until = Instant::now() + spacing;
+        while Instant::now() < until {
+            std::hint::spin_loop();
+        }
+    }
+    drop(tx);
+    let mut v = t.join().expect("receiver");
+    v.sort_unstable();
+    println!(
+        "{label:<40} p50 {:>6.1} us  p99 {:>7.1} us  max {:>8.1} us  ({events} events)",
+        percentile(&v, 0.50) as f64 / 1e3,
+        percentile(&v, 0.99) as f64 / 1e3,
+        *v.last().unwrap() as f64 / 1e3,
+    );
+}
+
 fn main() {
     let iters: u64 = std::env::args()
         .nth(1)
@@ -240,6 +269,7 @@ fn main() {
         spaced,
     );
     deliver("C callback, one event every 200 us", true, 20_000, spaced);
+    floor("floor: bare channel to a blocked thread", 20_000, spaced);
     println!("event delivery throughput, events queued back to back:");
     deliver("Rust callback", false, 50_000, Duration::ZERO);
     deliver(

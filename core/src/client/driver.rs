@@ -18,8 +18,6 @@
 //! do, and expiry, `is_held()` turning false and the lost callbacks happen then.
 
 use super::conn::{dial, queue, Connection, Dialed};
-use super::election::ElectionShared;
-use super::group::GroupShared;
 use super::pending::{self, Completer};
 use super::session::{DialInfo, Io, Session};
 use super::ClientConfig;
@@ -51,13 +49,9 @@ pub(crate) enum Cmd {
         why: crate::error::Error,
     },
     Subscribe(Sink),
-    /// An election handle was dropped: stop updating it.
+    /// An election or group handle was dropped: stop updating it.
     Forget {
-        shared: Arc<ElectionShared>,
-    },
-    /// A group handle was dropped: stop updating it.
-    ForgetGroup {
-        shared: Arc<GroupShared>,
+        held: super::Held,
     },
     Frame {
         conn: u64,
@@ -273,8 +267,7 @@ impl Driver {
             } => s.call(now, req, body, reply, deadline),
             Cmd::Cancel { req, why } => s.cancel(now, req, why),
             Cmd::Subscribe(sink) => s.subscribe(sink),
-            Cmd::Forget { shared } => s.forget(&shared),
-            Cmd::ForgetGroup { shared } => s.forget_group(&shared),
+            Cmd::Forget { held } => s.forget(held),
             Cmd::Frame { conn, msg } => s.frame(now, conn, msg),
             Cmd::Broken { conn } => s.broken(now, conn),
             Cmd::Dialed { attempt, result } => {

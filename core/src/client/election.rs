@@ -2,14 +2,12 @@
 //! The rules of designation live in [`crate::election`] and the server; here the client only
 //! keeps what it was told, in epoch order.
 
-use super::driver::Cmd;
-use super::{Answer, Client, Pending, Shared};
+use super::watched::{handle_of, Handle, Versioned, Watched};
+use super::{Answer, Client, Held, Pending, Shared};
 use crate::error::{Error, Result};
-use crate::events::{Event, Handler, Master, Sink, Subscription};
+use crate::events::{Event, Handler, Master};
 use crate::proto::{MasterInfo, Reply, Request, Text};
-use parking_lot::Mutex;
 use std::fmt;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -59,113 +57,57 @@ pub(crate) fn to_state(info: &MasterInfo) -> MasterState {
     }
 }
 
-/// Shared record of one campaign or observation, between its handle and the driver.
-pub(crate) struct ElectionShared {
-    pub(crate) name: String,
-    /// Candidate id; `None` for an observer.
-    pub(crate) id: Option<String>,
-    pub(crate) generation: u64,
-    pub(crate) inner: Mutex<ElectionInner>,
-}
+/// Shared record of one campaign or observation, between its handle and the session.
+pub(crate) type ElectionShared = Watched<MasterInfo>;
 
-pub(crate) struct ElectionInner {
-    pub(crate) info: MasterInfo,
-    /// The candidacy ended (resigned, or its session ended).
-    pub(crate) ended: bool,
-    sinks: Vec<Sink>,
-    subs: Vec<Subscription>,
+impl Versioned for MasterInfo {
+    fn version(&self) -> u64 {
+        self.epoch
+    }
+
+    fn changes(name: &str, _prev: &Self, next: &Self) -> Vec<Event> {
+        let st = to_state(next);
+        vec![Event::MasterChanged {
+            election: name.to_string(),
+            epoch: st.epoch,
+            master: st.master,
+        }]
+    }
+
+    fn held(w: Arc<Watched<Self>>) -> Held {
+        Held::Election(w)
+    }
 }
 
 impl ElectionShared {
-    pub(crate) fn new(
-        name: String,
-        id: Option<String>,
-        generation: u64,
-        info: MasterInfo,
-    ) -> Arc<Self> {
-        Arc::new(ElectionShared {
-            name,
-            id,
-            generation,
-            inner: Mutex::new(ElectionInner {
-                info,
-                ended: false,
-                sinks: vec![],
-                subs: vec![],
-            }),
-        })
-    }
-
-    /// Takes a newer master cache; returns the event when it is newer than what we had.
-    pub(crate) fn update(&self, info: &MasterInfo) -> Option<Event> {
-        let mut g = self.inner.lock();
-        if info.epoch <= g.info.epoch {
-            return None;
-        }
-        g.info = info.clone();
-        let st = to_state(info);
-        let ev = Event::MasterChanged {
-            election: self.name.clone(),
-            epoch: st.epoch,
-            master: st.master,
-        };
-        g.sinks.retain(|s| s.send(ev.clone()));
-        Some(ev)
-    }
-
-    /// Forgets the master cache (the service's state was lost; epochs start over).
-    pub(crate) fn reset(&self) {
-        self.inner.lock().info = MasterInfo::default();
-    }
-
-    pub(crate) fn end(&self) {
-        self.inner.lock().ended = true;
-    }
-
     /// The epoch at which this candidacy is master at `now` (`Election::is_master`): the last
-    /// master it was told is itself, the candidacy has not ended, it belongs to the current
-    /// session, and that session's deadline is after `now`.
-    pub(crate) fn master_at(&self, shared: &Shared, now: std::time::Instant) -> Option<u64> {
-        let g = self.inner.lock();
-        let me = g.info.master.as_ref().map(|m| &m.0) == self.id.as_ref();
-        let current = shared.generation.load(Ordering::Acquire) == self.generation;
-        (!g.ended && me && current && shared.valid_at(now)).then_some(g.info.epoch)
-    }
-
-    /// The master cache this handle holds, and whether the candidacy ended.
-    #[cfg(test)]
-    pub(crate) fn seen(&self) -> (MasterInfo, bool) {
-        let g = self.inner.lock();
-        (g.info.clone(), g.ended)
+    /// master it was told is itself, and the candidacy is live ([`Watched::live`]).
+    pub(crate) fn master_at(&self, shared: &Shared, now: Instant) -> Option<u64> {
+        self.live(shared, now, |info| {
+            let me = info.master.as_ref().map(|m| &m.0) == self.id.as_ref();
+            me.then_some(info.epoch)
+        })
+        .flatten()
     }
 }
 
-fn subscribe(client: &Client, shared: &ElectionShared, callback: Handler) {
-    let (sub, sink) = client.inner.dispatcher.subscribe(callback);
-    let mut g = shared.inner.lock();
-    if g.info.epoch > 0 {
-        let st = to_state(&g.info);
-        sink.send(Event::MasterChanged {
-            election: shared.name.clone(),
-            epoch: st.epoch,
-            master: st.master,
-        });
+fn pick(held: Held) -> Option<Arc<ElectionShared>> {
+    match held {
+        Held::Election(e) => Some(e),
+        _ => None,
     }
-    g.sinks.push(sink);
-    g.subs.push(sub);
 }
 
 /// A candidacy in an election. Dropping it resigns.
 pub struct Election {
-    client: Client,
-    shared: Arc<ElectionShared>,
+    h: Handle<MasterInfo>,
 }
 
 impl fmt::Debug for Election {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Election")
-            .field("name", &self.shared.name)
-            .field("id", &self.shared.id)
+            .field("name", &self.h.shared.name)
+            .field("id", &self.h.shared.id)
             .field("master", &self.master())
             .finish()
     }
@@ -174,34 +116,33 @@ impl fmt::Debug for Election {
 impl Election {
     /// The election's name.
     pub fn name(&self) -> &str {
-        &self.shared.name
+        &self.h.shared.name
     }
 
     /// The master as last told, and its epoch.
     pub fn master(&self) -> MasterState {
-        to_state(&self.shared.inner.lock().info)
+        to_state(&self.h.shared.value())
     }
 
     /// True while this candidate is the master: designated, not resigned, and the session's
     /// lease valid by the client's own deadline (false from the deadline on, with no message
     /// needed, before the service could designate another master).
     pub fn is_master(&self) -> bool {
-        self.shared
-            .master_at(&self.client.inner.shared, std::time::Instant::now())
-            .is_some()
+        self.master_epoch().is_some()
     }
 
     /// The epoch at which this candidate became master, while it is master: use it as a
     /// fencing token for the master's writes.
     pub fn master_epoch(&self) -> Option<u64> {
-        self.is_master()
-            .then(|| self.shared.inner.lock().info.epoch)
+        self.h
+            .shared
+            .master_at(&self.h.client.inner.shared, Instant::now())
     }
 
     /// Calls `callback` with every `master_changed` event of this election, in epoch order,
     /// on a dispatcher thread; first with the current master if one is known.
     pub fn on_master_change(&self, callback: impl Into<Handler>) {
-        subscribe(&self.client, &self.shared, callback.into());
+        self.h.shared.subscribe(&self.h.client, callback.into());
     }
 
     /// Withdraws the candidacy and waits for the service to confirm. A master that resigns
@@ -212,25 +153,20 @@ impl Election {
 
     /// [`Election::resign`] without blocking (see [`Client::lock_start`]).
     pub fn resign_start(self) -> Result<Pending<()>> {
-        self.client.give_up_start(self.mark_ended())
+        self.h.client.give_up_start(self.mark_ended())
     }
 
     /// Marks the candidacy ended: the resignation to send (`None` when ended already).
     fn mark_ended(&self) -> Option<Request> {
-        let mut g = self.shared.inner.lock();
-        if g.ended {
-            return None;
-        }
-        g.ended = true;
-        Some(Request::Resign {
-            election: self.shared.name.clone(),
-            id: self.shared.id.clone().unwrap_or_default(),
+        self.h.shared.end_with(|election, id| Request::Resign {
+            election: election.to_string(),
+            id,
         })
     }
 
     fn resign_inner(&self, wait: bool) -> Result<()> {
         match self.mark_ended() {
-            Some(body) => self.client.give_up(body, wait),
+            Some(body) => self.h.client.give_up(body, wait),
             None => Ok(()),
         }
     }
@@ -238,26 +174,21 @@ impl Election {
 
 impl Drop for Election {
     fn drop(&mut self) {
+        // Then `h` stops the callbacks and has the record forgotten.
         let _ = self.resign_inner(false);
-        let subs = std::mem::take(&mut self.shared.inner.lock().subs);
-        drop(subs);
-        let _ = self.client.inner.send(Cmd::Forget {
-            shared: self.shared.clone(),
-        });
     }
 }
 
 /// An observation of an election: master changes without being a candidate. Dropping it
 /// stops the callbacks.
 pub struct Observer {
-    client: Client,
-    shared: Arc<ElectionShared>,
+    h: Handle<MasterInfo>,
 }
 
 impl fmt::Debug for Observer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Observer")
-            .field("name", &self.shared.name)
+            .field("name", &self.h.shared.name)
             .field("master", &self.master())
             .finish()
     }
@@ -266,40 +197,22 @@ impl fmt::Debug for Observer {
 impl Observer {
     /// The election's name.
     pub fn name(&self) -> &str {
-        &self.shared.name
+        &self.h.shared.name
     }
 
     /// The master as last told, and its epoch.
     pub fn master(&self) -> MasterState {
-        to_state(&self.shared.inner.lock().info)
+        to_state(&self.h.shared.value())
     }
 
     /// Calls `callback` with every `master_changed` event of this election (see
     /// [`Election::on_master_change`]).
     pub fn on_master_change(&self, callback: impl Into<Handler>) {
-        subscribe(&self.client, &self.shared, callback.into());
+        self.h.shared.subscribe(&self.h.client, callback.into());
     }
 
     /// Stops the observation.
     pub fn close(self) {}
-}
-
-impl Drop for Observer {
-    fn drop(&mut self) {
-        let subs = std::mem::take(&mut self.shared.inner.lock().subs);
-        drop(subs);
-        let _ = self.client.inner.send(Cmd::Forget {
-            shared: self.shared.clone(),
-        });
-    }
-}
-
-fn shared_of(client: &Client, a: super::Answer) -> Result<Arc<ElectionShared>> {
-    let _ = client;
-    match a? {
-        (_, super::Held::Election(e)) => Ok(e),
-        (r, _) => Err(Error::Rejected(format!("unexpected reply {r:?}"))),
-    }
 }
 
 impl Client {
@@ -326,8 +239,7 @@ impl Client {
         };
         let make = |c: &Client, a: Answer| {
             Ok(Election {
-                client: c.clone(),
-                shared: shared_of(c, a)?,
+                h: handle_of(c, a, pick)?,
             })
         };
         self.pending(body, self.no_answer(), make, "campaign")
@@ -346,8 +258,7 @@ impl Client {
         };
         let make = |c: &Client, a: Answer| {
             Ok(Observer {
-                client: c.clone(),
-                shared: shared_of(c, a)?,
+                h: handle_of(c, a, pick)?,
             })
         };
         self.pending(body, self.no_answer(), make, "observe")

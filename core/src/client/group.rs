@@ -3,16 +3,14 @@
 //! the client keeps the views it was told, in view order, and derives `member_promoted` and
 //! `member_removed` from consecutive views.
 
-use super::driver::Cmd;
+use super::watched::{handle_of, Handle, Versioned, Watched};
 use super::{Answer, Client, Held, Pending};
 use crate::error::{Error, Result};
-use crate::events::{Event, Handler, Member, Sink, Subscription};
+use crate::events::{Event, Handler, Member};
 use crate::proto::{Reply, Request, Text, ViewInfo};
-use parking_lot::Mutex;
 use std::fmt;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How a process joins a group.
 #[derive(Debug, Clone)]
@@ -87,88 +85,40 @@ pub(crate) fn view_events(group: &str, prev: &ViewInfo, next: &ViewInfo) -> Vec<
     evs
 }
 
-/// Shared record of a membership or watch, between its handle and the driver.
-pub(crate) struct GroupShared {
-    pub(crate) name: String,
-    /// Member id; `None` for a watcher.
-    pub(crate) id: Option<String>,
-    pub(crate) generation: u64,
-    inner: Mutex<GroupInner>,
-}
+/// Shared record of a membership or watch, between its handle and the session.
+pub(crate) type GroupShared = Watched<ViewInfo>;
 
-struct GroupInner {
-    info: ViewInfo,
-    ended: bool,
-    sinks: Vec<Sink>,
-    subs: Vec<Subscription>,
-}
-
-impl GroupShared {
-    pub(crate) fn new(
-        name: String,
-        id: Option<String>,
-        generation: u64,
-        info: ViewInfo,
-    ) -> Arc<Self> {
-        Arc::new(GroupShared {
-            name,
-            id,
-            generation,
-            inner: Mutex::new(GroupInner {
-                info,
-                ended: false,
-                sinks: vec![],
-                subs: vec![],
-            }),
-        })
+impl Versioned for ViewInfo {
+    fn version(&self) -> u64 {
+        self.view
     }
 
-    /// Takes a newer view and delivers `events` (computed from the previous view) to the
-    /// handle's callbacks.
-    pub(crate) fn update(&self, info: &ViewInfo, events: &[Event]) {
-        let mut g = self.inner.lock();
-        if info.view <= g.info.view {
-            return;
-        }
-        g.info = info.clone();
-        g.sinks.retain(|s| events.iter().all(|e| s.send(e.clone())));
+    fn changes(name: &str, prev: &Self, next: &Self) -> Vec<Event> {
+        view_events(name, prev, next)
     }
 
-    pub(crate) fn reset(&self) {
-        self.inner.lock().info = ViewInfo::default();
-    }
-
-    pub(crate) fn end(&self) {
-        self.inner.lock().ended = true;
+    fn held(w: Arc<Watched<Self>>) -> Held {
+        Held::Group(w)
     }
 }
 
-fn subscribe(client: &Client, shared: &GroupShared, callback: Handler) {
-    let (sub, sink) = client.inner.dispatcher.subscribe(callback);
-    let mut g = shared.inner.lock();
-    if g.info.view > 0 {
-        let v = to_view(&g.info);
-        sink.send(Event::ViewChanged {
-            group: shared.name.clone(),
-            view: v.number,
-            members: v.members,
-        });
+fn pick(held: Held) -> Option<Arc<GroupShared>> {
+    match held {
+        Held::Group(g) => Some(g),
+        _ => None,
     }
-    g.sinks.push(sink);
-    g.subs.push(sub);
 }
 
 /// Membership of this client in a group. Dropping it leaves the group.
 pub struct Membership {
-    client: Client,
-    shared: Arc<GroupShared>,
+    h: Handle<ViewInfo>,
 }
 
 impl fmt::Debug for Membership {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Membership")
-            .field("group", &self.shared.name)
-            .field("id", &self.shared.id)
+            .field("group", &self.h.shared.name)
+            .field("id", &self.h.shared.id)
             .field("view", &self.view())
             .finish()
     }
@@ -177,12 +127,12 @@ impl fmt::Debug for Membership {
 impl Membership {
     /// The group's name.
     pub fn group(&self) -> &str {
-        &self.shared.name
+        &self.h.shared.name
     }
 
     /// The view as last told.
     pub fn view(&self) -> View {
-        to_view(&self.shared.inner.lock().info)
+        to_view(&self.h.shared.value())
     }
 
     /// True while this process is a member of the group in the last view it was told of,
@@ -197,21 +147,19 @@ impl Membership {
     }
 
     fn status(&self) -> Option<bool> {
-        let g = self.shared.inner.lock();
-        if g.ended
-            || self.client.inner.shared.generation.load(Ordering::Acquire) != self.shared.generation
-            || !self.client.inner.shared.valid_now()
-        {
-            return None;
-        }
-        let id = self.shared.id.as_ref()?;
-        g.info.members.iter().find(|m| &m.0 == id).map(|m| m.1)
+        let id = self.h.shared.id.as_ref()?;
+        self.h
+            .shared
+            .live(&self.h.client.inner.shared, Instant::now(), |info| {
+                info.members.iter().find(|m| &m.0 == id).map(|m| m.1)
+            })
+            .flatten()
     }
 
     /// Calls `callback` with `view_changed`, `member_promoted` and `member_removed` events of
     /// this group, in view order, on a dispatcher thread; first with the current view.
     pub fn on_view_change(&self, callback: impl Into<Handler>) {
-        subscribe(&self.client, &self.shared, callback.into());
+        self.h.shared.subscribe(&self.h.client, callback.into());
     }
 
     /// Reports the application's evaluation of this (probationary) member: a pass lets the
@@ -223,15 +171,15 @@ impl Membership {
     /// [`Membership::report_check`] without blocking (see [`Client::lock_start`]).
     pub fn report_check_start(&self, ok: bool) -> Result<Pending<()>> {
         let body = Request::ReportCheck {
-            group: self.shared.name.clone(),
-            id: self.shared.id.clone().unwrap_or_default(),
+            group: self.h.shared.name.clone(),
+            id: self.h.shared.id.clone().unwrap_or_default(),
             ok,
         };
         let make = |_: &Client, a: Answer| match a? {
             (Reply::Done, _) => Ok(()),
             (r, _) => Err(Error::Rejected(format!("unexpected reply {r:?}"))),
         };
-        let c = &self.client;
+        let c = &self.h.client;
         c.pending(body, c.no_answer(), make, "report_check")
     }
 
@@ -242,25 +190,20 @@ impl Membership {
 
     /// [`Membership::leave`] without blocking (see [`Client::lock_start`]).
     pub fn leave_start(self) -> Result<Pending<()>> {
-        self.client.give_up_start(self.mark_ended())
+        self.h.client.give_up_start(self.mark_ended())
     }
 
     /// Marks the membership ended: the leave to send (`None` when ended already).
     fn mark_ended(&self) -> Option<Request> {
-        let mut g = self.shared.inner.lock();
-        if g.ended {
-            return None;
-        }
-        g.ended = true;
-        Some(Request::Leave {
-            group: self.shared.name.clone(),
-            id: self.shared.id.clone().unwrap_or_default(),
+        self.h.shared.end_with(|group, id| Request::Leave {
+            group: group.to_string(),
+            id,
         })
     }
 
     fn leave_inner(&self, wait: bool) -> Result<()> {
         match self.mark_ended() {
-            Some(body) => self.client.give_up(body, wait),
+            Some(body) => self.h.client.give_up(body, wait),
             None => Ok(()),
         }
     }
@@ -268,25 +211,20 @@ impl Membership {
 
 impl Drop for Membership {
     fn drop(&mut self) {
+        // Then `h` stops the callbacks and has the record forgotten.
         let _ = self.leave_inner(false);
-        let subs = std::mem::take(&mut self.shared.inner.lock().subs);
-        drop(subs);
-        let _ = self.client.inner.send(Cmd::ForgetGroup {
-            shared: self.shared.clone(),
-        });
     }
 }
 
 /// A watch on a group's views without being a member. Dropping it stops the callbacks.
 pub struct GroupWatch {
-    client: Client,
-    shared: Arc<GroupShared>,
+    h: Handle<ViewInfo>,
 }
 
 impl fmt::Debug for GroupWatch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("GroupWatch")
-            .field("group", &self.shared.name)
+            .field("group", &self.h.shared.name)
             .field("view", &self.view())
             .finish()
     }
@@ -295,26 +233,16 @@ impl fmt::Debug for GroupWatch {
 impl GroupWatch {
     /// The view as last told.
     pub fn view(&self) -> View {
-        to_view(&self.shared.inner.lock().info)
+        to_view(&self.h.shared.value())
     }
 
     /// See [`Membership::on_view_change`].
     pub fn on_view_change(&self, callback: impl Into<Handler>) {
-        subscribe(&self.client, &self.shared, callback.into());
+        self.h.shared.subscribe(&self.h.client, callback.into());
     }
 
     /// Stops watching.
     pub fn close(self) {}
-}
-
-impl Drop for GroupWatch {
-    fn drop(&mut self) {
-        let subs = std::mem::take(&mut self.shared.inner.lock().subs);
-        drop(subs);
-        let _ = self.client.inner.send(Cmd::ForgetGroup {
-            shared: self.shared.clone(),
-        });
-    }
 }
 
 impl Client {
@@ -345,8 +273,7 @@ impl Client {
         };
         let make = |c: &Client, a: Answer| {
             Ok(Membership {
-                client: c.clone(),
-                shared: group_handle(a)?,
+                h: handle_of(c, a, pick)?,
             })
         };
         self.pending(body, self.no_answer(), make, "join")
@@ -365,8 +292,7 @@ impl Client {
         };
         let make = |c: &Client, a: Answer| {
             Ok(GroupWatch {
-                client: c.clone(),
-                shared: group_handle(a)?,
+                h: handle_of(c, a, pick)?,
             })
         };
         self.pending(body, self.no_answer(), make, "watch_group")
@@ -396,13 +322,5 @@ impl Client {
             (r, _) => Err(Error::Rejected(format!("unexpected reply {r:?}"))),
         };
         self.pending(body, self.no_answer(), make, "replace")
-    }
-}
-
-/// The group record of a join's or watch's answer.
-fn group_handle(a: Answer) -> Result<Arc<GroupShared>> {
-    match a? {
-        (_, Held::Group(g)) => Ok(g),
-        (r, _) => Err(Error::Rejected(format!("unexpected reply {r:?}"))),
     }
 }

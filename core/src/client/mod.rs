@@ -21,6 +21,7 @@ pub(crate) mod election;
 mod group;
 pub(crate) mod pending;
 pub(crate) mod session;
+mod watched;
 
 pub use election::{Candidacy, Election, MasterState, Observer};
 pub use group::{GroupWatch, JoinOptions, Membership, View};

@@ -18,6 +18,7 @@
 use super::election::ElectionShared;
 use super::group::{view_events, GroupShared};
 use super::pending::Completer;
+use super::watched::{Versioned, Watched};
 use super::ClientConfig;
 use super::{Answer, Held, LockShared, SessionState, Shared};
 use crate::error::{Error, Result};
@@ -330,23 +331,12 @@ impl Session {
         }
     }
 
-    /// An election handle was dropped: stop updating it.
-    pub(crate) fn forget(&mut self, shared: &Arc<ElectionShared>) {
-        if let Some(v) = self.elections.get_mut(&shared.name) {
-            v.retain(|e| !Arc::ptr_eq(e, shared));
-            if v.is_empty() {
-                self.elections.remove(&shared.name);
-            }
-        }
-    }
-
-    /// A group handle was dropped: stop updating it.
-    pub(crate) fn forget_group(&mut self, shared: &Arc<GroupShared>) {
-        if let Some(v) = self.groups.get_mut(&shared.name) {
-            v.retain(|g| !Arc::ptr_eq(g, shared));
-            if v.is_empty() {
-                self.groups.remove(&shared.name);
-            }
+    /// An election or group handle was dropped: stop updating it.
+    pub(crate) fn forget(&mut self, held: Held) {
+        match held {
+            Held::Election(e) => forget_in(&mut self.elections, &e),
+            Held::Group(g) => forget_in(&mut self.groups, &g),
+            Held::None | Held::Lock(_) => {}
         }
     }
 
@@ -786,44 +776,16 @@ impl Session {
                 self.emit(ev);
             }
         }
-        // Candidacies end with the session; observers stay and observe again on the next one.
-        for v in self.elections.values_mut() {
-            v.retain(|e| {
-                if e.id.is_some() {
-                    e.end();
-                    false
-                } else {
-                    true
-                }
-            });
-        }
-        self.elections.retain(|_, v| !v.is_empty());
-        // Memberships end with the session (the service removed them); watches carry over.
-        for v in self.groups.values_mut() {
-            v.retain(|g| {
-                if g.id.is_some() {
-                    g.end();
-                    false
-                } else {
-                    true
-                }
-            });
-        }
-        self.groups.retain(|_, v| !v.is_empty());
+        // Candidacies and memberships end with the session (the service removed them);
+        // observers and watches stay and carry over to the next one.
+        end_owned(&mut self.elections);
+        end_owned(&mut self.groups);
         if data_lost.is_some() {
+            // A new incarnation numbers its epochs and views anew.
             self.views.clear();
-            for v in self.groups.values() {
-                for g in v {
-                    g.reset();
-                }
-            }
-            // A new incarnation numbers its epochs anew.
             self.epochs.clear();
-            for v in self.elections.values() {
-                for e in v {
-                    e.reset();
-                }
-            }
+            self.elections.values().flatten().for_each(|e| e.reset());
+            self.groups.values().flatten().for_each(|g| g.reset());
         }
         let err = match data_lost {
             Some((old, new)) => {
@@ -974,7 +936,7 @@ impl Session {
         self.views.insert(group.to_string(), info.clone());
         if let Some(v) = self.groups.get(group) {
             for g in v {
-                g.update(info, &events);
+                g.update(info);
             }
         }
         for ev in events {
@@ -1284,6 +1246,30 @@ impl Session {
 }
 
 /// Requests sent without a session (session id 0).
+/// Removes `w` from the handles of its name.
+fn forget_in<V: Versioned>(map: &mut BTreeMap<String, Vec<Arc<Watched<V>>>>, w: &Arc<Watched<V>>) {
+    if let Some(v) = map.get_mut(&w.name) {
+        v.retain(|x| !Arc::ptr_eq(x, w));
+        if v.is_empty() {
+            map.remove(&w.name);
+        }
+    }
+}
+
+/// At the end of a session: ends and drops the handles with an id of their own (candidacies,
+/// memberships), keeps the others (observers, watches).
+fn end_owned<V: Versioned>(map: &mut BTreeMap<String, Vec<Arc<Watched<V>>>>) {
+    for v in map.values_mut() {
+        v.retain(|w| {
+            if w.id.is_some() {
+                w.end();
+            }
+            w.id.is_none()
+        });
+    }
+    map.retain(|_, v| !v.is_empty());
+}
+
 fn sessionless(body: &Request) -> bool {
     matches!(
         body,

@@ -406,7 +406,7 @@ impl Elections {
         if let Some(h) = &self.procs[c].handle {
             if h.seen().1 {
                 let h = self.procs[c].handle.take().unwrap();
-                w.with_session(c, |s, _| s.forget(&h));
+                w.with_session(c, |s, _| s.forget(crate::client::Held::Election(h.clone())));
             }
         }
         let pr = &self.procs[c];
@@ -490,7 +490,7 @@ impl Elections {
         };
         w.with_session(c, |s, now| {
             s.call(now, req, body, None, None);
-            s.forget(&h);
+            s.forget(crate::client::Held::Election(h.clone()));
         });
         let later = Duration::from_millis(w.rng.u64(50..=800));
         self.procs[c].resigned_until = Some(now + later);

@@ -1,0 +1,154 @@
+//! What `Election`, `Observer`, `Membership` and `GroupWatch` share: a core handle kept
+//! until it is given up, the value it was last told (still readable after that), and the
+//! callbacks registered on it. Each class adds only what is its own (its getters, and the
+//! call that gives it up: resign, leave or close).
+
+use crate::client::{ClientShared, Subscription};
+use crate::dispatch::Regs;
+use crate::errors::IntoPy;
+use crate::pending;
+use crate::util;
+use parking_lot::Mutex;
+use pyo3::prelude::*;
+use std::sync::Arc;
+use tenure::client::{Election, GroupWatch, MasterState, Membership, Observer, View};
+
+/// A core handle with a value told in versions and change callbacks.
+pub(crate) trait CoreHandle: Send + Sync + 'static {
+    /// An election's master state or a group's view.
+    type Value: Clone + Send + Sync + 'static;
+    /// The Python method that registers callbacks, for log messages.
+    const ON_CHANGE: &'static str;
+    /// The value as last told.
+    fn value(&self) -> Self::Value;
+    /// Delivers every later change to `h`, first the current value.
+    fn on_change(&self, h: tenure::Handler);
+}
+
+impl CoreHandle for Election {
+    type Value = MasterState;
+    const ON_CHANGE: &'static str = "on_master_change";
+    fn value(&self) -> MasterState {
+        self.master()
+    }
+    fn on_change(&self, h: tenure::Handler) {
+        self.on_master_change(h)
+    }
+}
+
+impl CoreHandle for Observer {
+    type Value = MasterState;
+    const ON_CHANGE: &'static str = "on_master_change";
+    fn value(&self) -> MasterState {
+        self.master()
+    }
+    fn on_change(&self, h: tenure::Handler) {
+        self.on_master_change(h)
+    }
+}
+
+impl CoreHandle for Membership {
+    type Value = View;
+    const ON_CHANGE: &'static str = "on_view_change";
+    fn value(&self) -> View {
+        self.view()
+    }
+    fn on_change(&self, h: tenure::Handler) {
+        self.on_view_change(h)
+    }
+}
+
+impl CoreHandle for GroupWatch {
+    type Value = View;
+    const ON_CHANGE: &'static str = "on_view_change";
+    fn value(&self) -> View {
+        self.view()
+    }
+    fn on_change(&self, h: tenure::Handler) {
+        self.on_view_change(h)
+    }
+}
+
+/// A core handle as a Python object holds it.
+pub(crate) struct Watch<H: CoreHandle> {
+    inner: Mutex<Option<H>>,
+    /// The value when the handle was given up.
+    last: Mutex<H::Value>,
+    regs: Regs,
+    client: Arc<ClientShared>,
+}
+
+impl<H: CoreHandle> Watch<H> {
+    pub(crate) fn new(client: Arc<ClientShared>, h: H) -> Watch<H> {
+        Watch {
+            last: Mutex::new(h.value()),
+            inner: Mutex::new(Some(h)),
+            regs: Regs::default(),
+            client,
+        }
+    }
+
+    /// Registers `cb` on the client's dispatcher for this handle's changes.
+    pub(crate) fn add_callback(&self, cb: Py<PyAny>) -> PyResult<Subscription> {
+        let (reg, handler) = self.client.register(cb, H::ON_CHANGE)?;
+        if let Some(h) = &*self.inner.lock() {
+            h.on_change(handler);
+        }
+        self.regs.push(reg.clone());
+        Ok(Subscription::attached(reg))
+    }
+
+    /// The Python `on_*_change(callback)` method.
+    pub(crate) fn on_change(&self, callback: Bound<'_, PyAny>) -> PyResult<Subscription> {
+        let cb = util::required_callback("callback", callback)?;
+        self.add_callback(cb)
+    }
+
+    /// The value as last told.
+    pub(crate) fn value(&self) -> H::Value {
+        match &*self.inner.lock() {
+            Some(h) => h.value(),
+            None => self.last.lock().clone(),
+        }
+    }
+
+    /// `f` of the handle while it is not given up.
+    pub(crate) fn with<R>(&self, f: impl FnOnce(&H) -> R) -> Option<R> {
+        self.inner.lock().as_ref().map(f)
+    }
+
+    /// Stops the callbacks and takes the handle out, keeping its value.
+    fn take(&self, py: Python<'_>) -> Option<H> {
+        self.regs.close_all(py);
+        let h = self.inner.lock().take()?;
+        *self.last.lock() = h.value();
+        Some(h)
+    }
+
+    /// Gives the handle up with `end` (resign, leave, close), waiting with the GIL
+    /// released. Idempotent: later calls do nothing.
+    pub(crate) fn give_up(
+        &self,
+        py: Python<'_>,
+        end: impl FnOnce(H) -> tenure::Result<()> + Send,
+    ) -> PyResult<()> {
+        match self.take(py) {
+            Some(h) => py.detach(|| end(h)).py_err(py),
+            None => Ok(()),
+        }
+    }
+
+    /// [`Watch::give_up`] as an awaitable over the core's pending call `start`.
+    pub(crate) fn give_up_async(
+        &self,
+        py: Python<'_>,
+        what: &'static str,
+        start: impl FnOnce(H) -> tenure::Result<tenure::Pending<()>>,
+    ) -> PyResult<Py<PyAny>> {
+        let finish = |py: Python<'_>, r: tenure::Result<()>| r.py_err(py).map(|()| py.None());
+        match self.take(py) {
+            Some(h) => pending::awaitable_core(py, what, start(h), finish),
+            None => pending::ready(py, what, Ok(()), finish),
+        }
+    }
+}
