@@ -68,6 +68,45 @@ pub(crate) enum SubObj {
     Watch(tenure::client::GroupWatch),
 }
 
+/// The body of the functions that open a subscription by name on a client
+/// (`tenure_client_observe`, `tenure_client_watch_group`): takes `cb` over whatever the
+/// result, checks the arguments, `open`s the handle, `attach`es the callback and publishes
+/// the subscription as `wrap` makes it.
+///
+/// # Safety
+///
+/// `name` must be NULL or NUL-terminated; `sub_out` NULL or writable; `cb` must follow
+/// `tenure_callback`'s rules.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn subscribe_named<H>(
+    client: *mut tenure_client,
+    name: *const c_char,
+    name_what: &str,
+    cb: tenure_callback,
+    cb_what: &str,
+    sub_out: *mut *mut tenure_subscription,
+    open: impl FnOnce(&tenure::Client, &str) -> tenure::Result<H>,
+    attach: impl FnOnce(&H, tenure::Handler),
+    wrap: impl FnOnce(H) -> SubObj,
+) -> tenure_status {
+    status(|| {
+        let cb = OwnedCallback::new(cb);
+        let o = out(sub_out, "sub_out")?;
+        // SAFETY: the caller's contract.
+        let name = unsafe { cstr(name, name_what) }?;
+        let c = client_of(client)?;
+        let f = cb.into_rust().ok_or_else(|| {
+            fail(
+                tenure_status::NullArgument,
+                format!("{cb_what}.call is NULL"),
+            )
+        })?;
+        let h = open(&c, name)?;
+        attach(&h, tenure::Handler::dispatched(f));
+        publish(Kind::Subscription, Obj::Subscription(wrap(h)), 0, o)
+    })
+}
+
 fn builder_with<T>(
     b: *mut tenure_client_builder,
     f: impl FnOnce(&mut tenure::ClientConfig) -> R<T>,
@@ -371,12 +410,7 @@ pub unsafe extern "C" fn tenure_client_builder_set_on_event(
 /// None beyond passing a builder handle or NULL.
 #[no_mangle]
 pub unsafe extern "C" fn tenure_client_builder_free(builder: *mut tenure_client_builder) {
-    unit(|| {
-        if !builder.is_null() {
-            drop(handle::take(builder as usize, Kind::ClientBuilder)?);
-        }
-        Ok(())
-    })
+    handle::free(builder as usize, Kind::ClientBuilder);
 }
 
 /// Connects to the first endpoint that answers, opens a session and starts keeping it alive
@@ -582,12 +616,7 @@ pub unsafe extern "C" fn tenure_client_subscribe(
 /// None beyond passing a subscription handle or NULL.
 #[no_mangle]
 pub unsafe extern "C" fn tenure_subscription_free(sub: *mut tenure_subscription) {
-    unit(|| {
-        if !sub.is_null() {
-            drop(handle::take(sub as usize, Kind::Subscription)?);
-        }
-        Ok(())
-    })
+    handle::free(sub as usize, Kind::Subscription);
 }
 
 /// Reads the master of the election a subscription from `tenure_client_observe` observes, as
@@ -795,10 +824,5 @@ pub unsafe extern "C" fn tenure_service_status_lock(
 /// None beyond passing a snapshot handle or NULL.
 #[no_mangle]
 pub unsafe extern "C" fn tenure_service_status_free(snapshot: *mut tenure_service_status) {
-    unit(|| {
-        if !snapshot.is_null() {
-            drop(handle::take(snapshot as usize, Kind::ServiceStatus)?);
-        }
-        Ok(())
-    })
+    handle::free(snapshot as usize, Kind::ServiceStatus);
 }

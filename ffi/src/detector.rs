@@ -4,7 +4,7 @@
 use crate::client::{publish, tenure_subscription, SubObj};
 use crate::event::{tenure_callback, OwnedCallback};
 use crate::handle::{self, Kind, Obj};
-use crate::status::{fail, status, tenure_status, unit, R};
+use crate::status::{fail, status, tenure_status, R};
 use crate::util::{cstr, millis, out, write_str};
 use std::ffi::c_char;
 use tenure::detector::{Detector, Estimator, NetworkConfig, PeerAddr, PhiConfig, UdpConfig};
@@ -226,12 +226,7 @@ pub unsafe extern "C" fn tenure_detector_builder_use_phi_accrual(
 /// None beyond passing a builder handle or NULL.
 #[no_mangle]
 pub unsafe extern "C" fn tenure_detector_builder_free(builder: *mut tenure_detector_builder) {
-    unit(|| {
-        if !builder.is_null() {
-            drop(handle::take(builder as usize, Kind::DetectorBuilder)?);
-        }
-        Ok(())
-    })
+    handle::free(builder as usize, Kind::DetectorBuilder);
 }
 
 /// Checks the configuration, binds one UDP socket per network and starts heartbeating.
@@ -361,10 +356,5 @@ pub unsafe extern "C" fn tenure_detector_set_sending(
 /// None beyond passing a detector handle or NULL.
 #[no_mangle]
 pub unsafe extern "C" fn tenure_detector_free(detector: *mut tenure_detector) {
-    unit(|| {
-        if !detector.is_null() {
-            drop(handle::take(detector as usize, Kind::Detector)?);
-        }
-        Ok(())
-    })
+    handle::free(detector as usize, Kind::Detector);
 }

@@ -1,9 +1,11 @@
 //! Elections: candidacies (`tenure_election`), observations and election requests.
 
-use crate::client::{client_of, publish, tenure_client, tenure_subscription, SubObj};
+use crate::client::{
+    client_of, publish, subscribe_named, tenure_client, tenure_subscription, SubObj,
+};
 use crate::event::{tenure_callback, OwnedCallback};
 use crate::handle::{self, Kind, Obj};
-use crate::status::{fail, status, tenure_status, unit, value, R};
+use crate::status::{fail, status, tenure_status, value, R};
 use crate::util::{cstr, millis, opt_cstr, out, write_str};
 use std::ffi::c_char;
 use tenure::client::{Candidacy, MasterState};
@@ -175,12 +177,7 @@ pub unsafe extern "C" fn tenure_candidacy_builder_set_preempt(
 /// None beyond passing a builder handle or NULL.
 #[no_mangle]
 pub unsafe extern "C" fn tenure_candidacy_builder_free(builder: *mut tenure_candidacy_builder) {
-    unit(|| {
-        if !builder.is_null() {
-            drop(handle::take(builder as usize, Kind::CandidacyBuilder)?);
-        }
-        Ok(())
-    })
+    handle::free(builder as usize, Kind::CandidacyBuilder);
 }
 
 fn campaign(
@@ -378,12 +375,7 @@ pub unsafe extern "C" fn tenure_election_resign(election: *mut tenure_election) 
 /// None beyond passing an election handle or NULL.
 #[no_mangle]
 pub unsafe extern "C" fn tenure_election_free(election: *mut tenure_election) {
-    unit(|| {
-        if !election.is_null() {
-            drop(handle::take(election as usize, Kind::Election)?);
-        }
-        Ok(())
-    })
+    handle::free(election as usize, Kind::Election);
 }
 
 /// Observes `election` without being a candidate: `on_master_change` receives every
@@ -408,24 +400,20 @@ pub unsafe extern "C" fn tenure_client_observe(
     on_master_change: tenure_callback,
     sub_out: *mut *mut tenure_subscription,
 ) -> tenure_status {
-    status(|| {
-        let cb = OwnedCallback::new(on_master_change);
-        let o = out(sub_out, "sub_out")?;
-        // SAFETY: the caller's contract.
-        let name = unsafe { cstr(election, "election") }?;
-        let c = client_of(client)?;
-        let f = cb
-            .into_rust()
-            .ok_or_else(|| fail(tenure_status::NullArgument, "on_master_change.call is NULL"))?;
-        let obs = c.observe(name)?;
-        obs.on_master_change(f);
-        publish(
-            Kind::Subscription,
-            Obj::Subscription(SubObj::Observer(obs)),
-            0,
-            o,
+    // SAFETY: the caller's contract.
+    unsafe {
+        subscribe_named(
+            client,
+            election,
+            "election",
+            on_master_change,
+            "on_master_change",
+            sub_out,
+            |c, name| c.observe(name),
+            |o, f| o.on_master_change(f),
+            SubObj::Observer,
         )
-    })
+    }
 }
 
 /// Asks for `election`'s master, as any client may: the cached master when it is live, else

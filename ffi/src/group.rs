@@ -1,6 +1,8 @@
 //! Group membership: `tenure_membership`, group watches and replacement.
 
-use crate::client::{client_of, publish, tenure_client, tenure_subscription, SubObj};
+use crate::client::{
+    client_of, publish, subscribe_named, tenure_client, tenure_subscription, SubObj,
+};
 use crate::event::{tenure_callback, OwnedCallback};
 use crate::handle::{self, Kind, Obj};
 use crate::status::{fail, status, tenure_status, unit, value, R};
@@ -216,24 +218,20 @@ pub unsafe extern "C" fn tenure_client_watch_group(
     on_view_change: tenure_callback,
     sub_out: *mut *mut tenure_subscription,
 ) -> tenure_status {
-    status(|| {
-        let cb = OwnedCallback::new(on_view_change);
-        let o = out(sub_out, "sub_out")?;
-        // SAFETY: the caller's contract.
-        let g = unsafe { cstr(group, "group") }?;
-        let c = client_of(client)?;
-        let f = cb
-            .into_rust()
-            .ok_or_else(|| fail(tenure_status::NullArgument, "on_view_change.call is NULL"))?;
-        let w = c.watch_group(g)?;
-        w.on_view_change(f);
-        publish(
-            Kind::Subscription,
-            Obj::Subscription(SubObj::Watch(w)),
-            0,
-            o,
+    // SAFETY: the caller's contract.
+    unsafe {
+        subscribe_named(
+            client,
+            group,
+            "group",
+            on_view_change,
+            "on_view_change",
+            sub_out,
+            |c, name| c.watch_group(name),
+            |w, f| w.on_view_change(f),
+            SubObj::Watch,
         )
-    })
+    }
 }
 
 /// Removes the failed full member `failed` from `group` and promotes the probationary member

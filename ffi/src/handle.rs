@@ -252,6 +252,18 @@ pub(crate) fn with<T>(h: usize, kind: Kind, f: impl FnOnce(&mut Obj) -> T) -> R<
     }
 }
 
+/// The body of every `_free` function: NULL is ignored; a live handle of `kind` is taken
+/// out and its object dropped (ending what it holds); a handle freed already, or of another
+/// kind, is ignored with a last error. Never panics across the ABI.
+pub(crate) fn free(h: usize, kind: Kind) {
+    crate::status::unit(|| {
+        if h != 0 {
+            drop(take(h, kind)?);
+        }
+        Ok(())
+    })
+}
+
 /// Takes the object out of a live handle, which stops being valid. Used by `_free` and by the
 /// calls that consume a handle (builders).
 pub(crate) fn take(h: usize, kind: Kind) -> R<Obj> {

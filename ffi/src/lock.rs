@@ -3,7 +3,7 @@
 use crate::client::{client_of, publish, tenure_client};
 use crate::event::{tenure_callback, tenure_lost_reason, OwnedCallback};
 use crate::handle::{self, Kind, Obj};
-use crate::status::{fail, status, tenure_status, unit, value, R};
+use crate::status::{fail, status, tenure_status, value, R};
 use crate::util::{cstr, millis, out, write_str};
 use std::ffi::c_char;
 
@@ -222,12 +222,7 @@ pub unsafe extern "C" fn tenure_lock_release(lock: *mut tenure_lock) -> tenure_s
 /// None beyond passing a lock handle or NULL.
 #[no_mangle]
 pub unsafe extern "C" fn tenure_lock_free(lock: *mut tenure_lock) {
-    unit(|| {
-        if !lock.is_null() {
-            drop(handle::take(lock as usize, Kind::Lock)?);
-        }
-        Ok(())
-    })
+    handle::free(lock as usize, Kind::Lock);
 }
 
 /// Administrative: releases the lock `name` whoever holds it. The holder is told (its lock is

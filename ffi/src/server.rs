@@ -1,7 +1,7 @@
 //! The embedded server: `tenure_server_builder` and `tenure_server`.
 
 use crate::handle::{self, Kind, Obj};
-use crate::status::{fail, status, tenure_status, unit, R};
+use crate::status::{fail, status, tenure_status, R};
 use crate::util::{cstr, out, split_u128, write_str};
 use std::ffi::c_char;
 use std::net::SocketAddr;
@@ -168,12 +168,7 @@ pub unsafe extern "C" fn tenure_server_builder_set_durability(
 /// None beyond passing a builder handle or NULL.
 #[no_mangle]
 pub unsafe extern "C" fn tenure_server_builder_free(builder: *mut tenure_server_builder) {
-    unit(|| {
-        if !builder.is_null() {
-            drop(handle::take(builder as usize, Kind::ServerBuilder)?);
-        }
-        Ok(())
-    })
+    handle::free(builder as usize, Kind::ServerBuilder);
 }
 
 /// Starts an embedded server: opens (or creates) the data directory, recovers the state,
@@ -305,10 +300,5 @@ pub unsafe extern "C" fn tenure_server_stop(server: *mut tenure_server) -> tenur
 /// None beyond passing a server handle or NULL.
 #[no_mangle]
 pub unsafe extern "C" fn tenure_server_free(server: *mut tenure_server) {
-    unit(|| {
-        if !server.is_null() {
-            drop(handle::take(server as usize, Kind::Server)?);
-        }
-        Ok(())
-    })
+    handle::free(server as usize, Kind::Server);
 }
