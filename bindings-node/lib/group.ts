@@ -1,12 +1,10 @@
 // Group membership: joining on probation, watching a group.
 
-import { EventEmitter } from 'node:events';
 import type { ClientLink } from './client';
-import { PendingHandle } from './election';
 import { call } from './errors';
-import type { MemberPromotedEvent, MemberRemovedEvent, Member, EmitterArgs, ViewChangedEvent } from './events';
+import type { MemberPromotedEvent, MemberRemovedEvent, Member, ViewChangedEvent } from './events';
+import { OwnedHandle, PendingWatch } from './handle';
 import type { NativeGroupWatch, NativeMembership, NativeView } from './native';
-import { deliver } from './events';
 import * as v from './validate';
 
 /** A group's view: its number (strictly increasing) and its members in id order. */
@@ -32,18 +30,12 @@ const NO_VIEW: NativeView = { number: 0n, members: [] };
  * is promoted to full member or removed. Emits the {@link GroupEvents}. It ends with
  * {@link Membership.leave}, when the client is closed, or when the session expires.
  */
-export class Membership extends EventEmitter<EmitterArgs<GroupEvents>> {
-  #native: NativeMembership;
+export class Membership extends OwnedHandle<NativeMembership, GroupEvents> {
   #memberId: string;
-  #link: ClientLink;
-  #leaving: Promise<void> | null = null;
 
   private constructor(n: NativeMembership, memberId: string, link: ClientLink) {
-    super();
-    this.#native = n;
+    super(n, link);
     this.#memberId = memberId;
-    this.#link = link;
-    n.subscribe((ev) => deliver(this, ev.type, ev));
   }
 
   /** @internal */
@@ -53,7 +45,7 @@ export class Membership extends EventEmitter<EmitterArgs<GroupEvents>> {
 
   /** The group's name. */
   get group(): string {
-    return this.#native.group;
+    return this.native.group;
   }
 
   /** This member's id. */
@@ -63,17 +55,17 @@ export class Membership extends EventEmitter<EmitterArgs<GroupEvents>> {
 
   /** The view as last told. */
   get view(): View {
-    return this.#native.view;
+    return this.native.view;
   }
 
   /** True while this process is a member (probationary or full) by the client's own deadline. */
   get isMember(): boolean {
-    return this.#native.isMember;
+    return this.native.isMember;
   }
 
   /** True while this process is a full member. */
   get isFull(): boolean {
-    return this.#native.isFull;
+    return this.native.isFull;
   }
 
   /**
@@ -82,21 +74,17 @@ export class Membership extends EventEmitter<EmitterArgs<GroupEvents>> {
    */
   async reportCheck(ok: boolean): Promise<void> {
     v.bool('ok', ok);
-    await call(this.#native.reportCheck(ok));
+    await call(this.native.reportCheck(ok));
   }
 
   /** Leaves the group and waits for the service to confirm. Idempotent. */
   leave(): Promise<void> {
-    if (!this.#leaving) {
-      this.#link.forget(this);
-      this.#leaving = call(this.#native.leave());
-    }
-    return this.#leaving;
+    return this.end();
   }
 
   /** @internal */
-  _clientClosed(): void {
-    void this.leave().catch(() => {});
+  protected giveUp(): Promise<void> {
+    return this.native.leave();
   }
 }
 
@@ -105,16 +93,12 @@ export class Membership extends EventEmitter<EmitterArgs<GroupEvents>> {
  * {@link GroupEvents}, first the current view once {@link GroupWatch.ready}. It carries over
  * to the client's next session after an expiry.
  */
-export class GroupWatch extends EventEmitter<EmitterArgs<GroupEvents>> {
+export class GroupWatch extends PendingWatch<NativeGroupWatch, GroupEvents> {
   #group: string;
-  #handle: PendingHandle<NativeGroupWatch>;
-  #link: ClientLink;
 
   private constructor(group: string, pending: Promise<NativeGroupWatch>, link: ClientLink) {
-    super();
+    super('group watch', pending, link);
     this.#group = group;
-    this.#link = link;
-    this.#handle = new PendingHandle('group watch', pending, this as unknown as EventEmitter, link, this);
   }
 
   /** @internal */
@@ -129,31 +113,6 @@ export class GroupWatch extends EventEmitter<EmitterArgs<GroupEvents>> {
 
   /** The view as last told (empty before `ready`). */
   get view(): View {
-    return this.#handle.native?.view ?? NO_VIEW;
-  }
-
-  /**
-   * Resolves once the service answered and events flow; rejects if the watch could not be
-   * set up (when nobody asked for `ready`, that failure is reported with
-   * `process.emitWarning`).
-   */
-  get ready(): Promise<void> {
-    this.#handle.readyAsked = true;
-    return this.#handle.ready;
-  }
-
-  /** True once closed. */
-  get closed(): boolean {
-    return this.#handle.closed;
-  }
-
-  /** Stops watching. Idempotent. */
-  close(): Promise<void> {
-    return this.#handle.close(this.#link, this);
-  }
-
-  /** @internal */
-  _clientClosed(): void {
-    void this.close();
+    return this.native?.view ?? NO_VIEW;
   }
 }

@@ -20,6 +20,7 @@ pub mod events;
 pub mod group;
 pub mod pool;
 pub mod server;
+pub mod watch;
 
 use events::JsCallback;
 use napi::bindgen_prelude::Object;

@@ -20,7 +20,7 @@ use crate::group::{GroupWatch, Membership};
 use crate::pending;
 use crate::types::{Master, View};
 use crate::util;
-use crate::watch::{CoreHandle, Watch};
+use crate::watch::Watch;
 use parking_lot::Mutex;
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
@@ -30,6 +30,7 @@ use std::mem::ManuallyDrop;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use tenure::client::WatchHandle as CoreHandle;
 use tenure::proto::Text;
 
 /// What a client's handles share: the core client, its dispatcher and its subscriptions.
@@ -392,7 +393,7 @@ impl Client {
             c.campaign_start(&election, cand),
             Box::new(
                 move |py: Python<'_>, r: tenure::Result<tenure::client::Election>| {
-                    let w = Watch::new(shared, r.py_err(py)?);
+                    let w = Watch::new(shared, r.py_err(py)?, "on_master_change");
                     handle_obj(py, w, cb, |w| Election::new(w, id))
                 },
             ),
@@ -420,7 +421,7 @@ impl Client {
             c.join_start(&group, o),
             Box::new(
                 move |py: Python<'_>, r: tenure::Result<tenure::client::Membership>| {
-                    let w = Watch::new(shared, r.py_err(py)?);
+                    let w = Watch::new(shared, r.py_err(py)?, "on_view_change");
                     handle_obj(py, w, cb, |w| Membership::new(w, id))
                 },
             ),
@@ -943,7 +944,7 @@ impl Client {
             c.observe_start(&election),
             Box::new(
                 move |py: Python<'_>, r: tenure::Result<tenure::client::Observer>| {
-                    let w = Watch::new(shared, r.py_err(py)?);
+                    let w = Watch::new(shared, r.py_err(py)?, "on_master_change");
                     handle_obj(py, w, cb, Observer::new)
                 },
             ),
@@ -965,7 +966,7 @@ impl Client {
             c.watch_group_start(&group),
             Box::new(
                 move |py: Python<'_>, r: tenure::Result<tenure::client::GroupWatch>| {
-                    let w = Watch::new(shared, r.py_err(py)?);
+                    let w = Watch::new(shared, r.py_err(py)?, "on_view_change");
                     handle_obj(py, w, cb, |w| GroupWatch::new(w, name))
                 },
             ),

@@ -11,66 +11,12 @@ use crate::util;
 use parking_lot::Mutex;
 use pyo3::prelude::*;
 use std::sync::Arc;
-use tenure::client::{Election, GroupWatch, MasterState, Membership, Observer, View};
-
-/// A core handle with a value told in versions and change callbacks.
-pub(crate) trait CoreHandle: Send + Sync + 'static {
-    /// An election's master state or a group's view.
-    type Value: Clone + Send + Sync + 'static;
-    /// The Python method that registers callbacks, for log messages.
-    const ON_CHANGE: &'static str;
-    /// The value as last told.
-    fn value(&self) -> Self::Value;
-    /// Delivers every later change to `h`, first the current value.
-    fn on_change(&self, h: tenure::Handler);
-}
-
-impl CoreHandle for Election {
-    type Value = MasterState;
-    const ON_CHANGE: &'static str = "on_master_change";
-    fn value(&self) -> MasterState {
-        self.master()
-    }
-    fn on_change(&self, h: tenure::Handler) {
-        self.on_master_change(h)
-    }
-}
-
-impl CoreHandle for Observer {
-    type Value = MasterState;
-    const ON_CHANGE: &'static str = "on_master_change";
-    fn value(&self) -> MasterState {
-        self.master()
-    }
-    fn on_change(&self, h: tenure::Handler) {
-        self.on_master_change(h)
-    }
-}
-
-impl CoreHandle for Membership {
-    type Value = View;
-    const ON_CHANGE: &'static str = "on_view_change";
-    fn value(&self) -> View {
-        self.view()
-    }
-    fn on_change(&self, h: tenure::Handler) {
-        self.on_view_change(h)
-    }
-}
-
-impl CoreHandle for GroupWatch {
-    type Value = View;
-    const ON_CHANGE: &'static str = "on_view_change";
-    fn value(&self) -> View {
-        self.view()
-    }
-    fn on_change(&self, h: tenure::Handler) {
-        self.on_view_change(h)
-    }
-}
+use tenure::client::WatchHandle as CoreHandle;
 
 /// A core handle as a Python object holds it.
 pub(crate) struct Watch<H: CoreHandle> {
+    /// The Python method that registers callbacks, for log messages.
+    on_change: &'static str,
     inner: Mutex<Option<H>>,
     /// The value when the handle was given up.
     last: Mutex<H::Value>,
@@ -79,8 +25,10 @@ pub(crate) struct Watch<H: CoreHandle> {
 }
 
 impl<H: CoreHandle> Watch<H> {
-    pub(crate) fn new(client: Arc<ClientShared>, h: H) -> Watch<H> {
+    /// `on_change` names the Python method that registers callbacks, for log messages.
+    pub(crate) fn new(client: Arc<ClientShared>, h: H, on_change: &'static str) -> Watch<H> {
         Watch {
+            on_change,
             last: Mutex::new(h.value()),
             inner: Mutex::new(Some(h)),
             regs: Regs::default(),
@@ -90,7 +38,7 @@ impl<H: CoreHandle> Watch<H> {
 
     /// Registers `cb` on the client's dispatcher for this handle's changes.
     pub(crate) fn add_callback(&self, cb: Py<PyAny>) -> PyResult<Subscription> {
-        let (reg, handler) = self.client.register(cb, H::ON_CHANGE)?;
+        let (reg, handler) = self.client.register(cb, self.on_change)?;
         if let Some(h) = &*self.inner.lock() {
             h.on_change(handler);
         }

@@ -2,7 +2,7 @@
 //! The rules of designation live in [`crate::election`] and the server; here the client only
 //! keeps what it was told, in epoch order.
 
-use super::watched::{handle_of, Handle, Versioned, Watched};
+use super::watched::{handle_of, Handle, Versioned, WatchHandle, Watched};
 use super::{Answer, Client, Held, Pending, Shared};
 use crate::error::{Error, Result};
 use crate::events::{Event, Handler, Master};
@@ -88,6 +88,32 @@ impl ElectionShared {
             me.then_some(info.epoch)
         })
         .flatten()
+    }
+}
+
+impl WatchHandle for Election {
+    type Value = MasterState;
+    fn name(&self) -> &str {
+        &self.h.shared.name
+    }
+    fn value(&self) -> MasterState {
+        self.master()
+    }
+    fn on_change(&self, handler: Handler) {
+        self.on_master_change(handler)
+    }
+}
+
+impl WatchHandle for Observer {
+    type Value = MasterState;
+    fn name(&self) -> &str {
+        &self.h.shared.name
+    }
+    fn value(&self) -> MasterState {
+        self.master()
+    }
+    fn on_change(&self, handler: Handler) {
+        self.on_master_change(handler)
     }
 }
 

@@ -3,7 +3,7 @@
 //! the client keeps the views it was told, in view order, and derives `member_promoted` and
 //! `member_removed` from consecutive views.
 
-use super::watched::{handle_of, Handle, Versioned, Watched};
+use super::watched::{handle_of, Handle, Versioned, WatchHandle, Watched};
 use super::{Answer, Client, Held, Pending};
 use crate::error::{Error, Result};
 use crate::events::{Event, Handler, Member};
@@ -99,6 +99,32 @@ impl Versioned for ViewInfo {
 
     fn held(w: Arc<Watched<Self>>) -> Held {
         Held::Group(w)
+    }
+}
+
+impl WatchHandle for Membership {
+    type Value = View;
+    fn name(&self) -> &str {
+        &self.h.shared.name
+    }
+    fn value(&self) -> View {
+        self.view()
+    }
+    fn on_change(&self, handler: Handler) {
+        self.on_view_change(handler)
+    }
+}
+
+impl WatchHandle for GroupWatch {
+    type Value = View;
+    fn name(&self) -> &str {
+        &self.h.shared.name
+    }
+    fn value(&self) -> View {
+        self.view()
+    }
+    fn on_change(&self, handler: Handler) {
+        self.on_view_change(handler)
     }
 }
 

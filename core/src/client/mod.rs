@@ -26,6 +26,7 @@ mod watched;
 pub use election::{Candidacy, Election, MasterState, Observer};
 pub use group::{GroupWatch, JoinOptions, Membership, View};
 pub use pending::Pending;
+pub use watched::WatchHandle;
 
 use crate::error::{Error, Result};
 use crate::events::{Dispatcher, Event, Handler, LostReason, Sink, Subscription};

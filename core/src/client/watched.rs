@@ -13,6 +13,23 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
+/// What the election and group handles have in common, for code that serves them all
+/// alike (the language bindings): a name, the value as last told (an election's
+/// [`MasterState`](super::MasterState), a group's [`View`](super::View)), and callbacks on
+/// its changes.
+pub trait WatchHandle: Send + Sync + 'static {
+    /// The value the handle keeps.
+    type Value: Clone + Send + Sync + 'static;
+    /// The election's or group's name.
+    fn name(&self) -> &str;
+    /// The value as last told.
+    fn value(&self) -> Self::Value;
+    /// Calls `handler` with every later change, first the current value when one is known
+    /// (`master_changed` events of an election; `view_changed`, `member_promoted` and
+    /// `member_removed` of a group).
+    fn on_change(&self, handler: Handler);
+}
+
 /// A value the service tells in versions.
 pub(crate) trait Versioned: Clone + Default + Send + Sync + 'static {
     /// The version number; strictly increases (0: nothing told yet).
