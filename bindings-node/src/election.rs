@@ -62,35 +62,11 @@ impl NativeElection {
     }
 }
 
-/// An observation of an election (private; wrapped by `Observer` in the TypeScript layer).
-#[napi]
-pub struct NativeObserver {
-    w: Watch<Observer>,
-}
-
-impl NativeObserver {
-    pub(crate) fn new(o: Observer) -> Self {
-        NativeObserver { w: Watch::new(o) }
-    }
-}
-
-#[napi]
-impl NativeObserver {
-    /// The master as last told, and its epoch (as of the close, once closed).
-    #[napi(getter, ts_return_type = "NativeMasterState")]
-    pub fn master(&self) -> MasterStateValue {
-        MasterStateValue(self.w.value())
-    }
-
-    /// Delivers every master change to `callback`, first the current master if one is known.
-    #[napi]
-    pub fn subscribe(&self, callback: JsCallback<'_>) -> napi::Result<()> {
-        self.w.subscribe(callback)
-    }
-
-    /// Stops the observation. Idempotent.
-    #[napi]
-    pub fn close(&self) {
-        drop(self.w.take());
-    }
-}
+crate::watch::native_watch!(
+    /// An observation of an election (private; wrapped by `Observer` in the TypeScript layer).
+    NativeObserver,
+    Observer,
+    master,
+    MasterStateValue,
+    "NativeMasterState"
+);

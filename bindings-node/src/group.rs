@@ -81,35 +81,11 @@ impl NativeMembership {
     }
 }
 
-/// A watch on a group (private; wrapped by `GroupWatch` in the TypeScript layer).
-#[napi]
-pub struct NativeGroupWatch {
-    w: Watch<GroupWatch>,
-}
-
-impl NativeGroupWatch {
-    pub(crate) fn new(w: GroupWatch) -> Self {
-        NativeGroupWatch { w: Watch::new(w) }
-    }
-}
-
-#[napi]
-impl NativeGroupWatch {
-    /// The view as last told (as of the close, once closed).
-    #[napi(getter, ts_return_type = "NativeView")]
-    pub fn view(&self) -> ViewValue {
-        ViewValue(self.w.value())
-    }
-
-    /// Delivers view changes, promotions and removals, first the current view.
-    #[napi]
-    pub fn subscribe(&self, callback: JsCallback<'_>) -> napi::Result<()> {
-        self.w.subscribe(callback)
-    }
-
-    /// Stops watching. Idempotent.
-    #[napi]
-    pub fn close(&self) {
-        drop(self.w.take());
-    }
-}
+crate::watch::native_watch!(
+    /// A watch on a group (private; wrapped by `GroupWatch` in the TypeScript layer).
+    NativeGroupWatch,
+    GroupWatch,
+    view,
+    ViewValue,
+    "NativeView"
+);

@@ -68,3 +68,50 @@ impl<H: WatchHandle> Watch<H> {
         }
     }
 }
+
+/// Defines a native watch class (`NativeObserver`, `NativeGroupWatch`): the handle, its value
+/// getter `$getter` (converted with `$conv`, typed `$ts` in TypeScript), `subscribe` and
+/// `close`. The two classes differ in nothing else.
+macro_rules! native_watch {
+    ($(#[$doc:meta])* $name:ident, $core:ty, $getter:ident, $conv:ident, $ts:tt) => {
+        $(#[$doc])*
+        #[napi_derive::napi]
+        pub struct $name {
+            w: $crate::watch::Watch<$core>,
+        }
+
+        impl $name {
+            pub(crate) fn new(h: $core) -> Self {
+                $name {
+                    w: $crate::watch::Watch::new(h),
+                }
+            }
+        }
+
+        #[napi_derive::napi]
+        impl $name {
+            /// The value as last told (as of the close, once closed).
+            #[napi(getter, ts_return_type = $ts)]
+            pub fn $getter(&self) -> $conv {
+                $conv(self.w.value())
+            }
+
+            /// Delivers every change to `callback`, first the current value when one is
+            /// known.
+            #[napi]
+            pub fn subscribe(
+                &self,
+                callback: $crate::events::JsCallback<'_>,
+            ) -> napi::Result<()> {
+                self.w.subscribe(callback)
+            }
+
+            /// Stops the events. Idempotent.
+            #[napi]
+            pub fn close(&self) {
+                drop(self.w.take());
+            }
+        }
+    };
+}
+pub(crate) use native_watch;

@@ -40,8 +40,16 @@ pub(crate) struct ClientShared {
     dispatcher: Mutex<Option<Arc<Dispatcher>>>,
     /// Subscriptions of `on_event`, kept until closed or the client is closed.
     subs: Mutex<Vec<Arc<SubInner>>>,
+    /// Every lock this client holds, whether its `Lock` object is alive or not: garbage
+    /// collection never releases a lock (see `Lock`'s `Drop`). Emptied cells are removed at
+    /// release; the rest go with `close()`.
+    locks: Mutex<Vec<LockCell>>,
     closed: AtomicBool,
 }
+
+/// A held core lock, shared by its `Lock` object and the client's list of held locks;
+/// `None` once released.
+pub(crate) type LockCell = Arc<Mutex<Option<tenure::Lock>>>;
 
 impl ClientShared {
     fn new(client: tenure::Client) -> Arc<ClientShared> {
@@ -49,8 +57,42 @@ impl ClientShared {
             client: ManuallyDrop::new(client),
             dispatcher: Mutex::new(None),
             subs: Mutex::new(Vec::new()),
+            locks: Mutex::new(Vec::new()),
             closed: AtomicBool::new(false),
         })
+    }
+
+    /// Keeps `cell` in the list of held locks. Cells of locks no longer held (lost, and
+    /// never released by their owner) are dropped from the list as it doubles, so a
+    /// long-running client does not accumulate them.
+    fn hold(&self, cell: &LockCell) {
+        let mut v = self.locks.lock();
+        if v.len() >= 64 && v.len().is_power_of_two() {
+            v.retain(|c| c.lock().as_ref().is_some_and(|l| l.is_held()));
+        }
+        v.push(cell.clone());
+    }
+
+    /// Takes the core lock out of `cell` and drops the cell from the list of held locks.
+    fn unhold(&self, cell: &LockCell) -> Option<tenure::Lock> {
+        let l = cell.lock().take();
+        self.locks.lock().retain(|c| !Arc::ptr_eq(c, cell));
+        l
+    }
+
+    /// Takes out the held lock named `name`, if this client holds it.
+    fn unhold_name(&self, name: &str) -> Option<tenure::Lock> {
+        let cell = self
+            .locks
+            .lock()
+            .iter()
+            .find(|c| {
+                c.lock()
+                    .as_ref()
+                    .is_some_and(|l| l.name() == name && l.is_held())
+            })
+            .cloned()?;
+        self.unhold(&cell)
     }
 
     /// The client's dispatcher thread, started at first use.
@@ -128,9 +170,13 @@ impl Drop for ClientShared {
         // Dropping the last handle of a core client closes it, which waits for its driver
         // (up to two seconds); this may run in a Python deallocation with the GIL held, so
         // it is done on a thread of its own.
+        let locks = std::mem::take(&mut *self.locks.lock());
         let keep = std::thread::Builder::new()
             .name("tenure-client-drop".into())
-            .spawn(move || drop(client));
+            .spawn(move || {
+                drop(locks);
+                drop(client)
+            });
         if let Err(e) = keep {
             eprintln!("tenure: cannot start a thread to close a client: {e}");
         }
@@ -430,7 +476,11 @@ impl Client {
 
     fn close_work(&self) -> impl FnOnce() + Send + 'static {
         let shared = self.shared.clone();
-        move || shared.client.close()
+        move || {
+            shared.client.close();
+            // Every lock was reported lost ("client_closed"); forget them.
+            drop(std::mem::take(&mut *shared.locks.lock()));
+        }
     }
 
     fn mark_closed(&self, py: Python<'_>) {
@@ -667,6 +717,36 @@ impl Client {
             Ok(None) => Ok(py.None()),
             Err(e) => Err(errors::to_py(py, e, Op::Lock)),
         })
+    }
+
+    /// The names of the locks this client holds now, whether or not their `Lock` objects
+    /// are still referenced (garbage collection never releases a lock).
+    fn held_locks(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .shared
+            .locks
+            .lock()
+            .iter()
+            .filter_map(|c| {
+                c.lock()
+                    .as_ref()
+                    .filter(|l| l.is_held())
+                    .map(|l| l.name().to_string())
+            })
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Releases the lock `name` this client holds (also one whose `Lock` object was
+    /// garbage-collected) and waits for the service to confirm. Raises `NotHeld` when this
+    /// client does not hold it.
+    fn release(&self, py: Python<'_>, name: String) -> PyResult<()> {
+        self.client(py)?;
+        match self.shared.unhold_name(&name) {
+            Some(l) => py.detach(|| l.release()).py_err(py),
+            None => Err(errors::to_py(py, tenure::Error::NotHeld, Op::Other)),
+        }
     }
 
     /// Administrative: releases the lock `name` whoever holds it. The holder's lock is lost
@@ -980,7 +1060,8 @@ impl Client {
 /// manager or call `release()`; dropping the object also releases the lock.
 #[pyclass(frozen, module = "tenure", name = "Lock")]
 pub(crate) struct Lock {
-    inner: Mutex<Option<tenure::Lock>>,
+    /// Shared with the client's list of held locks.
+    inner: LockCell,
     name: Py<PyString>,
     token: u64,
     /// Why it was lost, recorded at release.
@@ -994,10 +1075,13 @@ pub(crate) struct Lock {
 
 impl Lock {
     fn new(client: Arc<ClientShared>, l: tenure::Lock, name: Py<PyString>) -> Lock {
+        let l_token = l.fencing_token();
+        let inner = Arc::new(Mutex::new(Some(l)));
+        client.hold(&inner);
         Lock {
             name,
-            token: l.fencing_token(),
-            inner: Mutex::new(Some(l)),
+            token: l_token,
+            inner,
             lost_at_release: Mutex::new(None),
             released: Arc::new(Mutex::new(None)),
             regs: Regs::default(),
@@ -1017,9 +1101,43 @@ impl Lock {
     }
 
     fn take(&self) -> Option<tenure::Lock> {
-        let l = self.inner.lock().take()?;
+        let l = self.client.unhold(&self.inner)?;
         *self.lost_at_release.lock() = l.lost_reason().map(|r| r.as_str());
         Some(l)
+    }
+}
+
+impl Drop for Lock {
+    /// Garbage collection never releases a lock: a `Lock` collected while held stays held
+    /// (in the client's list) until `client.release(name)` or `client.close()`, as kazoo,
+    /// redis-py and `threading` users expect, and a `ResourceWarning` says so.
+    fn drop(&mut self) {
+        let held = self.inner.lock().as_ref().is_some_and(|l| l.is_held());
+        if !held {
+            return;
+        }
+        Python::attach(|py| {
+            let name = self
+                .name
+                .bind(py)
+                .to_cow()
+                .map(|c| c.into_owned())
+                .unwrap_or_default();
+            let msg = std::ffi::CString::new(format!(
+                "tenure.Lock {name:?} was garbage-collected while held: it stays held until \
+                 client.release({name:?}) or client.close()"
+            ))
+            .unwrap_or_default();
+            let warned = PyErr::warn(
+                py,
+                &py.get_type::<pyo3::exceptions::PyResourceWarning>(),
+                &msg,
+                1,
+            );
+            if let Err(e) = warned {
+                e.write_unraisable(py, None);
+            }
+        });
     }
 }
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
+import warnings
 
 import pytest
 
@@ -136,7 +138,23 @@ def test_closing_the_client_loses_its_locks_with_reason_client_closed(connect):
     wait_until(lambda: late, 5.0, "late on_lost")
 
 
-def test_dropping_a_lock_releases_it(connect):
+def test_a_collected_lock_stays_held_until_released_through_the_client(connect):
+    """Garbage collection never releases a lock (kazoo, redis-py and threading users expect
+    a lock to be held until they release it): a Lock object collected while held warns, and
+    the client still lists and releases the lock."""
     a, b = connect(), connect()
-    a.lock("dropped", timeout=1.0)  # not kept: released when garbage-collected
-    wait_until(lambda: b.try_lock("dropped") is not None, 5.0, "lock released by drop")
+    with pytest.warns(ResourceWarning, match="garbage-collected while held"):
+        a.lock("dropped", timeout=1.0)  # the statement keeps no reference
+        gc.collect()
+    assert b.try_lock("dropped") is None, "still held by a"
+    assert a.held_locks() == ["dropped"]
+    a.release("dropped")
+    assert a.held_locks() == []
+    b.lock("dropped", timeout=5.0).release()  # granted: the lock was released
+    with pytest.raises(tenure.NotHeld):
+        a.release("dropped")
+    # A released or lost lock collected says nothing.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ResourceWarning)
+        a.lock("quiet", timeout=1.0).release()
+        gc.collect()

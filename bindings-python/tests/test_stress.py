@@ -49,7 +49,10 @@ def test_many_threads_on_one_client(connect):
                         sub.close()
                     elif op == 4:
                         _ = (client.state, client.connected, client.session_id, repr(client))
-                        other.try_lock(name) or None
+                        # A lock is held until released (collection never releases it).
+                        taken = other.try_lock(name)
+                        if taken is not None:
+                            taken.release()
                     else:
                         client.request_election(f"el/{seed % 3}", timeout=2.0)
                 except (tenure.LockHeld, tenure.LockTimeout):

@@ -13,6 +13,12 @@ Quick start::
                              on_lost=lambda ev: print("lost:", ev.reason)) as lock:
                 print("token", lock.fencing_token)
 
+Locks
+    A lock is held until ``release()``, the end of its ``with`` block or the client's
+    ``close()``; garbage collection never releases it. A ``Lock`` collected while held raises
+    a ``ResourceWarning``; ``client.held_locks()`` lists and ``client.release(name)`` releases
+    what the client holds.
+
 Threads and callbacks
     Blocking calls (connecting, ``lock``, ``campaign``, ``close``, starting and stopping a
     server, ...) release the GIL and wake every 50 ms so that Ctrl-C raises

@@ -2,7 +2,7 @@
 //! The rules of designation live in [`crate::election`] and the server; here the client only
 //! keeps what it was told, in epoch order.
 
-use super::watched::{handle_of, Handle, Versioned, WatchHandle, Watched};
+use super::watched::{handle_of, watch_handle, Handle, Versioned, WatchHandle, Watched};
 use super::{Answer, Client, Held, Pending, Shared};
 use crate::error::{Error, Result};
 use crate::events::{Event, Handler, Master};
@@ -77,6 +77,11 @@ impl Versioned for MasterInfo {
     fn held(w: Arc<Watched<Self>>) -> Held {
         Held::Election(w)
     }
+
+    type Public = MasterState;
+    fn public(&self) -> MasterState {
+        to_state(self)
+    }
 }
 
 impl ElectionShared {
@@ -91,31 +96,7 @@ impl ElectionShared {
     }
 }
 
-impl WatchHandle for Election {
-    type Value = MasterState;
-    fn name(&self) -> &str {
-        &self.h.shared.name
-    }
-    fn value(&self) -> MasterState {
-        self.master()
-    }
-    fn on_change(&self, handler: Handler) {
-        self.on_master_change(handler)
-    }
-}
-
-impl WatchHandle for Observer {
-    type Value = MasterState;
-    fn name(&self) -> &str {
-        &self.h.shared.name
-    }
-    fn value(&self) -> MasterState {
-        self.master()
-    }
-    fn on_change(&self, handler: Handler) {
-        self.on_master_change(handler)
-    }
-}
+watch_handle!(Election => MasterState, Observer => MasterState);
 
 fn pick(held: Held) -> Option<Arc<ElectionShared>> {
     match held {
@@ -142,12 +123,12 @@ impl fmt::Debug for Election {
 impl Election {
     /// The election's name.
     pub fn name(&self) -> &str {
-        &self.h.shared.name
+        WatchHandle::name(self)
     }
 
     /// The master as last told, and its epoch.
     pub fn master(&self) -> MasterState {
-        to_state(&self.h.shared.value())
+        self.value()
     }
 
     /// True while this candidate is the master: designated, not resigned, and the session's
@@ -168,7 +149,7 @@ impl Election {
     /// Calls `callback` with every `master_changed` event of this election, in epoch order,
     /// on a dispatcher thread; first with the current master if one is known.
     pub fn on_master_change(&self, callback: impl Into<Handler>) {
-        self.h.shared.subscribe(&self.h.client, callback.into());
+        self.on_change(callback.into());
     }
 
     /// Withdraws the candidacy and waits for the service to confirm. A master that resigns
@@ -223,18 +204,18 @@ impl fmt::Debug for Observer {
 impl Observer {
     /// The election's name.
     pub fn name(&self) -> &str {
-        &self.h.shared.name
+        WatchHandle::name(self)
     }
 
     /// The master as last told, and its epoch.
     pub fn master(&self) -> MasterState {
-        to_state(&self.h.shared.value())
+        self.value()
     }
 
     /// Calls `callback` with every `master_changed` event of this election (see
     /// [`Election::on_master_change`]).
     pub fn on_master_change(&self, callback: impl Into<Handler>) {
-        self.h.shared.subscribe(&self.h.client, callback.into());
+        self.on_change(callback.into());
     }
 
     /// Stops the observation.

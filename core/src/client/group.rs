@@ -3,7 +3,7 @@
 //! the client keeps the views it was told, in view order, and derives `member_promoted` and
 //! `member_removed` from consecutive views.
 
-use super::watched::{handle_of, Handle, Versioned, WatchHandle, Watched};
+use super::watched::{handle_of, watch_handle, Handle, Versioned, WatchHandle, Watched};
 use super::{Answer, Client, Held, Pending};
 use crate::error::{Error, Result};
 use crate::events::{Event, Handler, Member};
@@ -100,33 +100,14 @@ impl Versioned for ViewInfo {
     fn held(w: Arc<Watched<Self>>) -> Held {
         Held::Group(w)
     }
-}
 
-impl WatchHandle for Membership {
-    type Value = View;
-    fn name(&self) -> &str {
-        &self.h.shared.name
-    }
-    fn value(&self) -> View {
-        self.view()
-    }
-    fn on_change(&self, handler: Handler) {
-        self.on_view_change(handler)
+    type Public = View;
+    fn public(&self) -> View {
+        to_view(self)
     }
 }
 
-impl WatchHandle for GroupWatch {
-    type Value = View;
-    fn name(&self) -> &str {
-        &self.h.shared.name
-    }
-    fn value(&self) -> View {
-        self.view()
-    }
-    fn on_change(&self, handler: Handler) {
-        self.on_view_change(handler)
-    }
-}
+watch_handle!(Membership => View, GroupWatch => View);
 
 fn pick(held: Held) -> Option<Arc<GroupShared>> {
     match held {
@@ -153,12 +134,12 @@ impl fmt::Debug for Membership {
 impl Membership {
     /// The group's name.
     pub fn group(&self) -> &str {
-        &self.h.shared.name
+        self.name()
     }
 
     /// The view as last told.
     pub fn view(&self) -> View {
-        to_view(&self.h.shared.value())
+        self.value()
     }
 
     /// True while this process is a member of the group in the last view it was told of,
@@ -185,7 +166,7 @@ impl Membership {
     /// Calls `callback` with `view_changed`, `member_promoted` and `member_removed` events of
     /// this group, in view order, on a dispatcher thread; first with the current view.
     pub fn on_view_change(&self, callback: impl Into<Handler>) {
-        self.h.shared.subscribe(&self.h.client, callback.into());
+        self.on_change(callback.into());
     }
 
     /// Reports the application's evaluation of this (probationary) member: a pass lets the
@@ -259,12 +240,12 @@ impl fmt::Debug for GroupWatch {
 impl GroupWatch {
     /// The view as last told.
     pub fn view(&self) -> View {
-        to_view(&self.h.shared.value())
+        self.value()
     }
 
     /// See [`Membership::on_view_change`].
     pub fn on_view_change(&self, callback: impl Into<Handler>) {
-        self.h.shared.subscribe(&self.h.client, callback.into());
+        self.on_change(callback.into());
     }
 
     /// Stops watching.

@@ -38,7 +38,31 @@ pub(crate) trait Versioned: Clone + Default + Send + Sync + 'static {
     fn changes(name: &str, prev: &Self, next: &Self) -> Vec<Event>;
     /// The handle record as the session's answer carries it.
     fn held(w: Arc<Watched<Self>>) -> Held;
+    /// The value as the public API shows it.
+    type Public: Clone + Send + Sync + 'static;
+    /// Converts the value for the public API.
+    fn public(&self) -> Self::Public;
 }
+
+/// Implements [`WatchHandle`] for handle types that hold `h: Handle<V>`, whose public value
+/// is `P` (`$t => P`).
+macro_rules! watch_handle {
+    ($($t:ty => $p:ty),* $(,)?) => {$(
+        impl $crate::client::watched::WatchHandle for $t {
+            type Value = $p;
+            fn name(&self) -> &str {
+                &self.h.shared.name
+            }
+            fn value(&self) -> Self::Value {
+                $crate::client::watched::Versioned::public(&self.h.shared.value())
+            }
+            fn on_change(&self, handler: $crate::events::Handler) {
+                self.h.shared.subscribe(&self.h.client, handler)
+            }
+        }
+    )*};
+}
+pub(crate) use watch_handle;
 
 /// Shared record of one handle (a campaign or an observation, a membership or a watch),
 /// between the handle and the session that updates it.
