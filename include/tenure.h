@@ -131,6 +131,11 @@ typedef enum tenure_status {
      */
     TENURE_STATUS_LIMIT = 206,
     /**
+     * The call was cancelled (kept in step with the core's error kinds; no C call returns
+     * it today).
+     */
+    TENURE_STATUS_CANCELLED = 207,
+    /**
      * `tenure_client_try_lock`: another session holds the lock.
      */
     TENURE_STATUS_LOCK_HELD = 300,

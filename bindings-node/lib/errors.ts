@@ -14,6 +14,7 @@ export type TenureErrorCode =
   | 'ERR_TENURE_LIMIT'
   | 'ERR_TENURE_REJECTED'
   | 'ERR_TENURE_IO'
+  | 'ERR_TENURE_CANCELLED'
   | 'ERR_TENURE_PANIC'
   | 'ERR_TENURE_OTHER';
 
@@ -41,6 +42,8 @@ export const codes = Object.freeze({
   REJECTED: 'ERR_TENURE_REJECTED',
   /** An operating-system error (binding a socket, the data directory). */
   IO: 'ERR_TENURE_IO',
+  /** The call was given up before it completed. */
+  CANCELLED: 'ERR_TENURE_CANCELLED',
   /** A bug in tenure: a native call panicked. */
   PANIC: 'ERR_TENURE_PANIC',
   /** An error kind newer than this package. */

@@ -1,7 +1,7 @@
 //! The client, its session events and its locks.
 
 use crate::election::{NativeElection, NativeObserver};
-use crate::error::{coded, conv, to_napi, Op, INVALID_ARGUMENT};
+use crate::error::{coded, conv, to_napi, INVALID_ARGUMENT};
 use crate::events::JsCallback;
 use crate::events::{MasterStateValue, RawArray, Relay, ViewValue};
 use crate::group::{NativeGroupWatch, NativeMembership};
@@ -17,6 +17,7 @@ use tenure::client::{timeout_from_secs, Candidacy, JoinOptions};
 use tenure::events::Subscription;
 use tenure::proto::StatusInfo;
 use tenure::retry::{Exponential, Fixed, InverseExponential, RetryPolicy};
+use tenure::Call;
 use tenure::{Client, ClientConfig, Lock, SessionState};
 
 /// Longest wait, at close, for the events of a client or detector to reach JavaScript.
@@ -179,7 +180,7 @@ impl NativeClient {
         let timeout = millis("timeoutMs", timeout_ms)?;
         // The core keeps the timeout: no thread waits for this lock.
         pending_promise(env, self.client.lock_start(&name, timeout), |r| {
-            let lock = r.map_err(|e| to_napi(e, Op::Lock))?;
+            let lock = r.map_err(|e| to_napi(e, Call::Lock))?;
             Ok(NativeLock::new(lock))
         })
     }
@@ -188,7 +189,7 @@ impl NativeClient {
     #[napi(ts_return_type = "Promise<NativeLock | null>")]
     pub fn try_lock<'env>(&self, env: &'env Env, name: String) -> napi::Result<Object<'env>> {
         pending_promise(env, self.client.try_lock_start(&name), |r| {
-            let lock = r.map_err(|e| to_napi(e, Op::Lock))?;
+            let lock = r.map_err(|e| to_napi(e, Call::Lock))?;
             Ok(lock.map(NativeLock::new))
         })
     }
@@ -371,7 +372,7 @@ impl NativeLock {
     pub fn release<'env>(&self, env: &'env Env) -> napi::Result<Object<'env>> {
         match self.lock.lock().take() {
             Some(l) => pending_promise(env, l.release_start(), |r| {
-                r.map_err(|e| to_napi(e, Op::Release))
+                r.map_err(|e| to_napi(e, Call::Other))
             }),
             None => ready_promise(env, Ok(())),
         }

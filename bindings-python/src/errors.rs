@@ -1,4 +1,5 @@
-//! The exception hierarchy of `tenure` and the one mapping from the core's [`tenure::Error`].
+//! The exception hierarchy of `tenure` and the one mapping from the core's error kinds
+//! ([`tenure::ErrorKind`]) to it.
 //!
 //! Every exception derives from `tenure.TenureError`. Where a built-in exception means the
 //! same thing, the class also derives from it, so callers can catch either:
@@ -177,37 +178,39 @@ fn raise(py: Python<'_>, ty: &Py<PyType>, msg: String) -> PyErr {
     PyErr::from_type(ty.bind(py).clone(), msg)
 }
 
-/// What a failed call was doing, where the same core error means different things.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Op {
-    /// Taking a lock: a timeout is `LockTimeout`.
-    Lock,
-    /// Anything else.
-    Other,
-}
+/// What a failed call was (the core's [`tenure::Call`]: a lock's timeout is a `LockTimeout`).
+pub(crate) use tenure::Call as Op;
 
-/// Converts a core error into the Python exception for it.
+/// Converts a core error into the Python exception of its kind ([`tenure::ErrorKind`]).
 pub(crate) fn to_py(py: Python<'_>, e: tenure::Error, op: Op) -> PyErr {
-    use tenure::Error as E;
+    use tenure::ErrorKind as K;
     let c = classes(py);
-    let msg = e.to_string();
-    match e {
-        E::AlreadyHeld(_) => raise(py, &c.lock_held, msg),
-        // The class says what kind of error it is; the message is the core's own words, the
-        // same whether the binding or the core caught the argument.
-        E::InvalidArgument(m) => raise(py, &c.invalid_argument, m),
-        E::Timeout if op == Op::Lock => raise(py, &c.lock_timeout, msg),
-        E::Timeout => raise(py, &c.timeout, msg),
-        E::SessionExpired => raise(py, &c.session_expired, msg),
-        E::DataLost => raise(py, &c.data_lost, msg),
-        E::Closed => raise(py, &c.closed, msg),
-        E::ConnectionFailed(_) => raise(py, &c.connection_failed, msg),
-        E::Limit(_) => raise(py, &c.limit_reached, msg),
-        E::Rejected(_) => raise(py, &c.rejected, msg),
-        E::NotHeld => raise(py, &c.not_held, msg),
-        E::Io(_) => raise(py, &c.io_error, msg),
-        _ => raise(py, &c.base, msg),
-    }
+    let kind = e.kind_in(op);
+    let class = match kind {
+        K::InvalidArgument => {
+            // The class says what kind of error it is; the message is the core's own words,
+            // the same whether the binding or the core caught the argument.
+            if let tenure::Error::InvalidArgument(m) = e {
+                return raise(py, &c.invalid_argument, m);
+            }
+            &c.invalid_argument
+        }
+        K::AlreadyHeld => &c.lock_held,
+        K::LockTimeout => &c.lock_timeout,
+        K::Timeout => &c.timeout,
+        K::SessionExpired => &c.session_expired,
+        K::DataLost => &c.data_lost,
+        K::Closed => &c.closed,
+        K::ConnectionFailed => &c.connection_failed,
+        K::Limit => &c.limit_reached,
+        K::Rejected => &c.rejected,
+        K::NotHeld => &c.not_held,
+        K::Io => &c.io_error,
+        // Cancelled (an asyncio caller sees CancelledError instead) and kinds newer than
+        // this package.
+        _ => &c.base,
+    };
+    raise(py, class, e.to_string())
 }
 
 /// `InvalidArgument` with a message of the bindings' own.

@@ -50,7 +50,7 @@ mod sim;
 
 pub use client::{Client, ClientConfig, Lock, Pending, SessionState};
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use error::{Error, Result};
+pub use error::{Call, Error, ErrorKind, Result};
 pub use events::{Event, Handler, LostReason, Master, Member, Subscription, SuspicionKind};
 pub use server::{Durability, Server, ServerConfig};
 

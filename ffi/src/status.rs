@@ -48,6 +48,9 @@ pub enum tenure_status {
     Rejected = 205,
     /// A limit of the service or of this library was reached (queue, handles, sizes).
     Limit = 206,
+    /// The call was cancelled (kept in step with the core's error kinds; no C call returns
+    /// it today).
+    Cancelled = 207,
     /// `tenure_client_try_lock`: another session holds the lock.
     LockHeld = 300,
     /// The lock is not held (any more): it was lost or released.
@@ -69,7 +72,7 @@ pub enum tenure_status {
 
 impl tenure_status {
     /// Every status, for `tenure_status_str` and the tests.
-    pub(crate) const ALL: [tenure_status; 22] = [
+    pub(crate) const ALL: [tenure_status; 23] = [
         tenure_status::Ok,
         tenure_status::NullArgument,
         tenure_status::InvalidUtf8,
@@ -84,6 +87,7 @@ impl tenure_status {
         tenure_status::Timeout,
         tenure_status::Rejected,
         tenure_status::Limit,
+        tenure_status::Cancelled,
         tenure_status::LockHeld,
         tenure_status::NotHeld,
         tenure_status::AlreadyHeld,
@@ -113,6 +117,7 @@ impl tenure_status {
             tenure_status::Timeout => "timed out\0",
             tenure_status::Rejected => "rejected by the service\0",
             tenure_status::Limit => "limit reached\0",
+            tenure_status::Cancelled => "the call was cancelled\0",
             tenure_status::LockHeld => "the lock is held by another session\0",
             tenure_status::NotHeld => "the lock is not held\0",
             tenure_status::AlreadyHeld => "this client's session already holds the lock\0",
@@ -144,22 +149,14 @@ pub(crate) fn fail(status: tenure_status, msg: impl Into<String>) -> Fail {
 }
 
 impl From<tenure::Error> for Fail {
+    /// The status is the core's number for the error's kind ([`tenure::ErrorKind::number`]):
+    /// C has no table of its own.
     fn from(e: tenure::Error) -> Fail {
-        use tenure::Error as E;
-        let status = match &e {
-            E::InvalidArgument(_) => tenure_status::InvalidArgument,
-            E::Timeout => tenure_status::Timeout,
-            E::SessionExpired => tenure_status::SessionExpired,
-            E::DataLost => tenure_status::DataLost,
-            E::Closed => tenure_status::Closed,
-            E::ConnectionFailed(_) => tenure_status::ConnectionFailed,
-            E::Limit(_) => tenure_status::Limit,
-            E::Rejected(_) => tenure_status::Rejected,
-            E::NotHeld => tenure_status::NotHeld,
-            E::AlreadyHeld(_) => tenure_status::AlreadyHeld,
-            E::Io(_) => tenure_status::Io,
-            _ => tenure_status::Internal,
-        };
+        let n = e.kind().number();
+        let status = tenure_status::ALL
+            .into_iter()
+            .find(|s| *s as u32 == n)
+            .unwrap_or(tenure_status::Internal);
         fail(status, e.to_string())
     }
 }
@@ -273,5 +270,29 @@ pub unsafe extern "C" fn tenure_last_error(
     })) {
         Ok(s) => s,
         Err(_) => tenure_status::Panic,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_core_error_kind_has_its_c_status() {
+        for k in tenure::ErrorKind::ALL {
+            let st = tenure_status::ALL
+                .into_iter()
+                .find(|s| *s as u32 == k.number());
+            assert!(
+                st.is_some(),
+                "{} ({}) has no C status",
+                k.name(),
+                k.number()
+            );
+        }
+        let f = Fail::from(tenure::Error::NotHeld);
+        assert_eq!(f.status, tenure_status::NotHeld);
+        let f = Fail::from(tenure::Error::Timeout);
+        assert_eq!(f.status, tenure_status::Timeout);
     }
 }
