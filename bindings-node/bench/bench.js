@@ -7,9 +7,9 @@
 //    Also the floor of any call: an empty native call's Promise (thread hand-off and
 //    settling on the JavaScript thread).
 // 2. Event delivery latency from the core to a JavaScript listener: events are queued on a
-//    core subscription (the path of every client event: core queue -> dispatcher thread ->
-//    threadsafe function -> JS dispatcher -> EventEmitter listener), each stamped with the
-//    time it was queued.
+//    core subscription (the path of every client event: the core's thread hands it to the
+//    inline handler -> threadsafe function -> JS dispatcher -> EventEmitter listener; no
+//    core dispatcher thread), each stamped with the time it was queued.
 //
 // Usage: node bench/bench.js [--rounds N] [--events N] [--fsync] [--json]
 'use strict';
