@@ -9,8 +9,11 @@
 //!   order they happened. Each client has one dispatcher (started at its first subscription)
 //!   shared by the client's own, its locks', elections' and groups' subscriptions; each
 //!   failure detector has its own. A callback that blocks delays the later events of its
-//!   dispatcher and nothing else: never a heartbeat, a lease or a detection. A callback that
-//!   panics is reported on stderr and the dispatcher goes on.
+//!   dispatcher and nothing else: never a heartbeat, a lease or a detection. (So a callback
+//!   must not wait for another event of the same client: that event waits behind it.) A
+//!   callback that panics is reported on stderr and the dispatcher goes on. One thread per
+//!   client rather than per subscription is a decision of issue 17: a process with many
+//!   locks, elections and watches costs one thread per client, not one per callback.
 //! - **inline** ([`Handler::inline`], for language bindings that own a dispatcher of their
 //!   own): the function runs on the library thread that produced the event, so the event
 //!   reaches the binding with no thread of the core in between. It must only hand the event
