@@ -610,24 +610,13 @@ impl Dispatcher {
     /// threads send its events to.
     pub fn subscribe(&self, handler: impl Into<Handler>) -> (Subscription, Sink) {
         let h = handler.into();
-        let slot = Arc::new(Slot {
-            active: AtomicBool::new(true),
-            callback: Mutex::new(Some(h.callback)),
-            queued: AtomicUsize::new(0),
-            dropped: AtomicU64::new(0),
-        });
         let tx = (!h.inline).then(|| self.sender());
-        let end = Arc::new(SinkEnd {
-            slot: slot.clone(),
-            tx: tx.clone(),
-        });
+        let sink = Sink::new(h.callback, tx);
         (
-            Subscription { slot: slot.clone() },
-            Sink {
-                slot,
-                tx,
-                _end: end,
+            Subscription {
+                slot: sink.slot.clone(),
             },
+            sink,
         )
     }
 }
@@ -663,16 +652,36 @@ impl Drop for SinkEnd {
 }
 
 impl Sink {
-    /// A sink whose events wait in the returned receiver, with no dispatcher thread: for the
-    /// tests of the sans-IO machines and the simulation.
+    /// A sink of a new subscription slot running `callback` (inline when `tx` is `None`).
+    fn new(callback: Callback, tx: Option<Sender<Job>>) -> Sink {
+        let slot = Arc::new(Slot {
+            active: AtomicBool::new(true),
+            callback: Mutex::new(Some(callback)),
+            queued: AtomicUsize::new(0),
+            dropped: AtomicU64::new(0),
+        });
+        let end = Arc::new(SinkEnd {
+            slot: slot.clone(),
+            tx: tx.clone(),
+        });
+        Sink {
+            slot,
+            tx,
+            _end: end,
+        }
+    }
+
+    /// A sink whose events wait in the returned receiver, with no dispatcher thread and no
+    /// subscription to close it: for the tests of the sans-IO machines and the simulation.
     #[cfg(test)]
     pub(crate) fn channel() -> (Sink, Receiver<Event>) {
         let (tx, rx) = crossbeam_channel::unbounded();
-        let (sub, sink) = Dispatcher::new("test").subscribe(Handler::inline(move |e| {
-            let _ = tx.send(e);
-        }));
-        // The subscription only closes the sink; the receiver side is the test's.
-        std::mem::forget(sub);
+        let sink = Sink::new(
+            Arc::new(move |e| {
+                let _ = tx.send(e);
+            }),
+            None,
+        );
         (sink, rx)
     }
 
