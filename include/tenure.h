@@ -484,6 +484,23 @@ uint32_t tenure_version_number(void);
 size_t tenure_handles_alive(void);
 
 /**
+ * Reads the core's limit named `name` (the table `tenure::limits::LIMITS`, the same in
+ * every language): "name_bytes", "id_bytes", "endpoint_bytes", "client_name_bytes",
+ * "detector_name_bytes", "request_bytes", "reply_bytes", "ttl_min_ms", "ttl_max_ms",
+ * "timeout_max_ms", "waiters_per_lock", "locks_per_session", "candidates_per_election",
+ * "members_per_group", "sessions_per_server", "queued_events". On success `*value_out`
+ * receives the value (bytes, milliseconds or a count, as the name says).
+ *
+ * Errors: `TENURE_STATUS_NULL_ARGUMENT`, `TENURE_STATUS_INVALID_UTF8`,
+ * `TENURE_STATUS_INVALID_ARGUMENT` (no limit has that name). Threads: any.
+ *
+ * # Safety
+ *
+ * `name` must be NULL or NUL-terminated; `value_out` NULL or writable.
+ */
+enum tenure_status tenure_limit(const char *name, uint64_t *value_out);
+
+/**
  * Creates a client builder with no endpoint and the defaults: session TTL 10 s, connect
  * timeout 1 s, a new session opened automatically after one expired, client name
  * `pid-<pid>`.

@@ -38,6 +38,7 @@ export {
   type PeerAddress,
 } from './detector';
 export { TenureError, codes, type TenureErrorCode } from './errors';
+export { limits } from './validate';
 export {
   TenureListenerWarning,
   type ClientEvent,

@@ -120,20 +120,9 @@ export interface NativeDetector {
   stop(): Promise<void>;
 }
 
-/** The core's limits, defined once there. */
-export interface NativeLimits {
-  maxNameBytes: number;
-  maxIdBytes: number;
-  maxEndpointBytes: number;
-  maxClientNameBytes: number;
-  maxDetectorNameBytes: number;
-  minTtlMs: number;
-  maxTtlMs: number;
-  maxTimeoutMs: number;
-}
-
 export interface Native {
-  limits(): NativeLimits;
+  /** The core's limits table, by the core's (snake_case) names. */
+  limits(): Record<string, number>;
   startServer(listen: string, dataDir: string, durability: string): Promise<NativeServer>;
   connectClient(endpoints: string[], options: NativeClientOptions, onEvent: EventCallback): Promise<NativeClient>;
   startDetector(config: NativeDetectorConfig, onEvent: EventCallback): Promise<NativeDetector>;

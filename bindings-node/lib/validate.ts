@@ -8,23 +8,38 @@
 import { invalidType, invalidValue, outOfRange } from './errors';
 import { native } from './native';
 
-const limits = native.limits();
+const table = native.limits();
+
+/** A limit of the core's table, by its name there (never a number copied here). */
+function limit(name: string): number {
+  const v = table[name];
+  if (v === undefined) throw new Error(`tenure: the native addon has no limit named ${name}`);
+  return v;
+}
+
+/**
+ * The core's limits (`tenure::limits::LIMITS`), with camelCase names: `nameBytes`,
+ * `idBytes`, `ttlMinMs`, `timeoutMaxMs`, `waitersPerLock`, ... Read-only.
+ */
+export const limits: Readonly<Record<string, number>> = Object.freeze(
+  Object.fromEntries(Object.entries(table).map(([k, v]) => [k.replace(/_([a-z])/g, (_m, c: string) => c.toUpperCase()), v])),
+);
 
 /** Longest lock, election or group name, in UTF-8 bytes. */
-export const MAX_NAME_BYTES = limits.maxNameBytes;
+export const MAX_NAME_BYTES = limit('name_bytes');
 /** Longest candidate or member id, in UTF-8 bytes. */
-export const MAX_ID_BYTES = limits.maxIdBytes;
+export const MAX_ID_BYTES = limit('id_bytes');
 /** Longest endpoint (`host:port`), in UTF-8 bytes. */
-export const MAX_ENDPOINT_BYTES = limits.maxEndpointBytes;
+export const MAX_ENDPOINT_BYTES = limit('endpoint_bytes');
 /** Longest client name, in UTF-8 bytes. */
-export const MAX_CLIENT_NAME_BYTES = limits.maxClientNameBytes;
+export const MAX_CLIENT_NAME_BYTES = limit('client_name_bytes');
 /** Longest failure-detector process, peer or network name, in UTF-8 bytes. */
-export const MAX_DETECTOR_NAME_BYTES = limits.maxDetectorNameBytes;
+export const MAX_DETECTOR_NAME_BYTES = limit('detector_name_bytes');
 /** Longest duration accepted, in milliseconds (a year). */
-export const MAX_MS = limits.maxTimeoutMs;
+export const MAX_MS = limit('timeout_max_ms');
 /** Shortest and longest session TTL, in milliseconds. */
-export const MIN_TTL_MS = limits.minTtlMs;
-export const MAX_TTL_MS = limits.maxTtlMs;
+export const MIN_TTL_MS = limit('ttl_min_ms');
+export const MAX_TTL_MS = limit('ttl_max_ms');
 
 /** A UTF-16 code unit that is half of a surrogate pair without its other half. */
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;

@@ -111,7 +111,7 @@ pub fn connect_client<'env>(
     let relay = Relay::new(on_event)?;
     promise(env, move || {
         let client = Client::connect(cfg).map_err(conv)?;
-        let sub = match client.subscribe(relay.callback()) {
+        let sub = match client.subscribe_with(relay.callback()) {
             Ok(s) => s,
             Err(e) => {
                 client.close();

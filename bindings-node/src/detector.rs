@@ -123,7 +123,7 @@ pub fn start_detector<'env>(
     let relay = Relay::new(on_event)?;
     promise(env, move || {
         let d = Detector::start(cfg).map_err(conv)?;
-        let sub = d.subscribe(relay.callback());
+        let sub = d.subscribe_with(relay.callback());
         Ok(NativeDetector {
             inner: Mutex::new(Some(d)),
             sub: Arc::new(Mutex::new(Some(sub))),

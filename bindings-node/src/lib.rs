@@ -39,42 +39,14 @@ fn now_ns() -> u64 {
     epoch().elapsed().as_nanos() as u64
 }
 
-/// The core's limits, which the TypeScript layer checks arguments against (defined once, in
-/// the core).
-#[napi(object)]
-pub struct Limits {
-    /// Longest lock, election or group name, in UTF-8 bytes.
-    pub max_name_bytes: u32,
-    /// Longest candidate or member id, in UTF-8 bytes.
-    pub max_id_bytes: u32,
-    /// Longest endpoint (`host:port`), in UTF-8 bytes.
-    pub max_endpoint_bytes: u32,
-    /// Longest client name, in UTF-8 bytes.
-    pub max_client_name_bytes: u32,
-    /// Longest failure-detector process, peer or network name, in UTF-8 bytes.
-    pub max_detector_name_bytes: u32,
-    /// Shortest session TTL, in milliseconds.
-    pub min_ttl_ms: f64,
-    /// Longest session TTL, in milliseconds.
-    pub max_ttl_ms: f64,
-    /// Longest timeout of a blocking call, in milliseconds.
-    pub max_timeout_ms: f64,
-}
-
-/// The core's limits (see [`Limits`]).
-#[napi]
-pub fn limits() -> Limits {
-    use tenure::proto;
-    Limits {
-        max_name_bytes: proto::MAX_NAME_LEN as u32,
-        max_id_bytes: proto::MAX_ID_LEN as u32,
-        max_endpoint_bytes: proto::MAX_ENDPOINT_LEN as u32,
-        max_client_name_bytes: proto::MAX_CLIENT_NAME_LEN as u32,
-        max_detector_name_bytes: tenure::detector::MAX_NAME_LEN as u32,
-        min_ttl_ms: tenure::server::state::MIN_TTL_MS as f64,
-        max_ttl_ms: tenure::server::state::MAX_TTL_MS as f64,
-        max_timeout_ms: tenure::client::MAX_TIMEOUT.as_millis() as f64,
-    }
+/// The core's limits table ([`tenure::limits::LIMITS`]), by the core's names; the TypeScript
+/// layer checks arguments against it and exports it as `limits` (camelCase names).
+#[napi(ts_return_type = "Record<string, number>")]
+pub fn limits() -> std::collections::HashMap<String, f64> {
+    tenure::limits::LIMITS
+        .iter()
+        .map(|l| (l.name.to_string(), l.value as f64))
+        .collect()
 }
 
 /// Benchmark helper: nanoseconds on the monotonic clock the event benchmark stamps its events

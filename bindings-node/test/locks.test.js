@@ -357,3 +357,15 @@ test('subscriptions take no thread each: events go straight to the JavaScript th
   for (const o of observers) o.close();
   for (const w of watches) w.close();
 });
+
+test("the limits are the core's table, and enforced", { timeout: 30000 }, async (t) => {
+  assert.equal(tenure.limits.nameBytes, 1024);
+  assert.equal(tenure.limits.waitersPerLock, 10000);
+  assert.ok(Object.isFrozen(tenure.limits));
+  const server = await startServer(t);
+  const c = await connect(t, server.address);
+  await assert.rejects(c.tryLock('x'.repeat(tenure.limits.nameBytes + 1)), RangeError);
+  const l = await c.tryLock('x'.repeat(tenure.limits.nameBytes));
+  assert.ok(l && l.held);
+  await l.release();
+});

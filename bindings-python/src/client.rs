@@ -145,7 +145,9 @@ impl EarlyEvents {
         let dispatcher = Dispatcher::start("client")
             .map_err(|e| PyRuntimeError::new_err(format!("cannot start a dispatcher: {e}")))?;
         let (reg, forward) = dispatcher.register(cb, "on_event");
-        Ok((cfg.on_event(forward), Some(EarlyEvents { dispatcher, reg })))
+        let mut cfg = cfg;
+        cfg.on_event = Some(tenure::client::EventCallback(forward));
+        Ok((cfg, Some(EarlyEvents { dispatcher, reg })))
     }
 
     /// The shared record of a connected client, delivering to the early callback until the
@@ -633,7 +635,7 @@ impl Client {
         let cb = util::required_callback("callback", callback)?;
         let c = self.client(py)?;
         let (reg, forward) = self.shared.register(cb, "on_event")?;
-        let core = c.subscribe(forward).py_err(py)?;
+        let core = c.subscribe_with(forward).py_err(py)?;
         let inner = Arc::new(SubInner {
             reg,
             core: Mutex::new(Some(core)),
@@ -1092,7 +1094,7 @@ impl Lock {
     fn add_on_lost(&self, cb: Py<PyAny>) -> PyResult<Subscription> {
         let (reg, forward) = self.client.register(cb, "on_lost")?;
         match &*self.inner.lock() {
-            Some(l) => l.on_lost(forward),
+            Some(l) => l.on_lost_with(forward),
             // Released: a release is not a loss, so the callback never runs.
             None => drop(forward),
         }

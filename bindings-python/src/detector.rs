@@ -180,7 +180,7 @@ impl Detector {
             }
         };
         let (reg, forward) = d.register(cb, "on_event");
-        let core = self.with(py, |det| det.subscribe(forward))?;
+        let core = self.with(py, |det| det.subscribe_with(forward))?;
         let sub = Py::new(py, Subscription::owning(reg, core))?;
         self.subs.lock().push(sub.clone_ref(py));
         Ok(sub)

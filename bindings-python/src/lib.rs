@@ -60,5 +60,10 @@ fn _tenure(m: &Bound<'_, PyModule>) -> PyResult<()> {
     bench::register(m)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("MAX_TIMEOUT", tenure::client::MAX_TIMEOUT.as_secs_f64())?;
+    let limits = pyo3::types::PyDict::new(m.py());
+    for l in tenure::limits::LIMITS {
+        limits.set_item(l.name, l.value)?;
+    }
+    m.add("LIMITS", limits)?;
     Ok(())
 }

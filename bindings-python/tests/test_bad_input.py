@@ -206,3 +206,17 @@ def test_name_errors_say_what_the_name_names(connect):
         c.campaign("e", "i" * 300, 1)
     with pytest.raises(tenure.InvalidArgument, match="^member id is 300 bytes"):
         c.join("g", "i" * 300)
+
+
+def test_the_limits_are_the_cores_and_enforced(connect):
+    """tenure.LIMITS is the core's table: a name one byte over name_bytes is refused, a name
+    of exactly name_bytes is taken."""
+    limits = tenure.LIMITS
+    assert limits["name_bytes"] == 1024 and limits["waiters_per_lock"] == 10_000
+    assert set(limits) >= {"id_bytes", "ttl_min_ms", "ttl_max_ms", "timeout_max_ms"}
+    c = connect()
+    with pytest.raises(tenure.InvalidArgument):
+        c.try_lock("x" * (limits["name_bytes"] + 1))
+    lock = c.try_lock("x" * limits["name_bytes"])
+    assert lock is not None
+    lock.release()

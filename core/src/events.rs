@@ -455,9 +455,10 @@ impl From<Event> for Record {
 /// A callback receiving events.
 pub type Callback = Arc<dyn Fn(Event) + Send + Sync>;
 
-/// How a subscription's events reach its callback (see the module documentation). Any
-/// `Fn(Event) + Send + Sync` closure converts into a dispatched handler, so the subscribing
-/// methods take closures directly.
+/// How a subscription's events reach its callback (see the module documentation). The
+/// subscribing methods take closures (dispatched); their `*_with` forms
+/// ([`crate::Client::subscribe_with`], [`crate::Lock::on_lost_with`],
+/// [`crate::client::WatchHandle::on_change`], ...) take a handler.
 #[derive(Clone)]
 pub struct Handler {
     callback: Callback,

@@ -40,6 +40,7 @@ pub mod error;
 pub mod etcd;
 pub mod events;
 pub mod lease;
+pub mod limits;
 pub mod lock;
 pub mod membership;
 pub mod proto;

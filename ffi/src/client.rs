@@ -70,7 +70,7 @@ pub(crate) enum SubObj {
 
 /// The body of the functions that open a subscription by name on a client
 /// (`tenure_client_observe`, `tenure_client_watch_group`): takes `cb` over whatever the
-/// result, checks the arguments, `open`s the handle, `attach`es the callback and publishes
+/// result, checks the arguments, `open`s the handle, gives it the callback and publishes
 /// the subscription as `wrap` makes it.
 ///
 /// # Safety
@@ -78,7 +78,7 @@ pub(crate) enum SubObj {
 /// `name` must be NULL or NUL-terminated; `sub_out` NULL or writable; `cb` must follow
 /// `tenure_callback`'s rules.
 #[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn subscribe_named<H>(
+pub(crate) unsafe fn subscribe_named<H: tenure::client::WatchHandle>(
     client: *mut tenure_client,
     name: *const c_char,
     name_what: &str,
@@ -86,7 +86,6 @@ pub(crate) unsafe fn subscribe_named<H>(
     cb_what: &str,
     sub_out: *mut *mut tenure_subscription,
     open: impl FnOnce(&tenure::Client, &str) -> tenure::Result<H>,
-    attach: impl FnOnce(&H, tenure::Handler),
     wrap: impl FnOnce(H) -> SubObj,
 ) -> tenure_status {
     status(|| {
@@ -102,7 +101,7 @@ pub(crate) unsafe fn subscribe_named<H>(
             )
         })?;
         let h = open(&c, name)?;
-        attach(&h, tenure::Handler::dispatched(f));
+        h.on_change(tenure::Handler::dispatched(f));
         publish(Kind::Subscription, Obj::Subscription(wrap(h)), 0, o)
     })
 }

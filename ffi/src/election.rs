@@ -410,7 +410,6 @@ pub unsafe extern "C" fn tenure_client_observe(
             "on_master_change",
             sub_out,
             |c, name| c.observe(name),
-            |o, f| o.on_master_change(f),
             SubObj::Observer,
         )
     }

@@ -228,7 +228,6 @@ pub unsafe extern "C" fn tenure_client_watch_group(
             "on_view_change",
             sub_out,
             |c, name| c.watch_group(name),
-            |w, f| w.on_view_change(f),
             SubObj::Watch,
         )
     }

@@ -61,4 +61,38 @@ pub extern "C" fn tenure_handles_alive() -> usize {
     status::value(0, || Ok(handle::alive()))
 }
 
+/// Reads the core's limit named `name` (the table `tenure::limits::LIMITS`, the same in
+/// every language): "name_bytes", "id_bytes", "endpoint_bytes", "client_name_bytes",
+/// "detector_name_bytes", "request_bytes", "reply_bytes", "ttl_min_ms", "ttl_max_ms",
+/// "timeout_max_ms", "waiters_per_lock", "locks_per_session", "candidates_per_election",
+/// "members_per_group", "sessions_per_server", "queued_events". On success `*value_out`
+/// receives the value (bytes, milliseconds or a count, as the name says).
+///
+/// Errors: `TENURE_STATUS_NULL_ARGUMENT`, `TENURE_STATUS_INVALID_UTF8`,
+/// `TENURE_STATUS_INVALID_ARGUMENT` (no limit has that name). Threads: any.
+///
+/// # Safety
+///
+/// `name` must be NULL or NUL-terminated; `value_out` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn tenure_limit(
+    name: *const c_char,
+    value_out: *mut u64,
+) -> status::tenure_status {
+    status::status(|| {
+        let o = util::out(value_out, "value_out")?;
+        // SAFETY: the caller's contract.
+        let name = unsafe { util::cstr(name, "name") }?;
+        let l = tenure::limits::get(name).ok_or_else(|| {
+            status::fail(
+                status::tenure_status::InvalidArgument,
+                format!("no limit is named {name:?}"),
+            )
+        })?;
+        // SAFETY: checked non-NULL.
+        unsafe { o.write(l.value) };
+        Ok(())
+    })
+}
+
 pub use event::bench_adapter;

@@ -161,6 +161,20 @@ static int test_version(void) {
     return 0;
 }
 
+static int test_limits_are_the_cores(void) {
+    uint64_t v = 7;
+    CHECK_OK(tenure_limit("name_bytes", &v));
+    CHECK(v == 1024);
+    CHECK_OK(tenure_limit("waiters_per_lock", &v));
+    CHECK(v == 10000);
+    v = 7;
+    CHECK_ST(tenure_limit("no_such_limit", &v), TENURE_STATUS_INVALID_ARGUMENT);
+    CHECK(v == 7); /* written only on success */
+    CHECK_ST(tenure_limit(NULL, &v), TENURE_STATUS_NULL_ARGUMENT);
+    CHECK_ST(tenure_limit("name_bytes", NULL), TENURE_STATUS_NULL_ARGUMENT);
+    return 0;
+}
+
 static int test_status_strings_and_last_error(void) {
     char buf[256];
     size_t n = 12345;
@@ -1335,6 +1349,7 @@ static int test_no_handle_is_left_alive(void) {
 int main(int argc, char **argv) {
     static const test_case tests[] = {
         {"version", test_version},
+        {"limits_are_the_cores", test_limits_are_the_cores},
         {"status_strings_and_last_error", test_status_strings_and_last_error},
         {"null_arguments_are_errors", test_null_arguments_are_errors},
         {"invalid_utf8_is_an_error", test_invalid_utf8_is_an_error},

@@ -53,6 +53,7 @@ import atexit as _atexit
 from . import _tenure
 from ._aio import on_loop
 from ._tenure import (
+    LIMITS,
     MAX_TIMEOUT,
     Client,
     Closed,
@@ -84,6 +85,7 @@ from ._tenure import (
 )
 
 __all__ = [
+    "LIMITS",
     "MAX_TIMEOUT",
     "Client",
     "Closed",

@@ -9,6 +9,7 @@ from ._aio import Op
 
 __version__: str
 MAX_TIMEOUT: float
+LIMITS: dict[str, int]
 
 EventCallback = Callable[["Event"], Any]
 LostReason = Literal["session_expired", "released", "data_lost", "client_closed"]

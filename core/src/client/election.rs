@@ -148,8 +148,8 @@ impl Election {
 
     /// Calls `callback` with every `master_changed` event of this election, in epoch order,
     /// on a dispatcher thread; first with the current master if one is known.
-    pub fn on_master_change(&self, callback: impl Into<Handler>) {
-        self.on_change(callback.into());
+    pub fn on_master_change(&self, callback: impl Fn(Event) + Send + Sync + 'static) {
+        self.on_change(Handler::dispatched(callback));
     }
 
     /// Withdraws the candidacy and waits for the service to confirm. A master that resigns
@@ -214,8 +214,8 @@ impl Observer {
 
     /// Calls `callback` with every `master_changed` event of this election (see
     /// [`Election::on_master_change`]).
-    pub fn on_master_change(&self, callback: impl Into<Handler>) {
-        self.on_change(callback.into());
+    pub fn on_master_change(&self, callback: impl Fn(Event) + Send + Sync + 'static) {
+        self.on_change(Handler::dispatched(callback));
     }
 
     /// Stops the observation.

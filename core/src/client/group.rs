@@ -165,8 +165,8 @@ impl Membership {
 
     /// Calls `callback` with `view_changed`, `member_promoted` and `member_removed` events of
     /// this group, in view order, on a dispatcher thread; first with the current view.
-    pub fn on_view_change(&self, callback: impl Into<Handler>) {
-        self.on_change(callback.into());
+    pub fn on_view_change(&self, callback: impl Fn(Event) + Send + Sync + 'static) {
+        self.on_change(Handler::dispatched(callback));
     }
 
     /// Reports the application's evaluation of this (probationary) member: a pass lets the
@@ -244,8 +244,8 @@ impl GroupWatch {
     }
 
     /// See [`Membership::on_view_change`].
-    pub fn on_view_change(&self, callback: impl Into<Handler>) {
-        self.on_change(callback.into());
+    pub fn on_view_change(&self, callback: impl Fn(Event) + Send + Sync + 'static) {
+        self.on_change(Handler::dispatched(callback));
     }
 
     /// Stops watching.

@@ -110,9 +110,10 @@ impl ClientConfig {
     }
 
     /// Delivers every event of the client to `callback`, from the first `connected` on, on
-    /// the client's dispatcher thread (see [`ClientConfig::on_event`] and [`Handler`]).
-    pub fn on_event(mut self, callback: impl Into<Handler>) -> Self {
-        self.on_event = Some(EventCallback(callback.into()));
+    /// the client's dispatcher thread (see [`ClientConfig::on_event`]; set the field with an
+    /// [`EventCallback`] to give another [`Handler`]).
+    pub fn on_event(mut self, callback: impl Fn(Event) + Send + Sync + 'static) -> Self {
+        self.on_event = Some(EventCallback(Handler::dispatched(callback)));
         self
     }
 
@@ -475,10 +476,18 @@ impl Client {
     }
 
     /// Delivers every event of this client (session, locks, data loss) to `callback`, on
-    /// the client's dispatcher thread (see [`Handler`]).
-    pub fn subscribe(&self, callback: impl Into<Handler>) -> Result<Subscription> {
+    /// the client's dispatcher thread.
+    pub fn subscribe(
+        &self,
+        callback: impl Fn(Event) + Send + Sync + 'static,
+    ) -> Result<Subscription> {
+        self.subscribe_with(Handler::dispatched(callback))
+    }
+
+    /// [`Client::subscribe`] with a [`Handler`] (an inline one, for language bindings).
+    pub fn subscribe_with(&self, handler: Handler) -> Result<Subscription> {
         self.check_open()?;
-        let (sub, sink) = self.inner.dispatcher.subscribe(callback);
+        let (sub, sink) = self.inner.dispatcher.subscribe(handler);
         self.send(Cmd::Subscribe(sink))?;
         Ok(sub)
     }
@@ -811,8 +820,13 @@ impl Lock {
     /// Calls `callback` with the `lock_lost` event when the lock is lost, on the client's
     /// dispatcher thread; at once (on that thread) if it is lost already. It fires no later
     /// than the client's lease deadline. Releasing the lock is not a loss.
-    pub fn on_lost(&self, callback: impl Into<Handler>) {
-        let (sub, sink) = self.client.inner.dispatcher.subscribe(callback);
+    pub fn on_lost(&self, callback: impl Fn(Event) + Send + Sync + 'static) {
+        self.on_lost_with(Handler::dispatched(callback))
+    }
+
+    /// [`Lock::on_lost`] with a [`Handler`] (an inline one, for language bindings).
+    pub fn on_lost_with(&self, handler: Handler) {
+        let (sub, sink) = self.client.inner.dispatcher.subscribe(handler);
         let mut g = self.shared.inner.lock();
         if let Some(reason) = g.lost {
             sink.send(Event::LockLost {

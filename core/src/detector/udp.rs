@@ -334,9 +334,14 @@ impl Detector {
     }
 
     /// Delivers every later event of this detector to `callback`, on the detector's
-    /// dispatcher thread (see [`Handler`]).
-    pub fn subscribe(&self, callback: impl Into<Handler>) -> Subscription {
-        let (sub, sink) = self.dispatcher.subscribe(callback);
+    /// dispatcher thread.
+    pub fn subscribe(&self, callback: impl Fn(Event) + Send + Sync + 'static) -> Subscription {
+        self.subscribe_with(Handler::dispatched(callback))
+    }
+
+    /// [`Detector::subscribe`] with a [`Handler`] (an inline one, for language bindings).
+    pub fn subscribe_with(&self, handler: Handler) -> Subscription {
+        let (sub, sink) = self.dispatcher.subscribe(handler);
         self.shared.sinks.lock().push(sink);
         sub
     }
