@@ -1,6 +1,6 @@
 //! Changes of the group's own members (SPEC 3.6, following 3.5 and seed 002): what the
 //! leader proposes, given the configuration in force and how far each member has come.
-//! Sans-IO: the node asks [`next_step`] on every tick while it leads, and [`check_request`]
+//! Sans-IO: the node asks `next_step` on every tick while it leads, and `check_request`
 //! when an operator asks for a change (`tenure member add|remove|replace`).
 //!
 //! The rules:
