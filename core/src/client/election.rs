@@ -160,22 +160,11 @@ impl Election {
 
     /// [`Election::resign`] without blocking (see [`Client::lock_start`]).
     pub fn resign_start(self) -> Result<Pending<()>> {
-        self.h.client.give_up_start(self.mark_ended())
-    }
-
-    /// Marks the candidacy ended: the resignation to send (`None` when ended already).
-    fn mark_ended(&self) -> Option<Request> {
-        self.h.shared.end_with(|election, id| Request::Resign {
-            election: election.to_string(),
-            id,
-        })
+        self.h.give_up_start(resign_request)
     }
 
     fn resign_inner(&self, wait: bool) -> Result<()> {
-        match self.mark_ended() {
-            Some(body) => self.h.client.give_up(body, wait),
-            None => Ok(()),
-        }
+        self.h.give_up(wait, resign_request)
     }
 }
 
@@ -306,4 +295,12 @@ fn _assert_send_sync() {
     f::<Election>();
     f::<Observer>();
     f::<Shared>();
+}
+
+/// The request that gives up a candidacy.
+fn resign_request(election: &str, id: String) -> Request {
+    Request::Resign {
+        election: election.to_string(),
+        id,
+    }
 }

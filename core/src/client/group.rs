@@ -197,22 +197,11 @@ impl Membership {
 
     /// [`Membership::leave`] without blocking (see [`Client::lock_start`]).
     pub fn leave_start(self) -> Result<Pending<()>> {
-        self.h.client.give_up_start(self.mark_ended())
-    }
-
-    /// Marks the membership ended: the leave to send (`None` when ended already).
-    fn mark_ended(&self) -> Option<Request> {
-        self.h.shared.end_with(|group, id| Request::Leave {
-            group: group.to_string(),
-            id,
-        })
+        self.h.give_up_start(leave_request)
     }
 
     fn leave_inner(&self, wait: bool) -> Result<()> {
-        match self.mark_ended() {
-            Some(body) => self.h.client.give_up(body, wait),
-            None => Ok(()),
-        }
+        self.h.give_up(wait, leave_request)
     }
 }
 
@@ -329,5 +318,13 @@ impl Client {
             (r, _) => Err(Error::Rejected(format!("unexpected reply {r:?}"))),
         };
         self.pending(body, self.no_answer(), make, "replace")
+    }
+}
+
+/// The request that gives up a membership.
+fn leave_request(group: &str, id: String) -> Request {
+    Request::Leave {
+        group: group.to_string(),
+        id,
     }
 }

@@ -183,6 +183,30 @@ pub(crate) struct Handle<V: Versioned> {
     pub(crate) shared: Arc<Watched<V>>,
 }
 
+impl<V: Versioned> Handle<V> {
+    /// Gives up the handle's own part (a candidacy, a membership) with the request
+    /// `give_up` makes of its name and id, waiting for the service's confirmation when
+    /// `wait`; nothing when it had ended already.
+    pub(crate) fn give_up(
+        &self,
+        wait: bool,
+        give_up: impl FnOnce(&str, String) -> Request,
+    ) -> crate::error::Result<()> {
+        match self.shared.end_with(give_up) {
+            Some(body) => self.client.give_up(body, wait),
+            None => Ok(()),
+        }
+    }
+
+    /// [`Handle::give_up`] without blocking: the pending confirmation.
+    pub(crate) fn give_up_start(
+        &self,
+        give_up: impl FnOnce(&str, String) -> Request,
+    ) -> crate::error::Result<super::Pending<()>> {
+        self.client.give_up_start(self.shared.end_with(give_up))
+    }
+}
+
 impl<V: Versioned> Drop for Handle<V> {
     fn drop(&mut self) {
         let subs = std::mem::take(&mut self.shared.inner.lock().subs);
