@@ -5,7 +5,7 @@ use crate::error::{coded, conv, to_napi, INVALID_ARGUMENT};
 use crate::events::JsCallback;
 use crate::events::{MasterStateValue, RawArray, Relay, ViewValue};
 use crate::group::{NativeGroupWatch, NativeMembership};
-use crate::pool::{pending_promise, promise, ready_promise};
+use crate::promises::{pending_promise, ready_promise};
 use napi::bindgen_prelude::{Object, ToNapiValue};
 use napi::{sys, Env, JsValue};
 use napi_derive::napi;
@@ -109,12 +109,13 @@ pub fn connect_client<'env>(
 ) -> napi::Result<Object<'env>> {
     let cfg = config(endpoints, options)?;
     let relay = Relay::new(on_event)?;
-    promise(env, move || {
-        let client = Client::connect(cfg).map_err(conv)?;
+    pending_promise(env, Client::connect_start(cfg), move |r| {
+        let client = r.map_err(conv)?;
         let sub = match client.subscribe_with(relay.callback()) {
             Ok(s) => s,
             Err(e) => {
-                client.close();
+                // Closed, not waited for: this runs on the client's I/O thread.
+                drop(client.close_start());
                 return Err(conv(e));
             }
         };
@@ -203,8 +204,8 @@ impl NativeClient {
     /// The service's sessions, locks, elections and groups.
     #[napi(ts_return_type = "Promise<NativeStatus>")]
     pub fn status<'env>(&self, env: &'env Env) -> napi::Result<Object<'env>> {
-        let client = self.client.clone();
-        promise(env, move || client.status().map(StatusValue).map_err(conv))
+        let started = self.client.status_start();
+        pending_promise(env, started, |r| r.map(StatusValue).map_err(conv))
     }
 
     /// Registers this client as a candidate of `election`.
@@ -299,12 +300,10 @@ impl NativeClient {
     /// Idempotent (the `close` message comes once).
     #[napi(ts_return_type = "Promise<void>")]
     pub fn close<'env>(&self, env: &'env Env) -> napi::Result<Object<'env>> {
-        let client = self.client.clone();
         let relay = self.relay.clone();
         let sub = self.sub.clone();
         let first = !self.closing.swap(true, Ordering::AcqRel);
-        promise(env, move || {
-            client.close();
+        pending_promise(env, Ok(self.client.close_start()), move |_| {
             if first {
                 // The driver is gone, so the dispatcher ends once it has passed on the events
                 // of the close (locks lost with reason `client_closed`).

@@ -4,7 +4,7 @@ use crate::client::{millis, DRAIN_LIMIT};
 use crate::error::{coded, conv, INVALID_ARGUMENT};
 use crate::events::JsCallback;
 use crate::events::{RawArray, Relay};
-use crate::pool::promise;
+use crate::promises::promise;
 use napi::bindgen_prelude::{Object, ToNapiValue};
 use napi::{sys, Env, JsValue};
 use napi_derive::napi;

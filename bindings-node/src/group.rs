@@ -2,7 +2,7 @@
 
 use crate::error::conv;
 use crate::events::{JsCallback, ViewValue};
-use crate::pool::{pending_promise, ready_promise};
+use crate::promises::{pending_promise, ready_promise};
 use crate::watch::Watch;
 use napi::bindgen_prelude::Object;
 use napi::Env;

@@ -18,7 +18,7 @@ pub mod election;
 pub mod error;
 pub mod events;
 pub mod group;
-pub mod pool;
+pub mod promises;
 pub mod server;
 pub mod watch;
 
@@ -65,7 +65,7 @@ pub fn bench_try_lock_release<'env>(
     name: String,
     n: u32,
 ) -> napi::Result<Object<'env>> {
-    pool::promise(env, move || {
+    promises::promise(env, move || {
         let client = Client::connect(ClientConfig::new([endpoint])).map_err(error::conv)?;
         let mut out = Vec::with_capacity(n as usize);
         for _ in 0..n {
@@ -94,7 +94,7 @@ pub fn bench_events<'env>(
 ) -> napi::Result<Object<'env>> {
     let relay = events::Relay::new(callback)?;
     let (sub, sink) = tenure::events::Dispatcher::new("bench").subscribe(relay.callback());
-    pool::promise(env, move || {
+    promises::promise(env, move || {
         let _relay = relay;
         for _ in 0..n {
             sink.send(Event::LockAcquired {
@@ -112,5 +112,5 @@ pub fn bench_events<'env>(
 /// binding's floor (promise, thread hand-off, settling on the JavaScript thread).
 #[napi(js_name = "_benchNoop", ts_return_type = "Promise<void>")]
 pub fn bench_noop(env: &Env) -> napi::Result<Object<'_>> {
-    pool::promise(env, || Ok(()))
+    promises::promise(env, || Ok(()))
 }

@@ -1,7 +1,7 @@
 //! The embedded server.
 
 use crate::error::{coded, conv};
-use crate::pool::promise;
+use crate::promises::promise;
 use napi::bindgen_prelude::Object;
 use napi::Env;
 use napi_derive::napi;

@@ -4,7 +4,7 @@
 
 use crate::error::conv;
 use crate::events::{JsCallback, Relay};
-use crate::pool::{pending_promise, ready_promise};
+use crate::promises::{pending_promise, ready_promise};
 use napi::bindgen_prelude::Object;
 use napi::Env;
 use parking_lot::Mutex;

@@ -369,3 +369,29 @@ test("the limits are the core's table, and enforced", { timeout: 30000 }, async 
   assert.ok(l && l.held);
   await l.release();
 });
+
+test('connecting, status and closing take no thread each', { timeout: 30000 }, async (t) => {
+  const fs = require('node:fs');
+  const threads = () => fs.readdirSync('/proc/self/task').length;
+  const n = 20;
+  const server = await startServer(t);
+  const first = await tenure.Client.connect([server.address], { sessionTtlMs: 2000 });
+  await first.status();
+  const before = threads();
+  // Each client has its session's own two threads (its timer, and its connection's reader or
+  // dial); the calls themselves add none.
+  const clients = await within(
+    Promise.all(Array.from({ length: n }, () => tenure.Client.connect([server.address], { sessionTtlMs: 2000 }))),
+    10000,
+    'the connects',
+  );
+  assert.equal(threads() - before, 2 * n);
+  const statuses = clients.map((c) => c.status());
+  assert.ok(threads() - before <= 2 * n, `threads ${before} -> ${threads()} for ${n} status calls`);
+  for (const s of await Promise.all(statuses)) assert.equal(s.sessions.length, n + 1);
+  const closes = clients.map((c) => c.close());
+  assert.ok(threads() - before <= 2 * n, `threads ${before} -> ${threads()} for ${n} closes`);
+  await within(Promise.all(closes), 10000, 'the closes');
+  await waitFor(() => threads() === before, 5000, 'the clients\' threads to end');
+  await first.close();
+});

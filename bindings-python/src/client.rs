@@ -169,18 +169,37 @@ impl Drop for ClientShared {
     fn drop(&mut self) {
         // SAFETY: `client` is not used after this; the field is never dropped otherwise.
         let client = unsafe { ManuallyDrop::take(&mut self.client) };
-        // Dropping the last handle of a core client closes it, which waits for its driver
-        // (up to two seconds); this may run in a Python deallocation with the GIL held, so
-        // it is done on a thread of its own.
-        let locks = std::mem::take(&mut *self.locks.lock());
-        let keep = std::thread::Builder::new()
-            .name("tenure-client-drop".into())
-            .spawn(move || {
-                drop(locks);
-                drop(client)
-            });
-        if let Err(e) = keep {
-            eprintln!("tenure: cannot start a thread to close a client: {e}");
+        // This may run in a Python deallocation with the GIL held: the close is started,
+        // not waited for (the session ends it within a second on its own thread).
+        drop(Unclaimed::of(client));
+        drop(std::mem::take(&mut *self.locks.lock()));
+    }
+}
+
+/// A connected core client no Python object owns yet (a connect's result). Dropped unclaimed
+/// (the call was given up as it connected), or as the last handle of a Python client, it is
+/// closed without waiting: its close is started and ends on the client's own thread.
+pub(crate) struct Unclaimed(Option<tenure::Client>);
+
+impl Unclaimed {
+    fn of(c: tenure::Client) -> Unclaimed {
+        Unclaimed(Some(c))
+    }
+
+    fn claim(mut self) -> tenure::Client {
+        self.0.take().expect("claimed once")
+    }
+}
+
+/// A connect's result, as it arrives.
+fn unclaimed(r: tenure::Result<tenure::Client>) -> tenure::Result<Unclaimed> {
+    r.map(Unclaimed::of)
+}
+
+impl Drop for Unclaimed {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.take() {
+            drop(c.close_start());
         }
     }
 }
@@ -476,13 +495,14 @@ impl Client {
         ))
     }
 
-    fn close_work(&self) -> impl FnOnce() + Send + 'static {
+    /// Starts closing the core client (no thread: the session ends the close within a
+    /// second): the close's result, once every lock was reported lost and forgotten here.
+    fn close_start(&self) -> tenure::Pending<()> {
+        let p = self.shared.client.close_start();
         let shared = self.shared.clone();
-        move || {
-            shared.client.close();
-            // Every lock was reported lost ("client_closed"); forget them.
-            drop(std::mem::take(&mut *shared.locks.lock()));
-        }
+        // Every lock was reported lost ("client_closed"); forget them.
+        p.on_complete(move || drop(std::mem::take(&mut *shared.locks.lock())));
+        p
     }
 
     fn mark_closed(&self, py: Python<'_>) {
@@ -538,9 +558,10 @@ impl Client {
             retry,
         )?;
         let (cfg, early) = EarlyEvents::prepare(on_event.filter(|c| !c.is_none()), cfg)?;
-        let c = pending::run(py, "connect", move || tenure::Client::connect(cfg))?.py_err(py)?;
+        let started = tenure::Client::connect_start(cfg);
+        let c = pending::wait_core_as(py, "connect", started, unclaimed)?.py_err(py)?;
         Ok(Client {
-            shared: EarlyEvents::attach(early, c),
+            shared: EarlyEvents::attach(early, c.claim()),
         })
     }
 
@@ -574,21 +595,17 @@ impl Client {
             retry,
         )?;
         let (cfg, early) = EarlyEvents::prepare(on_event.filter(|c| !c.is_none()), cfg)?;
-        pending::awaitable(
-            py,
-            "connect",
-            move || tenure::Client::connect(cfg),
-            move |py, r| {
-                let c = r.py_err(py)?;
-                Ok(Py::new(
-                    py,
-                    Client {
-                        shared: EarlyEvents::attach(early, c),
-                    },
-                )?
-                .into_any())
-            },
-        )
+        let started = tenure::Client::connect_start(cfg);
+        pending::awaitable_core_as(py, "connect", started, unclaimed, move |py, r| {
+            let c = r.py_err(py)?.claim();
+            Ok(Py::new(
+                py,
+                Client {
+                    shared: EarlyEvents::attach(early, c),
+                },
+            )?
+            .into_any())
+        })
     }
 
     /// The current session id (0 while none is open).
@@ -982,14 +999,17 @@ impl Client {
     /// callbacks stop, and later calls raise `Closed`. Idempotent.
     fn close(&self, py: Python<'_>) -> PyResult<()> {
         self.mark_closed(py);
-        pending::run(py, "close", self.close_work())
+        let r = pending::wait_core(py, "close", Ok(self.close_start()))?;
+        r.py_err(py)
     }
 
     /// Awaitable variant of `close`.
     fn close_async(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         self.mark_closed(py);
-        let work = self.close_work();
-        pending::awaitable(py, "close", work, |py, ()| Ok(py.None()))
+        let started = Ok(self.close_start());
+        pending::awaitable_core(py, "close", started, |py, r| {
+            r.py_err(py).map(|()| py.None())
+        })
     }
 
     fn __enter__(slf: Py<Self>) -> Py<Self> {

@@ -3,7 +3,6 @@
 use crate::client::Subscription;
 use crate::dispatch::Dispatcher;
 use crate::errors::{self, IntoPy};
-use crate::pending;
 use crate::util;
 use parking_lot::Mutex;
 use pyo3::exceptions::{PyRuntimeError, PyTypeError};
@@ -141,7 +140,7 @@ impl Detector {
             fixed_timeout,
             network_failure_limit,
         )?;
-        let d = pending::run(py, "detector-start", move || CoreDetector::start(cfg))?.py_err(py)?;
+        let d = py.detach(move || CoreDetector::start(cfg)).py_err(py)?;
         Ok(Detector {
             inner: Mutex::new(Some(d)),
             name,
@@ -257,7 +256,7 @@ impl Detector {
         }
         let d = self.inner.lock().take();
         if let Some(d) = d {
-            pending::run(py, "detector-stop", move || d.stop())?;
+            py.detach(move || d.stop());
         }
         Ok(())
     }

@@ -1,24 +1,27 @@
 //! Calls in flight, so that the calling Python thread can wait in slices, let Ctrl-C through,
 //! or be awaited from asyncio.
 //!
-//! An [`Op`] is one call: a core pending call ([`Op::adopt`]: locks, elections, groups,
-//! revokes), which needs no thread (the core keeps its timeout and tells the op when its
-//! result is there), or a blocking call of the core on a helper thread of its own
-//! ([`Op::spawn`]: connecting, closing, detectors, servers). The synchronous API waits for it
-//! with the GIL released, waking every [`SLICE`] to run Python's signal handlers
-//! (`KeyboardInterrupt`); the asyncio layer (`tenure._aio`) gets a [`Pending`], registers a
-//! completion callback and awaits a future.
+//! An [`Op`] is one of the client's calls (connecting, locks, elections, groups, revokes,
+//! status, closing): a core pending call ([`Op::adopt`]), which needs no thread: the core keeps
+//! its timeout and tells the op when its result is there. The synchronous API is "start, then
+//! wait": it waits with the GIL released, waking every [`SLICE`] to run Python's signal
+//! handlers (`KeyboardInterrupt`); the asyncio layer (`tenure._aio`) gets a [`Pending`],
+//! registers a completion callback and awaits a future.
 //!
 //! Abandoning a call (Ctrl-C in the waiting thread, `cancel()`, an asyncio task cancelled, or
-//! the `Pending` object garbage-collected) never leaves anything held. A core pending call is
-//! cancelled (a grant that raced the cancel is released); a blocking call runs to its own
-//! end on its helper thread, and its result is dropped as soon as it exists, which releases
-//! what it holds (a connected client closed, a server stopped).
+//! the `Pending` object garbage-collected) never leaves anything held: the core call is
+//! cancelled, and a result that raced the cancel is dropped, which releases what it holds (a
+//! granted lock is released, a connected client closed).
+//!
+//! Starting and stopping an in-process server or detector is not a call to the service: it
+//! runs on the calling thread with the GIL released, and its `*_async` form in asyncio's
+//! default executor ([`blocking_awaitable`]); no thread is made for it.
 
 use crate::dispatch::{self, Job};
 use parking_lot::{Condvar, Mutex};
 use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::prelude::*;
+use pyo3::types::PyCFunction;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,7 +36,7 @@ enum State<T> {
     Abandoned,
 }
 
-/// One call: a blocking one on a helper thread, or a core pending call ([`Op::adopt`]).
+/// One call: a core pending call ([`Op::adopt`]), or one whose result is known already.
 pub(crate) struct Op<T> {
     state: Mutex<State<T>>,
     cv: Condvar,
@@ -43,20 +46,6 @@ pub(crate) struct Op<T> {
 }
 
 impl<T: Send + 'static> Op<T> {
-    /// Runs `work` on a helper thread named `tenure-<what>`.
-    pub(crate) fn spawn(
-        what: &'static str,
-        work: impl FnOnce() -> T + Send + 'static,
-    ) -> PyResult<Arc<Op<T>>> {
-        let op = Op::running(what);
-        let op2 = op.clone();
-        std::thread::Builder::new()
-            .name(format!("tenure-{what}"))
-            .spawn(move || op2.finish(work()))
-            .map_err(|e| PyRuntimeError::new_err(format!("cannot start a thread: {e}")))?;
-        Ok(op)
-    }
-
     fn running(what: &'static str) -> Arc<Op<T>> {
         Arc::new(Op {
             state: Mutex::new(State::Running(Vec::new())),
@@ -165,11 +154,9 @@ impl<T: Send + 'static> Op<T> {
         match std::mem::replace(&mut *g, State::Abandoned) {
             State::Done(v) => {
                 drop(g);
-                // Dropping a value may block (closing a client waits for its driver), so it
-                // is done off this thread.
-                let _ = std::thread::Builder::new()
-                    .name("tenure-drop".into())
-                    .spawn(move || drop(v));
+                // Dropping a value does not block: a lock's release and a client's close
+                // are sent, not waited for (see `client::Unclaimed`).
+                drop(v);
             }
             State::Taken => *g = State::Taken,
             State::Running(_) => {
@@ -219,38 +206,15 @@ fn notify(callbacks: Vec<Py<PyAny>>) {
     }
 }
 
-/// Runs `work` on a helper thread and waits for it (see [`Op::wait`]).
-pub(crate) fn run<T: Send + 'static>(
-    py: Python<'_>,
-    what: &'static str,
-    work: impl FnOnce() -> T + Send + 'static,
-) -> PyResult<T> {
-    Op::spawn(what, work)?.wait(py)
-}
-
 /// Turns a finished call's value into its Python result, on the taking thread. Dropping it
 /// unused drops the value, which releases what it holds.
 type Produce = Box<dyn FnOnce(Python<'_>) -> PyResult<Py<PyAny>> + Send>;
 
-/// A blocking call of the core running on a helper thread, as the asyncio layer sees it.
-/// Returned inside the awaitables of the `*_async` methods; not created directly.
+/// A call in flight, as the asyncio layer sees it. Returned inside the awaitables of the
+/// `*_async` methods; not created directly.
 #[pyclass(frozen, module = "tenure._tenure", name = "Pending")]
 pub(crate) struct Pending {
     op: Arc<Op<Produce>>,
-}
-
-/// Starts `work` on a helper thread; `finish` turns its value into the Python result.
-pub(crate) fn spawn<T, W, F>(what: &'static str, work: W, finish: F) -> PyResult<Pending>
-where
-    T: Send + 'static,
-    W: FnOnce() -> T + Send + 'static,
-    F: FnOnce(Python<'_>, T) -> PyResult<Py<PyAny>> + Send + 'static,
-{
-    let op = Op::spawn(what, move || -> Produce {
-        let v = work();
-        Box::new(move |py| finish(py, v))
-    })?;
-    Ok(Pending { op })
 }
 
 /// The awaitable pending object over a core pending call ([`Op::adopt`]); `finish` turns its
@@ -297,6 +261,51 @@ where
     }
 }
 
+/// [`wait_core`] for a result that must be made into `V` where it arrives, on the I/O thread
+/// (a value that must not be dropped as it is; see `client::Unclaimed`).
+pub(crate) fn wait_core_as<U, V>(
+    py: Python<'_>,
+    what: &'static str,
+    started: tenure::Result<tenure::Pending<U>>,
+    map: impl FnOnce(tenure::Result<U>) -> V + Send + 'static,
+) -> PyResult<V>
+where
+    U: Send + 'static,
+    V: Send + 'static,
+{
+    match started {
+        Ok(p) => Op::adopt(what, p, map).wait(py),
+        Err(e) => Ok(map(Err(e))),
+    }
+}
+
+/// [`awaitable_core`] for a result that is made into `V` where it arrives (see
+/// [`wait_core_as`]).
+pub(crate) fn awaitable_core_as<U, V, M, F>(
+    py: Python<'_>,
+    what: &'static str,
+    started: tenure::Result<tenure::Pending<U>>,
+    map: M,
+    finish: F,
+) -> PyResult<Py<PyAny>>
+where
+    U: Send + 'static,
+    V: Send + 'static,
+    M: FnOnce(tenure::Result<U>) -> V + Send + 'static,
+    F: FnOnce(Python<'_>, V) -> PyResult<Py<PyAny>> + Send + 'static,
+{
+    let produce = move |v: V| -> Produce { Box::new(move |py| finish(py, v)) };
+    let op = match started {
+        Ok(p) => Op::adopt(what, p, move |r| produce(map(r))),
+        Err(e) => {
+            let op = Op::running(what);
+            op.finish(produce(map(Err(e))));
+            op
+        }
+    };
+    awaitable_of(py, Pending { op })
+}
+
 /// The awaitable of `tenure._aio` over a result known already (a call with nothing to do).
 pub(crate) fn ready<U, F>(
     py: Python<'_>,
@@ -319,8 +328,21 @@ pub(crate) fn awaitable_of(py: Python<'_>, p: Pending) -> PyResult<Py<PyAny>> {
     Ok(op.call1((Py::new(py, p)?,))?.unbind())
 }
 
-/// Starts `work` as [`spawn`] does and wraps it in the awaitable of `tenure._aio`.
-pub(crate) fn awaitable<T, W, F>(
+/// Runs `work` (a start or stop of an in-process server or detector: bounded, no waiting on
+/// the service) on the calling thread with the GIL released; `finish` makes its result.
+pub(crate) fn blocking<T, W, F>(py: Python<'_>, work: W, finish: F) -> PyResult<Py<PyAny>>
+where
+    T: Send,
+    W: FnOnce() -> T + Send,
+    F: FnOnce(Python<'_>, T) -> PyResult<Py<PyAny>>,
+{
+    let v = py.detach(work);
+    finish(py, v)
+}
+
+/// The awaitable of a [`blocking`] call: `tenure._aio.Blocking` runs it in the event loop's
+/// default executor when awaited (asyncio's own threads; none is made per call).
+pub(crate) fn blocking_awaitable<T, W, F>(
     py: Python<'_>,
     what: &'static str,
     work: W,
@@ -331,9 +353,25 @@ where
     W: FnOnce() -> T + Send + 'static,
     F: FnOnce(Python<'_>, T) -> PyResult<Py<PyAny>> + Send + 'static,
 {
-    let p = spawn(what, work, finish)?;
-    let op = py.import("tenure._aio")?.getattr("Op")?;
-    Ok(op.call1((Py::new(py, p)?,))?.unbind())
+    let once = Mutex::new(Some((work, finish)));
+    let call = PyCFunction::new_closure(
+        py,
+        None,
+        None,
+        move |args: &Bound<'_, pyo3::types::PyTuple>,
+              _: Option<&Bound<'_, pyo3::types::PyDict>>|
+              -> PyResult<Py<PyAny>> {
+            let py = args.py();
+            let Some((work, finish)) = once.lock().take() else {
+                return Err(PyRuntimeError::new_err(format!(
+                    "the {what} call was already run"
+                )));
+            };
+            blocking(py, work, finish)
+        },
+    )?;
+    let b = py.import("tenure._aio")?.getattr("Blocking")?;
+    Ok(b.call1((call, what))?.unbind())
 }
 
 #[pymethods]

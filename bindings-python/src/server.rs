@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 /// The tenure server, embedded in this process: `Server(listen="127.0.0.1:0",
 /// data_dir=path)` recovers the state from `data_dir`, binds `listen` and serves on a thread
-/// of its own (blocking while it starts; Ctrl-C aborts it). `durability` is "fsync" (the
+/// of its own (the constructor returns once it listens). `durability` is "fsync" (the
 /// default: a change is acknowledged once on disk) or "none" (nothing written; `data_dir` is
 /// then optional). Use it as a context manager, or call `stop()`.
 #[pyclass(frozen, module = "tenure", name = "Server")]
@@ -81,7 +81,7 @@ impl Server {
         durability: &str,
     ) -> PyResult<Self> {
         let cfg = config(py, listen, data_dir, durability)?;
-        let s = pending::run(py, "server-start", move || tenure::Server::start(cfg))?.py_err(py)?;
+        let s = py.detach(move || tenure::Server::start(cfg)).py_err(py)?;
         Ok(Server::wrap(s))
     }
 
@@ -95,7 +95,7 @@ impl Server {
         durability: &str,
     ) -> PyResult<Py<PyAny>> {
         let cfg = config(py, listen, data_dir, durability)?;
-        pending::awaitable(
+        pending::blocking_awaitable(
             py,
             "server-start",
             move || tenure::Server::start(cfg),
@@ -127,7 +127,7 @@ impl Server {
     fn stop(&self, py: Python<'_>) -> PyResult<()> {
         let s = self.inner.lock().take();
         match s {
-            Some(s) => pending::run(py, "server-stop", move || s.stop())?.py_err(py),
+            Some(s) => py.detach(move || s.stop()).py_err(py),
             None => Ok(()),
         }
     }
@@ -135,7 +135,7 @@ impl Server {
     /// Awaitable variant of `stop`.
     fn stop_async(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         let s = self.inner.lock().take();
-        pending::awaitable(
+        pending::blocking_awaitable(
             py,
             "server-stop",
             move || s.map_or(Ok(()), |s| s.stop()),

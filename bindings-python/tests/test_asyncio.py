@@ -152,3 +152,32 @@ def test_waiting_locks_take_no_thread_each(tmp_path):
         await server.stop_async()
 
     run(main())
+
+
+def test_connecting_and_closing_take_no_thread_each(tmp_path):
+    """Twenty clients connected and closed at once: each has its session's own two threads
+    (its timer, and its connection's reader or dial) and nothing more; a connect or a close
+    makes no helper thread of the binding. Closed, their threads are gone."""
+    n = 20
+
+    async def main():
+        server = await tenure.Server.start_async("127.0.0.1:0", str(tmp_path / "d"))
+        first = await tenure.Client.connect_async([server.address], session_ttl=2.0)
+        await first.close_async()
+        before = _threads()
+        ops = [tenure.Client.connect_async([server.address], session_ttl=2.0) for _ in range(n)]
+        during = _threads()
+        clients = [await op for op in ops]
+        connected = _threads()
+        assert during - before <= 2 * n, (before, during)
+        assert connected - before == 2 * n, (before, connected)
+        closes = [c.close_async() for c in clients]
+        assert _threads() <= connected, (connected, _threads())
+        await asyncio.gather(*closes)
+        wait = asyncio.get_running_loop().time() + 5.0
+        while _threads() > before and asyncio.get_running_loop().time() < wait:
+            await asyncio.sleep(0.01)
+        assert _threads() == before, (before, _threads())
+        await server.stop_async()
+
+    run(main())

@@ -678,3 +678,70 @@ fn a_completion_may_release_and_drop_the_last_client_handle() {
         .expect("free again");
     l.release().unwrap();
 }
+
+/// Connecting, the paged status and closing are pending calls too: started without blocking,
+/// told on completion, and a connect that is cancelled or dropped leaves no session behind.
+#[test]
+fn connect_status_and_close_are_pending_calls_without_a_thread() {
+    let dir = tmpdir("pending-session");
+    let srv = server(&dir);
+    let addr = srv.local_addr().to_string();
+    let cfg = || tenure::ClientConfig::new([addr.clone()]).session_ttl(Duration::from_secs(2));
+    let sessions = |c: &tenure::Client| c.status().unwrap().sessions.len();
+
+    // Connect: told on completion, and the client is usable.
+    let p = tenure::Client::connect_start(cfg()).unwrap();
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    p.on_complete(move || {
+        let _ = tx.send(());
+    });
+    rx.recv_timeout(Duration::from_secs(5)).expect("told");
+    let a = p.take().expect("done").expect("connected");
+    assert!(a.is_connected());
+
+    // Status (its pages are asked for one after the other; one here).
+    let _others: Vec<_> = (0..3).map(|_| client(&addr, 2000)).collect();
+    let s = a
+        .status_start()
+        .unwrap()
+        .wait_timeout(Duration::from_secs(5))
+        .expect("answered")
+        .unwrap();
+    assert_eq!(s.sessions.len(), 4);
+    let p = a.status_start().unwrap();
+    p.cancel();
+    assert!(matches!(p.take(), Some(Err(Error::Cancelled))));
+
+    // A connect cancelled at once, or dropped: no session stays on the server.
+    let p = tenure::Client::connect_start(cfg()).unwrap();
+    p.cancel();
+    assert!(matches!(
+        p.wait_timeout(Duration::from_secs(5)),
+        Some(Err(Error::Cancelled))
+    ));
+    drop(p);
+    drop(tenure::Client::connect_start(cfg()).unwrap());
+    wait_for(Duration::from_secs(5), "no session left behind", || {
+        sessions(&a) == 4
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(sessions(&a), 4);
+
+    // A connect to nothing fails within its bound.
+    let mut nowhere = tenure::ClientConfig::new(["127.0.0.1:1"]);
+    nowhere.connect_timeout = Duration::from_millis(200);
+    let t0 = Instant::now();
+    let r = tenure::Client::connect_start(nowhere).unwrap().wait();
+    assert!(matches!(r, Err(Error::ConnectionFailed(_))), "{r:?}");
+    assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
+
+    // Close: a lock is reported lost, then the close is done; a second close is done at once.
+    let l = a.lock("pc", Duration::from_secs(5)).unwrap();
+    let p = a.close_start();
+    p.wait_timeout(Duration::from_secs(5))
+        .expect("closed")
+        .unwrap();
+    assert!(!l.is_held());
+    assert!(a.close_start().is_done());
+    assert!(matches!(a.status_start(), Err(Error::Closed)));
+}

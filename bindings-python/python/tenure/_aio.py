@@ -17,7 +17,30 @@ def _resolve(fut: "asyncio.Future[None]") -> None:
         fut.set_result(None)
 
 
-class Op(Generic[T]):
+class _ClosedAtExit(Generic[T]):
+    """``async with`` over an awaitable whose result is a handle: awaits it, and closes the
+    handle at the end of the block (``close_async()`` when the handle has it, else
+    ``close()``)."""
+
+    __slots__ = ()
+    _value: Optional[T]
+
+    async def __aenter__(self) -> T:
+        self._value = await self
+        return self._value
+
+    async def __aexit__(self, *exc: Any) -> None:
+        value, self._value = self._value, None
+        if value is None:
+            return
+        close_async = getattr(value, "close_async", None)
+        if close_async is not None:
+            await close_async()
+        else:
+            value.close()  # type: ignore[attr-defined]
+
+
+class Op(_ClosedAtExit[T]):
     """A call of tenure in flight, as an awaitable.
 
     ``await op`` gives its result (or raises its exception). Cancelling the awaiting task gives
@@ -64,20 +87,6 @@ class Op(Generic[T]):
     def done(self) -> bool:
         """True once the call has finished."""
         return bool(self._pending.done())
-
-    async def __aenter__(self) -> T:
-        self._value = await self
-        return self._value
-
-    async def __aexit__(self, *exc: Any) -> None:
-        value, self._value = self._value, None
-        if value is None:
-            return
-        close_async = getattr(value, "close_async", None)
-        if close_async is not None:
-            await close_async()
-        else:
-            value.close()  # type: ignore[attr-defined]
 
     def __repr__(self) -> str:
         return f"<tenure.Op {self._pending!r}>"
@@ -126,4 +135,28 @@ def on_loop(
     return forward
 
 
-__all__ = ["Op", "on_loop"]
+class Blocking(_ClosedAtExit[T]):
+    """Starting or stopping an in-process ``Server`` or ``Detector``, as an awaitable.
+
+    It does not wait on the service (it binds, reads its data directory, joins its threads),
+    so it runs when awaited, in the event loop's default executor: no thread is made for it.
+    """
+
+    __slots__ = ("_call", "_what", "_value")
+
+    def __init__(self, call: Callable[[], T], what: str) -> None:
+        self._call = call
+        self._what = what
+        self._value: Optional[T] = None
+
+    def __await__(self) -> Generator[Any, None, T]:
+        return self._run().__await__()
+
+    async def _run(self) -> T:
+        return await asyncio.get_running_loop().run_in_executor(None, self._call)
+
+    def __repr__(self) -> str:
+        return f"<tenure.Blocking {self._what}>"
+
+
+__all__ = ["Blocking", "Op", "on_loop"]

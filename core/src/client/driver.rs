@@ -66,7 +66,7 @@ pub(crate) enum Cmd {
         result: std::result::Result<Dialed, String>,
     },
     Close {
-        done: Sender<()>,
+        done: Completer,
     },
 }
 
@@ -172,7 +172,8 @@ pub(crate) struct Driver {
 }
 
 impl Driver {
-    /// Connects, opens the first session, then starts the timer thread.
+    /// Starts the timer thread and the first session's opening (call `first_req`): its
+    /// outcome comes to the returned waiter.
     pub(crate) fn start(
         cfg: ClientConfig,
         lease_cfg: LeaseConfig,
@@ -180,11 +181,9 @@ impl Driver {
         tx: Sender<Cmd>,
         rx: Receiver<Cmd>,
         first_sub: Option<Sink>,
-    ) -> Result<(Arc<Core>, JoinHandle<()>)> {
+        first_req: u64,
+    ) -> Result<(Arc<Core>, JoinHandle<()>, pending::Waiter)> {
         let seed = (std::process::id() as u64) << 32 ^ shared.epoch.elapsed().as_nanos() as u64;
-        let wait = cfg.connect_timeout * cfg.endpoints.len().max(1) as u32
-            + cfg.connect_timeout.max(Duration::from_secs(1));
-        let ttl = lease_cfg.ttl;
         let now = Instant::now();
         let core = Arc::new_cyclic(|weak| Core {
             driver: Mutex::new(Driver {
@@ -199,37 +198,22 @@ impl Driver {
             rx,
             alarm: Alarm::default(),
         });
-        // The first session: the session dials and opens; its outcome comes through `first`.
-        let (first_tx, first_rx) = crossbeam_channel::bounded(1);
-        core.with(|d| d.session.begin(Instant::now(), first_tx));
-        let outcome = first_rx.recv_timeout(wait).unwrap_or_else(|_| {
-            Err(Error::ConnectionFailed(format!(
-                "no session opened within {wait:?}"
-            )))
-        });
-        if let Err(e) = outcome {
-            // The open may still be answered: whoever reads that reply closes the session.
-            // This thread keeps the driver (and its connection) alive until then, or a TTL.
-            let (done_tx, done_rx) = crossbeam_channel::bounded(1);
-            if core.with(|d| d.session.abandon(Instant::now(), done_tx)) {
-                let keep = core.clone();
-                let spawned = std::thread::Builder::new()
-                    .name("tenure-client-abandon".into())
-                    .spawn(move || {
-                        let _ = done_rx.recv_timeout(ttl + Duration::from_secs(1));
-                        keep.with(|d| d.session.stop());
-                    });
-                if spawned.is_err() {
-                    core.with(|d| d.session.stop());
-                }
-            }
-            return Err(e);
-        }
+        // The first session: the session dials and opens; its outcome comes through `first`. The timer thread runs from now on: it keeps that bound, and after a
+        // failure it lets a first open still in flight be answered (and closed) by itself.
+        let (first_tx, first) = pending::slot();
+        core.with(|d| d.session.begin(Instant::now(), first_req, first_tx));
         let c = core.clone();
         let timer = std::thread::Builder::new()
             .name("tenure-client".into())
-            .spawn(move || timer_loop(&c))?;
-        Ok((core, timer))
+            .spawn(move || timer_loop(&c));
+        let timer = match timer {
+            Ok(t) => t,
+            Err(e) => {
+                core.with(|d| d.session.cancel(Instant::now(), first_req, Error::Closed));
+                return Err(e.into());
+            }
+        };
+        Ok((core, timer, first))
     }
 
     /// Runs every queued command, in order.

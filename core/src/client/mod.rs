@@ -417,10 +417,24 @@ pub fn timeout_from_secs(secs: f64) -> Result<Duration> {
 /// 1,000 clients ran out of memory in the retry benchmark.
 pub const COMMAND_QUEUE: usize = 1024;
 
+/// Longest a blocking close (and a client's last handle going) waits for the session to end
+/// its close, which it does within a second with or without the server's answer: the bound
+/// is for a client whose threads cannot run.
+const CLOSE_BOUND: Duration = Duration::from_secs(2);
+
 impl Client {
     /// Connects to the first reachable endpoint, opens a session and starts keeping it alive.
     /// Fails with [`Error::ConnectionFailed`] when no endpoint answers.
-    pub fn connect(mut cfg: ClientConfig) -> Result<Client> {
+    pub fn connect(cfg: ClientConfig) -> Result<Client> {
+        Client::connect_start(cfg)?.wait()
+    }
+
+    /// [`Client::connect`] without blocking: the result is the connected client, or
+    /// [`Error::ConnectionFailed`] when no endpoint answered within the connect timeout (per
+    /// endpoint, plus one), or [`Error::Cancelled`] after [`Pending::cancel`]. A session
+    /// opened for a call that was cancelled, or whose `Pending` was dropped, is closed at
+    /// once. Fails at once (no call started) on an invalid configuration.
+    pub fn connect_start(mut cfg: ClientConfig) -> Result<Pending<Client>> {
         cfg.endpoints = crate::etcd::normalize(&cfg.endpoints)?;
         cfg.validate()?;
         let shared = Arc::new(Shared::new(Instant::now()));
@@ -434,15 +448,17 @@ impl Client {
             }
             None => (None, None),
         };
-        let (core, driver) = Driver::start(
+        let req = shared.req();
+        let (core, driver, first) = Driver::start(
             cfg.clone(),
             cfg.lease_config(),
             shared.clone(),
             tx.clone(),
             rx,
             sink,
+            req,
         )?;
-        Ok(Client {
+        let client = Client {
             inner: Arc::new(Inner {
                 tx,
                 core,
@@ -452,7 +468,28 @@ impl Client {
                 dispatcher,
                 _config_sub: config_sub,
             }),
-        })
+        };
+        Ok(Pending::new(
+            client.clone(),
+            req,
+            first,
+            Client::connected,
+            "connect",
+        ))
+    }
+
+    /// The result of a connect call.
+    fn connected(&self, a: Answer) -> Result<Client> {
+        match a {
+            Ok(_) => Ok(self.clone()),
+            Err(e) => {
+                // The session is over (or ends by itself once a first open still in flight
+                // is answered): nothing to close, and its thread is not waited for.
+                self.inner.shared.closed.store(true, Ordering::Release);
+                drop(self.inner.driver.lock().take());
+                Err(e)
+            }
+        }
     }
 
     /// The current session id (0 while none is open).
@@ -610,16 +647,58 @@ impl Client {
     /// whole is their concatenation, so a change between two pages may show in one and not
     /// the other.
     pub fn status(&self) -> Result<StatusInfo> {
-        let mut all = StatusInfo::default();
-        let mut from = None;
-        loop {
-            let body = Request::Status { from: from.take() };
-            let (_, _, r) = self.call(body, self.inner.ttl.max(Duration::from_secs(5)))?;
-            let page = match r {
-                Some(Ok((Reply::Status(s), _))) => s,
-                Some(Ok((r, _))) => return Err(Error::Rejected(format!("unexpected reply {r:?}"))),
-                Some(Err(e)) => return Err(e),
-                None => return Err(Error::ConnectionFailed("no answer from the service".into())),
+        self.status_start()?.wait()
+    }
+
+    /// [`Client::status`] without blocking. Each page is asked for when the one before has
+    /// come; cancelling ends the call at once with [`Error::Cancelled`] and asks for no more.
+    pub fn status_start(&self) -> Result<Pending<StatusInfo>> {
+        self.check_open()?;
+        let (tx, rx) = pending::slot();
+        self.status_page(None, StatusInfo::default(), tx);
+        fn make(_: &Client, a: Answer) -> Result<StatusInfo> {
+            match a? {
+                (Reply::Status(s), _) => Ok(s),
+                (r, _) => Err(Error::Rejected(format!("unexpected reply {r:?}"))),
+            }
+        }
+        Ok(Pending::new(self.clone(), 0, rx, make, "status"))
+    }
+
+    /// Asks for the status page from `from`; adds it to `all`, and asks for the next, or
+    /// answers `out` with the whole.
+    fn status_page(
+        &self,
+        from: Option<crate::proto::StatusCursor>,
+        mut all: StatusInfo,
+        out: pending::Completer,
+    ) {
+        let wait = self.inner.ttl.max(Duration::from_secs(5));
+        let deadline = Instant::now().checked_add(wait).map(|t| {
+            let why = Error::ConnectionFailed("no answer from the service".into());
+            (t, why)
+        });
+        let body = Request::Status { from };
+        let page = match self.pending(body, deadline, |_, a| a, "status") {
+            Ok(p) => Arc::new(p),
+            Err(e) => {
+                let _ = out.send(Err(e));
+                return;
+            }
+        };
+        let (client, taker) = (self.clone(), page.clone());
+        page.on_complete(move || {
+            let page = match taker.take() {
+                Some(Ok((Reply::Status(page), _))) => page,
+                Some(Ok((r, _))) => {
+                    let _ = out.send(Err(Error::Rejected(format!("unexpected reply {r:?}"))));
+                    return;
+                }
+                Some(Err(e)) => {
+                    let _ = out.send(Err(e));
+                    return;
+                }
+                None => return,
             };
             all.incarnation = page.incarnation;
             all.revision = page.revision;
@@ -630,10 +709,13 @@ impl Client {
             all.leader = page.leader;
             all.members = page.members;
             match page.next {
-                Some(n) => from = Some(n),
-                None => return Ok(all),
+                Some(n) if out.is_wanted() => client.status_page(Some(n), all, out),
+                Some(_) => {} // given up
+                None => {
+                    let _ = out.send(Ok((Reply::Status(all), Held::None)));
+                }
             }
-        }
+        });
     }
 
     /// Sends a request that gives something up (a release, a resignation, leaving a group)
@@ -732,18 +814,35 @@ impl Client {
     /// Closes the session: every held lock is reported lost with reason `client_closed` and released
     /// on the server, and later calls fail with [`Error::Closed`]. Idempotent.
     pub fn close(&self) {
+        // The session ends the close within a second (CLOSE_WAIT); the bound here is for a
+        // client whose thread cannot run.
+        let _ = self.close_start().wait_timeout(CLOSE_BOUND);
+    }
+
+    /// [`Client::close`] without blocking: done once the server confirmed the close, or a
+    /// second passed without its answer. Every held lock is reported lost (reason
+    /// `client_closed`) before it is done. Cancelling it changes nothing: the client is
+    /// closed all the same.
+    pub fn close_start(&self) -> Pending<()> {
         if self.inner.shared.closed.swap(true, Ordering::AcqRel) {
-            return;
+            return self.done_pending();
         }
-        let (tx, rx) = crossbeam_channel::bounded(1);
-        if self.inner.send(Cmd::Close { done: tx }).is_ok() {
-            let _ = rx.recv_timeout(Duration::from_secs(2));
+        let (tx, rx) = pending::slot();
+        if self.inner.send(Cmd::Close { done: tx }).is_err() {
+            return self.done_pending();
         }
+        Pending::new(self.clone(), 0, rx, Client::closed, "close")
+    }
+
+    /// The result of a close call: the session is over, so its thread ends; waited for unless
+    /// this is that thread.
+    fn closed(&self, _: Answer) -> Result<()> {
         if let Some(t) = self.inner.driver.lock().take() {
             if std::thread::current().id() != t.thread().id() {
                 let _ = t.join();
             }
         }
+        Ok(())
     }
 }
 
@@ -759,13 +858,16 @@ impl Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
+        let mut over = false;
         if !self.shared.closed.swap(true, Ordering::AcqRel) {
-            let (tx, rx) = crossbeam_channel::bounded(1);
-            if self.send(Cmd::Close { done: tx }).is_ok() {
-                let _ = rx.recv_timeout(Duration::from_secs(2));
-            }
+            let (tx, rx) = pending::slot();
+            over = self.send(Cmd::Close { done: tx }).is_err()
+                || rx.recv_timeout(CLOSE_BOUND).is_some();
         }
         if let Some(t) = self.driver.lock().take() {
+            if !over && !t.is_finished() {
+                return; // it ends by itself; not waited for beyond the bound
+            }
             // The last handle may go on the timer thread itself (in a completion callback):
             // it ends by itself once the session has closed.
             if t.thread().id() != std::thread::current().id() {

@@ -114,6 +114,13 @@ impl Completer {
     }
 }
 
+impl Completer {
+    /// True while the caller still waits for the answer (not given up, not answered).
+    pub(crate) fn is_wanted(&self) -> bool {
+        matches!(*self.0.state.lock(), State::Running(_))
+    }
+}
+
 impl Drop for Completer {
     /// A call the session never answered (it was dropped with the client) ends `Closed`, so
     /// no caller waits for ever.
@@ -162,6 +169,12 @@ impl Waiter {
 
     fn is_running(&self) -> bool {
         matches!(*self.0.state.lock(), State::Running(_))
+    }
+
+    /// Answers the call from the caller's side (a cancel), telling whoever asked to be told;
+    /// false when it was answered already. The session's answer then goes back to it.
+    fn answer_here(&self, a: Answer) -> bool {
+        Completer(self.0.clone()).send(a).is_ok()
     }
 
     fn is_taken(&self) -> bool {
@@ -287,11 +300,12 @@ impl<T> Pending<T> {
         self.waiter.notify(Box::new(f));
     }
 
-    /// Gives the call up. It ends with [`Error::Cancelled`], unless its result came first
-    /// (then [`Pending::take`] has that result). A lock granted as the cancel travelled is
-    /// given back, so nothing stays held.
+    /// Gives the call up. It ends with [`Error::Cancelled`] at once, unless its result came
+    /// first (then [`Pending::take`] has that result). The session withdraws the call; a
+    /// lock granted as the cancel travelled is given back, and a session opened for a
+    /// cancelled connect is closed, so nothing stays held.
     pub fn cancel(&self) {
-        if self.waiter.is_running() {
+        if self.waiter.answer_here(Err(Error::Cancelled)) && self.req != 0 {
             let _ = self.client.send(Cmd::Cancel {
                 req: self.req,
                 why: Error::Cancelled,
@@ -308,7 +322,7 @@ impl<T> Drop for Pending<T> {
             // Not come: the session withdraws the call, and hands back a result that races
             // this (the slot is abandoned already, so `Completer::send` fails).
             None => {
-                if !self.waiter.is_taken() {
+                if !self.waiter.is_taken() && self.req != 0 {
                     let _ = self.client.send(Cmd::Cancel {
                         req: self.req,
                         why: Error::Cancelled,

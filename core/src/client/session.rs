@@ -28,7 +28,6 @@ use crate::proto::{
     ClientMsg, ErrorReply, Incarnation, MasterInfo, Notice, Reply, Request, ServerMsg, SessionId,
     ViewInfo,
 };
-use crossbeam_channel::Sender;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -101,14 +100,28 @@ struct Pending {
     deadline: Option<Instant>,
 }
 
-/// A close waiting for the server's reply.
+/// A close waiting for the server's reply, or a first open the caller gave up on, waiting
+/// for its reply so that the session it made is closed at once and does not linger on the
+/// server for a TTL.
 struct Closing {
-    /// The close request's id.
+    /// The close request's id, or the abandoned open's.
     req: u64,
+    /// The request awaited is an abandoned first open, not a close.
+    open: bool,
     /// Told when the close has ended.
-    done: Sender<()>,
+    done: Vec<Completer>,
     /// When to stop waiting for the reply.
     until: Instant,
+}
+
+/// The first session being opened for `Client::connect`: where its outcome goes, and until
+/// when it may take.
+struct First {
+    /// The connect call's request id (what cancelling it names).
+    req: u64,
+    reply: Completer,
+    until: Instant,
+    within: Duration,
 }
 
 /// The client's session machine. See the module documentation.
@@ -167,15 +180,11 @@ pub(crate) struct Session {
     srtt: Option<Duration>,
     rttvar: Duration,
     /// While the first session is being opened: where its outcome goes.
-    first: Option<Sender<Result<()>>>,
+    first: Option<First>,
     /// Closed: nothing more is done, and requests get [`Error::Closed`].
     exited: bool,
-    /// A close in progress (see [`Session::close`]).
+    /// A close in progress (see [`Session::close`]), or an abandoned first open.
     closing: Option<Closing>,
-    /// `Client::connect` gave up waiting for the first open: if its reply still comes, the
-    /// session is closed at once (so it does not linger on the server for a TTL), and this
-    /// is told when that is done.
-    abandoned: Option<Sender<()>>,
 }
 
 impl Session {
@@ -223,7 +232,6 @@ impl Session {
             first: None,
             exited: false,
             closing: None,
-            abandoned: None,
         }
     }
 
@@ -242,15 +250,13 @@ impl Session {
         if self.exited {
             return None;
         }
+        let first = self.first.as_ref().map(|f| f.until);
         let lease = match (&self.lease, self.reopen_at) {
             (Some(l), _) => l.next_wakeup(),
             (None, r) => r,
         };
         let call = self.deadlines.first_key_value().map(|(k, _)| k.0);
-        match (lease, call) {
-            (Some(l), Some(d)) => Some(l.min(d)),
-            (l, d) => l.or(d),
-        }
+        [first, lease, call].into_iter().flatten().min()
     }
 
     /// Closed, and the close has ended: the runtime may stop.
@@ -260,35 +266,47 @@ impl Session {
 
     // ---- inputs --------------------------------------------------------------------------
 
-    /// Starts the first session: dials (at once) and opens a session on the connection; the
-    /// outcome goes to `first`, [`Error::ConnectionFailed`] when no endpoint answers.
-    pub(crate) fn begin(&mut self, now: Instant, first: Sender<Result<()>>) {
+    /// Starts the first session (`Client::connect`, call `req`): dials (at once) and opens a
+    /// session on the connection; the outcome goes to `reply`: `Ok` once the session is open,
+    /// [`Error::ConnectionFailed`] when no endpoint answers or [`connect_within`] passes
+    /// first, [`Error::Cancelled`] when the call is cancelled. A session opened for a caller
+    /// that gave up is closed at once.
+    pub(crate) fn begin(&mut self, now: Instant, req: u64, reply: Completer) {
         self.now = now;
-        self.first = Some(first);
+        let within = connect_within(&self.cfg);
+        self.first = Some(First {
+            req,
+            reply,
+            until: now + within,
+            within,
+        });
         self.want_dial();
     }
 
-    /// `Client::connect` stopped waiting for the first open. If the open is still in flight
-    /// on a connection, its reply (if any) closes the session it made and `done` is told;
-    /// true then, and the runtime keeps the session running until `done` or a TTL. False
-    /// when nothing is in flight: the session is over.
-    pub(crate) fn abandon(&mut self, now: Instant, done: Sender<()>) -> bool {
-        self.now = now;
-        self.first = None;
-        let in_flight = self.conn.is_some() && !self.opening.is_empty();
-        if in_flight {
-            self.abandoned = Some(done);
-        } else {
-            self.stop();
-        }
-        in_flight
-    }
-
-    /// Stops everything at once (after an abandoned first open).
-    pub(crate) fn stop(&mut self) {
+    /// The first open failed (or its caller gave up): the caller is told `why`, and the
+    /// session ends. An open still in flight on a connection is waited for (up to a TTL and
+    /// a second) so that the session it makes, if any, is closed at once.
+    fn first_failed(&mut self, why: Error) {
+        let Some(f) = self.first.take() else {
+            return;
+        };
+        let _ = f.reply.send(Err(why));
         self.exited = true;
-        self.closing = None;
-        self.drop_conn();
+        self.set_state(SessionState::Closed);
+        match self.opening.last() {
+            Some(&(req, _)) if self.conn.is_some() => {
+                self.closing = Some(Closing {
+                    req,
+                    open: true,
+                    done: Vec::new(),
+                    until: self.now + self.lease_cfg.ttl + Duration::from_secs(1),
+                });
+            }
+            _ => {
+                self.closing = None;
+                self.drop_conn();
+            }
+        }
     }
 
     /// A user request; `reply` gets exactly one answer (none for fire-and-forget). At
@@ -319,7 +337,9 @@ impl Session {
     /// The user gave up call `req` (`why`: it timed out, or was cancelled).
     pub(crate) fn cancel(&mut self, now: Instant, req: u64, why: Error) {
         self.now = now;
-        if !self.exited {
+        if self.first.as_ref().is_some_and(|f| f.req == req) {
+            self.first_failed(why);
+        } else if !self.exited {
             self.withdraw(req, why);
         }
     }
@@ -347,10 +367,24 @@ impl Session {
             return; // an older connection's
         }
         if self.exited {
-            let close_req = self.closing.as_ref().map(|c| c.req);
-            if let ServerMsg::Reply { req, .. } = msg {
-                if Some(req) == close_req {
-                    self.close_end();
+            let awaited = self.closing.as_ref().map(|c| (c.req, c.open));
+            if let ServerMsg::Reply { req, result, .. } = msg {
+                match (awaited, result) {
+                    (Some((r, true)), Ok(Reply::Opened { session, .. })) if r == req => {
+                        // An abandoned first open made a session after all: close it.
+                        let close = self.shared.req();
+                        if self.write(session, close, Request::Close) {
+                            if let Some(c) = self.closing.as_mut() {
+                                c.req = close;
+                                c.open = false;
+                                c.until = now + CLOSE_WAIT;
+                            }
+                        } else {
+                            self.close_end();
+                        }
+                    }
+                    (Some((r, _)), _) if r == req => self.close_end(),
+                    _ => {}
                 }
             }
             return;
@@ -370,11 +404,10 @@ impl Session {
             return;
         }
         self.disconnected();
-        if let Some(f) = self.first.take() {
-            self.exited = true;
-            let _ = f.send(Err(Error::ConnectionFailed(
+        if self.first.is_some() {
+            self.first_failed(Error::ConnectionFailed(
                 "connection closed while opening the session".into(),
-            )));
+            ));
             return;
         }
         // The connection broke (its server died, or a member of a group went away): look
@@ -430,9 +463,8 @@ impl Session {
                 self.connected();
             }
             Err(why) => {
-                if let Some(f) = self.first.take() {
-                    self.exited = true;
-                    let _ = f.send(Err(Error::ConnectionFailed(why)));
+                if self.first.is_some() {
+                    self.first_failed(Error::ConnectionFailed(why));
                     return;
                 }
                 // Next time, start from the endpoint after the one tried first.
@@ -449,6 +481,10 @@ impl Session {
         self.now = now;
         if self.closing.as_ref().is_some_and(|c| now >= c.until) {
             self.close_end(); // the server did not answer the close in time
+        }
+        if let Some(f) = self.first.as_ref().filter(|f| now >= f.until) {
+            let why = format!("no session opened within {:?}", f.within);
+            self.first_failed(Error::ConnectionFailed(why));
         }
         if self.exited {
             return;
@@ -532,13 +568,22 @@ impl Session {
 
     /// Closes the client: see [`Session::close_session`]. `done` is told when the close
     /// has ended (the server answered, the connection broke, or a second passed).
-    pub(crate) fn close(&mut self, now: Instant, done: Sender<()>) {
+    /// Closes the session; `done` is told once the close has ended (the server confirmed it,
+    /// or [`CLOSE_WAIT`] passed). A connect still opening the first session ends with
+    /// [`Error::Closed`].
+    pub(crate) fn close(&mut self, now: Instant, done: Completer) {
         self.now = now;
-        if self.exited {
-            let _ = done.send(());
-            return;
+        if self.first.is_some() {
+            self.first_failed(Error::Closed);
         }
-        self.close_session(done);
+        match self.closing.as_mut() {
+            // A close (or an abandoned open) under way: told when it ends.
+            Some(c) => c.done.push(done),
+            None if self.exited => {
+                let _ = done.send(Ok((Reply::Done, Held::None)));
+            }
+            None => self.close_session(Some(done)),
+        }
     }
 
     // ---- rules ---------------------------------------------------------------------------
@@ -1063,20 +1108,6 @@ impl Session {
         }
         if let Some(pos) = self.opening.iter().position(|(r, _)| *r == req) {
             let (_, sent) = self.opening.remove(pos);
-            if let Some(done) = self.abandoned.take() {
-                // Client::connect gave up on this open: close the session it made, if any.
-                match result {
-                    Ok(Reply::Opened { session, .. }) => {
-                        self.session = session;
-                        self.lease = Some(Lease::new(self.lease_cfg.clone(), sent, self.seed));
-                        self.close_session(done);
-                    }
-                    _ => {
-                        let _ = done.send(());
-                    }
-                }
-                return;
-            }
             {
                 match result {
                     Ok(Reply::Opened { session, .. }) if self.lease.is_some() => {
@@ -1087,9 +1118,7 @@ impl Session {
                     Err(e) if self.first.is_some() => {
                         // The first session was refused: Client::connect fails with why.
                         self.drop_conn();
-                        if let Some(f) = self.first.take() {
-                            let _ = f.send(Err(error_of(e, &Request::Open { ttl_ms: 0 })));
-                        }
+                        self.first_failed(error_of(e, &Request::Open { ttl_ms: 0 }));
                     }
                     Ok(Reply::Opened { session, .. }) => {
                         self.session = session;
@@ -1105,9 +1134,13 @@ impl Session {
                             session,
                             incarnation: inc,
                         });
-                        // Client::connect returns now: everything above is visible to it.
+                        // Client::connect returns now: everything above is visible to it. A
+                        // caller that gave up meanwhile gets nothing: the session is closed.
                         if let Some(f) = self.first.take() {
-                            let _ = f.send(Ok(()));
+                            if f.reply.send(Ok((Reply::Done, Held::None))).is_err() {
+                                self.close_session(None);
+                                return;
+                            }
                         }
                         // Observers and group watches carry over to the new session.
                         let names: Vec<String> = self.elections.keys().cloned().collect();
@@ -1191,7 +1224,8 @@ impl Session {
     /// ends when the server's reply arrives (on whichever thread reads it), the connection
     /// breaks, or a second has passed (the timer thread); then `done` is told. Not waiting
     /// here matters: the thread running this may be the reader that would read the reply.
-    fn close_session(&mut self, done: Sender<()>) {
+    fn close_session(&mut self, done: Option<Completer>) {
+        let done: Vec<Completer> = done.into_iter().collect();
         self.exited = true;
         self.set_state(SessionState::Closed);
         self.shared.set_deadline(None);
@@ -1215,6 +1249,7 @@ impl Session {
             if self.write(s, req, Request::Close) {
                 self.closing = Some(Closing {
                     req,
+                    open: false,
                     done,
                     until: self.now + CLOSE_WAIT,
                 });
@@ -1223,6 +1258,7 @@ impl Session {
         }
         self.closing = Some(Closing {
             req: 0,
+            open: false,
             done,
             until: self.now,
         });
@@ -1240,12 +1276,20 @@ impl Session {
         self.pending.clear();
         self.deadlines.clear();
         if let Some(c) = self.closing.take() {
-            let _ = c.done.send(());
+            for d in c.done {
+                let _ = d.send(Ok((Reply::Done, Held::None)));
+            }
         }
     }
 }
 
-/// Requests sent without a session (session id 0).
+/// How long a connect may take to open the first session: a connect timeout per endpoint,
+/// and one more (at least a second) for the open itself.
+pub(crate) fn connect_within(cfg: &ClientConfig) -> Duration {
+    let n = u32::try_from(cfg.endpoints.len().max(1)).unwrap_or(u32::MAX);
+    cfg.connect_timeout.saturating_mul(n) + cfg.connect_timeout.max(Duration::from_secs(1))
+}
+
 /// Removes `w` from the handles of its name.
 fn forget_in<V: Versioned>(map: &mut BTreeMap<String, Vec<Arc<Watched<V>>>>, w: &Arc<Watched<V>>) {
     if let Some(v) = map.get_mut(&w.name) {
@@ -1296,6 +1340,7 @@ fn error_of(e: ErrorReply, body: &Request) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::client::pending::slot;
     use crate::clock::{Clock, ManualClock};
     use crossbeam_channel::Receiver;
 
@@ -1387,8 +1432,9 @@ mod tests {
 
         /// Opens the first session on endpoint 0: (connection, its open request id).
         fn open(&mut self) -> u64 {
-            let (tx, rx) = crossbeam_channel::bounded(1);
-            self.s.begin(self.now(), tx);
+            let (tx, rx) = slot();
+            let req = self.shared.req();
+            self.s.begin(self.now(), req, tx);
             let io = self.io();
             let [(attempt, 0)] = T::dials(&io)[..] else {
                 panic!("{io:?}")
@@ -1411,7 +1457,7 @@ mod tests {
                     ttl_ms,
                 }),
             );
-            assert!(matches!(rx.try_recv(), Ok(Ok(()))));
+            assert!(matches!(rx.try_recv(), Some(Ok(_))));
             assert_eq!(
                 self.events(),
                 vec![Event::SessionConnected {
@@ -1712,35 +1758,83 @@ mod tests {
 
     #[test]
     fn a_first_open_answered_after_connect_gave_up_is_closed() {
-        let mut t = T::new(30_000, 1);
-        let (tx, _rx) = crossbeam_channel::bounded(1);
-        t.s.begin(t.now(), tx);
+        // Gave up three ways: the connect's time passed, it was cancelled, or its caller
+        // went away (the answer has nowhere to go).
+        for how in ["timed out", "cancelled", "caller gone"] {
+            let mut t = T::new(30_000, 1);
+            let (tx, rx) = slot();
+            let req = t.shared.req();
+            t.s.begin(t.now(), req, tx);
+            let attempt = T::dials(&t.io())[0].0;
+            let info = DialInfo {
+                incarnation: INC,
+                endpoint: 0,
+            };
+            t.s.dialed(t.now(), attempt, Ok(info));
+            let (_, _, open, _) = T::sent(&t.io())[0].clone();
+            match how {
+                "timed out" => {
+                    let within = connect_within(&t.s.cfg);
+                    assert_eq!(t.s.next_wakeup(), Some(t.clock.start() + within));
+                    t.wake();
+                    let r = rx.try_recv().map(|a| a.map(|_| ()));
+                    assert!(
+                        matches!(&r, Some(Err(Error::ConnectionFailed(m))) if m.contains("no session opened within")),
+                        "{r:?}"
+                    );
+                }
+                "cancelled" => {
+                    t.s.cancel(t.now(), req, Error::Cancelled);
+                    assert!(matches!(rx.try_recv(), Some(Err(Error::Cancelled))));
+                }
+                _ => drop(rx),
+            }
+            assert!(!t.s.is_done(), "{how}: the open in flight is waited for");
+            t.reply(
+                attempt,
+                0,
+                open,
+                Ok(Reply::Opened {
+                    session: 9,
+                    ttl_ms: 30_000,
+                }),
+            );
+            let sent = T::sent(&t.io());
+            let [(_, 9, close, Request::Close)] = sent[..] else {
+                panic!("{how}: {sent:?}")
+            };
+            t.reply(attempt, 9, close, Ok(Reply::Done));
+            assert!(t.s.is_done(), "{how}");
+        }
+    }
+
+    #[test]
+    fn a_first_open_never_answered_ends_a_ttl_after_connect_gave_up() {
+        let mut t = T::new(3000, 1);
+        let (tx, rx) = slot();
+        let req = t.shared.req();
+        t.s.begin(t.now(), req, tx);
         let attempt = T::dials(&t.io())[0].0;
         let info = DialInfo {
             incarnation: INC,
             endpoint: 0,
         };
         t.s.dialed(t.now(), attempt, Ok(info));
-        let (_, _, open, _) = T::sent(&t.io())[0].clone();
-        let (done_tx, done_rx) = crossbeam_channel::bounded(1);
-        assert!(t.s.abandon(t.now(), done_tx), "the open is in flight");
-        t.reply(
-            attempt,
-            0,
-            open,
-            Ok(Reply::Opened {
-                session: 9,
-                ttl_ms: 30_000,
-            }),
-        );
-        let sent = T::sent(&t.io());
-        let [(_, 9, close, Request::Close)] = sent[..] else {
-            panic!("{sent:?}")
-        };
-        assert!(t.events().is_empty(), "no connected event for it");
-        t.reply(attempt, 9, close, Ok(Reply::Done));
-        assert!(done_rx.try_recv().is_ok());
+        t.io();
+        t.wake();
+        assert!(matches!(
+            rx.try_recv(),
+            Some(Err(Error::ConnectionFailed(_)))
+        ));
+        assert!(!t.s.is_done());
+        let at = t.wake();
+        let within = connect_within(&t.s.cfg);
+        assert_eq!(at, t.clock.start() + within + ms(3000) + ms(1000));
         assert!(t.s.is_done());
+        // A close asked meanwhile is told at once, the session being over.
+        let (done, told) = slot();
+        t.s.close(t.now(), done);
+        assert!(matches!(told.try_recv(), Some(Ok(_))));
     }
 
     #[test]
@@ -1991,7 +2085,7 @@ mod tests {
             let mut t = T::new(3000, 1);
             let conn = t.open();
             let l = t.lock(conn, "z", 1);
-            let (done_tx, done_rx) = crossbeam_channel::bounded(1);
+            let (done_tx, done_rx) = slot();
             t.s.close(t.now(), done_tx);
             assert_eq!(lost(&l), Some(LostReason::ClientClosed));
             let sent = T::sent(&t.io());
@@ -2001,11 +2095,11 @@ mod tests {
             if answered {
                 t.reply(conn, SID, close, Ok(Reply::Done));
             } else {
-                assert!(done_rx.try_recv().is_err());
+                assert!(done_rx.try_recv().is_none());
                 let at = t.wake();
                 assert!(at >= t.clock.start() + ms(1000));
             }
-            assert!(done_rx.try_recv().is_ok());
+            assert!(matches!(done_rx.try_recv(), Some(Ok(_))));
             assert!(t.s.is_done());
             let (tx, rx) = crate::client::pending::slot();
             t.s.call(t.now(), 99, Request::Status { from: None }, Some(tx), None);

@@ -259,7 +259,7 @@ pub(crate) struct Client {
     told: Vec<Event>,
     sink: Option<Sink>,
     /// Where the first open's outcome goes.
-    pub(crate) first: Option<Receiver<crate::error::Result<()>>>,
+    pub(crate) first: Option<crate::client::pending::Waiter>,
     /// Dial attempt -> network connection, for the current session.
     conns: BTreeMap<u64, usize>,
     /// Dial attempt -> the index of the endpoint it reached.
@@ -881,7 +881,7 @@ impl World {
     /// its connection if it has one) and the process lets go of it; it connects again at real
     /// time `again`.
     pub(crate) fn close_client(&mut self, c: usize, again: u64) {
-        let (done, _) = crossbeam_channel::bounded(1);
+        let (done, _) = crate::client::pending::slot();
         self.with_session(c, |s, now| s.close(now, done));
         self.clients[c].first = None;
         self.end_session(c);
@@ -2018,12 +2018,9 @@ impl World {
 
     /// A failed connect (the first open's outcome) makes the client start over later.
     fn check_first(&mut self, c: usize) {
-        let outcome = self.clients[c]
-            .first
-            .as_ref()
-            .and_then(|r| r.try_recv().ok());
+        let outcome = self.clients[c].first.as_ref().and_then(|r| r.try_recv());
         match outcome {
-            Some(Ok(())) => self.clients[c].first = None,
+            Some(Ok(_)) => self.clients[c].first = None,
             Some(Err(e)) => {
                 self.trace(|| format!("client {c} failed to connect: {e}"));
                 self.clients[c].first = None;
@@ -2068,8 +2065,9 @@ impl World {
             Some(sink),
             now,
         );
-        let (tx, rx) = crossbeam_channel::bounded(1);
-        s.begin(now, tx);
+        let (tx, rx) = crate::client::pending::slot();
+        let req = cl.shared.req();
+        s.begin(now, req, tx);
         cl.first = Some(rx);
         cl.session = Some(s);
         self.trace(|| {
