@@ -10,6 +10,9 @@
 //! - A designation decided before a later change is applied only if it still makes sense.
 //! - An election nobody takes part in any more is dropped; made again, its epochs continue
 //!   from the service's revision.
+//! - A request for an election waits only while the election needs a designation: any
+//!   change after which it no longer does (a master set, every candidate gone, the
+//!   election dropped) answers it ([`State::settle_awaiting`]).
 
 use super::{check, master_info, Output, State};
 use crate::election::{Candidate, Election};
@@ -100,6 +103,7 @@ impl State {
                 self.change_master(election, None, out);
             }
             self.touched.insert(election.to_string());
+            self.settle_awaiting(election, false, out);
         }
         self.reply(session, req, Ok(Reply::Done), out);
     }
@@ -135,11 +139,7 @@ impl State {
         election: &str,
         out: &mut Vec<Output>,
     ) {
-        let pending = self
-            .elections
-            .get(election)
-            .is_some_and(|e| e.master().is_none() && e.needs_designation());
-        if !pending {
+        if !self.awaits_designation(election) {
             let info = self.master(election);
             self.reply(session, req, Ok(Reply::Master(info)), out);
             return;
@@ -189,20 +189,33 @@ impl State {
             Some(id) => {
                 // A designation decided before a later change may be stale: apply it only
                 // if it still makes sense.
-                if e.candidate(id).is_none()
+                let stale = e.candidate(id).is_none()
                     || !e.needs_designation()
-                    || e.master().is_some_and(|m| m.id == id)
-                {
-                    return;
+                    || e.master().is_some_and(|m| m.id == id);
+                if !stale {
+                    self.change_master(name, Some(id.to_string()), out);
                 }
-                self.change_master(name, Some(id.to_string()), out);
+                self.settle_awaiting(name, false, out);
             }
-            None => {
-                // Nobody answered. A master that was kept stays; waiters learn there is none.
-                if e.master().is_some() {
-                    return;
-                }
-            }
+            // Nobody answered: waiters learn the master as it is (a master that was kept
+            // stays; else there is none).
+            None => self.settle_awaiting(name, true, out),
+        }
+    }
+
+    /// True while a request for `election` waits for a designation: it has no master and
+    /// candidates to designate.
+    fn awaits_designation(&self, election: &str) -> bool {
+        self.elections
+            .get(election)
+            .is_some_and(|e| e.master().is_none() && e.needs_designation())
+    }
+
+    /// Answers the requests waiting for `name`'s designation with its master as it is, when
+    /// it no longer needs one (or always, with `now`).
+    pub(super) fn settle_awaiting(&mut self, name: &str, now: bool, out: &mut Vec<Output>) {
+        if !self.awaiting.contains_key(name) || (!now && self.awaits_designation(name)) {
+            return;
         }
         let info = self.master(name);
         for (session, req) in self.awaiting.remove(name).unwrap_or_default() {
@@ -251,6 +264,7 @@ impl State {
             });
         }
         self.touched.insert(name.to_string());
+        self.settle_awaiting(name, false, out);
     }
 
     /// A session that ended leaves its elections: its candidates go (a master among them
@@ -278,6 +292,7 @@ impl State {
             if self.elections.get(name).is_some_and(|e| e.is_empty()) {
                 self.elections.remove(name);
             }
+            self.settle_awaiting(name, false, out);
         }
     }
 

@@ -689,6 +689,90 @@ mod tests {
     }
 
     #[test]
+    fn an_election_request_is_answered_once_no_designation_is_needed() {
+        let req = |session, req, body| Command::Request { session, req, body };
+        let campaign = |id: &str| Request::Campaign {
+            election: "e".into(),
+            id: id.into(),
+            priority: 1,
+            endpoint: None,
+            preempt: false,
+        };
+        let asked = |out: &[Output], s: SessionId, r: u64| {
+            out.iter().find_map(|o| match o {
+                Output::Reply {
+                    session,
+                    req,
+                    result: Ok(Reply::Master(info)),
+                } if *session == s && *req == r => Some(info.clone()),
+                _ => None,
+            })
+        };
+        // Every candidate resigns before the serving node designates one: the request is
+        // answered, with no master, instead of waiting out its timeout.
+        let mut st = State::new();
+        let (a, b) = (open(&mut st, 1), open(&mut st, 1));
+        st.apply(&req(a, 2, campaign("c1")));
+        let out = st.apply(&req(
+            b,
+            2,
+            Request::RequestElection {
+                election: "e".into(),
+            },
+        ));
+        assert!(asked(&out, b, 2).is_none(), "waits for the designation");
+        let resign = Request::Resign {
+            election: "e".into(),
+            id: "c1".into(),
+        };
+        let out = st.apply(&req(a, 3, resign));
+        assert!(
+            asked(&out, b, 2).is_some_and(|m| m.master.is_none()),
+            "{out:?}"
+        );
+        // Its candidate's session ends instead: the same.
+        let (a, b) = (open(&mut st, 1), open(&mut st, 1));
+        st.apply(&req(a, 2, campaign("c2")));
+        st.apply(&req(
+            b,
+            2,
+            Request::RequestElection {
+                election: "e".into(),
+            },
+        ));
+        let out = st.apply(&Command::Expire { session: a });
+        assert!(
+            asked(&out, b, 2).is_some_and(|m| m.master.is_none()),
+            "{out:?}"
+        );
+        // A designation that went stale (its candidate left, another stays) keeps it waiting;
+        // the next one answers it.
+        let (a, b) = (open(&mut st, 1), open(&mut st, 1));
+        st.apply(&req(a, 2, campaign("c3")));
+        st.apply(&req(a, 3, campaign("c4")));
+        st.apply(&req(
+            b,
+            2,
+            Request::RequestElection {
+                election: "e".into(),
+            },
+        ));
+        let resign = Request::Resign {
+            election: "e".into(),
+            id: "c3".into(),
+        };
+        st.apply(&req(a, 4, resign));
+        let mut out = Vec::new();
+        st.designate("e", Some("c3"), &mut out);
+        assert!(asked(&out, b, 2).is_none(), "{out:?}");
+        st.designate("e", Some("c4"), &mut out);
+        let m = asked(&out, b, 2)
+            .and_then(|m| m.master)
+            .expect("designated");
+        assert_eq!(m.0, "c4");
+    }
+
+    #[test]
     fn a_duplicated_request_is_applied_once() {
         let mut st = State::new();
         let a = open(&mut st, 1);
