@@ -57,7 +57,7 @@ def bench_try_lock(n: int, rounds: int) -> None:
         with tenure.Client([server.address], session_ttl=10.0) as client:
             name = "bench/lock"
             # Warm up both paths.
-            _tenure._bench_try_lock_release(client, name, 200)
+            _tenure._bench_try_lock_release(client._n, name, 200)
             for _ in range(200):
                 client.try_lock(name).release()
             # Loops: rounds alternate, medians compared.
@@ -68,7 +68,7 @@ def bench_try_lock(n: int, rounds: int) -> None:
                     lock = client.try_lock(name)
                     lock.release()
                 py_times.append((time.perf_counter() - t) / n)
-                rs_times.append(_tenure._bench_try_lock_release(client, name, n) / n)
+                rs_times.append(_tenure._bench_try_lock_release(client._n, name, n) / n)
             py, rs = statistics.median(py_times), statistics.median(rs_times)
             print(f"  loops: Rust median {us(rs)}, Python median {us(py)} per try_lock+release;"
                   f" difference {ns(py - rs)}")
@@ -81,7 +81,7 @@ def bench_try_lock(n: int, rounds: int) -> None:
                 lock = client.try_lock(name)
                 lock.release()
                 d_py = perf() - t
-                d_rs = _tenure._bench_try_lock_release(client, name, 1)
+                d_rs = _tenure._bench_try_lock_release(client._n, name, 1)
                 pys.append(d_py)
                 rss.append(d_rs)
                 diffs.append(d_py - d_rs)

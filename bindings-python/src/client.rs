@@ -304,7 +304,7 @@ impl Subscription {
 /// holds is released (reported lost with reason "client_closed"). `on_event=callback` gets
 /// every event of the client from the session's first `connected` on (`client.on_event(...)`,
 /// called after the constructor returns, cannot see that first one), until the client closes.
-#[pyclass(frozen, module = "tenure", name = "Client")]
+#[pyclass(frozen, module = "tenure._tenure", name = "Client")]
 pub(crate) struct Client {
     shared: Arc<ClientShared>,
 }
@@ -393,14 +393,6 @@ where
     Ok(Py::new(py, wrap(w))?.into_any())
 }
 
-/// The core call of an operation, started (the core keeps its timeout and tells its result:
-/// no helper thread waits for it).
-type Work<T> = tenure::Result<tenure::Pending<T>>;
-/// Turns the core call's result into the Python result, on the waiting thread.
-type Finish<T> = Box<dyn FnOnce(Python<'_>, tenure::Result<T>) -> PyResult<Py<PyAny>> + Send>;
-/// Both halves of an operation, shared by a blocking method and its `*_async` variant.
-type Parts<T> = (Work<T>, Finish<T>);
-
 /// Checks a lock, election or group name before the call starts, so that bad
 /// input fails at once with the core's message (which names what was wrong: "election name
 /// is 2000 bytes long; the limit is 1024").
@@ -408,101 +400,27 @@ fn check_name(py: Python<'_>, kind: Text, name: &str) -> PyResult<()> {
     kind.check(name).map_err(|m| errors::invalid(py, m))
 }
 
+/// A call's Python result when it is a `Master` or None.
+fn master_result(
+    py: Python<'_>,
+    r: tenure::Result<tenure::client::MasterState>,
+) -> PyResult<Py<PyAny>> {
+    let st = r.map_err(|e| errors::to_py(py, e, Op::Other))?;
+    Ok(match Master::from_state(py, &st)? {
+        Some(m) => m.into_any(),
+        None => py.None(),
+    })
+}
+
+/// A call's Python result when it is None.
+fn none_result(py: Python<'_>, r: tenure::Result<()>) -> PyResult<Py<PyAny>> {
+    r.py_err(py).map(|()| py.None())
+}
+
 impl Client {
     fn client(&self, py: Python<'_>) -> PyResult<&tenure::Client> {
         self.shared.check_open(py)?;
         Ok(&self.shared.client)
-    }
-
-    /// Starts waiting for a lock: the core's pending call, with no thread of its own (the
-    /// core keeps the timeout, and cancels).
-    fn start_lock(
-        &self,
-        py: Python<'_>,
-        name: String,
-        timeout: Option<f64>,
-        on_lost: Option<Bound<'_, PyAny>>,
-    ) -> PyResult<pending::Pending> {
-        let on_lost = util::callback("on_lost", on_lost)?;
-        let t = util::timeout(py, timeout)?;
-        check_name(py, Text::LockName, &name)?;
-        let p = self
-            .client(py)?
-            .lock_start(&name, t)
-            .map_err(|e| errors::to_py(py, e, Op::Lock))?;
-        let shared = self.shared.clone();
-        Ok(pending::adopt("lock", p, move |py, r| {
-            let l = r.map_err(|e| errors::to_py(py, e, Op::Lock))?;
-            lock_obj(py, &shared, l, None, on_lost)
-        }))
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn start_campaign(
-        &self,
-        py: Python<'_>,
-        election: String,
-        candidate_id: String,
-        priority: i64,
-        endpoint: Option<String>,
-        on_master_change: Option<Bound<'_, PyAny>>,
-        preempt: bool,
-    ) -> PyResult<Parts<tenure::client::Election>> {
-        let cb = util::callback("on_master_change", on_master_change)?;
-        check_name(py, Text::ElectionName, &election)?;
-        let c = self.client(py)?.clone();
-        let shared = self.shared.clone();
-        let id = candidate_id.clone();
-        let mut cand = tenure::client::Candidacy::new(candidate_id, priority);
-        cand.endpoint = endpoint;
-        cand.preempt = preempt;
-        Ok((
-            c.campaign_start(&election, cand),
-            Box::new(
-                move |py: Python<'_>, r: tenure::Result<tenure::client::Election>| {
-                    let w = Watch::new(shared, r.py_err(py)?, "on_master_change");
-                    handle_obj(py, w, cb, |w| Election::new(w, id))
-                },
-            ),
-        ))
-    }
-
-    fn start_join(
-        &self,
-        py: Python<'_>,
-        group: String,
-        member_id: String,
-        probation: f64,
-        needs_check: bool,
-        on_view_change: Option<Bound<'_, PyAny>>,
-    ) -> PyResult<Parts<tenure::client::Membership>> {
-        let cb = util::callback("on_view_change", on_view_change)?;
-        check_name(py, Text::GroupName, &group)?;
-        let probation = util::secs(py, "probation", probation)?;
-        let c = self.client(py)?.clone();
-        let shared = self.shared.clone();
-        let id = member_id.clone();
-        let mut o = tenure::client::JoinOptions::new(member_id, probation);
-        o.needs_check = needs_check;
-        Ok((
-            c.join_start(&group, o),
-            Box::new(
-                move |py: Python<'_>, r: tenure::Result<tenure::client::Membership>| {
-                    let w = Watch::new(shared, r.py_err(py)?, "on_view_change");
-                    handle_obj(py, w, cb, |w| Membership::new(w, id))
-                },
-            ),
-        ))
-    }
-
-    /// Starts closing the core client (no thread: the session ends the close within a
-    /// second): the close's result, once every lock was reported lost and forgotten here.
-    fn close_start(&self) -> tenure::Pending<()> {
-        let p = self.shared.client.close_start();
-        let shared = self.shared.clone();
-        // Every lock was reported lost ("client_closed"); forget them.
-        p.on_complete(move || drop(std::mem::take(&mut *shared.locks.lock())));
-        p
     }
 
     fn mark_closed(&self, py: Python<'_>) {
@@ -516,62 +434,19 @@ impl Client {
     }
 }
 
-fn master_result(
-    py: Python<'_>,
-    r: tenure::Result<tenure::client::MasterState>,
-) -> PyResult<Py<PyAny>> {
-    let st = r.map_err(|e| errors::to_py(py, e, Op::Other))?;
-    Ok(match Master::from_state(py, &st)? {
-        Some(m) => m.into_any(),
-        None => py.None(),
-    })
-}
-
+/// The native client. The `tenure.Client` of the Python layer (`tenure/_client.py`) wraps it:
+/// every call here starts the core's pending call and returns its `Pending`; the layer makes
+/// the blocking method ("start, then wait") and the `*_async` one (an awaitable over the same
+/// `Pending`) of each.
 #[pymethods]
 impl Client {
-    #[new]
-    #[pyo3(signature = (endpoints, session_ttl=10.0, *, connect_timeout=1.0, reopen=true,
-                        name=None, drift_ratio=0.01, safety_margin=None,
-                        retry="inverse_exponential", on_event=None))]
-    #[allow(clippy::too_many_arguments)]
-    fn new(
-        py: Python<'_>,
-        endpoints: &Bound<'_, PyAny>,
-        session_ttl: f64,
-        connect_timeout: f64,
-        reopen: bool,
-        name: Option<String>,
-        drift_ratio: f64,
-        safety_margin: Option<f64>,
-        retry: &str,
-        on_event: Option<Bound<'_, PyAny>>,
-    ) -> PyResult<Self> {
-        let Config { cfg } = config(
-            py,
-            endpoints,
-            session_ttl,
-            connect_timeout,
-            reopen,
-            name,
-            drift_ratio,
-            safety_margin,
-            retry,
-        )?;
-        let (cfg, early) = EarlyEvents::prepare(on_event.filter(|c| !c.is_none()), cfg)?;
-        let started = tenure::Client::connect_start(cfg);
-        let c = pending::wait_core_as(py, "connect", started, unclaimed)?.py_err(py)?;
-        Ok(Client {
-            shared: EarlyEvents::attach(early, c.claim()),
-        })
-    }
-
-    /// Awaitable variant of `Client(...)`: `client = await Client.connect_async([...])`.
+    /// Connects (see `tenure.Client`): a `Pending` of the native client.
     #[staticmethod]
     #[pyo3(signature = (endpoints, session_ttl=10.0, *, connect_timeout=1.0, reopen=true,
                         name=None, drift_ratio=0.01, safety_margin=None,
                         retry="inverse_exponential", on_event=None))]
     #[allow(clippy::too_many_arguments)]
-    fn connect_async(
+    fn connect_start(
         py: Python<'_>,
         endpoints: &Bound<'_, PyAny>,
         session_ttl: f64,
@@ -582,7 +457,7 @@ impl Client {
         safety_margin: Option<f64>,
         retry: &str,
         on_event: Option<Bound<'_, PyAny>>,
-    ) -> PyResult<Py<PyAny>> {
+    ) -> PyResult<pending::Pending> {
         let Config { cfg } = config(
             py,
             endpoints,
@@ -596,16 +471,16 @@ impl Client {
         )?;
         let (cfg, early) = EarlyEvents::prepare(on_event.filter(|c| !c.is_none()), cfg)?;
         let started = tenure::Client::connect_start(cfg);
-        pending::awaitable_core_as(py, "connect", started, unclaimed, move |py, r| {
-            let c = r.py_err(py)?.claim();
-            Ok(Py::new(
-                py,
-                Client {
-                    shared: EarlyEvents::attach(early, c),
-                },
-            )?
-            .into_any())
-        })
+        Ok(pending::start_as(
+            "connect",
+            started,
+            unclaimed,
+            move |py, r| {
+                let c = r.py_err(py)?.claim();
+                let shared = EarlyEvents::attach(early, c);
+                Ok(Py::new(py, Client { shared })?.into_any())
+            },
+        ))
     }
 
     /// The current session id (0 while none is open).
@@ -640,14 +515,13 @@ impl Client {
         self.shared.client.is_connected()
     }
 
-    /// True once `close()` was called.
+    /// True once `close_start()` was called.
     #[getter]
     fn closed(&self) -> bool {
         self.shared.closed.load(Ordering::Acquire)
     }
 
-    /// Calls `callback(event)` with every event of this client (session, locks, data loss)
-    /// on the client's dispatcher thread. Returns the `Subscription`.
+    /// See `tenure.Client.on_event`.
     fn on_event(&self, py: Python<'_>, callback: Bound<'_, PyAny>) -> PyResult<Subscription> {
         let cb = util::required_callback("callback", callback)?;
         let c = self.client(py)?;
@@ -664,82 +538,51 @@ impl Client {
         })
     }
 
-    /// Waits up to `timeout` seconds (None: without limit) for the lock `name`; waiters are
-    /// served in arrival order. Returns the `Lock`; raises `LockTimeout` (a TimeoutError)
-    /// when the time passes, `LockHeld` when this client holds it already. `on_lost(event)`
-    /// is called if the lock is lost. Ctrl-C interrupts the wait; a grant that races it is
-    /// released at once.
+    /// See `tenure.Client.lock`: a `Pending` of the native lock.
     #[pyo3(signature = (name, timeout=None, on_lost=None))]
-    fn lock(
+    fn lock_start(
         &self,
         py: Python<'_>,
         name: String,
         timeout: Option<f64>,
         on_lost: Option<Bound<'_, PyAny>>,
-    ) -> PyResult<Py<PyAny>> {
-        self.start_lock(py, name, timeout, on_lost)?.wait(py)
+    ) -> PyResult<pending::Pending> {
+        let on_lost = util::callback("on_lost", on_lost)?;
+        let t = util::timeout(py, timeout)?;
+        check_name(py, Text::LockName, &name)?;
+        let p = self
+            .client(py)?
+            .lock_start(&name, t)
+            .map_err(|e| errors::to_py(py, e, Op::Lock))?;
+        let shared = self.shared.clone();
+        Ok(pending::adopt("lock", p, move |py, r| {
+            let l = r.map_err(|e| errors::to_py(py, e, Op::Lock))?;
+            lock_obj(py, &shared, l, None, on_lost)
+        }))
     }
 
-    /// Awaitable variant of `lock`. Cancelling the task gives the wait up (a grant that races
-    /// the cancellation is released). Also usable as `async with client.lock_async(...)`.
-    #[pyo3(signature = (name, timeout=None, on_lost=None))]
-    fn lock_async(
-        &self,
-        py: Python<'_>,
-        name: String,
-        timeout: Option<f64>,
-        on_lost: Option<Bound<'_, PyAny>>,
-    ) -> PyResult<Py<PyAny>> {
-        let p = self.start_lock(py, name, timeout, on_lost)?;
-        pending::awaitable_of(py, p)
-    }
-
-    /// Takes the lock `name` if it is free: the `Lock`, or None when another session holds
-    /// it.
+    /// See `tenure.Client.try_lock`: a `Pending` of the native lock or None.
     #[pyo3(signature = (name, on_lost=None))]
-    fn try_lock(
+    fn try_lock_start(
         &self,
         py: Python<'_>,
         name: &Bound<'_, PyString>,
         on_lost: Option<Bound<'_, PyAny>>,
-    ) -> PyResult<Option<Py<PyAny>>> {
+    ) -> PyResult<pending::Pending> {
         let on_lost = util::callback("on_lost", on_lost)?;
         let c = self.client(py)?;
-        let r = util::with_str(name, |text| py.detach(|| c.try_lock(text)))?;
-        match r {
-            Ok(Some(l)) => Ok(Some(lock_obj(
-                py,
-                &self.shared,
-                l,
-                Some(name.clone().unbind()),
-                on_lost,
-            )?)),
-            Ok(None) => Ok(None),
-            Err(e) => Err(errors::to_py(py, e, Op::Lock)),
-        }
-    }
-
-    /// Awaitable variant of `try_lock`.
-    #[pyo3(signature = (name, on_lost=None))]
-    fn try_lock_async(
-        &self,
-        py: Python<'_>,
-        name: String,
-        on_lost: Option<Bound<'_, PyAny>>,
-    ) -> PyResult<Py<PyAny>> {
-        let on_lost = util::callback("on_lost", on_lost)?;
-        check_name(py, Text::LockName, &name)?;
-        let started = self.client(py)?.try_lock_start(&name);
+        let started = util::with_str(name, |text| c.try_lock_start(text))?;
         let shared = self.shared.clone();
-        pending::awaitable_core(py, "try_lock", started, move |py, r| match r {
-            Ok(Some(l)) => lock_obj(py, &shared, l, None, on_lost),
+        // The caller's own str is the lock's name (saves a copy).
+        let name = name.clone().unbind();
+        Ok(pending::start("try_lock", started, move |py, r| match r {
+            Ok(Some(l)) => lock_obj(py, &shared, l, Some(name), on_lost),
             Ok(None) => Ok(py.None()),
             Err(e) => Err(errors::to_py(py, e, Op::Lock)),
-        })
+        }))
     }
 
-    /// The names of the locks this client holds now, whether or not their `Lock` objects
-    /// are still referenced (garbage collection never releases a lock).
+    /// See `tenure.Client.held_locks`.
     fn held_locks(&self) -> Vec<String> {
         let mut names: Vec<String> = self
             .shared
@@ -757,42 +600,31 @@ impl Client {
         names
     }
 
-    /// Releases the lock `name` this client holds (also one whose `Lock` object was
-    /// garbage-collected) and waits for the service to confirm. Raises `NotHeld` when this
-    /// client does not hold it.
-    fn release(&self, py: Python<'_>, name: String) -> PyResult<()> {
+    /// See `tenure.Client.release`.
+    fn release_start(&self, py: Python<'_>, name: String) -> PyResult<pending::Pending> {
         self.client(py)?;
-        match self.shared.unhold_name(&name) {
-            Some(l) => py.detach(|| l.release()).py_err(py),
-            None => Err(errors::to_py(py, tenure::Error::NotHeld, Op::Other)),
-        }
+        let started = match self.shared.unhold_name(&name) {
+            Some(l) => l.release_start(),
+            None => Err(tenure::Error::NotHeld),
+        };
+        Ok(pending::start("release", started, |py, r| {
+            r.map_err(|e| errors::to_py(py, e, Op::Other))
+                .map(|()| py.None())
+        }))
     }
 
-    /// Administrative: releases the lock `name` whoever holds it. The holder's lock is lost
-    /// with reason "released" and the next waiter is granted it.
-    fn revoke(&self, py: Python<'_>, name: String) -> PyResult<()> {
+    /// See `tenure.Client.revoke`.
+    fn revoke_start(&self, py: Python<'_>, name: String) -> PyResult<pending::Pending> {
         check_name(py, Text::LockName, &name)?;
         let started = self.client(py)?.revoke_start(&name);
-        pending::wait_core(py, "revoke", started)?.py_err(py)
+        Ok(pending::start("revoke", started, none_result))
     }
 
-    /// Awaitable variant of `revoke`.
-    fn revoke_async(&self, py: Python<'_>, name: String) -> PyResult<Py<PyAny>> {
-        check_name(py, Text::LockName, &name)?;
-        let started = self.client(py)?.revoke_start(&name);
-        pending::awaitable_core(py, "revoke", started, |py, r| {
-            r.py_err(py).map(|()| py.None())
-        })
-    }
-
-    /// Registers this client as candidate `candidate_id` of `election` with `priority`
-    /// (higher wins). `endpoint` ("host:port") is checked by the service before designation;
-    /// `preempt` takes over from a live master of lower priority. Returns the `Election`;
-    /// `on_master_change(event)` gets every master change, first the current master.
+    /// See `tenure.Client.campaign`: a `Pending` of the native election.
     #[pyo3(signature = (election, candidate_id, priority=0, *, endpoint=None,
                         on_master_change=None, preempt=false))]
     #[allow(clippy::too_many_arguments)]
-    fn campaign(
+    fn campaign_start(
         &self,
         py: Python<'_>,
         election: String,
@@ -801,110 +633,57 @@ impl Client {
         endpoint: Option<String>,
         on_master_change: Option<Bound<'_, PyAny>>,
         preempt: bool,
-    ) -> PyResult<Py<PyAny>> {
-        let (work, finish) = self.start_campaign(
-            py,
-            election,
-            candidate_id,
-            priority,
-            endpoint,
-            on_master_change,
-            preempt,
-        )?;
-        let r = pending::wait_core(py, "campaign", work)?;
-        finish(py, r)
+    ) -> PyResult<pending::Pending> {
+        let cb = util::callback("on_master_change", on_master_change)?;
+        check_name(py, Text::ElectionName, &election)?;
+        let shared = self.shared.clone();
+        let id = candidate_id.clone();
+        let mut cand = tenure::client::Candidacy::new(candidate_id, priority);
+        cand.endpoint = endpoint;
+        cand.preempt = preempt;
+        let started = self.client(py)?.campaign_start(&election, cand);
+        Ok(pending::start("campaign", started, move |py, r| {
+            let w = Watch::new(shared, r.py_err(py)?, "on_master_change");
+            handle_obj(py, w, cb, |w| Election::new(w, id))
+        }))
     }
 
-    /// Awaitable variant of `campaign`.
-    #[pyo3(signature = (election, candidate_id, priority=0, *, endpoint=None,
-                        on_master_change=None, preempt=false))]
-    #[allow(clippy::too_many_arguments)]
-    fn campaign_async(
-        &self,
-        py: Python<'_>,
-        election: String,
-        candidate_id: String,
-        priority: i64,
-        endpoint: Option<String>,
-        on_master_change: Option<Bound<'_, PyAny>>,
-        preempt: bool,
-    ) -> PyResult<Py<PyAny>> {
-        let (work, finish) = self.start_campaign(
-            py,
-            election,
-            candidate_id,
-            priority,
-            endpoint,
-            on_master_change,
-            preempt,
-        )?;
-        pending::awaitable_core(py, "campaign", work, finish)
-    }
-
-    /// Observes `election` without being a candidate. Returns the `Observer`;
-    /// `on_master_change(event)` gets every master change, first the current master.
+    /// See `tenure.Client.observe`: a `Pending` of the native observer.
     #[pyo3(signature = (election, on_master_change=None))]
-    fn observe(
+    fn observe_start(
         &self,
         py: Python<'_>,
         election: String,
         on_master_change: Option<Bound<'_, PyAny>>,
-    ) -> PyResult<Py<PyAny>> {
-        let p = self.observe_parts(py, election, on_master_change)?;
-        let r = pending::wait_core(py, "observe", p.0)?;
-        (p.1)(py, r)
+    ) -> PyResult<pending::Pending> {
+        let cb = util::callback("on_master_change", on_master_change)?;
+        check_name(py, Text::ElectionName, &election)?;
+        let shared = self.shared.clone();
+        let started = self.client(py)?.observe_start(&election);
+        Ok(pending::start("observe", started, move |py, r| {
+            let w = Watch::new(shared, r.py_err(py)?, "on_master_change");
+            handle_obj(py, w, cb, Observer::new)
+        }))
     }
 
-    /// Awaitable variant of `observe`.
-    #[pyo3(signature = (election, on_master_change=None))]
-    fn observe_async(
-        &self,
-        py: Python<'_>,
-        election: String,
-        on_master_change: Option<Bound<'_, PyAny>>,
-    ) -> PyResult<Py<PyAny>> {
-        let p = self.observe_parts(py, election, on_master_change)?;
-        pending::awaitable_core(py, "observe", p.0, p.1)
-    }
-
-    /// Asks for `election`'s master: the current one when it is live, else the one the
-    /// service designates now. Returns a `Master`, or None when no candidate answers.
-    /// Raises `Timeout` after `timeout` seconds.
+    /// See `tenure.Client.request_election`: a `Pending` of a `Master` or None.
     #[pyo3(signature = (election, timeout=5.0))]
-    fn request_election(
+    fn request_election_start(
         &self,
         py: Python<'_>,
         election: String,
         timeout: f64,
-    ) -> PyResult<Py<PyAny>> {
+    ) -> PyResult<pending::Pending> {
         check_name(py, Text::ElectionName, &election)?;
         let t = util::secs(py, "timeout", timeout)?;
         let started = self.client(py)?.request_election_start(&election, t);
-        let r = pending::wait_core(py, "request_election", started)?;
-        master_result(py, r)
+        Ok(pending::start("request_election", started, master_result))
     }
 
-    /// Awaitable variant of `request_election`.
-    #[pyo3(signature = (election, timeout=5.0))]
-    fn request_election_async(
-        &self,
-        py: Python<'_>,
-        election: String,
-        timeout: f64,
-    ) -> PyResult<Py<PyAny>> {
-        check_name(py, Text::ElectionName, &election)?;
-        let t = util::secs(py, "timeout", timeout)?;
-        let started = self.client(py)?.request_election_start(&election, t);
-        pending::awaitable_core(py, "request_election", started, master_result)
-    }
-
-    /// Joins `group` as probationary member `member_id`. The service promotes it to full
-    /// member after `probation` seconds of live session with no missed heartbeat (and, with
-    /// `needs_check`, once `report_check(True)` was called). Returns the `Membership`;
-    /// `on_view_change(event)` gets view_changed, member_promoted and member_removed events.
+    /// See `tenure.Client.join`: a `Pending` of the native membership.
     #[pyo3(signature = (group, member_id, *, probation=0.0, needs_check=false,
                         on_view_change=None))]
-    fn join(
+    fn join_start(
         &self,
         py: Python<'_>,
         group: String,
@@ -912,114 +691,66 @@ impl Client {
         probation: f64,
         needs_check: bool,
         on_view_change: Option<Bound<'_, PyAny>>,
-    ) -> PyResult<Py<PyAny>> {
-        let (work, finish) =
-            self.start_join(py, group, member_id, probation, needs_check, on_view_change)?;
-        let r = pending::wait_core(py, "join", work)?;
-        finish(py, r)
+    ) -> PyResult<pending::Pending> {
+        let cb = util::callback("on_view_change", on_view_change)?;
+        check_name(py, Text::GroupName, &group)?;
+        let probation = util::secs(py, "probation", probation)?;
+        let shared = self.shared.clone();
+        let id = member_id.clone();
+        let mut o = tenure::client::JoinOptions::new(member_id, probation);
+        o.needs_check = needs_check;
+        let started = self.client(py)?.join_start(&group, o);
+        Ok(pending::start("join", started, move |py, r| {
+            let w = Watch::new(shared, r.py_err(py)?, "on_view_change");
+            handle_obj(py, w, cb, |w| Membership::new(w, id))
+        }))
     }
 
-    /// Awaitable variant of `join`.
-    #[pyo3(signature = (group, member_id, *, probation=0.0, needs_check=false,
-                        on_view_change=None))]
-    fn join_async(
-        &self,
-        py: Python<'_>,
-        group: String,
-        member_id: String,
-        probation: f64,
-        needs_check: bool,
-        on_view_change: Option<Bound<'_, PyAny>>,
-    ) -> PyResult<Py<PyAny>> {
-        let (work, finish) =
-            self.start_join(py, group, member_id, probation, needs_check, on_view_change)?;
-        pending::awaitable_core(py, "join", work, finish)
-    }
-
-    /// Watches `group`'s views without being a member. Returns the `GroupWatch`.
+    /// See `tenure.Client.watch_group`: a `Pending` of the native group watch.
     #[pyo3(signature = (group, on_view_change=None))]
-    fn watch_group(
+    fn watch_group_start(
         &self,
         py: Python<'_>,
         group: String,
         on_view_change: Option<Bound<'_, PyAny>>,
-    ) -> PyResult<Py<PyAny>> {
-        let p = self.watch_parts(py, group, on_view_change)?;
-        let r = pending::wait_core(py, "watch_group", p.0)?;
-        (p.1)(py, r)
+    ) -> PyResult<pending::Pending> {
+        let cb = util::callback("on_view_change", on_view_change)?;
+        check_name(py, Text::GroupName, &group)?;
+        let shared = self.shared.clone();
+        let name = group.clone();
+        let started = self.client(py)?.watch_group_start(&group);
+        Ok(pending::start("watch_group", started, move |py, r| {
+            let w = Watch::new(shared, r.py_err(py)?, "on_view_change");
+            handle_obj(py, w, cb, |w| GroupWatch::new(w, name))
+        }))
     }
 
-    /// Awaitable variant of `watch_group`.
-    #[pyo3(signature = (group, on_view_change=None))]
-    fn watch_group_async(
-        &self,
-        py: Python<'_>,
-        group: String,
-        on_view_change: Option<Bound<'_, PyAny>>,
-    ) -> PyResult<Py<PyAny>> {
-        let p = self.watch_parts(py, group, on_view_change)?;
-        pending::awaitable_core(py, "watch_group", p.0, p.1)
-    }
-
-    /// Removes the failed full member `failed` and promotes the probationary member
-    /// `probationary` of `group` in one view change; returns the new `View`.
-    fn replace(
+    /// See `tenure.Client.replace`: a `Pending` of the new `View`.
+    fn replace_start(
         &self,
         py: Python<'_>,
         group: String,
         failed: String,
         probationary: String,
-    ) -> PyResult<View> {
+    ) -> PyResult<pending::Pending> {
         check_name(py, Text::GroupName, &group)?;
         let started = self
             .client(py)?
             .replace_start(&group, &failed, &probationary);
-        let v = pending::wait_core(py, "replace", started)?.py_err(py)?;
-        Ok(View::from_core(v))
-    }
-
-    /// Awaitable variant of `replace`.
-    fn replace_async(
-        &self,
-        py: Python<'_>,
-        group: String,
-        failed: String,
-        probationary: String,
-    ) -> PyResult<Py<PyAny>> {
-        check_name(py, Text::GroupName, &group)?;
-        let started = self
-            .client(py)?
-            .replace_start(&group, &failed, &probationary);
-        pending::awaitable_core(py, "replace", started, |py, r| {
+        Ok(pending::start("replace", started, |py, r| {
             Ok(Py::new(py, View::from_core(r.py_err(py)?))?.into_any())
-        })
+        }))
     }
 
-    /// Closes the session: every held lock is reported lost ("client_closed") and released,
-    /// callbacks stop, and later calls raise `Closed`. Idempotent.
-    fn close(&self, py: Python<'_>) -> PyResult<()> {
+    /// See `tenure.Client.close`: callbacks stop now; the `Pending` is done once the session
+    /// has closed (every lock reported lost and forgotten here). Idempotent.
+    fn close_start(&self, py: Python<'_>) -> pending::Pending {
         self.mark_closed(py);
-        let r = pending::wait_core(py, "close", Ok(self.close_start()))?;
-        r.py_err(py)
-    }
-
-    /// Awaitable variant of `close`.
-    fn close_async(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        self.mark_closed(py);
-        let started = Ok(self.close_start());
-        pending::awaitable_core(py, "close", started, |py, r| {
-            r.py_err(py).map(|()| py.None())
-        })
-    }
-
-    fn __enter__(slf: Py<Self>) -> Py<Self> {
-        slf
-    }
-
-    #[pyo3(signature = (*_args))]
-    fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<bool> {
-        self.close(py)?;
-        Ok(false)
+        let p = self.shared.client.close_start();
+        let shared = self.shared.clone();
+        // Every lock was reported lost ("client_closed"); forget them.
+        p.on_complete(move || drop(std::mem::take(&mut *shared.locks.lock())));
+        pending::adopt("close", p, none_result)
     }
 
     fn __repr__(&self) -> String {
@@ -1031,56 +762,11 @@ impl Client {
     }
 }
 
-impl Client {
-    fn observe_parts(
-        &self,
-        py: Python<'_>,
-        election: String,
-        on_master_change: Option<Bound<'_, PyAny>>,
-    ) -> PyResult<Parts<tenure::client::Observer>> {
-        let cb = util::callback("on_master_change", on_master_change)?;
-        check_name(py, Text::ElectionName, &election)?;
-        let c = self.client(py)?.clone();
-        let shared = self.shared.clone();
-        Ok((
-            c.observe_start(&election),
-            Box::new(
-                move |py: Python<'_>, r: tenure::Result<tenure::client::Observer>| {
-                    let w = Watch::new(shared, r.py_err(py)?, "on_master_change");
-                    handle_obj(py, w, cb, Observer::new)
-                },
-            ),
-        ))
-    }
-
-    fn watch_parts(
-        &self,
-        py: Python<'_>,
-        group: String,
-        on_view_change: Option<Bound<'_, PyAny>>,
-    ) -> PyResult<Parts<tenure::client::GroupWatch>> {
-        let cb = util::callback("on_view_change", on_view_change)?;
-        check_name(py, Text::GroupName, &group)?;
-        let c = self.client(py)?.clone();
-        let shared = self.shared.clone();
-        let name = group.clone();
-        Ok((
-            c.watch_group_start(&group),
-            Box::new(
-                move |py: Python<'_>, r: tenure::Result<tenure::client::GroupWatch>| {
-                    let w = Watch::new(shared, r.py_err(py)?, "on_view_change");
-                    handle_obj(py, w, cb, |w| GroupWatch::new(w, name))
-                },
-            ),
-        ))
-    }
-}
-
 /// A held lock. `fencing_token` is larger than every token granted before it: pass it to
 /// the resources you write. `held` turns False at the client's lease deadline with no message
 /// needed, before the service could grant the lock to anyone else. Use it as a context
 /// manager or call `release()`; dropping the object also releases the lock.
-#[pyclass(frozen, module = "tenure", name = "Lock")]
+#[pyclass(frozen, module = "tenure._tenure", name = "Lock")]
 pub(crate) struct Lock {
     /// Shared with the client's list of held locks.
     inner: LockCell,
@@ -1201,27 +887,13 @@ impl Lock {
         self.add_on_lost(cb)
     }
 
-    /// Releases the lock and waits for the service to confirm. Raises `NotHeld` when the
-    /// lock had been lost before. Releasing twice does nothing.
-    fn release(&self, py: Python<'_>) -> PyResult<()> {
-        match self.take() {
-            Some(l) => {
-                let r = py.detach(|| l.release());
-                *self.released.lock() = Some(r.clone());
-                r.py_err(py)
-            }
-            None => self.released.lock().clone().unwrap_or(Ok(())).py_err(py),
-        }
-    }
-
-    /// Awaitable variant of `release`.
-    fn release_async(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+    /// See `tenure.Lock.release`: the first release's outcome is what every later one gives.
+    fn release_start(&self) -> pending::Pending {
         let l = self.take();
-        let first = l.is_some();
         let earlier = self.released.lock().clone();
         // The first release's outcome is known only when it completes; a release made
-        // meanwhile resolves at once with None, as before.
-        let record = first.then(|| self.released.clone());
+        // meanwhile is done at once, with None.
+        let record = l.is_some().then(|| self.released.clone());
         let finish = move |py: Python<'_>, r: tenure::Result<()>| {
             if let Some(slot) = record {
                 *slot.lock() = Some(r.clone());
@@ -1229,44 +901,21 @@ impl Lock {
             r.py_err(py).map(|()| py.None())
         };
         match l {
-            Some(l) => pending::awaitable_core(py, "release", l.release_start(), finish),
-            None => pending::ready(py, "release", earlier.unwrap_or(Ok(())), finish),
+            Some(l) => pending::start("release", l.release_start(), finish),
+            None => pending::ready("release", earlier.unwrap_or(Ok(())), finish),
         }
     }
 
-    /// Releases the lock if it is still held; never raises `NotHeld`.
-    fn close(&self, py: Python<'_>) -> PyResult<()> {
-        match self.take() {
-            Some(l) => match py.detach(|| l.release()) {
-                Ok(()) | Err(tenure::Error::NotHeld) => Ok(()),
-                Err(e) => Err(errors::to_py(py, e, Op::Other)),
-            },
-            None => Ok(()),
-        }
-    }
-
-    /// Awaitable variant of `close`.
-    fn close_async(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+    /// See `tenure.Lock.close`: releases the lock if it is still held; never `NotHeld`.
+    fn close_start(&self) -> pending::Pending {
         let finish = |py: Python<'_>, r: tenure::Result<()>| match r {
             Ok(()) | Err(tenure::Error::NotHeld) => Ok(py.None()),
             Err(e) => Err(errors::to_py(py, e, Op::Other)),
         };
         match self.take() {
-            Some(l) => pending::awaitable_core(py, "release", l.release_start(), finish),
-            None => pending::ready(py, "release", Ok(()), finish),
+            Some(l) => pending::start("release", l.release_start(), finish),
+            None => pending::ready("release", Ok(()), finish),
         }
-    }
-
-    fn __enter__(slf: Py<Self>) -> Py<Self> {
-        slf
-    }
-
-    /// Releases the lock; a lock lost inside the block is not an error here (its loss was
-    /// reported to `on_lost` and shows in `held`).
-    #[pyo3(signature = (*_args))]
-    fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<bool> {
-        self.close(py)?;
-        Ok(false)
     }
 
     fn __repr__(&self, py: Python<'_>) -> String {

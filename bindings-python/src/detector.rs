@@ -20,7 +20,7 @@ use tenure::detector::{Detector as CoreDetector, Estimator, PhiConfig, UdpConfig
 /// `{peer_name: "host:port"}` or a list of `(peer_name, "host:port")`. Every network lists the
 /// same peers. `estimator` is "adaptive" (default), "phi" (with `phi_threshold`) or "fixed"
 /// (with `fixed_timeout` seconds). `network_failure_limit` defaults to four intervals.
-#[pyclass(frozen, module = "tenure", name = "Detector")]
+#[pyclass(frozen, module = "tenure._tenure", name = "Detector")]
 pub(crate) struct Detector {
     inner: Mutex<Option<CoreDetector>>,
     name: String,
@@ -259,21 +259,6 @@ impl Detector {
             py.detach(move || d.stop());
         }
         Ok(())
-    }
-
-    /// Same as `stop()`.
-    fn close(&self, py: Python<'_>) -> PyResult<()> {
-        self.stop(py)
-    }
-
-    fn __enter__(slf: Py<Self>) -> Py<Self> {
-        slf
-    }
-
-    #[pyo3(signature = (*_args))]
-    fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<bool> {
-        self.stop(py)?;
-        Ok(false)
     }
 
     fn __repr__(&self) -> String {

@@ -1,6 +1,7 @@
 //! `Election` (a candidacy) and `Observer`.
 
 use crate::client::Subscription;
+use crate::pending;
 use crate::types::Master;
 use crate::watch::Watch;
 use pyo3::prelude::*;
@@ -10,7 +11,7 @@ use tenure::client::MasterState;
 /// told (a `Master` with its epoch, or None); `is_master` is True while this candidate is the
 /// master by the client's own lease deadline. `resign()` withdraws (a master hands over at
 /// once); so does leaving the `with` block or dropping the object.
-#[pyclass(frozen, module = "tenure", name = "Election")]
+#[pyclass(frozen, module = "tenure._tenure", name = "Election")]
 pub(crate) struct Election {
     pub(crate) w: Watch<tenure::client::Election>,
     name: String,
@@ -73,34 +74,10 @@ impl Election {
         self.w.on_change(callback)
     }
 
-    /// Withdraws the candidacy and waits for the service to confirm. Idempotent.
-    fn resign(&self, py: Python<'_>) -> PyResult<()> {
-        self.w.give_up(py, |e| e.resign())
-    }
-
-    /// Awaitable variant of `resign`.
-    fn resign_async(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        self.w.give_up_async(py, "resign", |e| e.resign_start())
-    }
-
-    /// Same as `resign()`.
-    fn close(&self, py: Python<'_>) -> PyResult<()> {
-        self.resign(py)
-    }
-
-    /// Same as `resign_async()`.
-    fn close_async(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        self.resign_async(py)
-    }
-
-    fn __enter__(slf: Py<Self>) -> Py<Self> {
-        slf
-    }
-
-    #[pyo3(signature = (*_args))]
-    fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<bool> {
-        self.resign(py)?;
-        Ok(false)
+    /// See `tenure.Election.resign`.
+    fn resign_start(&self, py: Python<'_>) -> pending::Pending {
+        self.w
+            .give_up_start(py, "resign", |e| Some(e.resign_start()))
     }
 
     fn __repr__(&self) -> String {
@@ -124,7 +101,7 @@ fn master_repr(st: &MasterState) -> String {
 
 /// An observation of an election's master, from `client.observe(...)`. `close()` (or the
 /// end of the `with` block, or dropping the object) stops it.
-#[pyclass(frozen, module = "tenure", name = "Observer")]
+#[pyclass(frozen, module = "tenure._tenure", name = "Observer")]
 pub(crate) struct Observer {
     pub(crate) w: Watch<tenure::client::Observer>,
     name: String,
@@ -164,22 +141,12 @@ impl Observer {
         self.w.on_change(callback)
     }
 
-    /// Stops the observation and its callbacks. Idempotent.
-    fn close(&self, py: Python<'_>) -> PyResult<()> {
-        self.w.give_up(py, |o| {
+    /// See `tenure.Observer.close` (done at once).
+    fn close_start(&self, py: Python<'_>) -> pending::Pending {
+        self.w.give_up_start(py, "close", |o| {
             o.close();
-            Ok(())
+            None
         })
-    }
-
-    fn __enter__(slf: Py<Self>) -> Py<Self> {
-        slf
-    }
-
-    #[pyo3(signature = (*_args))]
-    fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<bool> {
-        self.close(py)?;
-        Ok(false)
     }
 
     fn __repr__(&self) -> String {

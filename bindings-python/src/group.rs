@@ -10,7 +10,7 @@ use pyo3::prelude::*;
 /// Membership of this client in a group, from `client.join(...)`. It starts on probation;
 /// the service promotes it to full member (a member_promoted event) or removes it. `leave()`
 /// (or the end of the `with` block, or dropping the object) leaves the group.
-#[pyclass(frozen, module = "tenure", name = "Membership")]
+#[pyclass(frozen, module = "tenure._tenure", name = "Membership")]
 pub(crate) struct Membership {
     pub(crate) w: Watch<tenure::client::Membership>,
     group: String,
@@ -77,49 +77,17 @@ impl Membership {
         self.w.on_change(callback)
     }
 
-    /// Reports the application's evaluation of this probationary member: True lets the
-    /// service promote it once its probation has passed; False removes it.
-    fn report_check(&self, py: Python<'_>, ok: bool) -> PyResult<()> {
+    /// See `tenure.Membership.report_check`.
+    fn report_check_start(&self, py: Python<'_>, ok: bool) -> PyResult<pending::Pending> {
         let started = self.start_report(py, ok)?;
-        pending::wait_core(py, "report_check", started)?.py_err(py)
-    }
-
-    /// Awaitable variant of `report_check`.
-    fn report_check_async(&self, py: Python<'_>, ok: bool) -> PyResult<Py<PyAny>> {
-        let started = self.start_report(py, ok)?;
-        pending::awaitable_core(py, "report_check", started, |py, r| {
+        Ok(pending::start("report_check", started, |py, r| {
             r.py_err(py).map(|()| py.None())
-        })
+        }))
     }
 
-    /// Leaves the group and waits for the service to confirm. Idempotent.
-    fn leave(&self, py: Python<'_>) -> PyResult<()> {
-        self.w.give_up(py, |m| m.leave())
-    }
-
-    /// Awaitable variant of `leave`.
-    fn leave_async(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        self.w.give_up_async(py, "leave", |m| m.leave_start())
-    }
-
-    /// Same as `leave()`.
-    fn close(&self, py: Python<'_>) -> PyResult<()> {
-        self.leave(py)
-    }
-
-    /// Same as `leave_async()`.
-    fn close_async(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        self.leave_async(py)
-    }
-
-    fn __enter__(slf: Py<Self>) -> Py<Self> {
-        slf
-    }
-
-    #[pyo3(signature = (*_args))]
-    fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<bool> {
-        self.leave(py)?;
-        Ok(false)
+    /// See `tenure.Membership.leave`.
+    fn leave_start(&self, py: Python<'_>) -> pending::Pending {
+        self.w.give_up_start(py, "leave", |m| Some(m.leave_start()))
     }
 
     fn __repr__(&self) -> String {
@@ -133,7 +101,7 @@ impl Membership {
 }
 
 /// A watch on a group's views, from `client.watch_group(...)`. `close()` stops it.
-#[pyclass(frozen, module = "tenure", name = "GroupWatch")]
+#[pyclass(frozen, module = "tenure._tenure", name = "GroupWatch")]
 pub(crate) struct GroupWatch {
     pub(crate) w: Watch<tenure::client::GroupWatch>,
     group: String,
@@ -164,22 +132,12 @@ impl GroupWatch {
         self.w.on_change(callback)
     }
 
-    /// Stops watching. Idempotent.
-    fn close(&self, py: Python<'_>) -> PyResult<()> {
-        self.w.give_up(py, |w| {
+    /// See `tenure.GroupWatch.close` (done at once).
+    fn close_start(&self, py: Python<'_>) -> pending::Pending {
+        self.w.give_up_start(py, "close", |w| {
             w.close();
-            Ok(())
+            None
         })
-    }
-
-    fn __enter__(slf: Py<Self>) -> Py<Self> {
-        slf
-    }
-
-    #[pyo3(signature = (*_args))]
-    fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<bool> {
-        self.close(py)?;
-        Ok(false)
     }
 
     fn __repr__(&self) -> String {

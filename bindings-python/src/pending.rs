@@ -13,15 +13,18 @@
 //! cancelled, and a result that raced the cancel is dropped, which releases what it holds (a
 //! granted lock is released, a connected client closed).
 //!
+//! Each call has one native method, `*_start`, returning its [`Pending`]; the Python layer
+//! (`python/tenure/`) makes the blocking method ("start, then wait") and the `*_async` one
+//! (`tenure._aio.Op`, awaiting the same object) of it.
+//!
 //! Starting and stopping an in-process server or detector is not a call to the service: it
 //! runs on the calling thread with the GIL released, and its `*_async` form in asyncio's
-//! default executor ([`blocking_awaitable`]); no thread is made for it.
+//! default executor (`tenure._aio.Blocking`); no thread is made for it.
 
 use crate::dispatch::{self, Job};
 use parking_lot::{Condvar, Mutex};
 use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::prelude::*;
-use pyo3::types::PyCFunction;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -217,77 +220,39 @@ pub(crate) struct Pending {
     op: Arc<Op<Produce>>,
 }
 
-/// The awaitable pending object over a core pending call ([`Op::adopt`]); `finish` turns its
-/// result into the Python result.
+/// The pending object over a core pending call ([`Op::adopt`]); `finish` turns its result
+/// into the Python result, on the taking thread.
 pub(crate) fn adopt<U, F>(what: &'static str, p: tenure::Pending<U>, finish: F) -> Pending
 where
     U: Send + 'static,
     F: FnOnce(Python<'_>, tenure::Result<U>) -> PyResult<Py<PyAny>> + Send + 'static,
 {
-    let op = Op::adopt(what, p, move |r| -> Produce {
-        Box::new(move |py| finish(py, r))
-    });
-    Pending { op }
+    start_as(what, Ok(p), |r| r, finish)
 }
 
-/// Waits for a started core call with the GIL released (see [`Op::wait`]): no helper thread.
-/// A call that could not start gives its error as its result.
-pub(crate) fn wait_core<U: Send + 'static>(
-    py: Python<'_>,
-    what: &'static str,
-    started: tenure::Result<tenure::Pending<U>>,
-) -> PyResult<tenure::Result<U>> {
-    match started {
-        Ok(p) => Op::adopt(what, p, |r| r).wait(py),
-        Err(e) => Ok(Err(e)),
-    }
-}
-
-/// The awaitable of `tenure._aio` over a started core call; `finish` turns its result into
-/// the Python result. A call that could not start gives its error as its result.
-pub(crate) fn awaitable_core<U, F>(
-    py: Python<'_>,
+/// [`adopt`] over a call that may have failed to start: one that could not start gives its
+/// error as its result.
+pub(crate) fn start<U, F>(
     what: &'static str,
     started: tenure::Result<tenure::Pending<U>>,
     finish: F,
-) -> PyResult<Py<PyAny>>
+) -> Pending
 where
     U: Send + 'static,
     F: FnOnce(Python<'_>, tenure::Result<U>) -> PyResult<Py<PyAny>> + Send + 'static,
 {
-    match started {
-        Ok(p) => awaitable_of(py, adopt(what, p, finish)),
-        Err(e) => ready(py, what, Err(e), finish),
-    }
+    start_as(what, started, |r| r, finish)
 }
 
-/// [`wait_core`] for a result that must be made into `V` where it arrives, on the I/O thread
-/// (a value that must not be dropped as it is; see `client::Unclaimed`).
-pub(crate) fn wait_core_as<U, V>(
-    py: Python<'_>,
-    what: &'static str,
-    started: tenure::Result<tenure::Pending<U>>,
-    map: impl FnOnce(tenure::Result<U>) -> V + Send + 'static,
-) -> PyResult<V>
-where
-    U: Send + 'static,
-    V: Send + 'static,
-{
-    match started {
-        Ok(p) => Op::adopt(what, p, map).wait(py),
-        Err(e) => Ok(map(Err(e))),
-    }
-}
-
-/// [`awaitable_core`] for a result that is made into `V` where it arrives (see
-/// [`wait_core_as`]).
-pub(crate) fn awaitable_core_as<U, V, M, F>(
-    py: Python<'_>,
+/// [`start`] for a result that is made into `V` where it arrives, on the client's I/O thread
+/// (a value that must not be dropped as it is: see `client::Unclaimed`); `finish` makes the
+/// Python result of `V` on the taking thread.
+pub(crate) fn start_as<U, V, M, F>(
     what: &'static str,
     started: tenure::Result<tenure::Pending<U>>,
     map: M,
     finish: F,
-) -> PyResult<Py<PyAny>>
+) -> Pending
 where
     U: Send + 'static,
     V: Send + 'static,
@@ -303,75 +268,18 @@ where
             op
         }
     };
-    awaitable_of(py, Pending { op })
+    Pending { op }
 }
 
-/// The awaitable of `tenure._aio` over a result known already (a call with nothing to do).
-pub(crate) fn ready<U, F>(
-    py: Python<'_>,
-    what: &'static str,
-    r: tenure::Result<U>,
-    finish: F,
-) -> PyResult<Py<PyAny>>
+/// A pending object done already with `r` (a call with nothing left to do).
+pub(crate) fn ready<U, F>(what: &'static str, r: tenure::Result<U>, finish: F) -> Pending
 where
     U: Send + 'static,
     F: FnOnce(Python<'_>, tenure::Result<U>) -> PyResult<Py<PyAny>> + Send + 'static,
 {
     let op = Op::running(what);
     op.finish(Box::new(move |py: Python<'_>| finish(py, r)) as Produce);
-    awaitable_of(py, Pending { op })
-}
-
-/// Wraps a pending object in the awaitable of `tenure._aio`.
-pub(crate) fn awaitable_of(py: Python<'_>, p: Pending) -> PyResult<Py<PyAny>> {
-    let op = py.import("tenure._aio")?.getattr("Op")?;
-    Ok(op.call1((Py::new(py, p)?,))?.unbind())
-}
-
-/// Runs `work` (a start or stop of an in-process server or detector: bounded, no waiting on
-/// the service) on the calling thread with the GIL released; `finish` makes its result.
-pub(crate) fn blocking<T, W, F>(py: Python<'_>, work: W, finish: F) -> PyResult<Py<PyAny>>
-where
-    T: Send,
-    W: FnOnce() -> T + Send,
-    F: FnOnce(Python<'_>, T) -> PyResult<Py<PyAny>>,
-{
-    let v = py.detach(work);
-    finish(py, v)
-}
-
-/// The awaitable of a [`blocking`] call: `tenure._aio.Blocking` runs it in the event loop's
-/// default executor when awaited (asyncio's own threads; none is made per call).
-pub(crate) fn blocking_awaitable<T, W, F>(
-    py: Python<'_>,
-    what: &'static str,
-    work: W,
-    finish: F,
-) -> PyResult<Py<PyAny>>
-where
-    T: Send + 'static,
-    W: FnOnce() -> T + Send + 'static,
-    F: FnOnce(Python<'_>, T) -> PyResult<Py<PyAny>> + Send + 'static,
-{
-    let once = Mutex::new(Some((work, finish)));
-    let call = PyCFunction::new_closure(
-        py,
-        None,
-        None,
-        move |args: &Bound<'_, pyo3::types::PyTuple>,
-              _: Option<&Bound<'_, pyo3::types::PyDict>>|
-              -> PyResult<Py<PyAny>> {
-            let py = args.py();
-            let Some((work, finish)) = once.lock().take() else {
-                return Err(PyRuntimeError::new_err(format!(
-                    "the {what} call was already run"
-                )));
-            };
-            blocking(py, work, finish)
-        },
-    )?;
-    let b = py.import("tenure._aio")?.getattr("Blocking")?;
-    Ok(b.call1((call, what))?.unbind())
+    Pending { op }
 }
 
 #[pymethods]
@@ -383,7 +291,7 @@ impl Pending {
 
     /// Waits for the call and returns its result (or raises its exception). Releases the GIL
     /// while waiting and lets Ctrl-C through (which cancels the call).
-    pub(crate) fn wait(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+    fn wait(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         let produce = self.op.wait(py)?;
         produce(py)
     }

@@ -1,7 +1,6 @@
 //! `Server`: the coordination server embedded in this process.
 
 use crate::errors::{self, IntoPy};
-use crate::pending;
 use parking_lot::Mutex;
 use pyo3::prelude::*;
 use std::path::PathBuf;
@@ -11,7 +10,7 @@ use std::path::PathBuf;
 /// of its own (the constructor returns once it listens). `durability` is "fsync" (the
 /// default: a change is acknowledged once on disk) or "none" (nothing written; `data_dir` is
 /// then optional). Use it as a context manager, or call `stop()`.
-#[pyclass(frozen, module = "tenure", name = "Server")]
+#[pyclass(frozen, module = "tenure._tenure", name = "Server")]
 pub(crate) struct Server {
     inner: Mutex<Option<tenure::Server>>,
     address: String,
@@ -85,24 +84,6 @@ impl Server {
         Ok(Server::wrap(s))
     }
 
-    /// Awaitable variant of `Server(...)`: `server = await Server.start_async(...)`.
-    #[staticmethod]
-    #[pyo3(signature = (listen="127.0.0.1:7411".to_string(), data_dir=None, durability="fsync"))]
-    fn start_async(
-        py: Python<'_>,
-        listen: String,
-        data_dir: Option<PathBuf>,
-        durability: &str,
-    ) -> PyResult<Py<PyAny>> {
-        let cfg = config(py, listen, data_dir, durability)?;
-        pending::blocking_awaitable(
-            py,
-            "server-start",
-            move || tenure::Server::start(cfg),
-            |py, r| Ok(Py::new(py, Server::wrap(r.py_err(py)?))?.into_any()),
-        )
-    }
-
     /// The address the server listens on, "host:port" (the port chosen when 0 was asked).
     #[getter]
     fn address(&self) -> &str {
@@ -130,37 +111,6 @@ impl Server {
             Some(s) => py.detach(move || s.stop()).py_err(py),
             None => Ok(()),
         }
-    }
-
-    /// Awaitable variant of `stop`.
-    fn stop_async(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        let s = self.inner.lock().take();
-        pending::blocking_awaitable(
-            py,
-            "server-stop",
-            move || s.map_or(Ok(()), |s| s.stop()),
-            |py, r| r.py_err(py).map(|()| py.None()),
-        )
-    }
-
-    /// Same as `stop()`.
-    fn close(&self, py: Python<'_>) -> PyResult<()> {
-        self.stop(py)
-    }
-
-    /// Same as `stop_async()`.
-    fn close_async(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        self.stop_async(py)
-    }
-
-    fn __enter__(slf: Py<Self>) -> Py<Self> {
-        slf
-    }
-
-    #[pyo3(signature = (*_args))]
-    fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<bool> {
-        self.stop(py)?;
-        Ok(false)
     }
 
     fn __repr__(&self) -> String {

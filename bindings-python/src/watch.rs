@@ -73,30 +73,19 @@ impl<H: CoreHandle> Watch<H> {
         Some(h)
     }
 
-    /// Gives the handle up with `end` (resign, leave, close), waiting with the GIL
-    /// released. Idempotent: later calls do nothing.
-    pub(crate) fn give_up(
-        &self,
-        py: Python<'_>,
-        end: impl FnOnce(H) -> tenure::Result<()> + Send,
-    ) -> PyResult<()> {
-        match self.take(py) {
-            Some(h) => py.detach(|| end(h)).py_err(py),
-            None => Ok(()),
-        }
-    }
-
-    /// [`Watch::give_up`] as an awaitable over the core's pending call `start`.
-    pub(crate) fn give_up_async(
+    /// Gives the handle up with the core's pending call `start` (resign, leave), or at once
+    /// with `end` (`None`: an observation or watch, which only stops). Its callbacks stop
+    /// now. Idempotent: later calls are done at once.
+    pub(crate) fn give_up_start(
         &self,
         py: Python<'_>,
         what: &'static str,
-        start: impl FnOnce(H) -> tenure::Result<tenure::Pending<()>>,
-    ) -> PyResult<Py<PyAny>> {
+        start: impl FnOnce(H) -> Option<tenure::Result<tenure::Pending<()>>>,
+    ) -> pending::Pending {
         let finish = |py: Python<'_>, r: tenure::Result<()>| r.py_err(py).map(|()| py.None());
-        match self.take(py) {
-            Some(h) => pending::awaitable_core(py, what, start(h), finish),
-            None => pending::ready(py, what, Ok(()), finish),
+        match self.take(py).and_then(start) {
+            Some(started) => pending::start(what, started, finish),
+            None => pending::ready(what, Ok(()), finish),
         }
     }
 }

@@ -19,10 +19,16 @@ Locks
     a ``ResourceWarning``; ``client.held_locks()`` lists and ``client.release(name)`` releases
     what the client holds.
 
+Layers
+    This package is a hand-written layer over the private native module ``tenure._tenure``:
+    each call is one native ``*_start`` method that starts the core's pending call (no thread
+    waits for it); the blocking method is "start, then wait" and the ``*_async`` one awaits
+    the same pending call (``_calls.py``); every handle shares one close/context base.
+
 Threads and callbacks
-    Blocking calls (connecting, ``lock``, ``campaign``, ``close``, starting and stopping a
-    server, ...) release the GIL and wake every 50 ms so that Ctrl-C raises
-    ``KeyboardInterrupt``; an interrupted ``lock`` never leaves the lock held. Callbacks
+    Blocking calls (connecting, ``lock``, ``campaign``, ``close``, ...) release the GIL and
+    wake every 50 ms so that Ctrl-C raises ``KeyboardInterrupt``; an interrupted ``lock``
+    never leaves the lock held. No thread is made per call. Callbacks
     (``on_event``, ``on_lost``, ``on_master_change``, ``on_view_change``) run on a dispatcher
     thread owned by the package (one per client and per detector), never on the heartbeat
     thread, one at a time in the order of the events. A callback that blocks delays the later
@@ -52,30 +58,25 @@ import atexit as _atexit
 
 from . import _tenure
 from ._aio import on_loop
+from ._client import Client
+from ._handles import Election, GroupWatch, Lock, Membership, Observer
+from ._process import Detector, Server
 from ._tenure import (
     LIMITS,
     MAX_TIMEOUT,
-    Client,
     Closed,
     ConnectionFailed,
     DataLost,
-    Detector,
-    Election,
     Event,
-    GroupWatch,
     InvalidArgument,
     IoError,
     LimitReached,
-    Lock,
     LockHeld,
     LockTimeout,
     Master,
     Member,
-    Membership,
     NotHeld,
-    Observer,
     Rejected,
-    Server,
     SessionExpired,
     Subscription,
     TenureError,

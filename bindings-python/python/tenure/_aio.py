@@ -53,10 +53,11 @@ class Op(_ClosedAtExit[T]):
     (``close_async()`` when the handle has it, else ``close()``).
     """
 
-    __slots__ = ("_pending", "_value")
+    __slots__ = ("_pending", "_wrap", "_value")
 
-    def __init__(self, pending: Any) -> None:
+    def __init__(self, pending: Any, wrap: Optional[Callable[[Any], T]] = None) -> None:
         self._pending = pending
+        self._wrap = wrap
         self._value: Optional[T] = None
 
     def __await__(self) -> Generator[Any, None, T]:
@@ -78,7 +79,8 @@ class Op(_ClosedAtExit[T]):
         except BaseException:
             self._pending.cancel()
             raise
-        return self._pending.result()
+        value = self._pending.result()
+        return value if self._wrap is None else self._wrap(value)
 
     def cancel(self) -> None:
         """Gives the call up (what it produces is released)."""
