@@ -2,7 +2,7 @@
 //! `tenure_service_status`.
 
 use crate::event::{tenure_callback, OwnedCallback};
-use crate::handle::{self, Kind, Obj};
+use crate::handle::{self, CHandle, Kind};
 use crate::status::{fail, status, tenure_status, unit, value, R};
 use crate::util::{cstr, millis, out, split_u128, write_str};
 use std::ffi::c_char;
@@ -14,10 +14,20 @@ pub struct tenure_client_builder {
     _private: [u8; 0],
 }
 
+impl CHandle for tenure_client_builder {
+    type Obj = tenure::ClientConfig;
+    const KIND: Kind = Kind::ClientBuilder;
+}
+
 /// A connection to the tenure service with one session, kept alive by heartbeats on a
 /// library thread. Opaque.
 pub struct tenure_client {
     _private: [u8; 0],
+}
+
+impl CHandle for tenure_client {
+    type Obj = tenure::Client;
+    const KIND: Kind = Kind::Client;
 }
 
 /// A registration of a callback: every event of a client (`tenure_client_subscribe`) or of a
@@ -27,9 +37,19 @@ pub struct tenure_subscription {
     _private: [u8; 0],
 }
 
+impl CHandle for tenure_subscription {
+    type Obj = SubObj;
+    const KIND: Kind = Kind::Subscription;
+}
+
 /// A snapshot of the service's state (`tenure_client_status`). Opaque.
 pub struct tenure_service_status {
     _private: [u8; 0],
+}
+
+impl CHandle for tenure_service_status {
+    type Obj = tenure::proto::StatusInfo;
+    const KIND: Kind = Kind::ServiceStatus;
 }
 
 /// The session state as the client sees it (`tenure_client_state()`).
@@ -102,7 +122,7 @@ pub(crate) unsafe fn subscribe_named<H: tenure::client::WatchHandle>(
         })?;
         let h = open(&c, name)?;
         h.on_change(tenure::Handler::dispatched(f));
-        publish(Kind::Subscription, Obj::Subscription(wrap(h)), 0, o)
+        publish(wrap(h), 0, o)
     })
 }
 
@@ -110,33 +130,24 @@ fn builder_with<T>(
     b: *mut tenure_client_builder,
     f: impl FnOnce(&mut tenure::ClientConfig) -> R<T>,
 ) -> R<T> {
-    handle::with(b as usize, Kind::ClientBuilder, |o| match o {
-        Obj::ClientBuilder(c) => f(c),
-        _ => unreachable!("kind checked"),
-    })?
+    handle::with(b, |c| f(c))?
 }
 
 /// The core client of a handle (a clone sharing the session).
 pub(crate) fn client_of(c: *const tenure_client) -> R<tenure::Client> {
-    handle::with(c as usize, Kind::Client, |o| match o {
-        Obj::Client(c) => c.clone(),
-        _ => unreachable!("kind checked"),
-    })
+    handle::with(c, |c| c.clone())
 }
 
 /// Runs a non-blocking `f` on the core client of a handle, with its slot locked (no clone).
 fn with_client<T>(c: *const tenure_client, f: impl FnOnce(&tenure::Client) -> T) -> R<T> {
-    handle::with(c as usize, Kind::Client, |o| match o {
-        Obj::Client(c) => f(c),
-        _ => unreachable!("kind checked"),
-    })
+    handle::with(c, |c| f(c))
 }
 
 /// Stores a new handle and writes it to `o`.
-pub(crate) fn publish<T>(kind: Kind, obj: Obj, fast: u64, o: *mut *mut T) -> R<()> {
-    let h = handle::insert(kind, obj, fast)?;
+pub(crate) fn publish<H: CHandle>(obj: H::Obj, fast: u64, o: *mut *mut H) -> R<()> {
+    let h = handle::insert::<H>(obj, fast)?;
     // SAFETY: every caller checked `o` non-NULL with `util::out`.
-    unsafe { o.write(h as *mut T) };
+    unsafe { o.write(h) };
     Ok(())
 }
 
@@ -158,7 +169,7 @@ pub unsafe extern "C" fn tenure_client_builder_new(
     status(|| {
         let o = out(builder_out, "builder_out")?;
         let cfg = tenure::ClientConfig::new(Vec::<String>::new());
-        publish(Kind::ClientBuilder, Obj::ClientBuilder(cfg), 0, o)
+        publish(cfg, 0, o)
     })
 }
 
@@ -409,7 +420,7 @@ pub unsafe extern "C" fn tenure_client_builder_set_on_event(
 /// None beyond passing a builder handle or NULL.
 #[no_mangle]
 pub unsafe extern "C" fn tenure_client_builder_free(builder: *mut tenure_client_builder) {
-    handle::free(builder as usize, Kind::ClientBuilder);
+    handle::free(builder);
 }
 
 /// Connects to the first endpoint that answers, opens a session and starts keeping it alive
@@ -433,12 +444,9 @@ pub unsafe extern "C" fn tenure_client_connect(
 ) -> tenure_status {
     status(|| {
         let o = out(client_out, "client_out")?;
-        let cfg = match handle::take(builder as usize, Kind::ClientBuilder)? {
-            Obj::ClientBuilder(c) => c,
-            _ => unreachable!("kind checked"),
-        };
+        let cfg = handle::take(builder)?;
         let client = tenure::Client::connect(cfg)?;
-        publish(Kind::Client, Obj::Client(client), 0, o)
+        publish(client, 0, o)
     })
 }
 
@@ -473,9 +481,7 @@ pub unsafe extern "C" fn tenure_client_close(client: *mut tenure_client) -> tenu
 pub unsafe extern "C" fn tenure_client_free(client: *mut tenure_client) {
     unit(|| {
         if !client.is_null() {
-            if let Obj::Client(c) = handle::take(client as usize, Kind::Client)? {
-                c.close();
-            }
+            handle::take(client)?.close();
         }
         Ok(())
     })
@@ -594,12 +600,7 @@ pub unsafe extern "C" fn tenure_client_subscribe(
             .into_rust()
             .ok_or_else(|| fail(tenure_status::NullArgument, "on_event.call is NULL"))?;
         let sub = c.subscribe(f)?;
-        publish(
-            Kind::Subscription,
-            Obj::Subscription(SubObj::Client(sub)),
-            0,
-            o,
-        )
+        publish(SubObj::Client(sub), 0, o)
     })
 }
 
@@ -615,7 +616,7 @@ pub unsafe extern "C" fn tenure_client_subscribe(
 /// None beyond passing a subscription handle or NULL.
 #[no_mangle]
 pub unsafe extern "C" fn tenure_subscription_free(sub: *mut tenure_subscription) {
-    handle::free(sub as usize, Kind::Subscription);
+    handle::free(sub);
 }
 
 /// Reads the master of the election a subscription from `tenure_client_observe` observes, as
@@ -641,8 +642,8 @@ pub unsafe extern "C" fn tenure_subscription_master(
 ) -> tenure_status {
     status(|| {
         let e = out(epoch_out, "epoch_out")?;
-        let st = handle::with(sub as usize, Kind::Subscription, |o| match o {
-            Obj::Subscription(SubObj::Observer(obs)) => Some(obs.master()),
+        let st = handle::with(sub, |o| match o {
+            SubObj::Observer(obs) => Some(obs.master()),
             _ => None,
         })?
         .ok_or_else(|| {
@@ -672,8 +673,8 @@ pub unsafe extern "C" fn tenure_subscription_view(
 ) -> tenure_status {
     status(|| {
         let o = out(view_out, "view_out")?;
-        let v = handle::with(sub as usize, Kind::Subscription, |o| match o {
-            Obj::Subscription(SubObj::Watch(w)) => Some(w.view().number),
+        let v = handle::with(sub, |o| match o {
+            SubObj::Watch(w) => Some(w.view().number),
             _ => None,
         })?
         .ok_or_else(|| {
@@ -706,7 +707,7 @@ pub unsafe extern "C" fn tenure_client_status(
     status(|| {
         let o = out(status_out, "status_out")?;
         let s = client_of(client)?.status()?;
-        publish(Kind::ServiceStatus, Obj::ServiceStatus(s), 0, o)
+        publish(s, 0, o)
     })
 }
 
@@ -714,10 +715,7 @@ fn status_with<T>(
     s: *const tenure_service_status,
     f: impl FnOnce(&tenure::proto::StatusInfo) -> R<T>,
 ) -> R<T> {
-    handle::with(s as usize, Kind::ServiceStatus, |o| match o {
-        Obj::ServiceStatus(s) => f(s),
-        _ => unreachable!("kind checked"),
-    })?
+    handle::with(s, |s| f(s))?
 }
 
 /// Reads the counts of a service status snapshot: the service's revision (the last fencing
@@ -823,5 +821,5 @@ pub unsafe extern "C" fn tenure_service_status_lock(
 /// None beyond passing a snapshot handle or NULL.
 #[no_mangle]
 pub unsafe extern "C" fn tenure_service_status_free(snapshot: *mut tenure_service_status) {
-    handle::free(snapshot as usize, Kind::ServiceStatus);
+    handle::free(snapshot);
 }

@@ -3,7 +3,7 @@
 
 use crate::client::{publish, tenure_subscription, SubObj};
 use crate::event::{tenure_callback, OwnedCallback};
-use crate::handle::{self, Kind, Obj};
+use crate::handle::{self, CHandle, Kind};
 use crate::status::{fail, status, tenure_status, R};
 use crate::util::{cstr, millis, out, write_str};
 use std::ffi::c_char;
@@ -14,27 +14,31 @@ pub struct tenure_detector_builder {
     _private: [u8; 0],
 }
 
+impl CHandle for tenure_detector_builder {
+    type Obj = tenure::detector::UdpConfig;
+    const KIND: Kind = Kind::DetectorBuilder;
+}
+
 /// A running failure detector: heartbeats sent to and received from its peers on every
 /// network, on a library thread. Opaque.
 pub struct tenure_detector {
     _private: [u8; 0],
 }
 
+impl CHandle for tenure_detector {
+    type Obj = tenure::detector::Detector;
+    const KIND: Kind = Kind::Detector;
+}
+
 fn builder_with<T>(
     b: *mut tenure_detector_builder,
     f: impl FnOnce(&mut UdpConfig) -> R<T>,
 ) -> R<T> {
-    handle::with(b as usize, Kind::DetectorBuilder, |o| match o {
-        Obj::DetectorBuilder(c) => f(c),
-        _ => unreachable!("kind checked"),
-    })?
+    handle::with(b, |c| f(c))?
 }
 
 fn detector_with<T>(d: *const tenure_detector, f: impl FnOnce(&Detector) -> R<T>) -> R<T> {
-    handle::with(d as usize, Kind::Detector, |o| match o {
-        Obj::Detector(d) => f(d),
-        _ => unreachable!("kind checked"),
-    })?
+    handle::with(d, |d| f(d))?
 }
 
 /// Creates a detector builder for this process, named `name` (the name its heartbeats carry,
@@ -67,7 +71,7 @@ pub unsafe extern "C" fn tenure_detector_builder_new(
             ));
         }
         let cfg = UdpConfig::new(n, interval);
-        publish(Kind::DetectorBuilder, Obj::DetectorBuilder(cfg), 0, o)
+        publish(cfg, 0, o)
     })
 }
 
@@ -226,7 +230,7 @@ pub unsafe extern "C" fn tenure_detector_builder_use_phi_accrual(
 /// None beyond passing a builder handle or NULL.
 #[no_mangle]
 pub unsafe extern "C" fn tenure_detector_builder_free(builder: *mut tenure_detector_builder) {
-    handle::free(builder as usize, Kind::DetectorBuilder);
+    handle::free(builder);
 }
 
 /// Checks the configuration, binds one UDP socket per network and starts heartbeating.
@@ -247,12 +251,9 @@ pub unsafe extern "C" fn tenure_detector_start(
 ) -> tenure_status {
     status(|| {
         let o = out(detector_out, "detector_out")?;
-        let cfg = match handle::take(builder as usize, Kind::DetectorBuilder)? {
-            Obj::DetectorBuilder(c) => c,
-            _ => unreachable!("kind checked"),
-        };
+        let cfg = handle::take(builder)?;
         let d = Detector::start(cfg)?;
-        publish(Kind::Detector, Obj::Detector(d), 0, o)
+        publish(d, 0, o)
     })
 }
 
@@ -280,12 +281,7 @@ pub unsafe extern "C" fn tenure_detector_subscribe(
             .into_rust()
             .ok_or_else(|| fail(tenure_status::NullArgument, "on_event.call is NULL"))?;
         let sub = detector_with(detector, |d| Ok(d.subscribe(f)))?;
-        publish(
-            Kind::Subscription,
-            Obj::Subscription(SubObj::Client(sub)),
-            0,
-            o,
-        )
+        publish(SubObj::Client(sub), 0, o)
     })
 }
 
@@ -356,5 +352,5 @@ pub unsafe extern "C" fn tenure_detector_set_sending(
 /// None beyond passing a detector handle or NULL.
 #[no_mangle]
 pub unsafe extern "C" fn tenure_detector_free(detector: *mut tenure_detector) {
-    handle::free(detector as usize, Kind::Detector);
+    handle::free(detector);
 }

@@ -4,7 +4,7 @@ use crate::client::{
     client_of, publish, subscribe_named, tenure_client, tenure_subscription, SubObj,
 };
 use crate::event::{tenure_callback, OwnedCallback};
-use crate::handle::{self, Kind, Obj};
+use crate::handle::{self, CHandle, Kind};
 use crate::status::{fail, status, tenure_status, value, R};
 use crate::util::{cstr, millis, opt_cstr, out, write_str};
 use std::ffi::c_char;
@@ -15,10 +15,20 @@ pub struct tenure_election {
     _private: [u8; 0],
 }
 
+impl CHandle for tenure_election {
+    type Obj = ElectionObj;
+    const KIND: Kind = Kind::Election;
+}
+
 /// What a candidate registers, for `tenure_client_campaign_with`: id, priority, endpoint and
 /// preemption. Opaque.
 pub struct tenure_candidacy_builder {
     _private: [u8; 0],
+}
+
+impl CHandle for tenure_candidacy_builder {
+    type Obj = tenure::client::Candidacy;
+    const KIND: Kind = Kind::CandidacyBuilder;
 }
 
 /// The object behind a `tenure_election`, kept in its handle's slot: calls that do not block
@@ -31,10 +41,7 @@ fn with_election<T>(
     e: *const tenure_election,
     f: impl FnOnce(Option<&tenure::client::Election>) -> T,
 ) -> R<T> {
-    handle::with(e as usize, Kind::Election, |o| match o {
-        Obj::Election(e) => f(e.election.as_ref()),
-        _ => unreachable!("kind checked"),
-    })
+    handle::with(e, |e| f(e.election.as_ref()))
 }
 
 /// Writes a master state to C outputs: `NoMaster` when there is none.
@@ -86,12 +93,7 @@ pub unsafe extern "C" fn tenure_candidacy_builder_new(
         let o = out(builder_out, "builder_out")?;
         // SAFETY: the caller's contract.
         let id = unsafe { cstr(id, "id") }?;
-        publish(
-            Kind::CandidacyBuilder,
-            Obj::CandidacyBuilder(Candidacy::new(id, 0)),
-            0,
-            o,
-        )
+        publish(Candidacy::new(id, 0), 0, o)
     })
 }
 
@@ -99,10 +101,7 @@ fn candidacy_with(
     b: *mut tenure_candidacy_builder,
     f: impl FnOnce(&mut Candidacy) -> R<()>,
 ) -> R<()> {
-    handle::with(b as usize, Kind::CandidacyBuilder, |o| match o {
-        Obj::CandidacyBuilder(c) => f(c),
-        _ => unreachable!("kind checked"),
-    })?
+    handle::with(b, |c| f(c))?
 }
 
 /// Sets the priority: the highest priority that answers its connectivity check is designated
@@ -177,7 +176,7 @@ pub unsafe extern "C" fn tenure_candidacy_builder_set_preempt(
 /// None beyond passing a builder handle or NULL.
 #[no_mangle]
 pub unsafe extern "C" fn tenure_candidacy_builder_free(builder: *mut tenure_candidacy_builder) {
-    handle::free(builder as usize, Kind::CandidacyBuilder);
+    handle::free(builder);
 }
 
 fn campaign(
@@ -193,7 +192,7 @@ fn campaign(
         e.on_master_change(f);
     }
     let obj = ElectionObj { election: Some(e) };
-    publish(Kind::Election, Obj::Election(obj), 0, o)
+    publish(obj, 0, o)
 }
 
 /// Registers this client as candidate `candidate_id` of `election` with `priority` (higher
@@ -264,10 +263,7 @@ pub unsafe extern "C" fn tenure_client_campaign_with(
         // SAFETY: the caller's contract.
         let name = unsafe { cstr(election, "election") }?;
         client_of(client)?;
-        let cand = match handle::take(candidacy as usize, Kind::CandidacyBuilder)? {
-            Obj::CandidacyBuilder(c) => c,
-            _ => unreachable!("kind checked"),
-        };
+        let cand = handle::take(candidacy)?;
         campaign(client, name, cand, cb, o)
     })
 }
@@ -354,10 +350,7 @@ pub unsafe extern "C" fn tenure_election_master(
 #[no_mangle]
 pub unsafe extern "C" fn tenure_election_resign(election: *mut tenure_election) -> tenure_status {
     status(|| {
-        let taken = handle::with(election as usize, Kind::Election, |o| match o {
-            Obj::Election(e) => e.election.take(),
-            _ => unreachable!("kind checked"),
-        })?;
+        let taken = handle::with(election, |e| e.election.take())?;
         match taken {
             Some(core) => core.resign().map_err(Into::into),
             None => Ok(()),
@@ -375,7 +368,7 @@ pub unsafe extern "C" fn tenure_election_resign(election: *mut tenure_election) 
 /// None beyond passing an election handle or NULL.
 #[no_mangle]
 pub unsafe extern "C" fn tenure_election_free(election: *mut tenure_election) {
-    handle::free(election as usize, Kind::Election);
+    handle::free(election);
 }
 
 /// Observes `election` without being a candidate: `on_master_change` receives every

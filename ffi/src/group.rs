@@ -4,7 +4,7 @@ use crate::client::{
     client_of, publish, subscribe_named, tenure_client, tenure_subscription, SubObj,
 };
 use crate::event::{tenure_callback, OwnedCallback};
-use crate::handle::{self, Kind, Obj};
+use crate::handle::{self, CHandle, Kind};
 use crate::status::{fail, status, tenure_status, unit, value, R};
 use crate::util::{cstr, millis, out};
 use parking_lot::Mutex;
@@ -17,16 +17,18 @@ pub struct tenure_membership {
     _private: [u8; 0],
 }
 
+impl CHandle for tenure_membership {
+    type Obj = std::sync::Arc<MembershipObj>;
+    const KIND: Kind = Kind::Membership;
+}
+
 /// The object behind a `tenure_membership`.
 pub(crate) struct MembershipObj {
     membership: Mutex<Option<Membership>>,
 }
 
 fn membership_of(m: *const tenure_membership) -> R<Arc<MembershipObj>> {
-    handle::with(m as usize, Kind::Membership, |o| match o {
-        Obj::Membership(m) => m.clone(),
-        _ => unreachable!("kind checked"),
-    })
+    handle::with(m, |m| m.clone())
 }
 
 /// Joins `group` as probationary member `member_id` (unique in the group, 1 to 256 bytes).
@@ -73,7 +75,7 @@ pub unsafe extern "C" fn tenure_client_join(
         let obj = MembershipObj {
             membership: Mutex::new(Some(m)),
         };
-        publish(Kind::Membership, Obj::Membership(Arc::new(obj)), 0, o)
+        publish(Arc::new(obj), 0, o)
     })
 }
 
@@ -187,10 +189,9 @@ pub unsafe extern "C" fn tenure_membership_view(
 pub unsafe extern "C" fn tenure_membership_free(membership: *mut tenure_membership) {
     unit(|| {
         if !membership.is_null() {
-            if let Obj::Membership(m) = handle::take(membership as usize, Kind::Membership)? {
-                let core = m.membership.lock().take();
-                drop(core);
-            }
+            let m = handle::take(membership)?;
+            let core = m.membership.lock().take();
+            drop(core);
         }
         Ok(())
     })

@@ -13,6 +13,11 @@
 //! the documented default, or do nothing for `_free`). On 64-bit targets the generation has
 //! 44 bits, so a stale handle could match again only after 2^44 reuses of one slot.
 //!
+//! Each C handle type says what it refers to by implementing [`CHandle`] beside its own
+//! definition (its Rust object and its [`Kind`]), so the table needs no list of every
+//! object type, and a call names no kind: `handle::with(client, |c| ...)` finds the object
+//! of a `*const tenure_client` as a `tenure::Client`.
+//!
 //! Calls on a handle lock its slot only long enough to read the object, or to clone the
 //! `Arc` it keeps; blocking work (waiting for a lock, closing a client) runs after the slot
 //! is unlocked, so freeing never waits for a blocked call on another thread, and a callback
@@ -21,6 +26,7 @@
 
 use crate::status::{fail, tenure_status, R};
 use parking_lot::Mutex;
+use std::any::Any;
 use std::collections::VecDeque;
 use std::sync::atomic::{fence, AtomicU64, AtomicUsize, Ordering};
 use std::sync::OnceLock;
@@ -60,39 +66,19 @@ pub(crate) enum Kind {
     Detector = 12,
 }
 
-impl Kind {
-    fn name(self) -> &'static str {
-        match self {
-            Kind::ServerBuilder => "tenure_server_builder",
-            Kind::Server => "tenure_server",
-            Kind::ClientBuilder => "tenure_client_builder",
-            Kind::Client => "tenure_client",
-            Kind::Subscription => "tenure_subscription",
-            Kind::Lock => "tenure_lock",
-            Kind::Election => "tenure_election",
-            Kind::CandidacyBuilder => "tenure_candidacy_builder",
-            Kind::Membership => "tenure_membership",
-            Kind::ServiceStatus => "tenure_service_status",
-            Kind::DetectorBuilder => "tenure_detector_builder",
-            Kind::Detector => "tenure_detector",
-        }
-    }
+/// A C handle type (an opaque type C holds pointers to): the Rust object behind it and
+/// its kind. Implemented once per type, beside it.
+pub(crate) trait CHandle: 'static {
+    /// The object a handle of this type refers to.
+    type Obj: Send + 'static;
+    /// The kind stored in the slot, checked on every use.
+    const KIND: Kind;
 }
 
-/// The objects handles refer to.
-pub(crate) enum Obj {
-    ServerBuilder(tenure::ServerConfig),
-    Server(crate::server::ServerObj),
-    ClientBuilder(tenure::ClientConfig),
-    Client(tenure::Client),
-    Subscription(crate::client::SubObj),
-    Lock(crate::lock::LockObj),
-    Election(crate::election::ElectionObj),
-    CandidacyBuilder(tenure::client::Candidacy),
-    Membership(std::sync::Arc<crate::group::MembershipObj>),
-    ServiceStatus(tenure::proto::StatusInfo),
-    DetectorBuilder(tenure::detector::UdpConfig),
-    Detector(tenure::detector::Detector),
+/// The C name of handle type `H` (`tenure_client`), for messages.
+fn name_of<H: CHandle>() -> &'static str {
+    let full = std::any::type_name::<H>();
+    full.rsplit("::").next().unwrap_or(full)
 }
 
 struct Slot {
@@ -101,7 +87,7 @@ struct Slot {
     meta: AtomicU64,
     /// An immutable field of the object, readable without the lock.
     fast: AtomicU64,
-    obj: Mutex<Option<Obj>>,
+    obj: Mutex<Option<Box<dyn Any + Send>>>,
 }
 
 impl Slot {
@@ -154,22 +140,22 @@ fn slot_at(t: &Table, index: u32) -> Option<&Slot> {
         .get(i & (CHUNK_SIZE - 1))
 }
 
-fn invalid(kind: Kind) -> crate::status::Fail {
+fn invalid<H: CHandle>() -> crate::status::Fail {
     fail(
         tenure_status::InvalidHandle,
         format!(
             "not a live {}: freed already, consumed by an earlier call, of another type, or never \
              returned by tenure",
-            kind.name()
+            name_of::<H>()
         ),
     )
 }
 
-fn null_check(h: usize, kind: Kind) -> R<()> {
+fn null_check<H: CHandle>(h: usize) -> R<()> {
     if h == 0 {
         return Err(fail(
             tenure_status::NullArgument,
-            format!("the {} argument is NULL", kind.name()),
+            format!("the {} argument is NULL", name_of::<H>()),
         ));
     }
     Ok(())
@@ -198,7 +184,8 @@ fn lookup(h: usize) -> Option<(&'static Slot, u64)> {
 
 /// Stores `obj` in a free slot and returns its handle. `fast` is the value
 /// [`fast`] returns for it.
-pub(crate) fn insert(kind: Kind, obj: Obj, fast_value: u64) -> R<usize> {
+pub(crate) fn insert<H: CHandle>(obj: H::Obj, fast_value: u64) -> R<*mut H> {
+    let kind = H::KIND;
     let t = table();
     let index = {
         let mut f = t.free.lock();
@@ -222,7 +209,7 @@ pub(crate) fn insert(kind: Kind, obj: Obj, fast_value: u64) -> R<usize> {
     let slot = slot_at(t, index).expect("allocated slot");
     let mut g = slot.obj.lock();
     let gen = slot.meta.load(Ordering::Relaxed) >> KIND_BITS;
-    *g = Some(obj);
+    *g = Some(Box::new(obj));
     // Seqlock order for readers of `fast` (see `fast`): the slot's free (generation change)
     // is ordered before the new value.
     fence(Ordering::Release);
@@ -232,33 +219,34 @@ pub(crate) fn insert(kind: Kind, obj: Obj, fast_value: u64) -> R<usize> {
     drop(g);
     ALIVE.fetch_add(1, Ordering::Relaxed);
     let h = ((gen & GEN_MASK) << INDEX_BITS) | (index as u64 + 1);
-    Ok(h as usize)
+    Ok(h as usize as *mut H)
 }
 
-/// Runs `f` on the object of a live handle of kind `kind`, with its slot locked. `f` must not
-/// block or call user code.
-pub(crate) fn with<T>(h: usize, kind: Kind, f: impl FnOnce(&mut Obj) -> T) -> R<T> {
-    null_check(h, kind)?;
+/// Runs `f` on the object of a live handle, with its slot locked. `f` must not block or call
+/// user code.
+pub(crate) fn with<H: CHandle, T>(h: *const H, f: impl FnOnce(&mut H::Obj) -> T) -> R<T> {
+    let h = h as usize;
+    null_check::<H>(h)?;
     let Some((slot, gen)) = lookup(h) else {
-        return Err(invalid(kind));
+        return Err(invalid::<H>());
     };
     let mut g = slot.obj.lock();
-    if !matches(slot.meta.load(Ordering::Relaxed), gen, kind) {
-        return Err(invalid(kind));
+    if !matches(slot.meta.load(Ordering::Relaxed), gen, H::KIND) {
+        return Err(invalid::<H>());
     }
-    match g.as_mut() {
+    match g.as_mut().and_then(|o| o.downcast_mut::<H::Obj>()) {
         Some(o) => Ok(f(o)),
-        None => Err(invalid(kind)),
+        None => Err(invalid::<H>()),
     }
 }
 
-/// The body of every `_free` function: NULL is ignored; a live handle of `kind` is taken
-/// out and its object dropped (ending what it holds); a handle freed already, or of another
-/// kind, is ignored with a last error. Never panics across the ABI.
-pub(crate) fn free(h: usize, kind: Kind) {
+/// The body of every `_free` function: NULL is ignored; a live handle is taken out and its
+/// object dropped (ending what it holds); a handle freed already, or of another type, is
+/// ignored with a last error. Never panics across the ABI.
+pub(crate) fn free<H: CHandle>(h: *const H) {
     crate::status::unit(|| {
-        if h != 0 {
-            drop(take(h, kind)?);
+        if !h.is_null() {
+            drop(take(h)?);
         }
         Ok(())
     })
@@ -266,17 +254,18 @@ pub(crate) fn free(h: usize, kind: Kind) {
 
 /// Takes the object out of a live handle, which stops being valid. Used by `_free` and by the
 /// calls that consume a handle (builders).
-pub(crate) fn take(h: usize, kind: Kind) -> R<Obj> {
-    null_check(h, kind)?;
+pub(crate) fn take<H: CHandle>(h: *const H) -> R<H::Obj> {
+    let (h, kind) = (h as usize, H::KIND);
+    null_check::<H>(h)?;
     let Some((slot, gen)) = lookup(h) else {
-        return Err(invalid(kind));
+        return Err(invalid::<H>());
     };
     let index = decode(h).map(|d| d.0).unwrap_or(0);
     let obj = {
         let mut g = slot.obj.lock();
         let meta = slot.meta.load(Ordering::Relaxed);
         if !matches(meta, gen, kind) {
-            return Err(invalid(kind));
+            return Err(invalid::<H>());
         }
         let obj = g.take();
         let next = (meta >> KIND_BITS).wrapping_add(1) & (u64::MAX >> KIND_BITS);
@@ -285,16 +274,19 @@ pub(crate) fn take(h: usize, kind: Kind) -> R<Obj> {
     };
     table().free.lock().queue.push_back(index);
     ALIVE.fetch_sub(1, Ordering::Relaxed);
-    obj.ok_or_else(|| invalid(kind))
+    match obj.map(|o| o.downcast::<H::Obj>()) {
+        Some(Ok(o)) => Ok(*o),
+        _ => Err(invalid::<H>()),
+    }
 }
 
 /// Reads the immutable value stored with a live handle, without locking: `None` when the
-/// handle is not a live handle of `kind`.
+/// handle is not a live handle of its type.
 #[inline]
-pub(crate) fn fast(h: usize, kind: Kind) -> Option<u64> {
-    let (slot, gen) = lookup(h)?;
+pub(crate) fn fast<H: CHandle>(h: *const H) -> Option<u64> {
+    let (slot, gen) = lookup(h as usize)?;
     let m1 = slot.meta.load(Ordering::Acquire);
-    if !matches(m1, gen, kind) {
+    if !matches(m1, gen, H::KIND) {
         return None;
     }
     let v = slot.fast.load(Ordering::Relaxed);
@@ -303,11 +295,11 @@ pub(crate) fn fast(h: usize, kind: Kind) -> Option<u64> {
     (m1 == m2).then_some(v)
 }
 
-/// Why the handle `h` of `kind` was refused (for getters returning a default).
-pub(crate) fn not_live(h: usize, kind: Kind) -> crate::status::Fail {
-    match null_check(h, kind) {
+/// Why the handle `h` was refused (for getters returning a default).
+pub(crate) fn not_live<H: CHandle>(h: *const H) -> crate::status::Fail {
+    match null_check::<H>(h as usize) {
         Err(f) => f,
-        Ok(()) => invalid(kind),
+        Ok(()) => invalid::<H>(),
     }
 }
 
@@ -315,42 +307,58 @@ pub(crate) fn not_live(h: usize, kind: Kind) -> crate::status::Fail {
 mod tests {
     use super::*;
 
-    fn builder() -> Obj {
-        Obj::ClientBuilder(tenure::ClientConfig::new(Vec::<String>::new()))
+    /// A handle type for the tests, of the builder kind.
+    struct TestBuilder;
+    impl CHandle for TestBuilder {
+        type Obj = u64;
+        const KIND: Kind = Kind::ClientBuilder;
+    }
+
+    /// Another type, of another kind.
+    struct TestClient;
+    impl CHandle for TestClient {
+        type Obj = String;
+        const KIND: Kind = Kind::Client;
+    }
+
+    /// A third type that shares the builder kind but not its object type.
+    struct Impostor;
+    impl CHandle for Impostor {
+        type Obj = String;
+        const KIND: Kind = Kind::ClientBuilder;
     }
 
     #[test]
     fn a_freed_handle_stays_invalid_after_its_slot_is_reused() {
-        let a = insert(Kind::ClientBuilder, builder(), 7).unwrap();
-        assert_eq!(fast(a, Kind::ClientBuilder), Some(7));
-        assert!(take(a, Kind::ClientBuilder).is_ok());
-        assert!(
-            take(a, Kind::ClientBuilder).is_err(),
-            "double free detected"
-        );
-        assert_eq!(fast(a, Kind::ClientBuilder), None);
+        let a = insert::<TestBuilder>(70, 7).unwrap();
+        assert_eq!(fast(a), Some(7));
+        assert_eq!(take(a).ok(), Some(70));
+        assert!(take(a).is_err(), "double free detected");
+        assert_eq!(fast(a), None);
         // Reuse every free slot, including a's.
-        let many: Vec<usize> = (0..2000)
-            .map(|i| insert(Kind::ClientBuilder, builder(), i).unwrap())
+        let many: Vec<*mut TestBuilder> = (0..2000)
+            .map(|i| insert::<TestBuilder>(i, i).unwrap())
             .collect();
         assert!(!many.contains(&a));
-        assert!(with(a, Kind::ClientBuilder, |_| ()).is_err());
-        assert!(take(a, Kind::ClientBuilder).is_err());
+        assert!(with(a, |_| ()).is_err());
+        assert!(take(a).is_err());
         for (i, h) in many.iter().enumerate() {
-            assert_eq!(fast(*h, Kind::ClientBuilder), Some(i as u64));
-            assert!(take(*h, Kind::ClientBuilder).is_ok());
+            assert_eq!(fast(*h), Some(i as u64));
+            assert_eq!(take(*h).ok(), Some(i as u64));
         }
     }
 
     #[test]
-    fn a_handle_of_another_kind_or_garbage_is_refused() {
-        let a = insert(Kind::ClientBuilder, builder(), 0).unwrap();
-        assert!(with(a, Kind::Client, |_| ()).is_err());
-        assert!(take(a, Kind::Lock).is_err());
+    fn a_handle_of_another_type_or_garbage_is_refused() {
+        let a = insert::<TestBuilder>(1, 0).unwrap();
+        assert!(with(a as *const TestClient, |_| ()).is_err());
+        assert!(take(a as *const TestClient).is_err());
+        // Same kind, other object type: refused, and the object stays.
+        assert!(with(a as *const Impostor, |_| ()).is_err());
         for garbage in [0usize, 1, 0xdead_beef, usize::MAX, 1 << 20] {
-            assert!(with(garbage, Kind::Client, |_| ()).is_err());
-            assert_eq!(fast(garbage, Kind::Lock), None);
+            assert!(with(garbage as *const TestClient, |_| ()).is_err());
+            assert_eq!(fast(garbage as *const TestBuilder), None);
         }
-        assert!(take(a, Kind::ClientBuilder).is_ok());
+        assert_eq!(take(a).ok(), Some(1));
     }
 }

@@ -2,7 +2,7 @@
 
 use crate::client::{client_of, publish, tenure_client};
 use crate::event::{tenure_callback, tenure_lost_reason, OwnedCallback};
-use crate::handle::{self, Kind, Obj};
+use crate::handle::{self, CHandle, Kind};
 use crate::status::{fail, status, tenure_status, value, R};
 use crate::util::{cstr, millis, out, write_str};
 use std::ffi::c_char;
@@ -10,6 +10,11 @@ use std::ffi::c_char;
 /// A lock granted to a client, with its fencing token. Opaque.
 pub struct tenure_lock {
     _private: [u8; 0],
+}
+
+impl CHandle for tenure_lock {
+    type Obj = LockObj;
+    const KIND: Kind = Kind::Lock;
 }
 
 /// The object behind a `tenure_lock`, kept in its handle's slot: calls that do not block
@@ -21,10 +26,7 @@ pub(crate) struct LockObj {
 }
 
 fn with_lock<T>(l: *const tenure_lock, f: impl FnOnce(&mut LockObj) -> T) -> R<T> {
-    handle::with(l as usize, Kind::Lock, |o| match o {
-        Obj::Lock(l) => f(l),
-        _ => unreachable!("kind checked"),
-    })
+    handle::with(l, |l| f(l))
 }
 
 /// Wraps a granted core lock into a handle, registering `cb` for its loss.
@@ -37,7 +39,7 @@ fn publish_lock(lock: tenure::Lock, cb: OwnedCallback, o: *mut *mut tenure_lock)
         name: lock.name().to_string(),
         lock: Some(lock),
     };
-    publish(Kind::Lock, Obj::Lock(obj), token, o)
+    publish(obj, token, o)
 }
 
 /// Waits up to `timeout_ms` milliseconds for the lock `name`; waiters are served in arrival
@@ -119,8 +121,7 @@ pub unsafe extern "C" fn tenure_client_try_lock(
 #[no_mangle]
 pub extern "C" fn tenure_lock_fencing_token(lock: *const tenure_lock) -> u64 {
     value(0, || {
-        handle::fast(lock as usize, Kind::Lock)
-            .ok_or_else(|| handle::not_live(lock as usize, Kind::Lock))
+        handle::fast(lock).ok_or_else(|| handle::not_live(lock))
     })
 }
 
@@ -222,7 +223,7 @@ pub unsafe extern "C" fn tenure_lock_release(lock: *mut tenure_lock) -> tenure_s
 /// None beyond passing a lock handle or NULL.
 #[no_mangle]
 pub unsafe extern "C" fn tenure_lock_free(lock: *mut tenure_lock) {
-    handle::free(lock as usize, Kind::Lock);
+    handle::free(lock);
 }
 
 /// Administrative: releases the lock `name` whoever holds it. The holder is told (its lock is

@@ -1,6 +1,6 @@
 //! The embedded server: `tenure_server_builder` and `tenure_server`.
 
-use crate::handle::{self, Kind, Obj};
+use crate::handle::{self, CHandle, Kind};
 use crate::status::{fail, status, tenure_status, R};
 use crate::util::{cstr, out, split_u128, write_str};
 use std::ffi::c_char;
@@ -12,9 +12,19 @@ pub struct tenure_server_builder {
     _private: [u8; 0],
 }
 
+impl CHandle for tenure_server_builder {
+    type Obj = tenure::ServerConfig;
+    const KIND: Kind = Kind::ServerBuilder;
+}
+
 /// A running embedded tenure server. Opaque.
 pub struct tenure_server {
     _private: [u8; 0],
+}
+
+impl CHandle for tenure_server {
+    type Obj = ServerObj;
+    const KIND: Kind = Kind::Server;
 }
 
 /// How durable the server's state is (`tenure_server_builder_set_durability()`).
@@ -38,10 +48,7 @@ fn builder_with<T>(
     b: *mut tenure_server_builder,
     f: impl FnOnce(&mut tenure::ServerConfig) -> R<T>,
 ) -> R<T> {
-    handle::with(b as usize, Kind::ServerBuilder, |o| match o {
-        Obj::ServerBuilder(c) => f(c),
-        _ => unreachable!("kind checked"),
-    })?
+    handle::with(b, |c| f(c))?
 }
 
 /// Creates a server builder with the defaults: listen on `127.0.0.1:7411`, data directory
@@ -60,13 +67,9 @@ pub unsafe extern "C" fn tenure_server_builder_new(
 ) -> tenure_status {
     status(|| {
         let o = out(builder_out, "builder_out")?;
-        let h = handle::insert(
-            Kind::ServerBuilder,
-            Obj::ServerBuilder(tenure::ServerConfig::default()),
-            0,
-        )?;
+        let h = handle::insert::<tenure_server_builder>(tenure::ServerConfig::default(), 0)?;
         // SAFETY: checked non-NULL.
-        unsafe { o.write(h as *mut tenure_server_builder) };
+        unsafe { o.write(h) };
         Ok(())
     })
 }
@@ -168,7 +171,7 @@ pub unsafe extern "C" fn tenure_server_builder_set_durability(
 /// None beyond passing a builder handle or NULL.
 #[no_mangle]
 pub unsafe extern "C" fn tenure_server_builder_free(builder: *mut tenure_server_builder) {
-    handle::free(builder as usize, Kind::ServerBuilder);
+    handle::free(builder);
 }
 
 /// Starts an embedded server: opens (or creates) the data directory, recovers the state,
@@ -193,28 +196,22 @@ pub unsafe extern "C" fn tenure_server_start(
 ) -> tenure_status {
     status(|| {
         let o = out(server_out, "server_out")?;
-        let cfg = match handle::take(builder as usize, Kind::ServerBuilder)? {
-            Obj::ServerBuilder(c) => c,
-            _ => unreachable!("kind checked"),
-        };
+        let cfg = handle::take(builder)?;
         let server = tenure::Server::start(cfg)?;
         let obj = ServerObj {
             addr: server.local_addr(),
             incarnation: server.incarnation(),
             server: Some(server),
         };
-        let h = handle::insert(Kind::Server, Obj::Server(obj), 0)?;
+        let h = handle::insert::<tenure_server>(obj, 0)?;
         // SAFETY: checked non-NULL.
-        unsafe { o.write(h as *mut tenure_server) };
+        unsafe { o.write(h) };
         Ok(())
     })
 }
 
 fn server_with<T>(s: *const tenure_server, f: impl FnOnce(&mut ServerObj) -> T) -> R<T> {
-    handle::with(s as usize, Kind::Server, |o| match o {
-        Obj::Server(s) => f(s),
-        _ => unreachable!("kind checked"),
-    })
+    handle::with(s, |s| f(s))
 }
 
 /// Writes the address the server listens on (`host:port`, with the real port when 0 was
@@ -300,5 +297,5 @@ pub unsafe extern "C" fn tenure_server_stop(server: *mut tenure_server) -> tenur
 /// None beyond passing a server handle or NULL.
 #[no_mangle]
 pub unsafe extern "C" fn tenure_server_free(server: *mut tenure_server) {
-    handle::free(server as usize, Kind::Server);
+    handle::free(server);
 }
