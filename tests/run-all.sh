@@ -89,9 +89,11 @@ cargo test --no-fail-fast 2>&1 | tee target/test-output.txt
 passed=$(grep -Eo 'test result: ok\. [0-9]+ passed' target/test-output.txt | awk '{s+=$4} END {print s+0}')
 failed=$(grep -Eo '[0-9]+ failed' target/test-output.txt | awk '{s+=$1} END {print s+0}')
 # ---- Python package (bindings-python) -------------------------------------------------
-# A venv under target/, maturin + pytest from PyPI, the package built from source and
-# installed, then its tests (each with a time limit). Prints "python: N passed, N failed".
-step "python: lint the native crate, build and install bindings-python, run its tests"
+# A tools venv under target/ with maturin from PyPI; the abi3 wheel built with `maturin build
+# --release` as a release would be; a fresh venv with only that wheel and pytest installed;
+# the package's tests run from there (each with a time limit). Prints "python: N passed, N
+# failed".
+step "python: lint the native crate, build the wheel, install it into a fresh venv, run the tests"
 if cargo clippy --version >/dev/null 2>&1; then
   cargo clippy -p tenure-python --all-targets -- -D warnings
 fi
@@ -101,12 +103,20 @@ if ! "$py_venv/bin/python" -c 'import sys; assert sys.version_info >= (3, 9)' 2>
   python3 -m venv "$py_venv"
 fi
 "$py_venv/bin/python" -m pip install --quiet --upgrade pip
-"$py_venv/bin/python" -m pip install --quiet "maturin>=1.9.4,<2" pytest pytest-timeout
-# maturin must be on PATH for pip's build step; the build is shared with cargo's target/.
-PATH="$py_venv/bin:$PATH" "$py_venv/bin/python" -m pip install --quiet --no-build-isolation \
-  --force-reinstall --no-deps ./bindings-python
+"$py_venv/bin/python" -m pip install --quiet "maturin>=1.9.4,<2"
+# The build is shared with cargo's target/.
+rm -rf target/wheels
+(cd bindings-python && "$py_venv/bin/maturin" build --release --quiet --out ../target/wheels)
+wheel=$(ls target/wheels/tenure-*-abi3-*.whl)
+wheel_venv="$PWD/target/py-wheel-venv"
+rm -rf "$wheel_venv"
+python3 -m venv "$wheel_venv"
+"$wheel_venv/bin/python" -m pip install --quiet "$wheel" pytest pytest-timeout
+# What the later steps (interop, faults) run Python with: the installed wheel.
+py="$wheel_venv/bin/python"
+echo "installed $(basename "$wheel") into $wheel_venv"
 py_rc=0
-(cd bindings-python && "$py_venv/bin/python" -m pytest tests -q -rfE -p no:cacheprovider \
+(cd bindings-python && "$py" -m pytest tests -q -rfE -p no:cacheprovider \
   --timeout=60) 2>&1 | tee target/py-test-output.txt || py_rc=${PIPESTATUS[0]}
 py_summary=$(grep -E '[0-9]+ (passed|failed|error)' target/py-test-output.txt | tail -n 1 || true)
 py_passed=$(echo "$py_summary" | { grep -Eo '[0-9]+ passed' || true; } | awk '{s+=$1} END {print s+0}')
@@ -146,6 +156,24 @@ fi
 node_rc=0
 (cd bindings-node && npm ci --no-audit --no-fund && npm run build && npm test) 2>&1 \
   | tee target/node-test-output.txt || node_rc=${PIPESTATUS[0]}
+# The package as a user installs it: `npm pack`, the tarball installed into an empty project,
+# and the README's quick start (examples/quickstart.js: a server, a client, a lock, an
+# election) run there, requiring the installed package.
+pack_dir="$PWD/target/npm-pack"
+rm -rf "$pack_dir"
+mkdir -p "$pack_dir/project"
+if [ "$node_rc" -eq 0 ]; then
+  cp bindings-node/examples/quickstart.js "$pack_dir/project/quickstart.js"
+  if (cd bindings-node && npm pack --silent --pack-destination "$pack_dir" \
+    && cd "$pack_dir/project" && npm init -y > /dev/null \
+    && npm install --no-audit --no-fund "$pack_dir"/tenure-*.tgz \
+    && timeout 60 node quickstart.js); then
+    echo "node: the packed tarball installs and runs"
+  else
+    echo "node: the packed tarball failed its quick start" >&2
+    node_rc=1
+  fi
+fi
 node_passed=$({ grep -Eo '^ℹ pass [0-9]+' target/node-test-output.txt || true; } | tail -n 1 | awk '{s=$3} END {print s+0}')
 node_failed=$({ grep -Eo '^ℹ fail [0-9]+' target/node-test-output.txt || true; } | tail -n 1 | awk '{s=$3} END {print s+0}')
 echo
@@ -165,7 +193,7 @@ step "interop: the same lock from Python, Node and C on etcd"
 gcc -std=c99 -Wall -Wextra -Werror -O1 -Iinclude tests/interop/lock.c -Ltarget/c/lib \
   -Wl,-rpath,"$PWD/target/c/lib" -ltenure -lpthread -o target/c/bin/interop-lock
 interop_rc=0
-timeout 300 "$py_venv/bin/python" tests/interop/run.py --node-package bindings-node \
+timeout 300 "$py" tests/interop/run.py --node-package bindings-node \
   --c-binary target/c/bin/interop-lock 2>&1 | tee target/interop-output.txt || interop_rc=${PIPESTATUS[0]}
 if [ "$interop_rc" -ne 0 ] || ! grep -Eq '^interop: [0-9]+ passed, 0 failed$' target/interop-output.txt; then
   echo "interop: failed (exit code $interop_rc)" >&2
@@ -270,7 +298,7 @@ faults_seed=$(date +%s)
 faults_rc=0
 timeout 300 target/debug/tenure-faults --tenure target/release/tenure --seconds 60 \
   --clients 6 --busy 2 --skew-ppm 5000 --seed "$faults_seed" --dir target/tenure-faults/ci \
-  --python "$py_venv/bin/python" --node-module "$PWD/bindings-node" || faults_rc=$?
+  --python "$py" --node-module "$PWD/bindings-node" || faults_rc=$?
 if [ "$faults_rc" -ne 0 ]; then
   echo "faults: 0 passed, 1 failed (seed $faults_seed, exit code $faults_rc)" >&2
   exit 1

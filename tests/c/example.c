@@ -3,7 +3,7 @@
  * election and react to master changes. The README quotes this file; CI builds and runs it
  * (tests/c/run.sh).
  *
- *   cc -std=c99 example.c -Iinclude -Ltarget/c/lib -ltenure -lpthread -o example
+ *   cc -std=c99 example.c $(pkg-config --cflags --libs tenure) -o example   (after install-c.sh)
  */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>

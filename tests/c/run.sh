@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds libtenure and runs the C tests of the C API:
-#   1. installs target/<profile>/libtenure_ffi.{so,a} as target/c/lib/libtenure.{so,a} (the
-#      ffi crate's Rust library is named tenure_ffi so it does not collide with the core's);
+#   1. installs the library with install-c.sh under the prefix target/c (libtenure.so with
+#      its soname and links, libtenure.a, include/tenure.h, lib/pkgconfig/tenure.pc), and
+#      builds everything below with `pkg-config --cflags --libs tenure` against it;
 #   2. compiles include/tenure.h alone as C99, C11, C++11 and C++17 with warnings as errors;
 #   3. builds tests/c/test_api.c as C99 against the shared and the static library, as C++
 #      against both, and as C99 under AddressSanitizer + UndefinedBehaviorSanitizer (leak
@@ -39,28 +40,48 @@ fi
 # 1. The library, under its installed names.
 # And the command line, whose `tenure serve` the replicated-group test starts (TENURE_BIN).
 if [ "$profile" = release ]; then
-  cargo build -p tenure-ffi -p tenure --release || { fail "cargo build -p tenure-ffi"; finish; }
+  cargo build -p tenure --release || { fail "cargo build -p tenure"; finish; }
 else
-  cargo build -p tenure-ffi -p tenure || { fail "cargo build -p tenure-ffi"; finish; }
+  cargo build -p tenure || { fail "cargo build -p tenure"; finish; }
 fi
 export TENURE_BIN="$PWD/target/$profile/tenure"
-mkdir -p "$out/lib" "$out/bin"
-cp "target/$profile/libtenure_ffi.so" "$out/lib/libtenure.so"
-cp "target/$profile/libtenure_ffi.a" "$out/lib/libtenure.a"
-# What a program linking the static library needs besides it (rustc's native-static-libs).
-static_libs="-lpthread -ldl -lm -lrt -lutil -lgcc_s"
+rm -rf "$out/lib" "$out/include"
+mkdir -p "$out/bin"
+if PREFIX="$PWD/$out" TENURE_C_PROFILE="$profile" TENURE_C_STRIP=0 bash install-c.sh > "$out/install.log" 2>&1; then
+  pass "install-c.sh into $out"
+else
+  cat "$out/install.log"
+  fail "install-c.sh into $out"
+  finish
+fi
+export PKG_CONFIG_PATH="$PWD/$out/lib/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
+if ! command -v pkg-config >/dev/null 2>&1; then
+  echo "pkg-config is required for the C tests (Debian: apt-get install pkgconf)" >&2
+  fail "pkg-config"
+  finish
+fi
+# The installed files, as a user of the prefix sees them.
+soname=$(readelf -d "$out/lib/libtenure.so" | sed -n 's/.*(SONAME).*\[\(.*\)\]/\1/p')
+if [ -n "$soname" ] && [ -L "$out/lib/$soname" ] && [ -f "$out/include/tenure.h" ] \
+  && [ -f "$out/lib/libtenure.a" ] && pkg-config --exists tenure; then
+  pass "installed: $soname, libtenure.a, tenure.h, tenure.pc ($(pkg-config --modversion tenure))"
+else
+  fail "installed files (soname '$soname')"
+fi
 
 warn="-Wall -Wextra -Wpedantic -Werror"
-cflags="-std=c99 $warn -g -O1 -Iinclude -Itests/c"
-cxxflags="-std=c++11 $warn -g -O1 -Iinclude -Itests/c"
-shared_link="-L$out/lib -Wl,-rpath,$PWD/$out/lib -ltenure -lpthread"
-static_link="$out/lib/libtenure.a $static_libs"
+pc_cflags=$(pkg-config --cflags tenure)
+cflags="-std=c99 $warn -g -O1 $pc_cflags -Itests/c"
+cxxflags="-std=c++11 $warn -g -O1 $pc_cflags -Itests/c"
+shared_link="$(pkg-config --libs tenure) -Wl,-rpath,$PWD/$out/lib -lpthread"
+# The static library, with what it needs besides it (tenure.pc's Libs.private).
+static_link="$(pkg-config --static --libs tenure | sed 's/-ltenure/-Wl,-Bstatic -ltenure -Wl,-Bdynamic/')"
 
 # 2. The header alone, in every language mode, included twice.
 printf '#include "tenure.h"\n#include "tenure.h"\nint main(void) { return tenure_version_number() == TENURE_VERSION ? 0 : 1; }\n' \
   > "$out/header_only.c"
 for mode in "$cc -std=c99" "$cc -std=c11" "$cxx -x c++ -std=c++11" "$cxx -x c++ -std=c++17"; do
-  if $mode $warn -Iinclude -c "$out/header_only.c" -o "$out/header_only.o" 2> "$out/header.log"; then
+  if $mode $warn $pc_cflags -c "$out/header_only.c" -o "$out/header_only.o" 2> "$out/header.log"; then
     pass "header compiles: $mode"
   else
     head -c 20000 "$out/header.log"
