@@ -1,6 +1,7 @@
 //! The `tenure` command: run a server, run a command under a lock, show the service's state,
 //! and the demo. `tenure --help` lists the commands.
 
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use std::ffi::OsString;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -18,90 +19,408 @@ const EXIT_UNAVAILABLE: u8 = 69;
 const EXIT_SOFTWARE: u8 = 70;
 const EXIT_LOST: u8 = 75;
 
-const HELP: &str = "\
-tenure: leases, fenced locks and the coordination server
+/// What `tenure` with no command, or `tenure --help`, says after the list of commands.
+const AFTER_HELP: &str = "\
+Endpoints (--endpoints A,B) default to $TENURE_ENDPOINTS, then 127.0.0.1:7411; endpoints \
+written etcd://HOST:PORT,HOST:PORT use the members of an etcd cluster instead of tenure \
+servers (the etcd backend).
 
-USAGE:
-  tenure serve  [--listen ADDR] [--data DIR] [--durability fsync|none]
-                [--max-connections N] [--idle-timeout SECS]
-                [--id N --cluster ID=ADDR,ID=ADDR,... [--bootstrap]]
-  tenure lock   [--endpoints A,B] [--ttl SECS] [--timeout SECS] [--grace SECS]
-                NAME -- CMD [ARGS...]
-  tenure status [--endpoints A,B] [--json]
-  tenure revoke [--endpoints A,B] NAME
-  tenure member [--endpoints A,B] add ID=ADDR | remove ID | replace OLD ID=ADDR
-  tenure elect  [--endpoints A,B] [--ttl SECS] --id ID --priority P [--endpoint ADDR]
-                [--preempt] [--grace SECS] NAME -- CMD [ARGS...]
-  tenure elect  [--endpoints A,B] --observe NAME
-  tenure demo
+Exit statuses: 0 done (or the command's own status), 1 refused (revoke of a free lock, a \
+member change the group refuses), 3 timeout (lock), 64 usage (a bad flag or value), 69 \
+unavailable (no server reachable), 70 internal error (a server that failed), 75 lost (the \
+lock or the mastership was lost while the command ran), 128+N ended by signal N.
 
-serve   Runs a server (default 127.0.0.1:7411, data in ./tenure-data, durability fsync).
-        Prints the bound address on the first line of stdout; stops on SIGINT, SIGTERM or
-        SIGHUP. At most --max-connections (default 10000) connections; a connection
-        without a session is closed after --idle-timeout (default 10 s). Exits 70 if the
-        server fails (a supervisor should restart it).
-        With --cluster, member --id of a replicated group (client and member traffic on
-        the one --listen address; each member's ADDR is where the others and clients
-        reach it). A member whose data directory has no incarnation token takes its
-        group's; the first start of a group (or after every member lost its data) needs
-        --bootstrap on every member: a new incarnation, and data_lost for old clients.
-lock    Takes the lock NAME, runs CMD with TENURE_LOCK_NAME and TENURE_FENCING_TOKEN set,
-        releases it when CMD exits and exits with CMD's status. If the lock is lost while
-        CMD runs, CMD gets SIGTERM (SIGKILL 2 s later) and tenure exits 75.
-        SIGINT, SIGTERM and SIGHUP are passed on to CMD, which has --grace seconds
-        (default 10) to exit before SIGKILL; the lock is released once CMD has exited,
-        and tenure exits with CMD's status (128+N for signal N). Before CMD starts, a
-        signal ends the wait for the lock (exit 128+N).
-        Exit 3: --timeout passed without the lock. Exit 69: no server reachable.
-        --endpoints defaults to $TENURE_ENDPOINTS, then 127.0.0.1:7411; --ttl to 10 s;
-        --timeout to waiting without limit. Endpoints written etcd://HOST:PORT,HOST:PORT
-        use the members of an etcd cluster instead of tenure servers (the etcd backend).
-status  Prints the incarnation, the servers' group (leader, members and roles), sessions
-        and locks with holders and fencing tokens; --json prints one JSON object.
-revoke  Administrative: releases lock NAME whoever holds it; the holder is told (reason
-        `released`) and the next waiter is granted it. Exit 1 when NAME is not held.
-member  Changes the replicated group's own members. add: member ID (started with
-        `tenure serve --id ID --cluster` listing the group and itself) joins as a learner
-        and is promoted to voter once caught up. remove: member ID leaves (the leader
-        hands over leadership first). replace: ID joins as a learner and, once caught
-        up, is promoted and OLD removed in one configuration change. Exit 1 when the
-        group refuses the change (says why); waits up to 30 s while another is under way.
-elect   Campaigns in election NAME and runs CMD while this process is master, with
-        TENURE_MASTER_EPOCH set (a fencing token for the master's writes). When it stops
-        being master, CMD gets SIGTERM (SIGKILL 2 s later) and tenure exits 75; when CMD
-        exits first, tenure resigns and exits with CMD's status. Signals are passed on
-        as with lock; tenure resigns once CMD has exited. Exit 69: no server.
-        --observe prints `EPOCH ID ENDPOINT` (or `EPOCH -` for no master) per change.
-demo    Starts an embedded server and clients: lock hand-over, a holder whose heartbeats
-        stall past its lease (told before the next holder is granted), a holder paused
-        with SIGSTOP whose stale writes a fenced resource refuses, and an election whose
-        master's session ends.
-";
+`tenure COMMAND --help` describes a command.";
+
+/// tenure: leases, fenced locks, elections and the coordination server.
+#[derive(Parser)]
+#[command(
+    name = "tenure",
+    version,
+    arg_required_else_help = true,
+    after_help = AFTER_HELP,
+    disable_help_subcommand = false
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    Serve(ServeArgs),
+    Lock(LockArgs),
+    Status(StatusArgs),
+    Revoke(RevokeArgs),
+    Member(MemberArgs),
+    Elect(ElectArgs),
+    /// Starts an embedded server and clients and shows the guarantees at work.
+    ///
+    /// Lock hand-over, a holder whose heartbeats stall past its lease (told before the next
+    /// holder is granted), a holder paused with SIGSTOP whose stale writes a fenced resource
+    /// refuses, and an election whose master's session ends.
+    Demo,
+    /// Prints a completion script for SHELL (bash, zsh, fish, elvish, powershell).
+    ///
+    /// For example `tenure completions bash > ~/.local/share/bash-completion/completions/tenure`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// The demo's paused holder (a process of its own).
+    #[command(name = "__demo-holder", hide = true)]
+    DemoHolder {
+        addr: String,
+        name: String,
+        resource: String,
+    },
+}
+
+/// Where the service is.
+#[derive(Args)]
+struct Endpoints {
+    /// The service's endpoints, host:port separated by commas (etcd://... for etcd).
+    #[arg(
+        long,
+        value_name = "A,B",
+        env = "TENURE_ENDPOINTS",
+        default_value = "127.0.0.1:7411",
+        value_delimiter = ',',
+        value_parser = endpoint
+    )]
+    endpoints: Vec<String>,
+}
+
+/// Runs a server.
+///
+/// Prints the bound address on the first line of stdout; stops on SIGINT, SIGTERM or
+/// SIGHUP. A connection without a session is closed after --idle-timeout. Exits 69 when it
+/// cannot listen on its address or open its data directory (nothing is created on disk
+/// before it listens), 70 if the server fails later (a supervisor should restart it).
+///
+/// With --cluster, member --id of a replicated group (client and member traffic on the one
+/// --listen address; each member's ADDR is where the others and clients reach it). A member
+/// whose data directory has no incarnation token takes its group's; the first start of a
+/// group (or after every member lost its data) needs --bootstrap on every member: a new
+/// incarnation, and data_lost for old clients.
+#[derive(Args)]
+struct ServeArgs {
+    /// The address to listen on (port 0 picks one).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7411")]
+    listen: String,
+    /// The data directory (created when the server starts).
+    #[arg(long, value_name = "DIR", default_value = "tenure-data")]
+    data: std::path::PathBuf,
+    /// fsync: a change is acknowledged once on disk; none: nothing is written.
+    #[arg(long, value_name = "MODE", default_value = "fsync", value_parser = ["fsync", "none"])]
+    durability: String,
+    /// The most connections served at once.
+    #[arg(long, value_name = "N", default_value_t = tenure::server::DEFAULT_MAX_CONNECTIONS as u64,
+          value_parser = positive_count)]
+    max_connections: u64,
+    /// Seconds a connection without a session stays open.
+    #[arg(long, value_name = "SECS", default_value = "10", allow_negative_numbers = true,
+          value_parser = positive_secs)]
+    idle_timeout: f64,
+    /// This member's id in the replicated group (with --cluster).
+    #[arg(long, value_name = "N", value_parser = member_id, requires = "cluster")]
+    id: Option<u64>,
+    /// The replicated group's members, ID=ADDR separated by commas (this one included).
+    #[arg(long, value_name = "ID=ADDR,...", value_parser = cluster, requires = "id")]
+    cluster: Option<Cluster>,
+    /// Starts a new group (every member of its first start).
+    #[arg(long, requires = "cluster")]
+    bootstrap: bool,
+}
+
+/// The members of a replicated group, from --cluster.
+#[derive(Clone)]
+struct Cluster(Vec<(u64, String)>);
+
+/// Takes a lock and runs a command while it is held.
+///
+/// Takes the lock NAME, runs CMD with TENURE_LOCK_NAME and TENURE_FENCING_TOKEN set,
+/// releases it when CMD exits and exits with CMD's status. If the lock is lost while CMD
+/// runs, CMD gets SIGTERM (SIGKILL 2 s later) and tenure exits 75. SIGINT, SIGTERM and
+/// SIGHUP are passed on to CMD, which has --grace seconds to exit before SIGKILL; the lock is
+/// released once CMD has exited, and tenure exits with CMD's status (128+N for signal N).
+/// Before CMD starts, a signal ends the wait for the lock (exit 128+N). Exit 3: --timeout
+/// passed without the lock. Exit 69: no server reachable.
+#[derive(Args)]
+struct LockArgs {
+    #[command(flatten)]
+    endpoints: Endpoints,
+    /// The session's TTL in seconds.
+    #[arg(long, value_name = "SECS", default_value = "10", allow_negative_numbers = true,
+          value_parser = ttl_secs)]
+    ttl: f64,
+    /// Seconds to wait for the lock (default: without limit).
+    #[arg(long, value_name = "SECS", allow_negative_numbers = true, value_parser = timeout_secs)]
+    timeout: Option<f64>,
+    /// Seconds CMD has to exit after a signal before SIGKILL.
+    #[arg(long, value_name = "SECS", default_value = "10", allow_negative_numbers = true,
+          value_parser = timeout_secs)]
+    grace: f64,
+    /// The lock's name.
+    #[arg(value_name = "NAME", value_parser = lock_name)]
+    name: String,
+    /// The command and its arguments (after --).
+    #[arg(value_name = "CMD", required = true, num_args = 1.., trailing_var_arg = true,
+          allow_hyphen_values = true)]
+    cmd: Vec<OsString>,
+}
+
+/// Prints the service's state.
+///
+/// The incarnation, the servers' group (leader, members and roles), sessions and locks with
+/// holders and fencing tokens, elections and groups; --json prints one JSON object.
+#[derive(Args)]
+struct StatusArgs {
+    #[command(flatten)]
+    endpoints: Endpoints,
+    /// One JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Administrative: releases a lock whoever holds it.
+///
+/// The holder is told (reason `released`) and the next waiter is granted it. Exit 1 when
+/// NAME is not held.
+#[derive(Args)]
+struct RevokeArgs {
+    #[command(flatten)]
+    endpoints: Endpoints,
+    /// The lock's name.
+    #[arg(value_name = "NAME", value_parser = lock_name)]
+    name: String,
+}
+
+/// Changes the replicated group's own members.
+///
+/// Exit 1 when the group refuses the change (says why); waits up to 30 s while another is
+/// under way.
+#[derive(Args)]
+struct MemberArgs {
+    #[command(flatten)]
+    endpoints: Endpoints,
+    #[command(subcommand)]
+    change: MemberCmd,
+}
+
+#[derive(Subcommand)]
+enum MemberCmd {
+    /// Member ID (started with `tenure serve --id ID --cluster` listing the group and itself)
+    /// joins as a learner and is promoted to voter once caught up.
+    Add {
+        /// The new member, ID=ADDR.
+        #[arg(value_name = "ID=ADDR", value_parser = id_addr)]
+        member: (u64, String),
+    },
+    /// Member ID leaves (the leader hands over leadership first).
+    Remove {
+        /// The member's id.
+        #[arg(value_name = "ID", value_parser = member_id)]
+        id: u64,
+    },
+    /// ID joins as a learner and, once caught up, is promoted and OLD removed in one
+    /// configuration change.
+    Replace {
+        /// The member that goes.
+        #[arg(value_name = "OLD", value_parser = member_id)]
+        old: u64,
+        /// The member that comes, ID=ADDR.
+        #[arg(value_name = "ID=ADDR", value_parser = id_addr)]
+        member: (u64, String),
+    },
+}
+
+/// Campaigns in an election and runs a command while master.
+///
+/// Runs CMD while this process is master of NAME, with TENURE_MASTER_EPOCH set (a fencing
+/// token for the master's writes). When it stops being master, CMD gets SIGTERM (SIGKILL 2 s
+/// later) and tenure exits 75; when CMD exits first, tenure resigns and exits with CMD's
+/// status. Signals are passed on as with lock; tenure resigns once CMD has exited. Exit 69:
+/// no server. With --observe, prints `EPOCH ID ENDPOINT` (or `EPOCH -` for no master) per
+/// change instead.
+#[derive(Args)]
+struct ElectArgs {
+    #[command(flatten)]
+    endpoints: Endpoints,
+    /// The session's TTL in seconds.
+    #[arg(long, value_name = "SECS", default_value = "10", allow_negative_numbers = true,
+          value_parser = ttl_secs)]
+    ttl: f64,
+    /// This candidate's id.
+    #[arg(long, value_name = "ID", required_unless_present = "observe")]
+    id: Option<String>,
+    /// This candidate's priority (higher wins).
+    #[arg(
+        long,
+        value_name = "P",
+        allow_negative_numbers = true,
+        required_unless_present = "observe"
+    )]
+    priority: Option<i64>,
+    /// How to reach this candidate (host:port), checked by the service before designation.
+    #[arg(long, value_name = "ADDR")]
+    endpoint: Option<String>,
+    /// Takes over from a live master of lower priority.
+    #[arg(long)]
+    preempt: bool,
+    /// Seconds CMD has to exit after a signal before SIGKILL.
+    #[arg(long, value_name = "SECS", default_value = "10", allow_negative_numbers = true,
+          value_parser = timeout_secs)]
+    grace: f64,
+    /// Prints the master changes instead of campaigning.
+    #[arg(long, conflicts_with_all = ["id", "priority", "endpoint", "preempt", "cmd"])]
+    observe: bool,
+    /// The election's name.
+    #[arg(value_name = "NAME", value_parser = lock_name)]
+    name: String,
+    /// The command and its arguments (after --).
+    #[arg(value_name = "CMD", required_unless_present = "observe", num_args = 1..,
+          trailing_var_arg = true, allow_hyphen_values = true)]
+    cmd: Vec<OsString>,
+}
+
+/// `{v}` for a number of seconds as a person writes it (10, 0.05).
+fn secs_text(v: f64) -> String {
+    format!("{v}")
+}
+
+/// A number of seconds between `min` and `max` (inclusive).
+fn secs_within(v: &str, min: f64, max: f64) -> Result<f64, String> {
+    let s: f64 = v
+        .trim()
+        .parse()
+        .map_err(|_| "not a number of seconds".to_string())?;
+    if !s.is_finite() || s < min || s > max {
+        return Err(format!(
+            "must be {} to {} seconds",
+            secs_text(min),
+            secs_text(max)
+        ));
+    }
+    Ok(s)
+}
+
+/// The longest wait or grace, in seconds.
+fn max_timeout_secs() -> f64 {
+    tenure::client::MAX_TIMEOUT.as_secs_f64()
+}
+
+/// A session TTL in seconds, within the service's limits.
+fn ttl_secs(v: &str) -> Result<f64, String> {
+    let ms = |name| tenure::limits::get(name).map_or(0, |l| l.value) as f64 / 1000.0;
+    secs_within(v, ms("ttl_min_ms"), ms("ttl_max_ms"))
+}
+
+/// A wait in seconds: zero or more, at most a year.
+fn timeout_secs(v: &str) -> Result<f64, String> {
+    secs_within(v, 0.0, max_timeout_secs())
+}
+
+/// A positive number of seconds, at most a year.
+fn positive_secs(v: &str) -> Result<f64, String> {
+    let s = secs_within(v, 0.0, max_timeout_secs())?;
+    if s == 0.0 {
+        return Err("must be more than 0 seconds".into());
+    }
+    Ok(s)
+}
+
+/// A lock or election name, checked as the service checks it.
+fn lock_name(v: &str) -> Result<String, String> {
+    tenure::proto::validate_name(v)?;
+    Ok(v.to_string())
+}
+
+/// One endpoint of --endpoints.
+fn endpoint(v: &str) -> Result<String, String> {
+    let v = v.trim();
+    if v.is_empty() {
+        return Err("an endpoint is empty".into());
+    }
+    Ok(v.to_string())
+}
+
+/// A count of at least 1.
+fn positive_count(v: &str) -> Result<u64, String> {
+    v.trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| "must be a whole number, 1 or more".to_string())
+}
+
+/// A member id: a positive integer.
+fn member_id(w: &str) -> Result<u64, String> {
+    w.trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("member id {w:?} is not a positive integer"))
+}
+
+/// ID=ADDR.
+fn id_addr(w: &str) -> Result<(u64, String), String> {
+    let (i, a) = w
+        .split_once('=')
+        .ok_or_else(|| format!("{w:?} is not ID=ADDR"))?;
+    let a = a.trim();
+    if a.is_empty() {
+        return Err(format!("member {} has no address", i.trim()));
+    }
+    Ok((member_id(i)?, a.to_string()))
+}
+
+/// --cluster: ID=ADDR pairs separated by commas.
+fn cluster(v: &str) -> Result<Cluster, String> {
+    let out = v
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(id_addr)
+        .collect::<Result<Vec<_>, _>>()?;
+    if out.is_empty() {
+        return Err("names no member".into());
+    }
+    Ok(Cluster(out))
+}
 
 fn main() -> ExitCode {
-    let mut args: Vec<OsString> = std::env::args_os().skip(1).collect();
-    if args.is_empty() {
-        eprint!("{HELP}");
-        return ExitCode::from(EXIT_USAGE);
-    }
-    let cmd = args.remove(0);
-    let r = match cmd.to_str() {
-        Some("serve") => serve(args),
-        Some("lock") => lock(args),
-        Some("status") => status(args),
-        Some("elect") => elect(args),
-        Some("revoke") => revoke(args),
-        Some("member") => member(args),
-        Some("demo") => demo::run(),
-        Some("__demo-holder") => demo::holder(args),
-        Some("-h" | "--help" | "help") => {
-            print!("{HELP}");
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            // Help and version go to stdout with status 0; anything else (a bad flag or
+            // value, no command) to stderr with the usage status.
+            let code = match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => 0,
+                _ => EXIT_USAGE,
+            };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let r = match cli.cmd {
+        Cmd::Serve(a) => serve(a),
+        Cmd::Lock(a) => lock(a),
+        Cmd::Status(a) => status(a),
+        Cmd::Elect(a) => elect(a),
+        Cmd::Revoke(a) => revoke(a),
+        Cmd::Member(a) => member(a),
+        Cmd::Demo => demo::run(),
+        Cmd::Completions { shell } => {
+            let mut cmd = Cli::command();
+            clap_complete::generate(shell, &mut cmd, "tenure", &mut std::io::stdout());
             Ok(0)
         }
-        _ => Err((
-            EXIT_USAGE,
-            format!("unknown command {cmd:?}; see tenure --help"),
-        )),
+        Cmd::DemoHolder {
+            addr,
+            name,
+            resource,
+        } => demo::holder(&addr, &name, &resource),
     };
     match r {
         Ok(code) => ExitCode::from(code),
@@ -116,33 +435,6 @@ type CliResult = Result<u8, (u8, String)>;
 
 fn usage(e: impl std::fmt::Display) -> (u8, String) {
     (EXIT_USAGE, e.to_string())
-}
-
-fn value(p: &mut lexopt::Parser) -> Result<String, (u8, String)> {
-    p.value()
-        .map_err(usage)?
-        .into_string()
-        .map_err(|v| usage(format!("argument {v:?} is not valid UTF-8")))
-}
-
-fn secs(p: &mut lexopt::Parser, what: &str) -> Result<f64, (u8, String)> {
-    let v = value(p)?;
-    v.parse::<f64>()
-        .map_err(|_| usage(format!("{what} must be a number of seconds, not {v:?}")))
-}
-
-fn default_endpoints() -> Vec<String> {
-    match std::env::var("TENURE_ENDPOINTS") {
-        Ok(v) if !v.trim().is_empty() => split_endpoints(&v),
-        _ => vec!["127.0.0.1:7411".into()],
-    }
-}
-
-fn split_endpoints(v: &str) -> Vec<String> {
-    v.split(',')
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .collect()
 }
 
 fn connect_error(e: Error) -> (u8, String) {
@@ -350,55 +642,27 @@ fn spawn_command(cmd: &[OsString]) -> Command {
 
 /// Time a command has to exit after SIGTERM once its lock or mastership is lost.
 const STOP_GRACE: Duration = Duration::from_secs(2);
-/// Default of `--grace`: time a command has to exit after a signal passed on to it.
-const DEFAULT_GRACE_SECS: f64 = 10.0;
 
-fn serve(args: Vec<OsString>) -> CliResult {
-    let mut cfg = ServerConfig::default();
-    let mut p = lexopt::Parser::from_args(args);
-    while let Some(arg) = p.next().map_err(usage)? {
-        use lexopt::prelude::*;
-        match arg {
-            Long("listen") => cfg.listen = value(&mut p)?,
-            Long("data") => cfg.data_dir = value(&mut p)?.into(),
-            Long("durability") => {
-                cfg.durability = value(&mut p)?.parse::<Durability>().map_err(usage)?
-            }
-            Long("max-connections") => {
-                let v = value(&mut p)?;
-                cfg.max_connections = v.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
-                    usage(format!(
-                        "--max-connections must be a positive integer, not {v:?}"
-                    ))
-                })?;
-            }
-            Long("idle-timeout") => {
-                let t = secs(&mut p, "--idle-timeout")?;
-                cfg.idle_timeout = timeout_from_secs(t)
-                    .ok()
-                    .filter(|d| !d.is_zero())
-                    .ok_or_else(|| usage("--idle-timeout must be a positive number of seconds"))?;
-            }
-            Long("id") => {
-                let v = value(&mut p)?;
-                cfg.id =
-                    v.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
-                        usage(format!("--id must be a positive integer, not {v:?}"))
-                    })?;
-            }
-            Long("cluster") => cfg.cluster = parse_cluster(&value(&mut p)?)?,
-            Long("bootstrap") => cfg.bootstrap = true,
-            other => return Err(usage(other.unexpected())),
-        }
-    }
-    if cfg.bootstrap && cfg.cluster.is_empty() {
-        return Err(usage(
-            "--bootstrap is for a member of a group: give --cluster",
-        ));
-    }
+fn serve(a: ServeArgs) -> CliResult {
+    let cfg = ServerConfig {
+        listen: a.listen,
+        data_dir: a.data,
+        durability: a.durability.parse::<Durability>().map_err(usage)?,
+        max_connections: usize::try_from(a.max_connections).unwrap_or(usize::MAX),
+        idle_timeout: timeout_from_secs(a.idle_timeout).map_err(usage)?,
+        id: a.id.unwrap_or(ServerConfig::default().id),
+        cluster: a.cluster.map(|c| c.0).unwrap_or_default(),
+        bootstrap: a.bootstrap,
+    };
     let set = block_signals();
     let started = Instant::now();
-    let server = Server::start(cfg.clone()).map_err(|e| (EXIT_SOFTWARE, e.to_string()))?;
+    let server = Server::start(cfg.clone()).map_err(|e| match e {
+        Error::InvalidArgument(m) => (EXIT_USAGE, m),
+        // The address in use or not ours, the data directory unwritable: nothing was
+        // created, and a later start may succeed.
+        e @ Error::Io(_) => (EXIT_UNAVAILABLE, e.to_string()),
+        e => (EXIT_SOFTWARE, e.to_string()),
+    })?;
     println!("{}", server.local_addr());
     let _ = std::io::stdout().flush();
     let incarnation = match server.incarnation() {
@@ -476,47 +740,8 @@ fn status_json(st: &tenure::proto::StatusInfo, own: u64) -> String {
 }
 
 /// `1=host:port,2=host:port,...`
-fn parse_cluster(v: &str) -> Result<Vec<(u64, String)>, (u8, String)> {
-    let mut out = Vec::new();
-    for part in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        let (id, addr) = part.split_once('=').ok_or_else(|| {
-            usage(format!(
-                "--cluster takes ID=ADDR pairs separated by commas, not {part:?}"
-            ))
-        })?;
-        let id = id
-            .trim()
-            .parse::<u64>()
-            .ok()
-            .filter(|n| *n > 0)
-            .ok_or_else(|| {
-                usage(format!(
-                    "--cluster: member id {id:?} is not a positive integer"
-                ))
-            })?;
-        if addr.trim().is_empty() {
-            return Err(usage(format!("--cluster: member {id} has no address")));
-        }
-        out.push((id, addr.trim().to_string()));
-    }
-    if out.is_empty() {
-        return Err(usage("--cluster names no member"));
-    }
-    Ok(out)
-}
-
-fn status(args: Vec<OsString>) -> CliResult {
-    let mut endpoints = default_endpoints();
-    let mut json = false;
-    let mut p = lexopt::Parser::from_args(args);
-    while let Some(arg) = p.next().map_err(usage)? {
-        use lexopt::prelude::*;
-        match arg {
-            Long("endpoints") => endpoints = split_endpoints(&value(&mut p)?),
-            Long("json") => json = true,
-            other => return Err(usage(other.unexpected())),
-        }
-    }
+fn status(a: StatusArgs) -> CliResult {
+    let (endpoints, json) = (a.endpoints.endpoints, a.json);
     let mut cfg = ClientConfig::new(endpoints);
     cfg.reopen = false;
     let c = Client::connect(cfg).map_err(connect_error)?;
@@ -584,25 +809,8 @@ fn status(args: Vec<OsString>) -> CliResult {
     Ok(0)
 }
 
-fn revoke(args: Vec<OsString>) -> CliResult {
-    let mut endpoints = default_endpoints();
-    let mut name = None;
-    let mut p = lexopt::Parser::from_args(args);
-    while let Some(arg) = p.next().map_err(usage)? {
-        use lexopt::prelude::*;
-        match arg {
-            Long("endpoints") => endpoints = split_endpoints(&value(&mut p)?),
-            Value(v) if name.is_none() => {
-                name = Some(
-                    v.into_string()
-                        .map_err(|v| usage(format!("lock name {v:?} is not valid UTF-8")))?,
-                )
-            }
-            other => return Err(usage(other.unexpected())),
-        }
-    }
-    let name: String = name.ok_or_else(|| usage("missing lock NAME; see tenure --help"))?;
-    tenure::proto::validate_name(&name).map_err(usage)?;
+fn revoke(a: RevokeArgs) -> CliResult {
+    let (endpoints, name) = (a.endpoints.endpoints, a.name);
     let mut cfg = ClientConfig::new(endpoints);
     cfg.reopen = false;
     let c = Client::connect(cfg).map_err(connect_error)?;
@@ -618,50 +826,23 @@ fn revoke(args: Vec<OsString>) -> CliResult {
     }
 }
 
-fn member(args: Vec<OsString>) -> CliResult {
+fn member(a: MemberArgs) -> CliResult {
     use tenure::proto::MemberChange;
-    let mut endpoints = default_endpoints();
-    let mut words: Vec<String> = Vec::new();
-    let mut p = lexopt::Parser::from_args(args);
-    while let Some(arg) = p.next().map_err(usage)? {
-        use lexopt::prelude::*;
-        match arg {
-            Long("endpoints") => endpoints = split_endpoints(&value(&mut p)?),
-            Value(v) => words.push(
-                v.into_string()
-                    .map_err(|v| usage(format!("{v:?} is not valid UTF-8")))?,
-            ),
-            other => return Err(usage(other.unexpected())),
+    let endpoints = a.endpoints.endpoints;
+    let (change, words) = match a.change {
+        MemberCmd::Add {
+            member: (id, address),
+        } => {
+            let words = format!("add {id}={address}");
+            (MemberChange::Add { id, address }, words)
         }
-    }
-    let id = |w: &str| -> Result<u64, (u8, String)> {
-        w.parse::<u64>()
-            .ok()
-            .filter(|n| *n > 0)
-            .ok_or_else(|| usage(format!("member id {w:?} is not a positive number")))
-    };
-    let id_addr = |w: &str| -> Result<(u64, String), (u8, String)> {
-        let (i, a) = w
-            .split_once('=')
-            .ok_or_else(|| usage(format!("{w:?} is not ID=ADDR")))?;
-        Ok((id(i)?, a.to_string()))
-    };
-    let words: Vec<&str> = words.iter().map(String::as_str).collect();
-    let change = match words[..] {
-        ["add", m] => {
-            let (id, address) = id_addr(m)?;
-            MemberChange::Add { id, address }
-        }
-        ["remove", m] => MemberChange::Remove { id: id(m)? },
-        ["replace", old, m] => {
-            let old = id(old)?;
-            let (id, address) = id_addr(m)?;
-            MemberChange::Replace { old, id, address }
-        }
-        _ => {
-            return Err(usage(
-                "expected add ID=ADDR, remove ID or replace OLD ID=ADDR; see tenure --help",
-            ))
+        MemberCmd::Remove { id } => (MemberChange::Remove { id }, format!("remove {id}")),
+        MemberCmd::Replace {
+            old,
+            member: (id, address),
+        } => {
+            let words = format!("replace {old} {id}={address}");
+            (MemberChange::Replace { old, id, address }, words)
         }
     };
     let mut cfg = ClientConfig::new(endpoints);
@@ -680,7 +861,7 @@ fn member(args: Vec<OsString>) -> CliResult {
     c.close();
     match r {
         Ok(()) => {
-            println!("{}", words.join(" "));
+            println!("{words}");
             Ok(0)
         }
         Err(Error::InvalidArgument(m) | Error::Limit(m)) => Err((1, m)),
@@ -688,45 +869,14 @@ fn member(args: Vec<OsString>) -> CliResult {
     }
 }
 
-fn lock(args: Vec<OsString>) -> CliResult {
-    let mut endpoints = default_endpoints();
-    let mut ttl = 10.0;
-    let mut timeout: Option<f64> = None;
-    let mut grace = DEFAULT_GRACE_SECS;
-    let mut name: Option<String> = None;
-    let mut cmd: Vec<OsString> = vec![];
-    let mut p = lexopt::Parser::from_args(args);
-    while let Some(arg) = p.next().map_err(usage)? {
-        use lexopt::prelude::*;
-        match arg {
-            Long("endpoints") => endpoints = split_endpoints(&value(&mut p)?),
-            Long("ttl") => ttl = secs(&mut p, "--ttl")?,
-            Long("timeout") => timeout = Some(secs(&mut p, "--timeout")?),
-            Long("grace") => grace = secs(&mut p, "--grace")?,
-            Value(v) if name.is_none() => {
-                name = Some(
-                    v.into_string()
-                        .map_err(|v| usage(format!("lock name {v:?} is not valid UTF-8")))?,
-                )
-            }
-            Value(v) => {
-                cmd.push(v);
-                cmd.extend(p.raw_args().map_err(usage)?);
-            }
-            other => return Err(usage(other.unexpected())),
-        }
-    }
-    let name = name.ok_or_else(|| usage("missing lock NAME; see tenure --help"))?;
-    if cmd.is_empty() {
-        return Err(usage("missing command after --; see tenure --help"));
-    }
-    tenure::proto::validate_name(&name).map_err(usage)?;
-    let ttl = timeout_from_secs(ttl).map_err(|e| usage(format!("--ttl: {e}")))?;
-    let timeout = match timeout {
+fn lock(a: LockArgs) -> CliResult {
+    let (endpoints, name, cmd) = (a.endpoints.endpoints, a.name, a.cmd);
+    let ttl = timeout_from_secs(a.ttl).map_err(|e| usage(format!("--ttl: {e}")))?;
+    let timeout = match a.timeout {
         Some(t) => timeout_from_secs(t).map_err(|e| usage(format!("--timeout: {e}")))?,
         None => tenure::client::MAX_TIMEOUT,
     };
-    let grace = timeout_from_secs(grace).map_err(|e| usage(format!("--grace: {e}")))?;
+    let grace = timeout_from_secs(a.grace).map_err(|e| usage(format!("--grace: {e}")))?;
     // Signals are taken by a thread of ours from here on (threads started later inherit the
     // mask; the command does not).
     let set = block_signals();
@@ -822,63 +972,18 @@ fn lock(args: Vec<OsString>) -> CliResult {
     Ok(code)
 }
 
-fn elect(args: Vec<OsString>) -> CliResult {
-    let mut endpoints = default_endpoints();
-    let mut ttl = 10.0;
-    let mut id: Option<String> = None;
-    let mut priority: Option<i64> = None;
-    let mut endpoint: Option<String> = None;
-    let mut preempt = false;
-    let mut observe = false;
-    let mut grace = DEFAULT_GRACE_SECS;
-    let mut name: Option<String> = None;
-    let mut cmd: Vec<OsString> = vec![];
-    let mut p = lexopt::Parser::from_args(args);
-    while let Some(arg) = p.next().map_err(usage)? {
-        use lexopt::prelude::*;
-        match arg {
-            Long("endpoints") => endpoints = split_endpoints(&value(&mut p)?),
-            Long("ttl") => ttl = secs(&mut p, "--ttl")?,
-            Long("id") => id = Some(value(&mut p)?),
-            Long("priority") => {
-                let v = value(&mut p)?;
-                priority = Some(
-                    v.parse()
-                        .map_err(|_| usage(format!("--priority must be an integer, not {v:?}")))?,
-                )
-            }
-            Long("endpoint") => endpoint = Some(value(&mut p)?),
-            Long("preempt") => preempt = true,
-            Long("grace") => grace = secs(&mut p, "--grace")?,
-            Long("observe") => observe = true,
-            Value(v) if name.is_none() => {
-                name = Some(
-                    v.into_string()
-                        .map_err(|v| usage(format!("election name {v:?} is not valid UTF-8")))?,
-                )
-            }
-            Value(v) => {
-                cmd.push(v);
-                cmd.extend(p.raw_args().map_err(usage)?);
-            }
-            other => return Err(usage(other.unexpected())),
-        }
-    }
-    let name = name.ok_or_else(|| usage("missing election NAME; see tenure --help"))?;
-    tenure::proto::validate_name(&name).map_err(usage)?;
-    let ttl = timeout_from_secs(ttl).map_err(|e| usage(format!("--ttl: {e}")))?;
-    if observe {
-        if !cmd.is_empty() || id.is_some() {
-            return Err(usage("--observe takes only the election NAME"));
-        }
+fn elect(a: ElectArgs) -> CliResult {
+    let (endpoints, name, cmd) = (a.endpoints.endpoints, a.name, a.cmd);
+    let ttl = timeout_from_secs(a.ttl).map_err(|e| usage(format!("--ttl: {e}")))?;
+    if a.observe {
         return elect_observe(endpoints, ttl, &name);
     }
-    let id = id.ok_or_else(|| usage("missing --id; see tenure --help"))?;
-    let priority = priority.ok_or_else(|| usage("missing --priority; see tenure --help"))?;
-    if cmd.is_empty() {
-        return Err(usage("missing command after --; see tenure --help"));
-    }
-    let grace = timeout_from_secs(grace).map_err(|e| usage(format!("--grace: {e}")))?;
+    // clap requires --id, --priority and CMD without --observe.
+    let (Some(id), Some(priority)) = (a.id, a.priority) else {
+        return Err(usage("--id and --priority are required to campaign"));
+    };
+    let (endpoint, preempt) = (a.endpoint, a.preempt);
+    let grace = timeout_from_secs(a.grace).map_err(|e| usage(format!("--grace: {e}")))?;
     let set = block_signals();
     let (tx, rx) = crossbeam_channel::unbounded::<Ev>();
     signal_thread(set, tx.clone());
@@ -1595,14 +1700,7 @@ mod demo {
     }
 
     /// The demo's paused holder: takes the lock and, after being resumed, finds out it lost it.
-    pub fn holder(args: Vec<OsString>) -> CliResult {
-        let args: Vec<String> = args
-            .into_iter()
-            .filter_map(|a| a.into_string().ok())
-            .collect();
-        let [addr, name, res_addr] = &args[..] else {
-            return Err(usage("__demo-holder ADDR NAME RESOURCE"));
-        };
+    pub fn holder(addr: &str, name: &str, res_addr: &str) -> CliResult {
         let mut res = TcpStream::connect(res_addr).map_err(fail)?;
         let mut res_in = std::io::BufReader::new(res.try_clone().map_err(fail)?);
         let (c, _s) = client("frank", addr, 1000)?;

@@ -173,9 +173,12 @@ fn handshake(ep: &str, step: Duration, client_name: &str) -> Result<(Stream, Inc
     let until = Instant::now() + step;
     let mut reader = FrameReader::new();
     let mut buf = [0u8; 4096];
+    // Whatever does not parse as a Welcome's frame comes from a peer that speaks another
+    // protocol (an HTTP server answers "HTTP/1.1 ...": a 1.2 GB "frame").
+    let alien = |e: &dyn std::fmt::Display| format!("{ep} is not a tenure server ({e})");
     let msg = loop {
-        if let Some(f) = reader.next_frame().map_err(|e| e.to_string())? {
-            break proto::decode::<ServerMsg>(f).map_err(|e| e.to_string())?;
+        if let Some(f) = reader.next_frame().map_err(|e| alien(&e))? {
+            break proto::decode::<ServerMsg>(f).map_err(|e| alien(&e))?;
         }
         let left = until.saturating_duration_since(Instant::now());
         if left.is_zero() {
@@ -196,7 +199,7 @@ fn handshake(ep: &str, step: Duration, client_name: &str) -> Result<(Stream, Inc
     let inc = match msg {
         ServerMsg::Welcome { incarnation, .. } => incarnation,
         ServerMsg::Reject { reason } => return Err(format!("rejected: {reason}")),
-        other => return Err(format!("unexpected handshake reply {other:?}")),
+        other => return Err(alien(&format!("unexpected handshake reply {other:?}"))),
     };
     s.set_read_timeout(None).map_err(|e| e.to_string())?;
     s.set_write_timeout(None).map_err(|e| e.to_string())?;

@@ -109,7 +109,7 @@ pub struct Server {
 }
 
 impl Server {
-    /// Opens the data directory, recovers the state, binds the address and starts serving.
+    /// Binds the address, opens the data directory, recovers the state and starts serving.
     pub fn start(cfg: ServerConfig) -> Result<Server> {
         let addr = cfg
             .listen
@@ -123,9 +123,6 @@ impl Server {
                 ))
             })?;
         check_cluster(&cfg)?;
-        let alone = cfg.cluster.is_empty();
-        let (storage, rec) = Storage::open(&cfg.data_dir, cfg.durability, alone)
-            .map_err(|e| Error::Io(format!("data directory {}: {e}", cfg.data_dir.display())))?;
         if cfg.max_connections == 0 {
             return Err(Error::InvalidArgument(
                 "max_connections must be at least 1".into(),
@@ -136,9 +133,14 @@ impl Server {
                 "idle_timeout must be positive".into(),
             ));
         }
-        let max_connections = cfg.max_connections.min(descriptor_room());
+        // Bound before the data directory is opened: a server that cannot listen creates
+        // nothing on disk. (Connections that arrive during recovery wait in the backlog.)
         let listener = TcpListener::bind(addr)
             .map_err(|e| Error::Io(format!("cannot listen on {addr}: {e}")))?;
+        let alone = cfg.cluster.is_empty();
+        let (storage, rec) = Storage::open(&cfg.data_dir, cfg.durability, alone)
+            .map_err(|e| Error::Io(format!("data directory {}: {e}", cfg.data_dir.display())))?;
+        let max_connections = cfg.max_connections.min(descriptor_room());
         let addr = listener.local_addr()?;
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
