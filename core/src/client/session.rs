@@ -566,11 +566,10 @@ impl Session {
         }
     }
 
-    /// Closes the client: see [`Session::close_session`]. `done` is told when the close
-    /// has ended (the server answered, the connection broke, or a second passed).
-    /// Closes the session; `done` is told once the close has ended (the server confirmed it,
-    /// or [`CLOSE_WAIT`] passed). A connect still opening the first session ends with
-    /// [`Error::Closed`].
+    /// Closes the client (see [`Session::close_session`]); `done` is told once the close has
+    /// ended (the server answered, the connection broke, or [`CLOSE_WAIT`] passed), or, when
+    /// a close or an abandoned first open is under way, once that has. A connect still
+    /// opening the first session ends with [`Error::Closed`].
     pub(crate) fn close(&mut self, now: Instant, done: Completer) {
         self.now = now;
         if self.first.is_some() {
