@@ -1182,22 +1182,44 @@ static int test_failure_detector_suspects_a_silent_peer(void) {
     peer_events pe;
     memset(&pe, 0, sizeof pe);
     pthread_mutex_init(&pe.mu, NULL);
-    for (i = 0; i < 3; i++) {
-        int port = free_udp_port();
-        CHECK(port > 0);
-        snprintf(addrs[i], sizeof addrs[i], "127.0.0.1:%d", port);
-    }
-    for (i = 0; i < 3; i++) {
-        tenure_detector_builder *b = NULL;
-        CHECK_OK(tenure_detector_builder_new(names[i], 50, &b));
-        CHECK_OK(tenure_detector_builder_add_network(b, "lan", addrs[i]));
-        CHECK_ST(tenure_detector_builder_add_network(b, "lan", addrs[i]), TENURE_STATUS_INVALID_ARGUMENT);
-        CHECK_ST(tenure_detector_builder_add_peer(b, "wan", "x", "127.0.0.1:9"), TENURE_STATUS_INVALID_ARGUMENT);
-        for (j = 0; j < 3; j++) {
-            if (j != i) CHECK_OK(tenure_detector_builder_add_peer(b, "lan", names[j], addrs[j]));
+    /* The ports are probed free, then bound by the detectors: another process (or a probe
+     * handing out the same port twice) may take one in between, so a start that finds its
+     * port in use picks three new ones (at most five rounds). */
+    for (int round = 0;; round++) {
+        int started = 1;
+        for (i = 0; i < 3; i++) {
+            int port;
+            do {
+                port = free_udp_port();
+                CHECK(port > 0);
+                snprintf(addrs[i], sizeof addrs[i], "127.0.0.1:%d", port);
+                for (j = 0; j < i && strcmp(addrs[j], addrs[i]) != 0; j++) {
+                }
+            } while (j < i);
         }
-        CHECK_OK(tenure_detector_start(b, &d[i]));
-        CHECK_ST(tenure_detector_builder_add_network(b, "x", "127.0.0.1:0"), TENURE_STATUS_INVALID_HANDLE);
+        for (i = 0; i < 3 && started; i++) {
+            tenure_detector_builder *b = NULL;
+            tenure_status st;
+            CHECK_OK(tenure_detector_builder_new(names[i], 50, &b));
+            CHECK_OK(tenure_detector_builder_add_network(b, "lan", addrs[i]));
+            CHECK_ST(tenure_detector_builder_add_network(b, "lan", addrs[i]), TENURE_STATUS_INVALID_ARGUMENT);
+            CHECK_ST(tenure_detector_builder_add_peer(b, "wan", "x", "127.0.0.1:9"), TENURE_STATUS_INVALID_ARGUMENT);
+            for (j = 0; j < 3; j++) {
+                if (j != i) CHECK_OK(tenure_detector_builder_add_peer(b, "lan", names[j], addrs[j]));
+            }
+            st = tenure_detector_start(b, &d[i]);
+            if (st == TENURE_STATUS_IO && round < 4) {
+                started = 0; /* the builder was consumed; try again with new ports */
+                break;
+            }
+            CHECK_ST(st, TENURE_STATUS_OK);
+            CHECK_ST(tenure_detector_builder_add_network(b, "x", "127.0.0.1:0"), TENURE_STATUS_INVALID_HANDLE);
+        }
+        if (started) break;
+        for (j = 0; j < 3; j++) {
+            tenure_detector_free(d[j]);
+            d[j] = NULL;
+        }
     }
     CHECK_OK(tenure_detector_local_address(d[0], "lan", got, sizeof got, &n));
     CHECK(strcmp(got, addrs[0]) == 0);
